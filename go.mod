@@ -1,6 +1,6 @@
 module github.com/mynet/mynet
 
-go 1.24
+go 1.25.0
 
 require (
 	github.com/coreos/go-iptables v0.8.0 // indirect

@@ -1,0 +1,92 @@
+package state
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Pool is an address pool handed to Docker by our IPAM. Its ID is what Docker
+// stores and passes back, so it must stay decodable across upgrades.
+type Pool struct {
+	ID           string            `json:"id"`
+	AddressSpace string            `json:"address_space"`
+	Pool         netip.Prefix      `json:"pool"`
+	Range        netip.Prefix      `json:"range,omitzero"` // --ip-range; zero = whole pool
+	V6           bool              `json:"v6,omitempty"`
+	Automatic    bool              `json:"automatic,omitempty"` // cut from the default ranges
+	Options      map[string]string `json:"options,omitempty"`
+	Created      time.Time         `json:"created"`
+}
+
+// Address kinds.
+const (
+	KindGateway  = "gateway"
+	KindAux      = "aux"
+	KindEndpoint = "endpoint"
+)
+
+// Address is one allocated address of a pool.
+type Address struct {
+	Kind    string    `json:"kind,omitempty"`
+	MAC     string    `json:"mac,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// Subnet is one subnet of a network as Docker's IPAM data gave it.
+type Subnet struct {
+	Pool    netip.Prefix            `json:"pool"`
+	Gateway netip.Prefix            `json:"gateway,omitzero"` // address with the pool's prefix length
+	Aux     map[string]netip.Prefix `json:"aux,omitempty"`
+}
+
+// Network is a network created through our network driver.
+type Network struct {
+	ID      string            `json:"id"`
+	Backend string            `json:"backend"`
+	Options map[string]string `json:"options,omitempty"` // driver options exactly as given
+	IPv4    []Subnet          `json:"ipv4,omitempty"`
+	IPv6    []Subnet          `json:"ipv6,omitempty"`
+
+	EnableIPv6 bool `json:"enable_ipv6,omitempty"`
+	Internal   bool `json:"internal,omitempty"`
+
+	// Bridge backend.
+	Bridge        string `json:"bridge,omitempty"`
+	BridgeCreated bool   `json:"bridge_created,omitempty"` // we made it, so we delete it
+	MTU           int    `json:"mtu,omitempty"`
+	ICC           bool   `json:"icc"`
+	Masquerade    bool   `json:"masquerade"`
+	HostBindingV4 string `json:"host_binding_ipv4,omitempty"`
+	IfacePrefix   string `json:"iface_prefix,omitempty"`
+
+	// macvlan / ipvlan backends.
+	Parent        string `json:"parent,omitempty"`
+	ParentCreated bool   `json:"parent_created,omitempty"`
+	Mode          string `json:"mode,omitempty"`
+	Flag          string `json:"flag,omitempty"`
+
+	Created time.Time `json:"created"`
+}
+
+// PortBinding is one published port of an endpoint.
+type PortBinding struct {
+	Proto         string     `json:"proto"`
+	HostIP        netip.Addr `json:"host_ip,omitzero"`
+	HostPort      uint16     `json:"host_port"`
+	ContainerIP   netip.Addr `json:"container_ip"`
+	ContainerPort uint16     `json:"container_port"`
+}
+
+// Endpoint is one container interface on one of our networks.
+type Endpoint struct {
+	ID          string        `json:"id"`
+	NetworkID   string        `json:"network_id"`
+	HostIf      string        `json:"host_if"`      // host end (veth) or the link before it moves
+	ContainerIf string        `json:"container_if"` // name Docker moves into the sandbox
+	MAC         string        `json:"mac,omitempty"`
+	IPv4        netip.Prefix  `json:"ipv4,omitzero"`
+	IPv6        netip.Prefix  `json:"ipv6,omitzero"`
+	SandboxKey  string        `json:"sandbox,omitempty"`
+	Ports       []PortBinding `json:"ports,omitempty"`
+	Created     time.Time     `json:"created"`
+}
