@@ -1,0 +1,256 @@
+// Package link creates and removes the kernel links mynet uses (bridges,
+// veth pairs) through netlink. Every helper is idempotent: ensuring what
+// exists changes nothing, deleting what is gone succeeds.
+package link
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// MaxNameLen is the kernel's limit on interface names (IFNAMSIZ - 1).
+const MaxNameLen = 15
+
+// ValidName reports why name cannot be an interface name, or nil.
+func ValidName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("interface name is empty")
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("interface name %q is %d bytes: at most %d are allowed", name, len(name), MaxNameLen)
+	case name == "." || name == "..":
+		return fmt.Errorf("interface name %q is not allowed", name)
+	}
+	for _, r := range name {
+		if r <= ' ' || r == '/' || r == ':' || r > '~' {
+			return fmt.Errorf("interface name %q has the character %q: use letters, digits, '-', '_' and '.'", name, r)
+		}
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
+// Exists reports whether a link of that name exists.
+func Exists(name string) (bool, error) {
+	_, err := netlink.LinkByName(name)
+	if err == nil {
+		return true, nil
+	}
+	if isNotFound(err) {
+		return false, nil
+	}
+	return false, err
+}
+
+// EnsureBridge makes sure a bridge called name exists and is up, with the
+// given MTU when mtu > 0. created says whether this call made it. A link of
+// that name that is not a bridge is an error.
+func EnsureBridge(name string, mtu int) (created bool, err error) {
+	l, err := netlink.LinkByName(name)
+	switch {
+	case err == nil:
+		if l.Type() != "bridge" {
+			return false, fmt.Errorf("interface %s exists and is a %s, not a bridge: choose another bridge name", name, l.Type())
+		}
+	case isNotFound(err):
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = name
+		if mtu > 0 {
+			attrs.MTU = mtu
+		}
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return false, fmt.Errorf("create bridge %s: %w", name, err)
+		}
+		created = true
+		if l, err = netlink.LinkByName(name); err != nil {
+			return true, fmt.Errorf("find bridge %s: %w", name, err)
+		}
+	default:
+		return false, fmt.Errorf("look up bridge %s: %w", name, err)
+	}
+	if mtu > 0 && l.Attrs().MTU != mtu {
+		if err := netlink.LinkSetMTU(l, mtu); err != nil {
+			return created, fmt.Errorf("set MTU %d on %s: %w", mtu, name, err)
+		}
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return created, fmt.Errorf("set %s up: %w", name, err)
+	}
+	return created, nil
+}
+
+// Delete removes a link. A missing link is fine.
+func Delete(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// EnsureAddr adds an address (with its prefix length) to a link unless present.
+func EnsureAddr(name string, p netip.Prefix) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("add %s to %s: %w", p, name, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		addr.Flags = unix.IFA_F_NODAD // the gateway must answer at once
+	}
+	if err := netlink.AddrAdd(l, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add %s to %s: %w", p, name, err)
+	}
+	return nil
+}
+
+// DelAddr removes an address from a link. Missing link or address is fine.
+func DelAddr(name string, p netip.Prefix) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if err := netlink.AddrDel(l, addr); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s from %s: %w", p, name, err)
+	}
+	return nil
+}
+
+// Veth describes a veth pair whose host end sits on a bridge.
+type Veth struct {
+	Host, Peer string
+	Bridge     string
+	MTU        int              // 0 = kernel default
+	PeerMAC    net.HardwareAddr // nil = kernel random
+}
+
+// CreateVeth creates the pair, puts the host end on the bridge (hairpin on,
+// so a container can reach its own published port) and brings it up. The
+// peer stays down in the host namespace for Docker to move. On failure
+// nothing is left behind.
+func CreateVeth(v Veth) (retErr error) {
+	br, err := netlink.LinkByName(v.Bridge)
+	if err != nil {
+		return fmt.Errorf("find bridge %s: %w", v.Bridge, err)
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = v.Host
+	attrs.MTU = v.MTU
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: v.Peer, PeerHardwareAddr: v.PeerMAC}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth %s/%s: %w", v.Host, v.Peer, err)
+	}
+	defer func() {
+		if retErr != nil {
+			if err := Delete(v.Host); err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("undo: %w", err))
+			}
+		}
+	}()
+	host, err := netlink.LinkByName(v.Host)
+	if err != nil {
+		return err
+	}
+	if v.MTU > 0 {
+		peer, err := netlink.LinkByName(v.Peer)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetMTU(peer, v.MTU); err != nil {
+			return fmt.Errorf("set MTU %d on %s: %w", v.MTU, v.Peer, err)
+		}
+	}
+	return Attach(host, br)
+}
+
+// Attach puts a host-end link on a bridge with hairpin on and brings it up.
+func Attach(l netlink.Link, br netlink.Link) error {
+	if err := netlink.LinkSetMaster(l, br); err != nil {
+		return fmt.Errorf("attach %s to %s: %w", l.Attrs().Name, br.Attrs().Name, err)
+	}
+	if err := netlink.LinkSetHairpin(l, true); err != nil {
+		return fmt.Errorf("hairpin on %s: %w", l.Attrs().Name, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// AttachByName is Attach by link names.
+func AttachByName(name, bridge string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return err
+	}
+	return Attach(l, br)
+}
+
+// Master returns the name of the bridge a link is on ("" if none).
+func Master(name string) (string, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return "", err
+	}
+	if l.Attrs().MasterIndex == 0 {
+		return "", nil
+	}
+	m, err := netlink.LinkByIndex(l.Attrs().MasterIndex)
+	if err != nil {
+		return "", err
+	}
+	return m.Attrs().Name, nil
+}
+
+// Names lists every link name in this namespace.
+func Names() ([]string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(links))
+	for _, l := range links {
+		out = append(out, l.Attrs().Name)
+	}
+	return out, nil
+}
+
+// SetSysctl writes a value under /proc/sys (key like "net/ipv4/ip_forward"),
+// skipping the write when it already holds the value.
+func SetSysctl(key, value string) error {
+	path := filepath.Join("/proc/sys", key)
+	if cur, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(cur)) == value {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("set %s=%s: %w (set it on the host if mynet runs without write access to /proc/sys)",
+			strings.ReplaceAll(key, "/", "."), value, err)
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package link
+
+import (
+	"net"
+	"net/netip"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// inFreshNetns runs fn on a thread moved into a new, empty network namespace,
+// so kernel tests never touch the host's links.
+func inFreshNetns(t *testing.T, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread dies with its namespace
+		if _, err := netns.New(); err != nil {
+			t.Errorf("new netns: %v", err)
+			return
+		}
+		fn()
+	}()
+	<-done
+}
+
+func TestValidName(t *testing.T) {
+	for _, ok := range []string{"mn-0123456789ab", "br0", "eth1.10", "a_b"} {
+		if err := ValidName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "0123456789abcdef", "a b", "a/b", "..", "-j\nACCEPT", "x:y"} {
+		if err := ValidName(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestBridgeAndAddressesAreIdempotent(t *testing.T) {
+	inFreshNetns(t, func() {
+		created, err := EnsureBridge("tbr0", 1400)
+		if err != nil || !created {
+			t.Fatalf("first ensure: created=%v err=%v", created, err)
+		}
+		created, err = EnsureBridge("tbr0", 1400)
+		if err != nil || created {
+			t.Fatalf("second ensure: created=%v err=%v", created, err)
+		}
+		l, _ := netlink.LinkByName("tbr0")
+		if l.Attrs().MTU != 1400 || l.Attrs().Flags&net.FlagUp == 0 {
+			t.Fatalf("bridge mtu=%d flags=%v", l.Attrs().MTU, l.Attrs().Flags)
+		}
+		gw := netip.MustParsePrefix("10.77.0.1/24")
+		for i := 0; i < 2; i++ {
+			if err := EnsureAddr("tbr0", gw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4)
+		if len(addrs) != 1 || addrs[0].IPNet.String() != "10.77.0.1/24" {
+			t.Fatalf("addresses %v", addrs)
+		}
+		for i := 0; i < 2; i++ {
+			if err := DelAddr("tbr0", gw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := 0; i < 2; i++ {
+			if err := Delete("tbr0"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, _ := Exists("tbr0"); ok {
+			t.Fatal("bridge still exists")
+		}
+	})
+}
+
+func TestEnsureBridgeRefusesOtherLinkTypes(t *testing.T) {
+	inFreshNetns(t, func() {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = "tv0"
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "tv1"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := EnsureBridge("tv0", 0); err == nil {
+			t.Fatal("a veth was accepted as a bridge")
+		}
+	})
+}
+
+func TestVethOnBridge(t *testing.T) {
+	inFreshNetns(t, func() {
+		if _, err := EnsureBridge("tbr1", 0); err != nil {
+			t.Fatal(err)
+		}
+		mac, _ := net.ParseMAC("02:42:0a:4d:00:02")
+		if err := CreateVeth(Veth{Host: "th0", Peer: "tc0", Bridge: "tbr1", MTU: 1300, PeerMAC: mac}); err != nil {
+			t.Fatal(err)
+		}
+		host, _ := netlink.LinkByName("th0")
+		peer, _ := netlink.LinkByName("tc0")
+		if host.Attrs().MTU != 1300 || peer.Attrs().MTU != 1300 {
+			t.Fatalf("MTU host=%d peer=%d", host.Attrs().MTU, peer.Attrs().MTU)
+		}
+		if peer.Attrs().HardwareAddr.String() != mac.String() {
+			t.Fatalf("peer MAC %s", peer.Attrs().HardwareAddr)
+		}
+		if m, _ := Master("th0"); m != "tbr1" {
+			t.Fatalf("host end master %q", m)
+		}
+		if host.Attrs().Flags&net.FlagUp == 0 {
+			t.Fatal("host end is down")
+		}
+		// Deleting one end removes both, and again is fine.
+		for i := 0; i < 2; i++ {
+			if err := Delete("th0"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ok, _ := Exists("tc0"); ok {
+			t.Fatal("peer survived")
+		}
+	})
+}
+
+func TestVethFailureLeavesNothing(t *testing.T) {
+	inFreshNetns(t, func() {
+		if err := CreateVeth(Veth{Host: "th1", Peer: "tc1", Bridge: "nosuchbr"}); err == nil {
+			t.Fatal("veth on a missing bridge succeeded")
+		}
+		if _, err := EnsureBridge("tbr2", 0); err != nil {
+			t.Fatal(err)
+		}
+		// MTU the kernel refuses: the pair must be rolled back.
+		if err := CreateVeth(Veth{Host: "th2", Peer: "tc2", Bridge: "tbr2", MTU: 70000}); err == nil {
+			t.Fatal("impossible MTU accepted")
+		}
+		for _, n := range []string{"th1", "tc1", "th2", "tc2"} {
+			if ok, _ := Exists(n); ok {
+				t.Fatalf("%s left behind", n)
+			}
+		}
+	})
+}

@@ -1,0 +1,15 @@
+//go:build !linux
+
+package ports
+
+import (
+	"errors"
+	"net/netip"
+)
+
+// mynet is a Linux plugin; elsewhere the package builds but cannot hold ports.
+func openHolds(proto string, ip netip.Addr, port uint16) ([]int, error) {
+	return nil, errors.New("holding host ports is only supported on Linux")
+}
+
+func closeHolds(fds []int) {}
