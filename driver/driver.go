@@ -1,0 +1,134 @@
+// Package driver is mynet's network driver: the NetworkDriver protocol's
+// calls turned into bridges, veth pairs, firewall rules and published ports,
+// each recorded in the store so a restart can rebuild them.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/driver/ports"
+	"github.com/mynet/mynet/state"
+)
+
+// ErrBadRequest marks errors caused by the request itself.
+var ErrBadRequest = errors.New("bad request")
+
+// Config wires a Driver.
+type Config struct {
+	Store    *state.Store
+	Firewall *firewall.Firewall
+	Log      *slog.Logger
+}
+
+// Driver serves the NetworkDriver protocol.
+type Driver struct {
+	store *state.Store
+	fw    *firewall.Firewall
+	ports *ports.Reserver
+	log   *slog.Logger
+
+	createMu  sync.Mutex // one CreateNetwork at a time
+	mu        sync.Mutex // guards the maps; never held across kernel calls
+	networks  map[string]*netEntry
+	endpoints map[string]*state.Endpoint
+	locks     map[string]*sync.Mutex // one per network: serialises its kernel work
+}
+
+type netEntry struct {
+	rec state.Network
+	cfg netConfig
+}
+
+// New loads every network and endpoint from the store and rebuilds in the
+// kernel whatever is missing (after a host reboot, or bridges and chains
+// deleted by hand), before the caller opens the socket.
+func New(cfg Config) (*Driver, error) {
+	d := &Driver{
+		store: cfg.Store, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log,
+		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*sync.Mutex{},
+	}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	if err := d.restore(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// netLock serialises work on one network; other networks go on in parallel.
+func (d *Driver) netLock(id string) func() {
+	d.mu.Lock()
+	l, ok := d.locks[id]
+	if !ok {
+		l = &sync.Mutex{}
+		d.locks[id] = l
+	}
+	d.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+func (d *Driver) lookupNetwork(id string) (*netEntry, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.networks[id]
+	return n, ok
+}
+
+func (d *Driver) lookupEndpoint(id string) (*state.Endpoint, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.endpoints[id]
+	if !ok {
+		return nil, false
+	}
+	c := *e
+	return &c, true
+}
+
+// Run re-asserts our firewall jumps until ctx ends: dockerd rebuilds its own
+// chains at every start and puts its jumps above ours.
+func (d *Driver) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := d.fw.EnsureBase(); err != nil {
+				d.log.Warn("re-assert firewall jumps", "err", err)
+			}
+		}
+	}
+}
+
+// Capabilities is NetworkDriver.GetCapabilities' answer.
+type Capabilities struct {
+	Scope             string
+	ConnectivityScope string
+	GwAllocChecker    bool
+}
+
+// GetCapabilities: a single-host driver.
+func (d *Driver) GetCapabilities() Capabilities {
+	return Capabilities{Scope: "local", ConnectivityScope: "local"}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, args...)...)
+}

@@ -1,0 +1,213 @@
+package driver
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/state"
+)
+
+// Link names come from the endpoint id, so they are stable and never clash
+// with Docker's own (veth + random hex).
+func hostIfName(endpointID string) string      { return "mnh" + short(endpointID) }
+func containerIfName(endpointID string) string { return "mnc" + short(endpointID) }
+
+// CreateEndpoint makes the veth pair for one container interface. It never
+// echoes an interface field Docker sent; it returns the MAC only when Docker
+// sent none.
+func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.CreateEndpointResponse, retErr error) {
+	if req.EndpointID == "" {
+		return nil, badRequest("EndpointID is empty")
+	}
+	unlock := d.netLock(req.NetworkID)
+	defer unlock()
+	n, ok := d.lookupNetwork(req.NetworkID)
+	if !ok {
+		return nil, badRequest("network %s is not a mynet network (unknown id): it may have been removed", short(req.NetworkID))
+	}
+	if old, ok := d.lookupEndpoint(req.EndpointID); ok {
+		return &api.CreateEndpointResponse{Interface: d.macResponse(req, old.MAC)}, nil // retried create
+	}
+	iface := req.Interface
+	if iface == nil {
+		iface = &api.EndpointInterface{}
+	}
+	ep := state.Endpoint{ID: req.EndpointID, NetworkID: req.NetworkID,
+		HostIf: hostIfName(req.EndpointID), ContainerIf: containerIfName(req.EndpointID), Created: time.Now().UTC()}
+	var err error
+	if ep.IPv4, err = parseIfAddr("Address", iface.Address, false); err != nil {
+		return nil, err
+	}
+	if ep.IPv6, err = parseIfAddr("AddressIPv6", iface.AddressIPv6, true); err != nil {
+		return nil, err
+	}
+	mac, err := endpointMAC(req, ep.IPv4)
+	if err != nil {
+		return nil, err
+	}
+	ep.MAC = mac.String()
+
+	if err := link.CreateVeth(link.Veth{Host: ep.HostIf, Peer: ep.ContainerIf, Bridge: n.rec.Bridge, MTU: n.rec.MTU, PeerMAC: mac}); err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", short(ep.ID), err)
+	}
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, link.Delete(ep.HostIf))
+		}
+	}()
+	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
+		return nil, fmt.Errorf("save endpoint %s: %w", short(ep.ID), err)
+	}
+	d.mu.Lock()
+	d.endpoints[ep.ID] = &ep
+	d.mu.Unlock()
+	return &api.CreateEndpointResponse{Interface: d.macResponse(req, ep.MAC)}, nil
+}
+
+func (d *Driver) macResponse(req *api.CreateEndpointRequest, mac string) *api.EndpointInterface {
+	if req.Interface != nil && req.Interface.MacAddress != "" {
+		return nil // Docker's own value: returning it, even unchanged, fails the call
+	}
+	return &api.EndpointInterface{MacAddress: mac}
+}
+
+func parseIfAddr(field, s string, v6 bool) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil || p.Addr().Is6() != v6 {
+		return p, badRequest("Interface.%s %q is not an IPv%s address with prefix length", field, s, map[bool]string{false: "4", true: "6"}[v6])
+	}
+	return p, nil
+}
+
+// endpointMAC is the user's MAC if given, else 02:42 + the IPv4 address like
+// Docker's bridge (stable across restarts), else one derived from the id.
+func endpointMAC(req *api.CreateEndpointRequest, v4 netip.Prefix) (net.HardwareAddr, error) {
+	if req.Interface != nil && req.Interface.MacAddress != "" {
+		mac, err := net.ParseMAC(req.Interface.MacAddress)
+		if err != nil || len(mac) != 6 {
+			return nil, badRequest("Interface.MacAddress %q is not a MAC address", req.Interface.MacAddress)
+		}
+		return mac, nil
+	}
+	if s, ok := req.Options[optMAC].(string); ok && s != "" {
+		if raw, err := base64.StdEncoding.DecodeString(s); err == nil && len(raw) == 6 {
+			return net.HardwareAddr(raw), nil
+		}
+		if mac, err := net.ParseMAC(s); err == nil && len(mac) == 6 {
+			return mac, nil
+		}
+		return nil, badRequest("option %s=%q is not a MAC address", optMAC, s)
+	}
+	if v4.IsValid() {
+		b := v4.Addr().As4()
+		return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}, nil
+	}
+	h := sha256.Sum256([]byte(req.EndpointID))
+	return net.HardwareAddr{0x02, h[0], h[1], h[2], h[3], h[4]}, nil
+}
+
+// Join hands Docker the container end and the gateways. A gateway (or
+// DisableGatewayService) is always given, so Docker never adds docker_gwbridge.
+func (d *Driver) Join(req *api.JoinRequest) (*api.JoinResponse, error) {
+	unlock := d.netLock(req.NetworkID)
+	defer unlock()
+	n, ok := d.lookupNetwork(req.NetworkID)
+	if !ok {
+		return nil, badRequest("network %s is not a mynet network", short(req.NetworkID))
+	}
+	ep, ok := d.lookupEndpoint(req.EndpointID)
+	if !ok {
+		return nil, badRequest("endpoint %s does not exist on network %s (Join before CreateEndpoint?)", short(req.EndpointID), short(req.NetworkID))
+	}
+	if ok, err := link.Exists(ep.ContainerIf); err != nil || !ok {
+		return nil, fmt.Errorf("endpoint %s: its interface %s is gone (host rebooted?): %v", short(ep.ID), ep.ContainerIf, err)
+	}
+	resp := &api.JoinResponse{InterfaceName: api.InterfaceName{SrcName: ep.ContainerIf, DstPrefix: n.rec.IfacePrefix}}
+	for _, s := range n.rec.IPv4 {
+		if s.Gateway.IsValid() {
+			resp.Gateway = s.Gateway.Addr().String()
+		}
+	}
+	if ep.IPv6.IsValid() {
+		for _, s := range n.rec.IPv6 {
+			if s.Gateway.IsValid() {
+				resp.GatewayIPv6 = s.Gateway.Addr().String()
+			}
+		}
+	}
+	if resp.Gateway == "" {
+		resp.DisableGatewayService = true
+	}
+	if ep.SandboxKey != req.SandboxKey {
+		ep.SandboxKey = req.SandboxKey
+		if err := d.saveEndpoint(*ep); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// Leave: Docker moves the interface back itself; nothing to undo here.
+func (d *Driver) Leave(req *api.LeaveRequest) error { return nil }
+
+// DeleteEndpoint removes the veth, published ports and the record. Unknown
+// endpoints and missing links succeed.
+func (d *Driver) DeleteEndpoint(req *api.DeleteEndpointRequest) error {
+	unlock := d.netLock(req.NetworkID)
+	defer unlock()
+	ep, ok := d.lookupEndpoint(req.EndpointID)
+	if !ok {
+		return nil
+	}
+	n, _ := d.lookupNetwork(ep.NetworkID)
+	var rec state.Network
+	if n != nil {
+		rec = n.rec
+	}
+	return d.removeEndpoint(rec, *ep)
+}
+
+// removeEndpoint undoes an endpoint. Callers hold the network's lock.
+func (d *Driver) removeEndpoint(n state.Network, ep state.Endpoint) error {
+	var errs []error
+	if len(ep.Ports) > 0 && n.ID != "" {
+		errs = append(errs, d.unpublish(n, ep))
+	}
+	errs = append(errs, link.Delete(ep.HostIf), link.Delete(ep.ContainerIf))
+	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteEndpoint(ep.ID) }); err != nil {
+		errs = append(errs, fmt.Errorf("forget endpoint: %w", err))
+	}
+	d.mu.Lock()
+	delete(d.endpoints, ep.ID)
+	d.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+	}
+	return nil
+}
+
+func (d *Driver) saveEndpoint(ep state.Endpoint) error {
+	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
+		return fmt.Errorf("save endpoint %s: %w", short(ep.ID), err)
+	}
+	d.mu.Lock()
+	d.endpoints[ep.ID] = &ep
+	d.mu.Unlock()
+	return nil
+}
+
+// EndpointInfo is cheap on purpose: Docker cannot read typed values from a
+// remote driver anyway (published ports: see `mynet ports`).
+func (d *Driver) EndpointInfo(req *api.InfoRequest) (*api.InfoResponse, error) {
+	return &api.InfoResponse{Value: map[string]string{}}, nil
+}

@@ -1,0 +1,203 @@
+package driver
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/mynet/mynet/driver/link"
+)
+
+// Option keys, Docker's own where Docker's bridge has one, so that -d bridge
+// can be swapped for -d mynet.
+const (
+	optGeneric     = "com.docker.network.generic"
+	optEnableIPv6  = "com.docker.network.enable_ipv6"
+	optInternal    = "com.docker.network.internal"
+	optBackend     = "backend"
+	optBridgeName  = "com.docker.network.bridge.name"
+	optICC         = "com.docker.network.bridge.enable_icc"
+	optMasquerade  = "com.docker.network.bridge.enable_ip_masquerade"
+	optHostBinding = "com.docker.network.bridge.host_binding_ipv4"
+	optMTU         = "com.docker.network.driver.mtu"
+	optMTUShort    = "mtu"
+	optIfPrefix    = "com.docker.network.container_iface_prefix"
+
+	optPortMap = "com.docker.network.portmap"
+	optMAC     = "com.docker.network.endpoint.macaddress"
+)
+
+// Backends.
+const (
+	backendBridge = "bridge"
+)
+
+var validBackends = []string{backendBridge}
+
+// netConfig is a network's parsed driver options.
+type netConfig struct {
+	Backend     string
+	Bridge      string // "" = derived from the network id
+	ICC         bool
+	Masquerade  bool
+	HostBinding netip.Addr
+	MTU         int
+	IfPrefix    string
+	EnableIPv6  bool
+	Internal    bool
+	Raw         map[string]string
+}
+
+// optionHelp lists every key with what it takes, for error messages.
+var optionHelp = map[string]string{
+	optBackend:     "bridge",
+	optBridgeName:  "a Linux interface name of at most 15 bytes",
+	optICC:         "true or false",
+	optMasquerade:  "true or false",
+	optHostBinding: "an IPv4 address",
+	optMTU:         "an integer from 68 to 65535",
+	optMTUShort:    "an integer from 68 to 65535",
+	optIfPrefix:    "letters and digits, at most 12 bytes",
+}
+
+func validKeys() string {
+	keys := make([]string, 0, len(optionHelp))
+	for k := range optionHelp {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
+}
+
+// parseNetworkOptions reads CreateNetwork's Options.
+func parseNetworkOptions(opts map[string]any) (netConfig, error) {
+	cfg := netConfig{Backend: backendBridge, ICC: true, Masquerade: true, IfPrefix: "eth", Raw: map[string]string{}}
+	var err error
+	if cfg.EnableIPv6, err = boolOption(opts, optEnableIPv6); err != nil {
+		return cfg, err
+	}
+	if cfg.Internal, err = boolOption(opts, optInternal); err != nil {
+		return cfg, err
+	}
+	generic, err := genericOptions(opts[optGeneric])
+	if err != nil {
+		return cfg, err
+	}
+	keys := make([]string, 0, len(generic))
+	for k := range generic {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // report the first bad key deterministically
+	for _, k := range keys {
+		v := generic[k]
+		cfg.Raw[k] = v
+		if err := cfg.set(k, v); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+func (c *netConfig) set(k, v string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("option %s=%q: %s; valid: %s", k, v, why, optionHelp[k])
+	}
+	switch k {
+	case optBackend:
+		if !contains(validBackends, v) {
+			return bad("unknown backend")
+		}
+		c.Backend = v
+	case optBridgeName:
+		if err := link.ValidName(v); err != nil {
+			return bad(err.Error())
+		}
+		c.Bridge = v
+	case optICC, optMasquerade:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return bad("not a boolean")
+		}
+		if k == optICC {
+			c.ICC = b
+		} else {
+			c.Masquerade = b
+		}
+	case optHostBinding:
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			return bad("not an IPv4 address")
+		}
+		c.HostBinding = a
+	case optMTU, optMTUShort:
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 68 || n > 65535 {
+			return bad("out of range")
+		}
+		c.MTU = n
+	case optIfPrefix:
+		if v == "" || len(v) > 12 || strings.IndexFunc(v, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) >= 0 {
+			return bad("not a valid prefix")
+		}
+		c.IfPrefix = v
+	default:
+		return fmt.Errorf("unknown option %q: valid options are %s", k, validKeys())
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func boolOption(opts map[string]any, key string) (bool, error) {
+	switch v := opts[key].(type) {
+	case nil:
+		return false, nil
+	case bool:
+		return v, nil
+	case string:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return false, fmt.Errorf("option %s=%q: want true or false", key, v)
+		}
+		return b, nil
+	default:
+		return false, fmt.Errorf("option %s has type %T: want a boolean", key, v)
+	}
+}
+
+// genericOptions decodes com.docker.network.generic: an object of strings
+// (Docker sends numbers and booleans as strings, compose may not).
+func genericOptions(v any) (map[string]string, error) {
+	out := map[string]string{}
+	switch m := v.(type) {
+	case nil:
+		return out, nil
+	case map[string]any:
+		for k, x := range m {
+			switch t := x.(type) {
+			case string:
+				out[k] = t
+			case bool:
+				out[k] = strconv.FormatBool(t)
+			case float64:
+				out[k] = strconv.FormatFloat(t, 'f', -1, 64)
+			default:
+				return nil, fmt.Errorf("option %s has type %T: want a string", k, x)
+			}
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("option %s has type %T: want an object of strings", optGeneric, v)
+	}
+}

@@ -1,0 +1,144 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/driver/ports"
+	"github.com/mynet/mynet/state"
+)
+
+// ProgramExternalConnectivity publishes the container's -p ports: host ports
+// are held with real sockets (so conflicts are detected like Docker does),
+// then DNAT rules send traffic to the container.
+func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivityRequest) (retErr error) {
+	unlock := d.netLock(req.NetworkID)
+	defer unlock()
+	n, ok := d.lookupNetwork(req.NetworkID)
+	if !ok {
+		return badRequest("network %s is not a mynet network", short(req.NetworkID))
+	}
+	ep, ok := d.lookupEndpoint(req.EndpointID)
+	if !ok {
+		return badRequest("endpoint %s does not exist on network %s", short(req.EndpointID), short(req.NetworkID))
+	}
+	mappings, err := ports.ParsePortMap(req.Options[optPortMap])
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if len(mappings) == 0 || len(ep.Ports) > 0 || n.rec.Internal {
+		return nil // nothing asked, already done, or nothing may reach an internal network
+	}
+	bindings, err := d.reserve(n.rec, *ep, mappings)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			d.ports.Release(bindings)
+		}
+	}()
+	if err := d.fw.AddPorts(fwNetwork(n.rec), fwPorts(bindings)); err != nil {
+		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
+	}
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, d.fw.RemovePorts(fwNetwork(n.rec), fwPorts(bindings)))
+		}
+	}()
+	ep.Ports = toRecords(bindings)
+	return d.saveEndpoint(*ep)
+}
+
+// reserve holds host ports for each mapping, routing IPv6 host addresses to
+// the container's IPv6 address and the rest to its IPv4 address.
+func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping) ([]ports.Binding, error) {
+	var v4, v6 []ports.Mapping
+	for _, m := range ms {
+		if !m.HostIP.IsValid() && n.HostBindingV4 != "" {
+			m.HostIP = netip.MustParseAddr(n.HostBindingV4)
+		}
+		if m.HostIP.Is6() {
+			v6 = append(v6, m)
+		} else {
+			v4 = append(v4, m)
+		}
+	}
+	if len(v4) > 0 && !ep.IPv4.IsValid() {
+		return nil, badRequest("endpoint %s has no IPv4 address to publish %s to", short(ep.ID), v4[0])
+	}
+	if len(v6) > 0 && !ep.IPv6.IsValid() {
+		return nil, badRequest("endpoint %s has no IPv6 address to publish %s to", short(ep.ID), v6[0])
+	}
+	var out []ports.Binding
+	if len(v4) > 0 {
+		b, err := d.ports.Reserve(ep.IPv4.Addr(), v4)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	if len(v6) > 0 {
+		b, err := d.ports.Reserve(ep.IPv6.Addr(), v6)
+		if err != nil {
+			d.ports.Release(out)
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+// RevokeExternalConnectivity unpublishes the endpoint's ports. Idempotent.
+func (d *Driver) RevokeExternalConnectivity(req *api.RevokeExternalConnectivityRequest) error {
+	unlock := d.netLock(req.NetworkID)
+	defer unlock()
+	n, ok := d.lookupNetwork(req.NetworkID)
+	ep, ok2 := d.lookupEndpoint(req.EndpointID)
+	if !ok || !ok2 || len(ep.Ports) == 0 {
+		return nil
+	}
+	if err := d.unpublish(n.rec, *ep); err != nil {
+		return err
+	}
+	ep.Ports = nil
+	return d.saveEndpoint(*ep)
+}
+
+// unpublish removes the rules and frees the host ports of ep.
+func (d *Driver) unpublish(n state.Network, ep state.Endpoint) error {
+	bindings := fromRecords(ep.Ports)
+	err := d.fw.RemovePorts(fwNetwork(n), fwPorts(bindings))
+	d.ports.Release(bindings)
+	if err != nil {
+		return fmt.Errorf("unpublish ports of endpoint %s: %w", short(ep.ID), err)
+	}
+	return nil
+}
+
+func fwPorts(bs []ports.Binding) []firewall.PortMapping {
+	out := make([]firewall.PortMapping, len(bs))
+	for i, b := range bs {
+		out[i] = firewall.PortMapping{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, ContainerIP: b.ContainerIP, ContainerPort: b.ContainerPort}
+	}
+	return out
+}
+
+func toRecords(bs []ports.Binding) []state.PortBinding {
+	out := make([]state.PortBinding, len(bs))
+	for i, b := range bs {
+		out[i] = state.PortBinding{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, ContainerIP: b.ContainerIP, ContainerPort: b.ContainerPort}
+	}
+	return out
+}
+
+func fromRecords(rs []state.PortBinding) []ports.Binding {
+	out := make([]ports.Binding, len(rs))
+	for i, r := range rs {
+		out[i] = ports.Binding{Proto: r.Proto, HostIP: r.HostIP, HostPort: r.HostPort, ContainerIP: r.ContainerIP, ContainerPort: r.ContainerPort}
+	}
+	return out
+}
