@@ -1,0 +1,402 @@
+package driver
+
+import (
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/state"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// These tests drive the real kernel (links, iptables) and a real bbolt file,
+// each inside a fresh network namespace so the host is never touched.
+
+type env struct {
+	t     *testing.T
+	path  string
+	store *state.Store
+	d     *Driver
+}
+
+// inNetns runs fn on a thread in a new network namespace. Everything that
+// touches the kernel must run inside fn.
+func inNetns(t *testing.T, fn func(e *env)) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread dies with its namespace
+		if _, err := netns.New(); err != nil {
+			t.Errorf("new netns: %v", err)
+			return
+		}
+		lo, _ := netlink.LinkByName("lo")
+		netlink.LinkSetUp(lo)
+		e := &env{t: t, path: filepath.Join(t.TempDir(), "mynet.db")}
+		e.start()
+		defer e.store.Close()
+		fn(e)
+	}()
+	<-done
+}
+
+func (e *env) start() {
+	e.t.Helper()
+	s, err := state.Open(e.path, state.Options{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	fw, err := firewall.New(nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	d, err := New(Config{Store: s, Firewall: fw})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.store, e.d = s, d
+}
+
+func (e *env) restart() {
+	e.t.Helper()
+	e.store.Close()
+	e.start()
+}
+
+func netReq(id, subnet, gw string, generic map[string]any) *api.CreateNetworkRequest {
+	opts := map[string]any{optGeneric: generic, optEnableIPv6: false}
+	return &api.CreateNetworkRequest{NetworkID: id, Options: opts,
+		IPv4Data: []*api.IPAMData{{AddressSpace: "LocalDefault", Pool: subnet, Gateway: gw}}}
+}
+
+func (e *env) createNetwork(id, subnet, gw string, generic map[string]any) {
+	e.t.Helper()
+	if err := e.d.CreateNetwork(netReq(id, subnet, gw, generic)); err != nil {
+		e.t.Fatalf("CreateNetwork: %v", err)
+	}
+}
+
+func (e *env) createEndpoint(netID, epID, addr string) *api.CreateEndpointResponse {
+	e.t.Helper()
+	r, err := e.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: netID, EndpointID: epID,
+		Interface: &api.EndpointInterface{Address: addr}, Options: map[string]any{}})
+	if err != nil {
+		e.t.Fatalf("CreateEndpoint: %v", err)
+	}
+	return r
+}
+
+// leftovers lists links, rules and records of ours that remain.
+func (e *env) leftovers() []string {
+	var out []string
+	names, _ := link.Names()
+	for _, n := range names {
+		if strings.HasPrefix(n, "mn") {
+			out = append(out, "link "+n)
+		}
+	}
+	owned, err := e.d.fw.Owned()
+	if err != nil {
+		out = append(out, "firewall: "+err.Error())
+	}
+	for _, b := range owned {
+		out = append(out, "rules for "+b)
+	}
+	e.store.View(func(tx *state.Tx) error {
+		ns, _ := tx.Networks()
+		for _, n := range ns {
+			out = append(out, "network record "+n.ID)
+		}
+		eps, _ := tx.Endpoints()
+		for _, ep := range eps {
+			out = append(out, "endpoint record "+ep.ID)
+		}
+		return nil
+	})
+	if held := e.d.ports.Held(); len(held) > 0 {
+		out = append(out, fmt.Sprintf("held ports %v", held))
+	}
+	return out
+}
+
+const netA = "aaaaaaaaaaaa1111111111111111111111111111111111111111111111111111"
+const netB = "bbbbbbbbbbbb2222222222222222222222222222222222222222222222222222"
+const ep1 = "111111111111eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
+
+func TestNetworkAndEndpointLifecycle(t *testing.T) {
+	inNetns(t, func(e *env) {
+		e.createNetwork(netA, "10.60.0.0/24", "10.60.0.1/24", map[string]any{optMTU: "1400"})
+		br, err := netlink.LinkByName("mn-aaaaaaaaaaaa")
+		if err != nil {
+			t.Fatalf("bridge: %v", err)
+		}
+		if br.Attrs().MTU != 1400 {
+			t.Errorf("bridge MTU %d", br.Attrs().MTU)
+		}
+		addrs, _ := netlink.AddrList(br, netlink.FAMILY_V4)
+		if len(addrs) != 1 || addrs[0].IPNet.String() != "10.60.0.1/24" {
+			t.Errorf("bridge addresses %v", addrs)
+		}
+
+		resp := e.createEndpoint(netA, ep1, "10.60.0.2/24")
+		if resp.Interface == nil || resp.Interface.MacAddress != "02:42:0a:3c:00:02" || resp.Interface.Address != "" {
+			t.Errorf("CreateEndpoint response %+v", resp.Interface)
+		}
+		peer, err := netlink.LinkByName(containerIfName(ep1))
+		if err != nil || peer.Attrs().MTU != 1400 {
+			t.Fatalf("container end: %v %+v", err, peer)
+		}
+		join, err := e.d.Join(&api.JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "/var/run/docker/netns/x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if join.Gateway != "10.60.0.1" || join.InterfaceName.SrcName != containerIfName(ep1) || join.InterfaceName.DstPrefix != "eth" || join.DisableGatewayService {
+			t.Errorf("Join response %+v", join)
+		}
+
+		pm := []any{map[string]any{"Proto": float64(6), "Port": float64(80), "HostIP": "127.0.0.1", "HostPort": float64(28080), "HostPortEnd": float64(28080)}}
+		if err := e.d.ProgramExternalConnectivity(&api.ProgramExternalConnectivityRequest{NetworkID: netA, EndpointID: ep1,
+			Options: map[string]any{optPortMap: pm}}); err != nil {
+			t.Fatal(err)
+		}
+		if held := e.d.ports.Held(); len(held) != 1 || held[0].HostPort != 28080 {
+			t.Errorf("held %v", held)
+		}
+		for i := 0; i < 2; i++ {
+			if err := e.d.RevokeExternalConnectivity(&api.RevokeExternalConnectivityRequest{NetworkID: netA, EndpointID: ep1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if held := e.d.ports.Held(); len(held) != 0 {
+			t.Errorf("held after revoke %v", held)
+		}
+		for i := 0; i < 2; i++ {
+			if err := e.d.Leave(&api.LeaveRequest{NetworkID: netA, EndpointID: ep1}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: netA, EndpointID: ep1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := 0; i < 2; i++ {
+			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if left := e.leftovers(); len(left) > 0 {
+			t.Fatalf("left behind: %v", left)
+		}
+	})
+}
+
+func TestUserMACIsUsedAndNeverEchoed(t *testing.T) {
+	inNetns(t, func(e *env) {
+		e.createNetwork(netA, "10.61.0.0/24", "10.61.0.1/24", nil)
+		r, err := e.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: netA, EndpointID: ep1,
+			Interface: &api.EndpointInterface{Address: "10.61.0.9/24", MacAddress: "02:aa:bb:cc:dd:ee"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Interface != nil {
+			t.Fatalf("echoed interface %+v", r.Interface)
+		}
+		peer, _ := netlink.LinkByName(containerIfName(ep1))
+		if peer.Attrs().HardwareAddr.String() != "02:aa:bb:cc:dd:ee" {
+			t.Fatalf("MAC %s", peer.Attrs().HardwareAddr)
+		}
+	})
+}
+
+func TestBadOptionsAreNamedAndLeaveNothing(t *testing.T) {
+	inNetns(t, func(e *env) {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = "mnveth0"
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "mnveth1"}); err != nil {
+			t.Fatal(err)
+		}
+		cases := []struct {
+			opts map[string]any
+			want string
+		}{
+			{map[string]any{"colour": "blue"}, `unknown option "colour"`},
+			{map[string]any{optMTU: "9x"}, optMTU},
+			{map[string]any{optMTUShort: "20"}, "68 to 65535"},
+			{map[string]any{optICC: "maybe"}, optICC},
+			{map[string]any{optBridgeName: "much-too-long-bridge"}, "at most 15"},
+			{map[string]any{optBridgeName: "-j ACCEPT"}, optBridgeName},
+			{map[string]any{optBridgeName: "mnveth0"}, "not a bridge"},
+			{map[string]any{optBackend: "vxlan"}, "unknown backend"},
+			{map[string]any{optHostBinding: "::1"}, optHostBinding},
+			{map[string]any{optIfPrefix: "eth-0"}, optIfPrefix},
+		}
+		for _, c := range cases {
+			err := e.d.CreateNetwork(netReq(netA, "10.62.0.0/24", "10.62.0.1/24", c.opts))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("options %v: error %v, want it to mention %q", c.opts, err, c.want)
+			}
+		}
+		netlink.LinkDel(&netlink.Veth{LinkAttrs: attrs})
+		if left := e.leftovers(); len(left) > 0 {
+			t.Fatalf("left behind: %v", left)
+		}
+	})
+}
+
+func TestConflictsAreRefused(t *testing.T) {
+	inNetns(t, func(e *env) {
+		e.createNetwork(netA, "10.63.0.0/24", "10.63.0.1/24", map[string]any{optBridgeName: "mnshared"})
+		err := e.d.CreateNetwork(netReq(netB, "10.64.0.0/24", "10.64.0.1/24", map[string]any{optBridgeName: "mnshared"}))
+		if err == nil || !strings.Contains(err.Error(), "already used") {
+			t.Errorf("shared bridge: %v", err)
+		}
+		err = e.d.CreateNetwork(netReq(netB, "10.63.0.0/16", "10.63.0.1/16", nil))
+		if err == nil || !strings.Contains(err.Error(), "overlaps") {
+			t.Errorf("overlapping subnet: %v", err)
+		}
+		if ok, _ := link.Exists("mn-bbbbbbbbbbbb"); ok {
+			t.Error("refused network left its bridge")
+		}
+		if _, err := e.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: netB, EndpointID: ep1}); err == nil {
+			t.Error("endpoint on unknown network accepted")
+		}
+		if _, err := e.d.Join(&api.JoinRequest{NetworkID: netA, EndpointID: ep1}); err == nil {
+			t.Error("Join before CreateEndpoint accepted")
+		}
+	})
+}
+
+// A host reboot (or a hand cleanup) removes our bridge and rules; the next
+// start must rebuild them and put surviving endpoints back on the bridge.
+func TestRestartRebuildsDeletedBridgeAndRules(t *testing.T) {
+	inNetns(t, func(e *env) {
+		e.createNetwork(netA, "10.65.0.0/24", "10.65.0.1/24", nil)
+		e.createEndpoint(netA, ep1, "10.65.0.2/24")
+		if err := link.Delete("mn-aaaaaaaaaaaa"); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.d.fw.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+		e.restart()
+		br, err := netlink.LinkByName("mn-aaaaaaaaaaaa")
+		if err != nil {
+			t.Fatalf("bridge not rebuilt: %v", err)
+		}
+		addrs, _ := netlink.AddrList(br, netlink.FAMILY_V4)
+		if len(addrs) != 1 || addrs[0].IPNet.String() != "10.65.0.1/24" {
+			t.Errorf("gateway not restored: %v", addrs)
+		}
+		if m, _ := link.Master(hostIfName(ep1)); m != "mn-aaaaaaaaaaaa" {
+			t.Errorf("endpoint not re-attached: master %q", m)
+		}
+		owned, _ := e.d.fw.Owned()
+		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
+			t.Errorf("rules not restored: %v", owned)
+		}
+		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
+			t.Fatal(err)
+		}
+		if left := e.leftovers(); len(left) > 0 {
+			t.Fatalf("left behind: %v", left)
+		}
+	})
+}
+
+// An existing bridge is used and never deleted by us.
+func TestExistingBridgeIsKept(t *testing.T) {
+	inNetns(t, func(e *env) {
+		if _, err := link.EnsureBridge("mnmine", 0); err != nil {
+			t.Fatal(err)
+		}
+		e.createNetwork(netA, "10.66.0.0/24", "10.66.0.1/24", map[string]any{optBridgeName: "mnmine"})
+		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
+			t.Fatal(err)
+		}
+		br, err := netlink.LinkByName("mnmine")
+		if err != nil {
+			t.Fatal("a bridge we did not create was deleted")
+		}
+		if addrs, _ := netlink.AddrList(br, netlink.FAMILY_V4); len(addrs) != 0 {
+			t.Fatalf("our gateway address stayed on it: %v", addrs)
+		}
+	})
+}
+
+// Docker sends requests in parallel: 40 endpoints on two networks at once.
+func TestParallelEndpoints(t *testing.T) {
+	inNetns(t, func(e *env) {
+		e.createNetwork(netA, "10.67.0.0/24", "10.67.0.1/24", nil)
+		e.createNetwork(netB, "10.68.0.0/24", "10.68.0.1/24", nil)
+		testNS, err := netns.Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer testNS.Close()
+		parallel := func(n int, fn func(i int) error) {
+			var wg sync.WaitGroup
+			errs := make([]error, n)
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					runtime.LockOSThread() // the thread joins the test namespace and dies with the goroutine
+					if err := netns.Set(testNS); err != nil {
+						errs[i] = err
+						return
+					}
+					errs[i] = fn(i)
+				}()
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		netOf := func(i int) (string, string) {
+			if i%2 == 1 {
+				return netB, "10.68.0."
+			}
+			return netA, "10.67.0."
+		}
+		id := func(i int) string { return fmt.Sprintf("%012d%052d", i, 0) }
+		parallel(40, func(i int) error {
+			net, prefix := netOf(i)
+			_, err := e.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: net, EndpointID: id(i),
+				Interface: &api.EndpointInterface{Address: fmt.Sprintf("%s%d/24", prefix, 10+i)}})
+			if err != nil {
+				return err
+			}
+			_, err = e.d.Join(&api.JoinRequest{NetworkID: net, EndpointID: id(i)})
+			return err
+		})
+		for i := 0; i < 40; i++ {
+			net, _ := netOf(i)
+			br := "mn-" + net[:12]
+			if m, _ := link.Master(hostIfName(id(i))); m != br {
+				t.Fatalf("endpoint %d on %q, want %s", i, m, br)
+			}
+		}
+		parallel(40, func(i int) error {
+			net, _ := netOf(i)
+			return e.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: net, EndpointID: id(i)})
+		})
+		for _, n := range []string{netA, netB} {
+			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if left := e.leftovers(); len(left) > 0 {
+			t.Fatalf("left behind: %v", left)
+		}
+	})
+}
