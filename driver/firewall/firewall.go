@@ -1,0 +1,797 @@
+// Package firewall programs, for each mynet bridge network, what Docker's
+// bridge driver programs for its own networks (outbound NAT, forwarding
+// accepts, inter-container on/off, isolation, --internal, published ports),
+// in chains of our own that the built-in chains jump to first.
+//
+// # Chain layout (same in iptables and ip6tables)
+//
+//	table   chain                 jumped from                       content
+//	filter  MYNET-FORWARD         FORWARD rule 1                    2 jumps per network: -i BR / -o BR -> MYNET-F-<id>
+//	filter  MYNET-ISO-OUT         MYNET-F-<id> (-i BR ! -o BR)      -o <bridge> -j DROP: each bridge of ours + Docker's (docker+, br-+)
+//	filter  MYNET-ISO-IN          MYNET-F-<id> (-o BR ! -i BR)      -i <bridge> -j DROP: same set
+//	filter  MYNET-F-<id>          MYNET-FORWARD                     isolation jumps, RELATED/ESTABLISHED, DNAT'ed, ICC, egress
+//	nat     MYNET-DNAT            PREROUTING, OUTPUT rule 1         1 jump per network -> MYNET-D-<id>
+//	                              (-m addrtype --dst-type LOCAL)
+//	nat     MYNET-D-<id>          MYNET-DNAT                        1 DNAT rule per published port
+//	nat     MYNET-POSTROUTING     POSTROUTING rule 1                1 jump per network -> MYNET-S-<id>
+//	nat     MYNET-S-<id>          MYNET-POSTROUTING                 MASQUERADE: outbound, hairpin, 127.0.0.0/8
+//
+// <id> is the first 12 characters of the network id; every rule of a network
+// carries the comment "mynet:<id>", the rules that belong to no network carry
+// "mynet". Internal networks have no nat chains.
+//
+// Rule count per family, for one subnet in that family: a network has 10
+// filter rules (6 in MYNET-F-<id>, 2 jumps, 2 isolation drops) and 5 nat
+// rules in IPv4 (MASQUERADE outbound, hairpin, 127.0.0.0/8; 2 jumps) or 4 in
+// IPv6 (no 127/8 rule); one less without masquerading; an internal network
+// has 9 filter rules and no nat rule. A published port is 1 DNAT rule. The
+// base layout is 5 rules and 3 chains in filter, 3 rules and 2 chains in nat.
+//
+// The caller enables forwarding (net.ipv4.ip_forward, IPv6 forwarding) and,
+// for a container to reach its own published port through a host address,
+// hairpin mode on its bridge port (with bridge-nf-call-iptables=1, the
+// kernel's default once br_netfilter is loaded, the translated packet is
+// bridged back out of the port it came in on). Other containers of the same
+// network need no hairpin mode.
+//
+// # Isolation
+//
+// Isolation is by interface, not by subnet: the subnets of Docker's networks
+// are unknown to us (we never call the Docker API) and interface names are
+// what the kernel knows at forwarding time. Every packet between two
+// different bridges of ours, or between a bridge of ours and an interface
+// matching Docker's bridge names (docker0, docker_gwbridge, br-<id>; see
+// DefaultForeignBridges), is dropped, in both directions. The drops are
+// evaluated in each network's chain before any accept, and MYNET-FORWARD is
+// rule 1 of FORWARD, so they come before Docker's "-i docker0 ! -o docker0
+// -j ACCEPT". Both directions are checked by whichever network's chain sees
+// the packet first (ISO-OUT lists every bridge of ours as an output, ISO-IN
+// every bridge of ours as an input), so the order of the networks in
+// MYNET-FORWARD does not matter. Limits: a Docker bridge given a custom name
+// (com.docker.network.bridge.name) is not recognised, and a host uplink named
+// br-* or docker* would be cut off (set Config.ForeignBridges).
+//
+// # Published ports
+//
+// A port is one DNAT rule, in both PREROUTING and OUTPUT (any local
+// destination, 127.0.0.0/8 included), also for packets coming from the
+// network's own bridge (hairpin; there is no userland proxy). The filter side
+// needs no per-port rule: each network accepts, before its ICC rule,
+// connections whose destination was translated (conntrack state DNAT). So a
+// published port is reachable from outside, from the host (also 127.0.0.1)
+// and from containers of the same network (even with ICC off); not from other
+// mynet or Docker networks (isolation comes first); and a direct, untranslated
+// connection to the container's address is not accepted by our rules (it falls
+// through to the rest of FORWARD and its policy). Hairpin and 127.0.0.1
+// connections are masqueraded so the answer comes back through the host.
+//
+// # Programming
+//
+// Each operation reads the tables with one iptables-save per family, computes
+// the difference and applies it with one iptables-restore --noflush per
+// family (each table commits atomically); an operation that finds nothing to
+// do runs no restore. Operations are serialised by a mutex and run on the
+// calling OS thread, so a caller locked to a thread in another network
+// namespace programs that namespace.
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Network is one mynet bridge network.
+type Network struct {
+	ID         string         // Docker network id; the first 12 chars go into rule comments
+	Bridge     string         // Linux bridge name (<= 15 bytes, validated by the caller)
+	Subnets    []netip.Prefix // the network's IPv4 and/or IPv6 subnets
+	ICC        bool           // inter-container traffic allowed (com.docker.network.bridge.enable_icc)
+	Masquerade bool           // outbound NAT (enable_ip_masquerade); ignored when Internal
+	Internal   bool           // --internal: traffic only within the subnet(s), nothing in or out
+}
+
+// PortMapping is one published port.
+type PortMapping struct {
+	Proto         string     // "tcp", "udp" or "sctp"
+	HostIP        netip.Addr // zero value or unspecified = every host address of ContainerIP's family
+	HostPort      uint16
+	ContainerIP   netip.Addr
+	ContainerPort uint16
+}
+
+// OwnedNetwork is a network that has rules of ours.
+type OwnedNetwork struct {
+	ID     string // the 12-character id found in the rule comments
+	Bridge string
+}
+
+// Config tunes a Firewall; the zero value is the default.
+type Config struct {
+	// ForeignBridges are iptables interface patterns of bridges that are not
+	// ours and must be isolated from ours; nil means DefaultForeignBridges.
+	ForeignBridges []string
+	// SysctlRoot replaces /proc/sys (tests).
+	SysctlRoot string
+}
+
+var (
+	// ErrIPv6Unavailable: the network or port needs IPv6 rules and
+	// ip6tables is missing or does not work.
+	ErrIPv6Unavailable = errors.New("IPv6 firewall unavailable")
+	// ErrPortConflict: the host port is already published by mynet.
+	ErrPortConflict = errors.New("host port already published")
+	// ErrNetworkNotProgrammed: AddPorts on a network without chains.
+	ErrNetworkNotProgrammed = errors.New("network has no firewall rules")
+	// ErrInvalid: a Network or PortMapping that cannot be programmed.
+	ErrInvalid = errors.New("invalid firewall request")
+)
+
+// Firewall programs the rules. Its methods are safe for concurrent use.
+type Firewall struct {
+	mu         sync.Mutex
+	log        *slog.Logger
+	v4, v6     *backend
+	v6err      error
+	foreign    []string
+	sysctlRoot string
+}
+
+// New returns a Firewall using iptables, and ip6tables when it is available
+// (else IPv6 rules are refused with ErrIPv6Unavailable).
+func New(logger *slog.Logger) (*Firewall, error) {
+	return NewWithConfig(logger, Config{})
+}
+
+// NewWithConfig is New with settings.
+func NewWithConfig(logger *slog.Logger, cfg Config) (*Firewall, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Firewall{log: logger, foreign: DefaultForeignBridges, sysctlRoot: "/proc/sys"}
+	if cfg.ForeignBridges != nil {
+		for _, p := range cfg.ForeignBridges {
+			if err := validIfacePattern(p); err != nil {
+				return nil, err
+			}
+		}
+		f.foreign = slices.Clone(cfg.ForeignBridges)
+	}
+	if cfg.SysctlRoot != "" {
+		f.sysctlRoot = cfg.SysctlRoot
+	}
+	var err error
+	if f.v4, err = newBackend(v4); err != nil {
+		return nil, fmt.Errorf("firewall: %w", err)
+	}
+	st, err := f.v4.save()
+	if err != nil {
+		return nil, fmt.Errorf("firewall: %w", err)
+	}
+	if st.legacyToo {
+		// Docker (or another program) programs the legacy backend: its
+		// FORWARD policy and rules there apply too, and our accepts in
+		// the nf_tables backend cannot override a DROP there.
+		f.log.Warn("iptables-legacy tables exist next to the nf_tables ones we use: run Docker and mynet with the same iptables backend")
+	}
+	f.v6, f.v6err = newBackend(v6)
+	if f.v6err == nil {
+		if _, statErr := os.Stat(filepath.Join(f.sysctlRoot, "net/ipv6")); statErr != nil {
+			f.v6err = fmt.Errorf("kernel without IPv6: %w", statErr)
+		} else if _, saveErr := f.v6.save(); saveErr != nil {
+			f.v6err = saveErr
+		}
+	}
+	if f.v6err != nil {
+		f.v6 = nil
+		f.log.Info("ip6tables unavailable: IPv6 networks and ports will be refused", "err", f.v6err)
+	}
+	return f, nil
+}
+
+// HasIPv6 reports whether IPv6 rules can be programmed.
+func (f *Firewall) HasIPv6() bool { return f.v6 != nil }
+
+func (f *Firewall) backends() []*backend {
+	if f.v6 != nil {
+		return []*backend{f.v4, f.v6}
+	}
+	return []*backend{f.v4}
+}
+
+func (f *Firewall) backend(fam family) (*backend, error) {
+	if fam == v4 {
+		return f.v4, nil
+	}
+	if f.v6 == nil {
+		return nil, fmt.Errorf("%w: %v", ErrIPv6Unavailable, f.v6err)
+	}
+	return f.v6, nil
+}
+
+// EnsureBase creates our chains if missing and moves the jumps from the
+// built-in chains back to rule 1 (Docker inserts its own jumps at the top at
+// every daemon start and after every network create). It costs one
+// iptables-save per family when nothing changed. Call it at start and
+// periodically; AddNetwork and AddPorts do it too.
+func (f *Firewall) EnsureBase() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, b := range f.backends() {
+		st, err := b.save()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s := newScript()
+		f.baseOps(b, st, s)
+		if err := b.apply(s); err != nil {
+			errs = append(errs, fmt.Errorf("ensure base %s chains: %w", b.fam, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// baseOps adds to s what the base layout of one family lacks in st.
+func (f *Firewall) baseOps(b *backend, st *ruleset, s *script) {
+	for _, c := range baseChains() {
+		if st.chain(c.table, c.name) == nil {
+			s.newChain(c.table, c.name)
+		}
+	}
+	// Drops against foreign bridges: add missing ones, drop stale ones.
+	want := map[string]bool{}
+	for _, r := range baseIsolation(f.foreign) {
+		want[r.chain+"\x01"+r.key()] = true
+		if st.count(r.table, r.chain, r.key()) == 0 {
+			s.appendRule(r)
+		}
+	}
+	for _, c := range []string{chIsoOut, chIsoIn} {
+		if ch := st.chain(tFilter, c); ch != nil {
+			for _, r := range ch.rules {
+				if r.comment == commentBase && !want[c+"\x01"+r.key] {
+					s.deleteText(tFilter, c, r.text)
+				}
+			}
+		}
+	}
+	for _, j := range baseJumps() {
+		key := j.key()
+		ch := st.chain(j.table, j.chain)
+		var occ []savedRule
+		if ch != nil {
+			for _, r := range ch.rules {
+				if r.key == key {
+					occ = append(occ, r)
+				}
+			}
+		}
+		if len(occ) == 1 && ch.rules[0].key == key {
+			continue
+		}
+		for _, r := range occ {
+			s.deleteText(j.table, j.chain, r.text)
+		}
+		s.insertRule(j, 1)
+		if len(occ) > 0 {
+			f.log.Info("moving firewall jump back to the top", "family", b.fam.String(), "table", j.table, "chain", j.chain)
+		}
+	}
+}
+
+// change records what one apply added, for rollback.
+type change struct {
+	b       *backend
+	created []chainRef
+	added   []rule
+}
+
+// undo removes what ch added and is still there.
+func (f *Firewall) undo(ch *change) error {
+	if ch == nil || (len(ch.created) == 0 && len(ch.added) == 0) {
+		return nil
+	}
+	st, err := ch.b.save()
+	if err != nil {
+		return fmt.Errorf("roll back: %w", err)
+	}
+	created := map[string]bool{}
+	for _, c := range ch.created {
+		created[c.table+"\x01"+c.name] = true
+	}
+	s := newScript()
+	for _, r := range ch.added {
+		if !created[r.table+"\x01"+r.chain] && st.count(r.table, r.chain, r.key()) > 0 {
+			s.deleteText(r.table, r.chain, r.text())
+		}
+	}
+	for _, c := range ch.created {
+		if st.chain(c.table, c.name) != nil {
+			s.flushChain(c.table, c.name)
+		}
+	}
+	for _, c := range ch.created {
+		if st.chain(c.table, c.name) != nil {
+			s.deleteChain(c.table, c.name)
+		}
+	}
+	if err := ch.b.apply(s); err != nil {
+		return fmt.Errorf("roll back: %w", err)
+	}
+	return nil
+}
+
+// AddNetwork programs all rules of one network (idempotent: a second call
+// with the same network changes nothing). On error it rolls back what this
+// call added.
+func (f *Firewall) AddNetwork(n Network) (retErr error) {
+	byFam, err := n.validate(true)
+	if err != nil {
+		return err
+	}
+	if len(byFam[v6]) > 0 && f.v6 == nil {
+		return fmt.Errorf("network %s has IPv6 subnets: %w: %v", shortID(n.ID), ErrIPv6Unavailable, f.v6err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	var undo []func() error
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		errs := []error{retErr}
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		retErr = errors.Join(errs...)
+	}()
+
+	if !n.ICC {
+		for fam, name := range map[family]string{v4: "bridge-nf-call-iptables", v6: "bridge-nf-call-ip6tables"} {
+			if len(byFam[fam]) == 0 {
+				continue
+			}
+			if err := f.ensureBridgeNF(name); err != nil {
+				return fmt.Errorf("network %s with enable_icc=false: %w", shortID(n.ID), err)
+			}
+		}
+	}
+	if !n.Internal && len(byFam[v4]) > 0 {
+		// 127.0.0.1:HOSTPORT is translated to a container address: the
+		// kernel routes a 127/8 source out of the bridge only with this.
+		key := "net/ipv4/conf/" + n.Bridge + "/route_localnet"
+		prev, changed, err := f.setSysctl(key, "1")
+		if err != nil {
+			return fmt.Errorf("network %s: %w", shortID(n.ID), err)
+		}
+		if changed {
+			undo = append(undo, func() error { _, _, err := f.setSysctl(key, prev); return err })
+		}
+	}
+
+	for _, fam := range []family{v4, v6} {
+		if len(byFam[fam]) == 0 {
+			continue
+		}
+		b, err := f.backend(fam)
+		if err != nil {
+			return err
+		}
+		ch, err := f.applyNetwork(b, &n, fam, byFam[fam])
+		if ch != nil {
+			undo = append(undo, func() error { return f.undo(ch) })
+		}
+		if err != nil {
+			return fmt.Errorf("add %s rules of network %s: %w", fam, shortID(n.ID), err)
+		}
+	}
+	return nil
+}
+
+func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []netip.Prefix) (*change, error) {
+	st, err := b.save()
+	if err != nil {
+		return nil, err
+	}
+	id12 := shortID(n.ID)
+	comment := netComment(id12)
+	nr := buildNetRules(n, fam, subnets)
+	s := newScript()
+	f.baseOps(b, st, s)
+	ch := &change{b: b}
+
+	wantChains := map[string]bool{}
+	for _, oc := range nr.owned {
+		wantChains[oc.name] = true
+		cur := st.chain(oc.table, oc.name)
+		if cur == nil {
+			s.newChain(oc.table, oc.name)
+			ch.created = append(ch.created, chainRef{oc.table, oc.name})
+		} else if sameRules(cur, oc.rules) {
+			continue
+		} else {
+			s.flushChain(oc.table, oc.name)
+		}
+		for _, r := range oc.rules {
+			s.appendRule(r)
+		}
+	}
+	if nr.ports != nil {
+		wantChains[nr.ports.name] = true
+		if st.chain(nr.ports.table, nr.ports.name) == nil {
+			s.newChain(nr.ports.table, nr.ports.name)
+			ch.created = append(ch.created, chainRef{nr.ports.table, nr.ports.name})
+		}
+	}
+	// Shared rules: add the missing ones; delete ours that are no longer
+	// wanted (another bridge name, internal now) and duplicates.
+	want := map[string]bool{}
+	for _, r := range nr.shared {
+		want[r.table+"\x01"+r.chain+"\x01"+r.key()] = true
+		if st.count(r.table, r.chain, r.key()) == 0 {
+			s.appendRule(r)
+			ch.added = append(ch.added, r)
+		}
+	}
+	for _, tbl := range []string{tFilter, tNat} {
+		t := st.table(tbl)
+		for _, cname := range t.order {
+			if isPerNetChain(cname) {
+				continue
+			}
+			seen := map[string]bool{}
+			for _, r := range t.chains[cname].rules {
+				if r.comment != comment {
+					continue
+				}
+				k := tbl + "\x01" + cname + "\x01" + r.key
+				if want[k] && !seen[k] {
+					seen[k] = true
+					continue
+				}
+				s.deleteText(tbl, cname, r.text)
+			}
+		}
+	}
+	// Per-network chains no longer wanted (the network became internal);
+	// their jumps were deleted above, in the same table section.
+	for _, c := range perNetChains(id12) {
+		if !wantChains[c.name] && st.chain(c.table, c.name) != nil {
+			s.flushChain(c.table, c.name)
+			s.deleteChain(c.table, c.name)
+		}
+	}
+	if s.empty() {
+		return nil, nil
+	}
+	f.log.Debug("programming network", "family", fam.String(), "network", id12, "bridge", n.Bridge)
+	return ch, b.apply(s)
+}
+
+func sameRules(cur *chain, want []rule) bool {
+	if len(cur.rules) != len(want) {
+		return false
+	}
+	for i, r := range want {
+		if cur.rules[i].key != r.key() {
+			return false
+		}
+	}
+	return true
+}
+
+// RemoveNetwork removes every rule and chain of the network, its published
+// ports included. Only n.ID is used, so Network{ID: id} from OwnedNetworks
+// is enough. Removing twice is fine.
+func (f *Firewall) RemoveNetwork(n Network) error {
+	if err := validID(n.ID); err != nil {
+		return err
+	}
+	id12 := shortID(n.ID)
+	comment := netComment(id12)
+	own := map[string]bool{}
+	for _, c := range perNetChains(id12) {
+		own[c.name] = true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, b := range f.backends() {
+		st, err := b.save()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s := newScript()
+		for _, tbl := range []string{tFilter, tNat} {
+			t := st.table(tbl)
+			for _, cname := range t.order {
+				if own[cname] {
+					continue // flushed below
+				}
+				for _, r := range t.chains[cname].rules {
+					if r.comment == comment {
+						s.deleteText(tbl, cname, r.text)
+					}
+				}
+			}
+		}
+		for _, c := range perNetChains(id12) {
+			if st.chain(c.table, c.name) != nil {
+				s.flushChain(c.table, c.name)
+				s.deleteChain(c.table, c.name)
+			}
+		}
+		if err := b.apply(s); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s rules of network %s: %w", b.fam, id12, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// AddPorts publishes ports of a container of network n: all or nothing.
+// Adding a port that is already published the same way is a no-op; a host
+// port (protocol, address, port) published by mynet to another target is
+// refused with ErrPortConflict. Host ports of Docker's own networks are not
+// seen here: hold the host port bound (as Docker does) to detect those.
+func (f *Firewall) AddPorts(n Network, ports []PortMapping) (retErr error) {
+	if _, err := n.validate(true); err != nil {
+		return err
+	}
+	if n.Internal {
+		return fmt.Errorf("%w: network %s is internal: no published ports", ErrInvalid, shortID(n.ID))
+	}
+	byFam, err := n.portsByFamily(ports)
+	if err != nil {
+		return err
+	}
+	id12 := shortID(n.ID)
+	for fam := range byFam {
+		if _, err := f.backend(fam); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	var undo []*change
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		errs := []error{retErr}
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := f.undo(undo[i]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		retErr = errors.Join(errs...)
+	}()
+
+	for _, fam := range []family{v4, v6} {
+		pms := byFam[fam]
+		if len(pms) == 0 {
+			continue
+		}
+		b, _ := f.backend(fam)
+		st, err := b.save()
+		if err != nil {
+			return err
+		}
+		dch := pfxPorts + id12
+		if st.chain(tNat, dch) == nil {
+			return fmt.Errorf("%w: network %s (%s): call AddNetwork first", ErrNetworkNotProgrammed, id12, fam)
+		}
+		s := newScript()
+		f.baseOps(b, st, s)
+		ch := &change{b: b}
+		hasSCTP := false
+		for i, p := range pms {
+			r := portRule(id12, p)
+			if err := checkConflict(st, dch, r, pms[:i]); err != nil {
+				return err
+			}
+			if st.count(tNat, dch, r.key()) == 0 {
+				s.appendRule(r)
+				ch.added = append(ch.added, r)
+				hasSCTP = hasSCTP || p.Proto == "sctp"
+			}
+		}
+		undo = append(undo, ch)
+		if err := b.apply(s); err != nil {
+			if hasSCTP {
+				return fmt.Errorf("publish %s ports of network %s (includes sctp; the kernel may lack sctp support): %w", fam, id12, err)
+			}
+			return fmt.Errorf("publish %s ports of network %s: %w", fam, id12, err)
+		}
+	}
+	return nil
+}
+
+// checkConflict looks for another DNAT rule of ours (or an earlier port of
+// the same request) that takes the same protocol and host port on an
+// overlapping host address.
+func checkConflict(st *ruleset, dch string, r rule, earlier []PortMapping) error {
+	pp, _ := parsePortRule(r.args)
+	overlaps := func(o parsedPort) bool {
+		return o.proto == pp.proto && o.port == pp.port && (o.hostIP == "" || pp.hostIP == "" || o.hostIP == pp.hostIP)
+	}
+	for _, e := range earlier {
+		er := portRule("", e)
+		if o, _ := parsePortRule(er.args); overlaps(o) && o.to != pp.to {
+			return fmt.Errorf("%w: %s port %s requested twice (to %s and %s)", ErrPortConflict, pp.proto, pp.port, o.to, pp.to)
+		}
+	}
+	t := st.table(tNat)
+	for _, cname := range t.order {
+		if !strings.HasPrefix(cname, pfxPorts) {
+			continue
+		}
+		for _, e := range t.chains[cname].rules {
+			o, ok := parsePortRule(e.tokens)
+			if !ok || !overlaps(o) {
+				continue
+			}
+			if cname == dch && e.key == r.key() {
+				continue
+			}
+			host := o.hostIP
+			if host == "" {
+				host = "*"
+			}
+			return fmt.Errorf("%w: %s %s:%s is published by network %s to %s", ErrPortConflict, o.proto, host, o.port, strings.TrimPrefix(cname, pfxPorts), o.to)
+		}
+	}
+	return nil
+}
+
+// RemovePorts removes published ports; ports that are not there are
+// ignored.
+func (f *Firewall) RemovePorts(n Network, ports []PortMapping) error {
+	if err := validID(n.ID); err != nil {
+		return err
+	}
+	byFam, err := n.portsByFamily(ports)
+	if err != nil {
+		return err
+	}
+	id12 := shortID(n.ID)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, fam := range []family{v4, v6} {
+		pms := byFam[fam]
+		if len(pms) == 0 {
+			continue
+		}
+		b, err := f.backend(fam)
+		if err != nil {
+			continue // nothing of that family can exist
+		}
+		st, err := b.save()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s := newScript()
+		for _, p := range pms {
+			r := portRule(id12, p)
+			if st.count(tNat, r.chain, r.key()) > 0 {
+				s.appendDelete(r)
+			}
+		}
+		if err := b.apply(s); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s ports of network %s: %w", fam, id12, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *script) appendDelete(r rule) { s.deleteText(r.table, r.chain, r.text()) }
+
+// OwnedNetworks returns the networks (12-char id and bridge) that have rules
+// of ours, sorted by bridge name.
+func (f *Firewall) OwnedNetworks() ([]OwnedNetwork, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := map[OwnedNetwork]bool{}
+	for _, b := range f.backends() {
+		st, err := b.save()
+		if err != nil {
+			return nil, err
+		}
+		for _, tbl := range []string{tFilter, tNat} {
+			t := st.table(tbl)
+			for _, cname := range t.order {
+				for _, r := range t.chains[cname].rules {
+					id, ok := strings.CutPrefix(r.comment, commentPrefix)
+					if !ok {
+						continue
+					}
+					for i := 0; i+1 < len(r.tokens); i++ {
+						if (r.tokens[i] == "-i" || r.tokens[i] == "-o") && !strings.HasSuffix(r.tokens[i+1], "+") {
+							seen[OwnedNetwork{ID: id, Bridge: r.tokens[i+1]}] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	out := make([]OwnedNetwork, 0, len(seen))
+	for o := range seen {
+		out = append(out, o)
+	}
+	slices.SortFunc(out, func(a, b OwnedNetwork) int {
+		if c := strings.Compare(a.Bridge, b.Bridge); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// Owned returns the bridge names that currently have rules of ours.
+func (f *Firewall) Owned() ([]string, error) {
+	nets, err := f.OwnedNetworks()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, o := range nets {
+		if len(out) == 0 || out[len(out)-1] != o.Bridge {
+			out = append(out, o.Bridge)
+		}
+	}
+	return out, nil
+}
+
+// Cleanup removes all our chains and the jumps into them, in both families.
+func (f *Firewall) Cleanup() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, b := range f.backends() {
+		st, err := b.save()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s := newScript()
+		for _, tbl := range []string{tFilter, tNat} {
+			t := st.table(tbl)
+			var ours []string
+			for _, cname := range t.order {
+				if strings.HasPrefix(cname, chainPrefix) {
+					ours = append(ours, cname)
+					continue
+				}
+				for _, r := range t.chains[cname].rules {
+					if strings.HasPrefix(r.target, chainPrefix) || r.comment == commentBase || strings.HasPrefix(r.comment, commentPrefix) {
+						s.deleteText(tbl, cname, r.text)
+					}
+				}
+			}
+			for _, c := range ours {
+				s.flushChain(tbl, c)
+			}
+			for _, c := range ours {
+				s.deleteChain(tbl, c)
+			}
+		}
+		if err := b.apply(s); err != nil {
+			errs = append(errs, fmt.Errorf("clean up %s rules: %w", b.fam, err))
+		}
+	}
+	return errors.Join(errs...)
+}

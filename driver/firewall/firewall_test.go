@@ -1,0 +1,551 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+)
+
+func pfx(s ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, x := range s {
+		out = append(out, netip.MustParsePrefix(x))
+	}
+	return out
+}
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// runs returns how many iptables processes the firewall started so far.
+func (l *lab) runs() int {
+	n := l.fw.v4.runs
+	if l.fw.v6 != nil {
+		n += l.fw.v6.runs
+	}
+	return n
+}
+
+func TestIdempotentAndExactRemoval(t *testing.T) {
+	l := newLab(t)
+	l.addBridge("myx0", "198.18.10.1/24", "fd00:10::1/64")
+	pristine4, pristine6 := normSave(l.save(v4)), normSave(l.save(v6))
+
+	l.do(l.fw.EnsureBase)
+	base4, base6 := l.save(v4), l.save(v6)
+	before := l.runs()
+	l.do(l.fw.EnsureBase)
+	if d := l.runs() - before; d != 2 {
+		t.Errorf("EnsureBase with nothing to do ran %d iptables processes, want 2 (one save per family)", d)
+	}
+
+	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", Subnets: pfx("198.18.10.0/24", "fd00:10::/64"), ICC: false, Masquerade: true}
+	ports := []PortMapping{
+		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80},
+		{Proto: "udp", HostIP: addr("192.0.2.1"), HostPort: 5353, ContainerIP: addr("198.18.10.2"), ContainerPort: 53},
+		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("fd00:10::2"), ContainerPort: 80},
+	}
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	l.do(func() error { return l.fw.AddPorts(n, ports) })
+	after4, after6 := l.save(v4), l.save(v6)
+	t.Logf("IPv4 rules of one network with 2 ports:\n%s", after4)
+
+	// Count what one network and one port cost.
+	count := func(s, what string) int { return strings.Count(s, what) }
+	if got := count(after4, "mynet:aaaaaaaaaaaa"); got != 15+2 {
+		t.Errorf("IPv4: %d rules with the network comment, want 17 (15 + 2 ports)", got)
+	}
+	if got := count(after6, "mynet:aaaaaaaaaaaa"); got != 14+1 {
+		t.Errorf("IPv6: %d rules with the network comment, want 15 (14 + 1 port)", got)
+	}
+
+	before = l.runs()
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	l.do(func() error { return l.fw.AddPorts(n, ports) })
+	if d := l.runs() - before; d != 4 {
+		t.Errorf("repeated AddNetwork+AddPorts ran %d iptables processes, want 4 (saves only)", d)
+	}
+	if a4, a6 := l.save(v4), l.save(v6); a4 != after4 || a6 != after6 {
+		t.Errorf("second AddNetwork/AddPorts changed the rules:\n%s\n%s", a4, a6)
+	}
+
+	owned, err := func() (o []string, err error) {
+		err = l.hostDo(func() error { o, err = l.fw.Owned(); return err })
+		return
+	}()
+	if err != nil || !slices.Equal(owned, []string{"myx0"}) {
+		t.Errorf("Owned = %v, %v", owned, err)
+	}
+
+	// RemovePorts is exact and idempotent.
+	l.do(func() error { return l.fw.RemovePorts(n, ports[:1]) })
+	l.do(func() error { return l.fw.RemovePorts(n, ports[:1]) })
+	if got := count(l.save(v4), "DNAT --to-destination"); got != 1 {
+		t.Errorf("after removing one IPv4 port: %d DNAT rules, want 1", got)
+	}
+
+	l.do(func() error { return l.fw.RemoveNetwork(n) })
+	if a4, a6 := l.save(v4), l.save(v6); a4 != base4 || a6 != base6 {
+		t.Errorf("RemoveNetwork left rules:\nIPv4:\n%s\nwant:\n%s\nIPv6:\n%s", a4, base4, a6)
+	}
+	before = l.runs()
+	l.do(func() error { return l.fw.RemoveNetwork(Network{ID: n.ID}) })
+	if d := l.runs() - before; d != 2 {
+		t.Errorf("second RemoveNetwork ran %d processes, want 2 saves", d)
+	}
+
+	l.do(l.fw.Cleanup)
+	if a4, a6 := normSave(l.save(v4)), normSave(l.save(v6)); a4 != pristine4 || a6 != pristine6 {
+		t.Errorf("Cleanup left:\n%s\n%s", a4, a6)
+	}
+	l.do(l.fw.Cleanup)
+}
+
+func TestEnsureBaseMovesJumpsBackToTop(t *testing.T) {
+	l := newLab(t)
+	l.do(l.fw.EnsureBase)
+	// What Docker does: its own jumps at position 1.
+	l.do(func() error {
+		for _, fam := range []iptables.Protocol{iptables.ProtocolIPv4, iptables.ProtocolIPv6} {
+			src := "172.17.0.0/16"
+			if fam == iptables.ProtocolIPv6 {
+				src = "fd00:17::/64"
+			}
+			ipt, err := iptables.NewWithProtocol(fam)
+			if err != nil {
+				return err
+			}
+			if err := ipt.NewChain("filter", "DOCKER-USER"); err != nil {
+				return err
+			}
+			if err := ipt.Append("filter", "DOCKER-USER", "-j", "RETURN"); err != nil {
+				return err
+			}
+			if err := ipt.Insert("filter", "FORWARD", 1, "-j", "DOCKER-USER"); err != nil {
+				return err
+			}
+			if err := ipt.NewChain("nat", "DOCKER"); err != nil {
+				return err
+			}
+			if err := ipt.Insert("nat", "PREROUTING", 1, "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER"); err != nil {
+				return err
+			}
+			if err := ipt.Insert("nat", "POSTROUTING", 1, "-s", src, "-j", "MASQUERADE"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	first := func(fam family, table, chain string) []string {
+		out := l.save(fam)
+		var got []string
+		cur := ""
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "*") {
+				cur = line[1:]
+			}
+			if cur == table && strings.HasPrefix(line, "-A "+chain+" ") {
+				got = append(got, line)
+			}
+		}
+		return got
+	}
+	if r := first(v4, "filter", "FORWARD"); len(r) != 2 || !strings.Contains(r[0], "DOCKER-USER") {
+		t.Fatalf("setup: FORWARD = %q", r)
+	}
+	l.do(l.fw.EnsureBase)
+	for _, fam := range []family{v4, v6} {
+		for _, c := range []struct{ table, chain, target string }{
+			{"filter", "FORWARD", "MYNET-FORWARD"},
+			{"nat", "PREROUTING", "MYNET-DNAT"},
+			{"nat", "OUTPUT", "MYNET-DNAT"},
+			{"nat", "POSTROUTING", "MYNET-POSTROUTING"},
+		} {
+			r := first(fam, c.table, c.chain)
+			if len(r) == 0 || !strings.HasSuffix(r[0], "-j "+c.target) {
+				t.Errorf("%s %s %s: first rule %q, want our jump", fam, c.table, c.chain, r)
+			}
+			if n := strings.Count(strings.Join(r, "\n"), "-j "+c.target); n != 1 {
+				t.Errorf("%s %s %s: %d jumps to %s, want 1", fam, c.table, c.chain, n, c.target)
+			}
+		}
+		if r := first(fam, "filter", "FORWARD"); len(r) != 2 {
+			t.Errorf("%s FORWARD: %q: Docker's rule must stay", fam, r)
+		}
+	}
+	before := l.runs()
+	l.do(l.fw.EnsureBase)
+	if d := l.runs() - before; d != 2 {
+		t.Errorf("EnsureBase after repair ran %d processes, want 2", d)
+	}
+	// Cleanup leaves Docker's rules alone.
+	l.do(l.fw.Cleanup)
+	if r := first(v4, "filter", "FORWARD"); len(r) != 1 || !strings.Contains(r[0], "DOCKER-USER") {
+		t.Errorf("after Cleanup FORWARD = %q", r)
+	}
+	if strings.Contains(l.save(v4)+l.save(v6), "MYNET") {
+		t.Errorf("Cleanup left MYNET chains")
+	}
+}
+
+// TestTraffic proves the rules with real connections.
+func TestTraffic(t *testing.T) {
+	l := newLab(t)
+	gw := addr("198.18.1.1")
+	gw6 := addr("fd00:1::1")
+	netA := Network{ID: "a00000000000ffff", Bridge: "mya0", ICC: true, Masquerade: true,
+		Subnets: l.addBridge("mya0", "198.18.1.1/24", "fd00:1::1/64")}
+	netB := Network{ID: "b00000000000ffff", Bridge: "myb0", ICC: false, Masquerade: true,
+		Subnets: l.addBridge("myb0", "198.18.2.1/24", "fd00:2::1/64")}
+	netI := Network{ID: "c00000000000ffff", Bridge: "myi0", ICC: true, Internal: true, Masquerade: true,
+		Subnets: l.addBridge("myi0", "198.18.3.1/24", "")}
+	netM := Network{ID: "d00000000000ffff", Bridge: "mym0", ICC: true, Masquerade: false,
+		Subnets: l.addBridge("mym0", "198.18.4.1/24", "")}
+	l.addBridge("docker0", "198.18.9.1/24", "fd00:9::1/64") // a bridge of Docker's, no rules of ours
+
+	a1 := l.addContainer("a1", "mya0", "198.18.1.2/24", "198.18.1.1", "fd00:1::2/64", "fd00:1::1")
+	a2 := l.addContainer("a2", "mya0", "198.18.1.3/24", "198.18.1.1", "fd00:1::3/64", "fd00:1::1")
+	b1 := l.addContainer("b1", "myb0", "198.18.2.2/24", "198.18.2.1", "fd00:2::2/64", "fd00:2::1")
+	b2 := l.addContainer("b2", "myb0", "198.18.2.3/24", "198.18.2.1", "fd00:2::3/64", "fd00:2::1")
+	i1 := l.addContainer("i1", "myi0", "198.18.3.2/24", "198.18.3.1", "", "")
+	i2 := l.addContainer("i2", "myi0", "198.18.3.3/24", "198.18.3.1", "", "")
+	m1 := l.addContainer("m1", "mym0", "198.18.4.2/24", "198.18.4.1", "", "")
+	d1 := l.addContainer("d1", "docker0", "198.18.9.2/24", "198.18.9.1", "fd00:9::2/64", "fd00:9::1")
+	// The outside knows a way back to the container subnets, so only
+	// masquerading decides which source it sees.
+	l.ip(l.prefix+"-o", "route", "add", "198.18.0.0/16", "via", "192.0.2.1")
+	l.ip(l.prefix+"-o", "-6", "route", "add", "fd00::/8", "via", "2001:db8:1::1")
+	// Docker's own rule for docker0, after ours like on a real host.
+	l.run("iptables", "-A", "FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
+	l.run("ip6tables", "-A", "FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
+
+	for _, c := range []*ctr{a1, a2, b1, b2, i1, i2, m1, d1} {
+		l.serve(c.ns, 80)
+	}
+	l.serve(l.out, 80)
+	out4, out6 := addr("192.0.2.2"), addr("2001:db8:1::2")
+	host4, host6 := addr("192.0.2.1"), addr("2001:db8:1::1")
+
+	l.do(l.fw.EnsureBase)
+	for _, n := range []Network{netA, netB, netI, netM} {
+		l.do(func() error { return l.fw.AddNetwork(n) })
+	}
+
+	t.Run("forwarding with policy DROP", func(t *testing.T) {
+		l.policy("DROP")
+		l.check(
+			probe{"ICC on v4", a1.ns, hp(a2.ip4, 80), a1.ip4.String()},
+			probe{"ICC on v6", a1.ns, hp(a2.ip6, 80), a1.ip6.String()},
+			probe{"masquerade v4", a1.ns, hp(out4, 80), host4.String()},
+			probe{"masquerade v6", a1.ns, hp(out6, 80), host6.String()},
+			probe{"masquerade ICC-off network", b1.ns, hp(out4, 80), host4.String()},
+			probe{"no masquerade", m1.ns, hp(out4, 80), m1.ip4.String()},
+			probe{"internal ICC", i1.ns, hp(i2.ip4, 80), i1.ip4.String()},
+		)
+	})
+
+	t.Run("drops with policy ACCEPT", func(t *testing.T) {
+		l.policy("ACCEPT")
+		l.check(
+			probe{"ICC off v4", b1.ns, hp(b2.ip4, 80), ""},
+			probe{"ICC off v6", b1.ns, hp(b2.ip6, 80), ""},
+			probe{"A->B", a1.ns, hp(b1.ip4, 80), ""},
+			probe{"B->A", b1.ns, hp(a1.ip4, 80), ""},
+			probe{"A->B v6", a1.ns, hp(b1.ip6, 80), ""},
+			probe{"B->A v6", b1.ns, hp(a1.ip6, 80), ""},
+			probe{"A->internal", a1.ns, hp(i1.ip4, 80), ""},
+			probe{"internal->A", i1.ns, hp(a1.ip4, 80), ""},
+			probe{"A->docker0", a1.ns, hp(d1.ip4, 80), ""},
+			probe{"docker0->A", d1.ns, hp(a1.ip4, 80), ""},
+			probe{"A->docker0 v6", a1.ns, hp(d1.ip6, 80), ""},
+			probe{"docker0->A v6", d1.ns, hp(a1.ip6, 80), ""},
+			probe{"internal->outside", i1.ns, hp(out4, 80), ""},
+			probe{"outside->internal", l.out, hp(i1.ip4, 80), ""},
+			// Control: without our rules the policy lets these through.
+			probe{"docker0->outside", d1.ns, hp(out4, 80), d1.ip4.String()},
+		)
+	})
+
+	t.Run("published ports", func(t *testing.T) {
+		l.policy("DROP")
+		portsA := []PortMapping{
+			{Proto: "tcp", HostPort: 8080, ContainerIP: a1.ip4, ContainerPort: 80},
+			{Proto: "tcp", HostPort: 8080, ContainerIP: a1.ip6, ContainerPort: 80},
+		}
+		portsB := []PortMapping{{Proto: "tcp", HostIP: host4, HostPort: 8081, ContainerIP: b1.ip4, ContainerPort: 80}}
+		l.do(func() error { return l.fw.AddPorts(netA, portsA) })
+		l.do(func() error { return l.fw.AddPorts(netB, portsB) })
+		// The self-hairpin needs the port in hairpin mode (bridge-nf-call-iptables=1
+		// makes the kernel bridge the translated packet back out of its port).
+		l.ip(l.hostN, "link", "set", a1.port, "type", "bridge_slave", "hairpin", "on")
+		l.check(
+			probe{"outside -> host:8080", l.out, hp(host4, 8080), out4.String()},
+			probe{"outside -> [host]:8080", l.out, hp(host6, 8080), out6.String()},
+			probe{"host 127.0.0.1:8080", l.host, "127.0.0.1:8080", gw.String()},
+			probe{"host -> own address:8080", l.host, hp(host4, 8080), host4.String()},
+			probe{"hairpin from a2", a2.ns, hp(host4, 8080), gw.String()},
+			probe{"hairpin from a2 via gateway", a2.ns, hp(gw, 8080), gw.String()},
+			probe{"hairpin from a2 v6", a2.ns, hp(host6, 8080), gw6.String()},
+			probe{"self hairpin a1", a1.ns, hp(host4, 8080), gw.String()},
+			probe{"direct a2 -> a1 not masqueraded", a2.ns, hp(a1.ip4, 80), a2.ip4.String()},
+			probe{"hairpin on ICC-off network", b2.ns, hp(host4, 8081), "198.18.2.1"},
+			probe{"ICC-off direct still blocked", b2.ns, hp(b1.ip4, 80), ""},
+			probe{"outside -> host:8081", l.out, hp(host4, 8081), out4.String()},
+			probe{"other network -> published port", b1.ns, hp(host4, 8080), ""},
+			probe{"docker0 -> published port", d1.ns, hp(host4, 8080), ""},
+			probe{"outside direct to container, no DNAT", l.out, hp(a1.ip4, 80), ""},
+		)
+		// A port of another network on the same host port is refused.
+		err := l.hostDo(func() error {
+			return l.fw.AddPorts(netB, []PortMapping{{Proto: "tcp", HostPort: 8080, ContainerIP: b1.ip4, ContainerPort: 80}})
+		})
+		if !errors.Is(err, ErrPortConflict) {
+			t.Errorf("conflicting port: got %v", err)
+		}
+		// sctp: programmed like the others, or a clear error.
+		sctp := []PortMapping{{Proto: "sctp", HostPort: 9000, ContainerIP: a1.ip4, ContainerPort: 9000}}
+		if err := l.hostDo(func() error { return l.fw.AddPorts(netA, sctp) }); err != nil {
+			if !strings.Contains(err.Error(), "sctp") {
+				t.Errorf("sctp error does not name sctp: %v", err)
+			}
+			t.Logf("sctp unavailable: %v", err)
+		} else if !strings.Contains(l.save(v4), "-p sctp -m sctp --dport 9000") {
+			t.Errorf("sctp rule missing")
+		}
+		l.do(func() error { return l.fw.RemovePorts(netA, append(portsA, sctp...)) })
+		l.check(
+			probe{"removed port", l.out, hp(host4, 8080), ""},
+			probe{"other port kept", l.out, hp(host4, 8081), out4.String()},
+		)
+	})
+
+	t.Run("owned and removal", func(t *testing.T) {
+		var owned []OwnedNetwork
+		l.do(func() (err error) { owned, err = l.fw.OwnedNetworks(); return })
+		want := []OwnedNetwork{{"a00000000000", "mya0"}, {"b00000000000", "myb0"}, {"c00000000000", "myi0"}, {"d00000000000", "mym0"}}
+		if !slices.Equal(owned, want) {
+			t.Errorf("OwnedNetworks = %v, want %v", owned, want)
+		}
+		l.do(func() error { return l.fw.RemoveNetwork(Network{ID: "b00000000000"}) })
+		l.policy("ACCEPT")
+		// Without its rules, nothing isolates B any more (policy ACCEPT):
+		// proves the rules were the ones dropping.
+		l.check(probe{"B->docker0 after removal", b1.ns, hp(d1.ip4, 80), b1.ip4.String()})
+		// myb0 is no bridge of ours any more: for A it is like any other
+		// interface of the host (masqueraded egress).
+		l.check(probe{"A->former B", a1.ns, hp(b1.ip4, 80), "198.18.2.1"})
+		var bridges []string
+		l.do(func() (err error) { bridges, err = l.fw.Owned(); return })
+		if !slices.Equal(bridges, []string{"mya0", "myi0", "mym0"}) {
+			t.Errorf("Owned = %v", bridges)
+		}
+	})
+
+	t.Run("route_localnet", func(t *testing.T) {
+		var v string
+		l.do(func() error {
+			b, err := os.ReadFile("/proc/sys/net/ipv4/conf/mya0/route_localnet")
+			v = strings.TrimSpace(string(b))
+			return err
+		})
+		if v != "1" {
+			t.Errorf("route_localnet on mya0 = %q", v)
+		}
+	})
+}
+
+// TestSelfHairpinNeedsHairpinMode documents why the caller must enable
+// hairpin mode on the bridge ports.
+func TestSelfHairpinNeedsHairpinMode(t *testing.T) {
+	l := newLab(t)
+	n := Network{ID: "e00000000000", Bridge: "mye0", ICC: true, Masquerade: true, Subnets: l.addBridge("mye0", "198.18.5.1/24", "")}
+	c := l.addContainer("e1", "mye0", "198.18.5.2/24", "198.18.5.1", "", "")
+	l.serve(c.ns, 80)
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	l.do(func() error {
+		return l.fw.AddPorts(n, []PortMapping{{Proto: "tcp", HostPort: 8080, ContainerIP: c.ip4, ContainerPort: 80}})
+	})
+	_, err := dial(c.ns, "192.0.2.1:8080")
+	t.Logf("self hairpin without hairpin mode: err=%v", err)
+	l.ip(l.hostN, "link", "set", c.port, "type", "bridge_slave", "hairpin", "on")
+	l.check(probe{"self hairpin with hairpin mode", c.ns, "192.0.2.1:8080", "198.18.5.1"})
+}
+
+func TestRollback(t *testing.T) {
+	l := newLab(t)
+	n := Network{ID: "f00000000000", Bridge: "myf0", ICC: false, Masquerade: true,
+		Subnets: l.addBridge("myf0", "198.18.6.1/24", "fd00:6::1/64")}
+	l.do(l.fw.EnsureBase)
+	base4, base6 := l.save(v4), l.save(v6)
+	readLocalnet := func() string {
+		var v string
+		l.do(func() error {
+			b, err := os.ReadFile("/proc/sys/net/ipv4/conf/myf0/route_localnet")
+			v = strings.TrimSpace(string(b))
+			return err
+		})
+		return v
+	}
+
+	// IPv6 restore fails: the IPv4 rules and route_localnet are undone.
+	boom := errors.New("injected failure")
+	l.fw.v6.applyHook = func(string) error { return boom }
+	err := l.hostDo(func() error { return l.fw.AddNetwork(n) })
+	l.fw.v6.applyHook = nil
+	if !errors.Is(err, boom) {
+		t.Fatalf("AddNetwork: %v", err)
+	}
+	if a4, a6 := l.save(v4), l.save(v6); a4 != base4 || a6 != base6 {
+		t.Errorf("failed AddNetwork left rules:\n%s\n%s", a4, a6)
+	}
+	if v := readLocalnet(); v != "0" {
+		t.Errorf("route_localnet = %s after rollback", v)
+	}
+
+	// Missing bridge: error, nothing added.
+	err = l.hostDo(func() error {
+		return l.fw.AddNetwork(Network{ID: "f10000000000", Bridge: "nosuchbr", Masquerade: true, Subnets: pfx("198.18.7.0/24")})
+	})
+	if err == nil {
+		t.Errorf("AddNetwork on a missing bridge succeeded")
+	}
+	if a4 := l.save(v4); a4 != base4 {
+		t.Errorf("failed AddNetwork left rules:\n%s", a4)
+	}
+
+	// AddPorts is all or nothing across families.
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	withNet4 := l.save(v4)
+	ports := []PortMapping{
+		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.6.2"), ContainerPort: 80},
+		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("fd00:6::2"), ContainerPort: 80},
+	}
+	l.fw.v6.applyHook = func(string) error { return boom }
+	err = l.hostDo(func() error { return l.fw.AddPorts(n, ports) })
+	l.fw.v6.applyHook = nil
+	if !errors.Is(err, boom) {
+		t.Fatalf("AddPorts: %v", err)
+	}
+	if a4 := l.save(v4); a4 != withNet4 {
+		t.Errorf("failed AddPorts left IPv4 rules:\n%s", a4)
+	}
+	// Unprogrammed network.
+	err = l.hostDo(func() error {
+		return l.fw.AddPorts(Network{ID: "f20000000000", Bridge: "myf0", Subnets: n.Subnets}, ports[:1])
+	})
+	if !errors.Is(err, ErrNetworkNotProgrammed) {
+		t.Errorf("AddPorts on unknown network: %v", err)
+	}
+	l.do(l.fw.Cleanup)
+}
+
+// TestConcurrent adds and removes networks from many goroutines.
+func TestConcurrent(t *testing.T) {
+	l := newLab(t)
+	const n = 6
+	var nets []Network
+	for i := range n {
+		br := fmt.Sprintf("myc%d", i)
+		nets = append(nets, Network{ID: fmt.Sprintf("%012d", i+1), Bridge: br, ICC: i%2 == 0, Masquerade: true,
+			Subnets: l.addBridge(br, fmt.Sprintf("198.18.%d.1/24", 20+i), fmt.Sprintf("fd00:%d::1/64", 20+i))})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*n)
+	for i, nw := range nets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- l.hostDo(func() error {
+				if err := l.fw.AddNetwork(nw); err != nil {
+					return err
+				}
+				p := []PortMapping{{Proto: "tcp", HostPort: uint16(9000 + i), ContainerIP: nw.Subnets[0].Addr().Next().Next(), ContainerPort: 80}}
+				if err := l.fw.AddPorts(nw, p); err != nil {
+					return err
+				}
+				if err := l.fw.EnsureBase(); err != nil {
+					return err
+				}
+				if i%2 == 1 {
+					return l.fw.RemoveNetwork(nw)
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	var bridges []string
+	l.do(func() (err error) { bridges, err = l.fw.Owned(); return })
+	if !slices.Equal(bridges, []string{"myc0", "myc2", "myc4"}) {
+		t.Errorf("Owned = %v", bridges)
+	}
+	s4 := l.save(v4)
+	for _, nw := range nets[:1] {
+		if got := strings.Count(s4, "mynet:"+nw.ID); got != 16 {
+			t.Errorf("network %s: %d IPv4 rules, want 16", nw.ID, got)
+		}
+	}
+	l.do(l.fw.Cleanup)
+}
+
+// TestConverge: AddNetwork with a changed configuration for the same id
+// ends in the same rules as adding the new configuration from scratch.
+func TestConverge(t *testing.T) {
+	l := newLab(t)
+	sub := l.addBridge("myv0", "198.18.8.1/24", "")
+	l.addBridge("myv1", "198.18.18.1/24", "")
+	n := Network{ID: "abcdefabcdef", Bridge: "myv0", ICC: true, Masquerade: true, Subnets: sub}
+	changed := n
+	changed.ICC, changed.Internal, changed.Bridge = false, true, "myv1"
+
+	l.do(func() error { return l.fw.AddNetwork(changed) })
+	want := l.save(v4)
+	l.do(func() error { return l.fw.RemoveNetwork(changed) })
+
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	l.do(func() error {
+		return l.fw.AddPorts(n, []PortMapping{{Proto: "tcp", HostPort: 80, ContainerIP: addr("198.18.8.2"), ContainerPort: 80}})
+	})
+	l.do(func() error { return l.fw.AddNetwork(changed) })
+	if got := l.save(v4); got != want {
+		t.Errorf("converged rules:\n%s\nwant:\n%s", got, want)
+	}
+	l.do(l.fw.Cleanup)
+}
+
+// TestTiming logs what the operations cost (no assertion on time).
+func TestTiming(t *testing.T) {
+	l := newLab(t)
+	n := Network{ID: "123412341234", Bridge: "myt0", ICC: true, Masquerade: true,
+		Subnets: l.addBridge("myt0", "198.18.30.1/24", "fd00:30::1/64")}
+	p := []PortMapping{{Proto: "tcp", HostPort: 80, ContainerIP: addr("198.18.30.2"), ContainerPort: 80}}
+	l.do(l.fw.EnsureBase)
+	for _, step := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"EnsureBase (no change)", l.fw.EnsureBase},
+		{"AddNetwork", func() error { return l.fw.AddNetwork(n) }},
+		{"AddNetwork (no change)", func() error { return l.fw.AddNetwork(n) }},
+		{"AddPorts", func() error { return l.fw.AddPorts(n, p) }},
+		{"RemovePorts", func() error { return l.fw.RemovePorts(n, p) }},
+		{"RemoveNetwork", func() error { return l.fw.RemoveNetwork(n) }},
+	} {
+		start, runs := time.Now(), l.runs()
+		l.do(step.fn)
+		t.Logf("%-24s %3d ms, %d iptables processes", step.name, time.Since(start).Milliseconds(), l.runs()-runs)
+	}
+}

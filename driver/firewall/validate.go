@@ -1,0 +1,167 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+func validID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty network id", ErrInvalid)
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return fmt.Errorf("%w: network id %q: only letters and digits allowed", ErrInvalid, id)
+		}
+	}
+	return nil
+}
+
+func validBridge(name string) error {
+	if name == "" || len(name) > 15 || name == "." || name == ".." {
+		return fmt.Errorf("%w: bridge name %q", ErrInvalid, name)
+	}
+	if strings.ContainsAny(name, " \t\n/+!\"'\\:") {
+		return fmt.Errorf("%w: bridge name %q has a character iptables or the kernel refuses", ErrInvalid, name)
+	}
+	return nil
+}
+
+func validIfacePattern(p string) error {
+	if err := validBridge(strings.TrimSuffix(p, "+")); err != nil && p != "+" {
+		return fmt.Errorf("foreign bridge pattern %q: %w", p, err)
+	}
+	return nil
+}
+
+// validate checks n and returns its subnets by family (masked, no
+// duplicates). needBridge is false for calls that use the id only.
+func (n *Network) validate(needBridge bool) (map[family][]netip.Prefix, error) {
+	if err := validID(n.ID); err != nil {
+		return nil, err
+	}
+	if needBridge {
+		if err := validBridge(n.Bridge); err != nil {
+			return nil, err
+		}
+	}
+	byFam := map[family][]netip.Prefix{}
+	for _, p := range n.Subnets {
+		if !p.IsValid() || p.Addr().Zone() != "" {
+			return nil, fmt.Errorf("%w: network %s: subnet %q", ErrInvalid, shortID(n.ID), p)
+		}
+		if p.Addr().Is4In6() {
+			return nil, fmt.Errorf("%w: network %s: IPv4-mapped subnet %s: use the IPv4 form", ErrInvalid, shortID(n.ID), p)
+		}
+		p = p.Masked()
+		fam := familyOf(p.Addr())
+		if !containsPrefix(byFam[fam], p) {
+			byFam[fam] = append(byFam[fam], p)
+		}
+	}
+	if len(byFam[v4])+len(byFam[v6]) == 0 {
+		return nil, fmt.Errorf("%w: network %s has no subnet", ErrInvalid, shortID(n.ID))
+	}
+	return byFam, nil
+}
+
+func containsPrefix(ps []netip.Prefix, p netip.Prefix) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// portsByFamily validates ports and groups them by the container address
+// family, without duplicates.
+func (n *Network) portsByFamily(ports []PortMapping) (map[family][]PortMapping, error) {
+	out := map[family][]PortMapping{}
+	seen := map[PortMapping]bool{}
+	for _, p := range ports {
+		switch p.Proto {
+		case "tcp", "udp", "sctp":
+		default:
+			return nil, fmt.Errorf("%w: port protocol %q (want tcp, udp or sctp)", ErrInvalid, p.Proto)
+		}
+		if p.HostPort == 0 || p.ContainerPort == 0 {
+			return nil, fmt.Errorf("%w: %s port %d->%d: ports must not be 0", ErrInvalid, p.Proto, p.HostPort, p.ContainerPort)
+		}
+		if !p.ContainerIP.IsValid() || p.ContainerIP.Zone() != "" || p.ContainerIP.Is4In6() || p.ContainerIP.IsUnspecified() {
+			return nil, fmt.Errorf("%w: container address %q", ErrInvalid, p.ContainerIP)
+		}
+		fam := familyOf(p.ContainerIP)
+		if p.HostIP.IsValid() && p.HostIP.IsUnspecified() {
+			p.HostIP = netip.Addr{} // every address of the container's family
+		}
+		if p.HostIP.IsValid() {
+			if p.HostIP.Zone() != "" || p.HostIP.Is4In6() {
+				return nil, fmt.Errorf("%w: host address %q", ErrInvalid, p.HostIP)
+			}
+			if familyOf(p.HostIP) != fam {
+				return nil, fmt.Errorf("%w: host address %s and container address %s are of different families (no proxy to translate)", ErrInvalid, p.HostIP, p.ContainerIP)
+			}
+		}
+		if len(n.Subnets) > 0 && !inAny(n.Subnets, p.ContainerIP) {
+			return nil, fmt.Errorf("%w: container address %s is in no subnet of network %s", ErrInvalid, p.ContainerIP, shortID(n.ID))
+		}
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		out[fam] = append(out[fam], p)
+	}
+	return out, nil
+}
+
+func inAny(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// setSysctl writes val to key (relative to /proc/sys) unless it already has
+// that value; it returns the previous value and whether it wrote.
+func (f *Firewall) setSysctl(key, val string) (string, bool, error) {
+	path := filepath.Join(f.sysctlRoot, key)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", false, fmt.Errorf("read sysctl %s: %w", key, err)
+	}
+	prev := strings.TrimSpace(string(b))
+	if prev == val {
+		return prev, false, nil
+	}
+	if err := os.WriteFile(path, []byte(val), 0o644); err != nil {
+		return prev, false, fmt.Errorf("set sysctl %s=%s: %w", key, val, err)
+	}
+	return prev, true, nil
+}
+
+// ensureBridgeNF makes bridged traffic traverse iptables (name is
+// bridge-nf-call-iptables or bridge-nf-call-ip6tables), loading br_netfilter
+// if its sysctls are missing, like Docker does for enable_icc=false.
+func (f *Firewall) ensureBridgeNF(name string) error {
+	key := "net/bridge/" + name
+	if _, err := os.Stat(filepath.Join(f.sysctlRoot, key)); errors.Is(err, fs.ErrNotExist) {
+		if path, lookErr := exec.LookPath("modprobe"); lookErr == nil {
+			if out, err := exec.Command(path, "br_netfilter").CombinedOutput(); err != nil {
+				f.log.Warn("modprobe br_netfilter failed", "err", err, "output", strings.TrimSpace(string(out)))
+			}
+		}
+	}
+	if _, _, err := f.setSysctl(key, "1"); err != nil {
+		return fmt.Errorf("bridged traffic must pass iptables (is the br_netfilter module loaded?): %w", err)
+	}
+	return nil
+}
