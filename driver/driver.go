@@ -103,10 +103,52 @@ func (d *Driver) Run(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := d.fw.EnsureBase(); err != nil {
-				d.log.Warn("re-assert firewall jumps", "err", err)
+			d.repairFirewall()
+		}
+	}
+}
+
+// repairFirewall re-asserts our jumps and re-adds the rules of any network
+// whose chains are gone (iptables -F, firewalld reload): one iptables-save
+// per family when nothing is missing.
+func (d *Driver) repairFirewall() {
+	if err := d.fw.EnsureBase(); err != nil {
+		d.log.Warn("re-assert firewall jumps", "err", err)
+		return
+	}
+	owned, err := d.fw.Owned()
+	if err != nil {
+		d.log.Warn("list firewall rules", "err", err)
+		return
+	}
+	have := map[string]bool{}
+	for _, b := range owned {
+		have[b] = true
+	}
+	d.mu.Lock()
+	var missing []state.Network
+	for _, n := range d.networks {
+		if !have[n.rec.Bridge] {
+			missing = append(missing, n.rec)
+		}
+	}
+	d.mu.Unlock()
+	for _, rec := range missing {
+		unlock := d.netLock(rec.ID)
+		if n, ok := d.lookupNetwork(rec.ID); ok { // not deleted meanwhile
+			err := d.fw.AddNetwork(fwNetwork(n.rec))
+			for _, ep := range d.endpointsOf(rec.ID) {
+				if err == nil && len(ep.Ports) > 0 {
+					err = d.fw.AddPorts(fwNetwork(n.rec), fwPorts(fromRecords(ep.Ports)))
+				}
+			}
+			if err != nil {
+				d.log.Error("re-add firewall rules", "network", short(rec.ID), "err", err)
+			} else {
+				d.log.Info("repaired: re-added missing firewall rules", "network", short(rec.ID), "bridge", rec.Bridge)
 			}
 		}
+		unlock()
 	}
 }
 

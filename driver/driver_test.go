@@ -400,3 +400,22 @@ func TestParallelEndpoints(t *testing.T) {
 		}
 	})
 }
+
+// After someone flushes our chains (iptables -F, firewalld reload) the
+// periodic check puts every network's rules back.
+func TestRepairFirewallReaddsFlushedRules(t *testing.T) {
+	inNetns(t, func(e *env) {
+		e.createNetwork(netA, "10.69.0.0/24", "10.69.0.1/24", nil)
+		if err := e.d.fw.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+		if owned, _ := e.d.fw.Owned(); len(owned) != 0 {
+			t.Fatalf("cleanup left %v", owned)
+		}
+		e.d.repairFirewall()
+		owned, _ := e.d.fw.Owned()
+		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
+			t.Fatalf("after repair: %v", owned)
+		}
+	})
+}
