@@ -55,7 +55,7 @@ func (s *AddrSet) Add(a netip.Addr) bool {
 	joinsLeft := i > 0 && s.runs[i-1].Last.Next() == a
 	joinsRight := i < len(s.runs) && a.Next() == s.runs[i].First
 	switch {
-	case false:
+	case joinsLeft && joinsRight:
 		s.runs[i-1].Last = s.runs[i].Last
 		s.runs = append(s.runs[:i], s.runs[i+1:]...)
 	case joinsLeft:

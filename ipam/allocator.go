@@ -44,7 +44,7 @@ func NewAllocator(pool netip.Prefix, rng netip.Prefix) (*Allocator, error) {
 	if rng.Bits() < pool.Bits() || !pool.Contains(rng.Addr()) {
 		return nil, fmt.Errorf("range %s is not inside pool %s: the range must be a subnet of the pool", rng, pool)
 	}
-	longest := pool.Addr().BitLen() - 2 // room for a network address plus at least one host
+	longest := pool.Addr().BitLen() - 2 // /30 for IPv4; /126 for IPv6 by policy (a /127 would keep one host)
 	if pool.Bits() > longest {
 		return nil, fmt.Errorf("pool %s is too small: it must hold at least one host address (use /%d or shorter)", pool, longest)
 	}
@@ -68,7 +68,7 @@ func NewAllocator(pool netip.Prefix, rng netip.Prefix) (*Allocator, error) {
 
 func allocCheckPrefix(what string, p netip.Prefix) error {
 	if !p.IsValid() {
-		return fmt.Errorf("%s %s is not a valid prefix: expected an address and a prefix length such as 10.0.0.0/24 or fd00::/64", what, p)
+		return fmt.Errorf("%s is missing or not a valid prefix: expected an address and a prefix length such as 10.0.0.0/24 or fd00::/64", what)
 	}
 	if p != p.Masked() {
 		return fmt.Errorf("%s %s has host bits set: expected the network form %s", what, p, p.Masked())

@@ -184,7 +184,7 @@ func FuzzAllocator(f *testing.F) {
 		}
 
 		// Fill the range: every free usable address comes out exactly once.
-		for {
+		for range len(m.usable) + 1 {
 			if _, ok := allocFuzzNext(t, a, m); !ok {
 				break
 			}

@@ -78,7 +78,7 @@ func TestNewAllocatorValidation(t *testing.T) {
 		})
 	}
 
-	if _, err := NewAllocator(netip.Prefix{}, netip.MustParsePrefix("10.0.0.0/24")); err == nil || !strings.Contains(err.Error(), "not a valid prefix") {
+	if _, err := NewAllocator(netip.Prefix{}, netip.MustParsePrefix("10.0.0.0/24")); err == nil || !strings.Contains(err.Error(), "pool is missing or not a valid prefix") {
 		t.Errorf("zero pool: err = %v, want a 'not a valid prefix' error", err)
 	}
 }
@@ -400,14 +400,15 @@ func TestAllocatorRestore(t *testing.T) {
 	if restored.Used() != orig.Used() {
 		t.Fatalf("restored Used() = %d, want %d", restored.Used(), orig.Used())
 	}
-	for {
+	for range orig.Size() + 1 { // bounded: a broken allocator could hand out forever
 		want, wantErr := orig.Next()
 		got, gotErr := restored.Next()
 		if got != want || (wantErr == nil) != (gotErr == nil) {
 			t.Fatalf("restored Next = %s, %v; original %s, %v", got, gotErr, want, wantErr)
 		}
 		if wantErr != nil {
-			break
+			return
 		}
 	}
+	t.Fatalf("Next handed out more than the %d usable addresses", orig.Size())
 }
