@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/state"
+)
+
+// ipamMux serves the protocol routes with a real IPAM on a temporary store.
+// The network driver is nil: these tests only call IPAM and generic paths.
+func ipamMux(t testing.TB) http.Handler {
+	t.Helper()
+	s, err := state.Open(filepath.Join(t.TempDir(), "m.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	rs, _ := ipam.ParseRanges(ipam.DefaultRanges)
+	id, err := ipam.New(ipam.Config{Store: s, Ranges: rs, Host: func() ([]netip.Prefix, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newMux(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, id)
+}
+
+func post(h http.Handler, path, body string) (int, map[string]any) {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, strings.NewReader(body)))
+	var out map[string]any
+	json.Unmarshal(rec.Body.Bytes(), &out)
+	return rec.Code, out
+}
+
+func TestActivateListsBothProtocols(t *testing.T) {
+	code, out := post(ipamMux(t), "/Plugin.Activate", "")
+	impl, _ := out["Implements"].([]any)
+	if code != 200 || len(impl) != 2 || impl[0] != "NetworkDriver" || impl[1] != "IpamDriver" {
+		t.Fatalf("activate: %d %v", code, out)
+	}
+}
+
+func TestIPAMOverHTTP(t *testing.T) {
+	h := ipamMux(t)
+	code, out := post(h, "/IpamDriver.GetCapabilities", "")
+	if code != 200 || out["RequiresRequestReplay"] != false {
+		t.Fatalf("capabilities: %d %v", code, out)
+	}
+	code, out = post(h, "/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.70.0.0/24","V6":false}`)
+	if code != 200 || out["PoolID"] != "LocalDefault/10.70.0.0/24" {
+		t.Fatalf("pool: %d %v", code, out)
+	}
+	code, out = post(h, "/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.70.0.0/24","Options":{"RequestAddressType":"com.docker.network.gateway"}}`)
+	if code != 200 || out["Address"] != "10.70.0.1/24" {
+		t.Fatalf("gateway: %d %v", code, out)
+	}
+	code, out = post(h, "/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.70.0.0/24","Address":"10.70.0.1"}`)
+	if code == 200 || !strings.Contains(out["Error"].(string), "10.70.0.1") || out["Err"] != out["Error"] {
+		t.Fatalf("taken address: %d %v", code, out)
+	}
+}
+
+func TestMalformedRequestsNameTheCall(t *testing.T) {
+	h := ipamMux(t)
+	for _, body := range []string{`{"Pool":`, `[1,2]`, `{"Pool": 5}`, "\x00\x01"} {
+		code, out := post(h, "/IpamDriver.RequestPool", body)
+		msg, _ := out["Err"].(string)
+		if code != http.StatusBadRequest || !strings.Contains(msg, "malformed IpamDriver.RequestPool request") {
+			t.Errorf("body %q: %d %v", body, code, out)
+		}
+	}
+	code, _ := post(h, "/NetworkDriver.Nonsense", `{}`)
+	if code != http.StatusNotFound {
+		t.Errorf("unknown path: %d", code)
+	}
+	big := `{"Pool":"` + strings.Repeat("x", maxBody) + `"}`
+	if code, _ := post(h, "/IpamDriver.RequestPool", big); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("huge body: %d", code)
+	}
+}
+
+// FuzzIPAMRequests posts arbitrary bodies to every IPAM call: no panic, a
+// JSON answer every time, and never one address handed out twice.
+func FuzzIPAMRequests(f *testing.F) {
+	paths := []string{"/IpamDriver.RequestPool", "/IpamDriver.RequestAddress", "/IpamDriver.ReleaseAddress", "/IpamDriver.ReleasePool"}
+	f.Add(uint8(0), `{"Pool":"10.1.0.0/24"}`)
+	f.Add(uint8(1), `{"PoolID":"LocalDefault/10.1.0.0/24"}`)
+	f.Add(uint8(1), `{"PoolID":"LocalDefault/10.1.0.0/24","Address":"10.1.0.7"}`)
+	f.Add(uint8(2), `{"PoolID":"LocalDefault/10.1.0.0/24","Address":"10.1.0.7"}`)
+	f.Add(uint8(0), `{"Pool":"fd00::/64","V6":true,"SubPool":"fd00::/80"}`)
+	f.Add(uint8(3), `{"PoolID":"LocalDefault/10.1.0.0/24"}`)
+	h := ipamMux(f)
+	post(h, "/IpamDriver.RequestPool", `{"Pool":"10.1.0.0/24"}`)
+	held := map[string]bool{}
+	f.Fuzz(func(t *testing.T, which uint8, body string) {
+		path := paths[int(which)%len(paths)]
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, path, strings.NewReader(body)))
+		var out map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("%s %q: answer is not JSON: %q", path, body, rec.Body.String())
+		}
+		if path == "/IpamDriver.RequestAddress" && rec.Code == 200 {
+			var req struct{ PoolID string }
+			json.Unmarshal([]byte(body), &req)
+			key := req.PoolID + " " + out["Address"].(string)
+			if held[key] {
+				t.Fatalf("%s handed out twice", key)
+			}
+			held[key] = true
+		}
+		if path == "/IpamDriver.ReleaseAddress" || path == "/IpamDriver.ReleasePool" {
+			for k := range held { // the model forgets conservatively
+				delete(held, k)
+			}
+		}
+	})
+}
+
+// daemon runs the built binary in a fresh network namespace (unshare -n),
+// so it never touches the host's links or iptables.
+type daemon struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	sock string
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "mynet")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startDaemon(t *testing.T, bin, dir string) *daemon {
+	t.Helper()
+	d := &daemon{out: &bytes.Buffer{}, sock: filepath.Join(dir, "sock", "mt.sock")}
+	d.cmd = exec.Command("unshare", "-n", bin, "--name", "mt", "--socket-dir", filepath.Join(dir, "sock"),
+		"--state", filepath.Join(dir, "state.db"), "--log-level", "debug")
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			d.cmd.Process.Kill()
+			d.cmd.Wait()
+		}
+	})
+	return d
+}
+
+func (d *daemon) waitServing(t *testing.T) *http.Client {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", d.sock)
+	}}}
+	for i := 0; i < 100; i++ {
+		if r, err := c.Post("http://p/Plugin.Activate", "", nil); err == nil {
+			r.Body.Close()
+			return c
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("daemon never served %s:\n%s", d.sock, d.out)
+	return nil
+}
+
+func TestDaemonLockStaleSocketAndGracefulStop(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatal("unshare (util-linux) is needed to run the daemon in its own network namespace")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	// A stale socket file, as a crash leaves it.
+	os.MkdirAll(filepath.Join(dir, "sock"), 0o755)
+	ln, err := net.Listen("unix", filepath.Join(dir, "sock", "mt.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+
+	first := startDaemon(t, bin, dir)
+	c := first.waitServing(t)
+	st, _ := os.Stat(first.sock)
+	if st.Mode().Perm()&0o077 != 0 {
+		t.Errorf("socket mode %v is open to others", st.Mode().Perm())
+	}
+
+	// A second instance on the same state exits at once and says why.
+	start := time.Now()
+	out, err := exec.Command("unshare", "-n", bin, "--name", "mt2", "--socket-dir", filepath.Join(dir, "sock"),
+		"--state", filepath.Join(dir, "state.db")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another mynet") {
+		t.Fatalf("second instance: %v %s", err, out)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("second instance took %v to give up", time.Since(start))
+	}
+
+	// SIGTERM: the socket goes away and the state is closed (reopenable).
+	r, err := c.Post("http://p/IpamDriver.RequestPool", "", strings.NewReader(`{"Pool":"10.71.0.0/24"}`))
+	if err != nil || r.StatusCode != 200 {
+		t.Fatalf("request pool: %v %v", err, r)
+	}
+	r.Body.Close()
+	first.cmd.Process.Signal(syscall.SIGTERM)
+	if err := first.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, first.out)
+	}
+	if _, err := os.Stat(first.sock); !os.IsNotExist(err) {
+		t.Fatalf("socket left after SIGTERM: %v", err)
+	}
+	s, err := state.Open(filepath.Join(dir, "state.db"), state.Options{LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("state after stop: %v", err)
+	}
+	defer s.Close()
+	s.View(func(tx *state.Tx) error {
+		if _, ok, _ := tx.Pool("LocalDefault/10.71.0.0/24"); !ok {
+			t.Error("pool allocated before SIGTERM is not in the state file")
+		}
+		return nil
+	})
+}
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	t.Setenv("MYNET_NAME", "fromenv")
+	t.Setenv("MYNET_LOG_LEVEL", "debug")
+	c, err := parseFlags(nil)
+	if err != nil || c.name != "fromenv" || c.logLevel != "debug" || c.state != "/var/lib/mynet/mynet.db" {
+		t.Fatalf("env defaults: %+v %v", c, err)
+	}
+	c, err = parseFlags([]string{"--name", "flag"})
+	if err != nil || c.name != "flag" {
+		t.Fatalf("flag over env: %+v %v", c, err)
+	}
+	if _, err := parseFlags([]string{"--name", "a/b"}); err == nil {
+		t.Fatal("name with / accepted")
+	}
+	if _, err := newLogger("loud", "text"); err == nil || !strings.Contains(err.Error(), "--log-level") {
+		t.Fatalf("bad level: %v", err)
+	}
+}
