@@ -184,6 +184,7 @@ func (d *Driver) removeEndpoint(n state.Network, ep state.Endpoint) error {
 		errs = append(errs, d.unpublish(n, ep))
 	}
 	errs = append(errs, link.Delete(ep.HostIf), link.Delete(ep.ContainerIf))
+	d.flushConntrack(ep)
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteEndpoint(ep.ID) }); err != nil {
 		errs = append(errs, fmt.Errorf("forget endpoint: %w", err))
 	}
@@ -210,4 +211,16 @@ func (d *Driver) saveEndpoint(ep state.Endpoint) error {
 // remote driver anyway (published ports: see `mynet ports`).
 func (d *Driver) EndpointInfo(req *api.InfoRequest) (*api.InfoResponse, error) {
 	return &api.InfoResponse{Value: map[string]string{}}, nil
+}
+
+// flushConntrack drops tracked flows of the endpoint's addresses, as Docker
+// does; a failure (no conntrack netlink in this kernel) only costs stale flows.
+func (d *Driver) flushConntrack(ep state.Endpoint) {
+	for _, p := range []netip.Prefix{ep.IPv4, ep.IPv6} {
+		if p.IsValid() {
+			if err := link.FlushConntrack(p.Addr()); err != nil {
+				d.log.Warn("flush conntrack", "endpoint", short(ep.ID), "err", err)
+			}
+		}
+	}
 }

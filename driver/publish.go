@@ -113,6 +113,7 @@ func (d *Driver) unpublish(n state.Network, ep state.Endpoint) error {
 	bindings := fromRecords(ep.Ports)
 	err := d.fw.RemovePorts(fwNetwork(n), fwPorts(bindings))
 	d.ports.Release(bindings)
+	d.flushConntrack(ep)
 	if err != nil {
 		return fmt.Errorf("unpublish ports of endpoint %s: %w", short(ep.ID), err)
 	}

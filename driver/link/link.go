@@ -254,3 +254,25 @@ func SetSysctl(key, value string) error {
 	}
 	return nil
 }
+
+// FlushConntrack forgets tracked flows from or to ip (original direction
+// source, or reply source after DNAT), so a published port that moves, or an
+// address given to the next container, does not inherit stale UDP flows.
+func FlushConntrack(ip netip.Addr) error {
+	family := netlink.InetFamily(unix.AF_INET)
+	if ip.Is6() {
+		family = unix.AF_INET6
+	}
+	var filters []netlink.CustomConntrackFilter
+	for _, t := range []netlink.ConntrackFilterType{netlink.ConntrackOrigSrcIP, netlink.ConntrackReplySrcIP} {
+		f := &netlink.ConntrackFilter{}
+		if err := f.AddIP(t, ip.AsSlice()); err != nil {
+			return err
+		}
+		filters = append(filters, f)
+	}
+	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...); err != nil {
+		return fmt.Errorf("flush conntrack entries of %s: %w", ip, err)
+	}
+	return nil
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // inFreshNetns runs fn on a thread moved into a new, empty network namespace,
@@ -144,6 +145,31 @@ func TestVethFailureLeavesNothing(t *testing.T) {
 			if ok, _ := Exists(n); ok {
 				t.Fatalf("%s left behind", n)
 			}
+		}
+	})
+}
+
+func TestFlushConntrackRemovesFlowsOfOneAddress(t *testing.T) {
+	inFreshNetns(t, func() {
+		mk := func(src, dst string) *netlink.ConntrackFlow {
+			return &netlink.ConntrackFlow{FamilyType: unix.AF_INET, TimeOut: 100,
+				Forward: netlink.IPTuple{SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4(), Protocol: unix.IPPROTO_UDP, SrcPort: 1000, DstPort: 53},
+				Reverse: netlink.IPTuple{SrcIP: net.ParseIP(dst).To4(), DstIP: net.ParseIP(src).To4(), Protocol: unix.IPPROTO_UDP, SrcPort: 53, DstPort: 1000}}
+		}
+		for _, f := range []*netlink.ConntrackFlow{mk("10.80.0.2", "10.80.0.9"), mk("10.80.0.3", "10.80.0.9")} {
+			if err := netlink.ConntrackCreate(netlink.ConntrackTable, unix.AF_INET, f); err != nil {
+				t.Fatalf("create flow: %v", err)
+			}
+		}
+		if err := FlushConntrack(netip.MustParseAddr("10.80.0.2")); err != nil {
+			t.Fatal(err)
+		}
+		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(flows) != 1 || flows[0].Forward.SrcIP.String() != "10.80.0.3" {
+			t.Fatalf("flows left: %v", flows)
 		}
 	})
 }
