@@ -26,11 +26,15 @@ type writeOp struct {
 // it must only touch the transaction.
 func (s *Store) Update(fn func(*Tx) error) error {
 	op := &writeOp{fn: fn, done: make(chan error, 1)}
-	select {
-	case <-s.stop:
+	// Holding the read lock while queueing means Close (which takes the write
+	// lock before stopping the writer) cannot strand an op in the queue.
+	s.closeMu.RLock()
+	if s.isClosed {
+		s.closeMu.RUnlock()
 		return ErrClosed
-	case s.ops <- op:
 	}
+	s.ops <- op
+	s.closeMu.RUnlock()
 	return <-op.done
 }
 

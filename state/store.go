@@ -55,7 +55,7 @@ type Store struct {
 	ops      chan *writeOp
 	stop     chan struct{}
 	stopped  sync.WaitGroup
-	closeMu  sync.Mutex
+	closeMu  sync.RWMutex
 	isClosed bool
 }
 
@@ -152,11 +152,12 @@ func (s *Store) migrate() error {
 // Close stops the writer after pending writes and closes the file.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
-	defer s.closeMu.Unlock()
 	if s.isClosed {
+		s.closeMu.Unlock()
 		return nil
 	}
 	s.isClosed = true
+	s.closeMu.Unlock()
 	if !s.db.IsReadOnly() {
 		close(s.stop)
 		s.stopped.Wait()
