@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Prepare this machine for mynet's integration tests and demo.
+#
+#   - installs the Debian packages the tests need (apt-get update only if one is missing)
+#   - starts dockerd in the background if `docker info` fails (no systemd here)
+#   - builds the local image mynet-busybox:latest from busybox-static (no registry needed)
+#
+# Idempotent: running it again on a prepared machine changes nothing.
+# Must run as root. Exits non-zero with a message saying what went wrong.
+set -euo pipefail
+
+IMAGE="mynet-busybox:latest"
+DOCKERD_LOG=/var/log/mynet-dockerd.log
+DOCKERD_PID=/run/mynet-dockerd.pid
+DOCKERD_WAIT=60
+# gcc/libc6-dev: `go test -race` needs cgo and a C toolchain.
+PACKAGES=(docker.io busybox-static iptables iproute2 docker-compose iperf3 kmod user-mode-linux gcc libc6-dev)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (the tests create bridges, iptables rules and containers)"
+
+# ---------------------------------------------------------------- packages
+pkg_installed() {
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
+}
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	pkg_installed "$p" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	log "installing missing packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a NEEDRESTART_SUSPEND=1
+	# No init system here: keep package scripts from trying to start services
+	# (we start dockerd ourselves below). Only add a policy if none exists.
+	policy=/usr/sbin/policy-rc.d
+	added_policy=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		added_policy=1
+		trap '[ "$added_policy" = 1 ] && rm -f "$policy"' EXIT
+	fi
+	apt-get update -q || die "apt-get update failed"
+	apt-get install -y -q --no-install-recommends \
+		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+		"${missing[@]}" || die "apt-get install ${missing[*]} failed"
+	if [ "$added_policy" = 1 ]; then rm -f "$policy"; added_policy=0; fi
+	for p in "${missing[@]}"; do
+		pkg_installed "$p" || die "package $p still not installed after apt-get install"
+	done
+fi
+
+# Prefer Debian's client (same version as the engine); the newer one in
+# /usr/local/bin negotiates API 1.41 fine too.
+if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=$(command -v docker) || die "no docker client found"; fi
+[ -x /bin/busybox ] || die "/bin/busybox missing although busybox-static is installed"
+
+# ---------------------------------------------------------------- dockerd
+pid_is_dockerd() { # pid -> true if that process is a dockerd
+	local pid=$1
+	[ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q '^[^ ]*dockerd\( \|$\)'
+}
+
+wait_docker() { # seconds
+	local deadline=$((SECONDS + $1))
+	while [ "$SECONDS" -lt "$deadline" ]; do
+		"$DOCKER" info >/dev/null 2>&1 && return 0
+		if [ -n "${started_pid:-}" ] && ! kill -0 "$started_pid" 2>/dev/null; then
+			return 1
+		fi
+		sleep 1
+	done
+	return 1
+}
+
+if ! "$DOCKER" info >/dev/null 2>&1; then
+	started_pid=""
+	if [ -f "$DOCKERD_PID" ] && pid_is_dockerd "$(cat "$DOCKERD_PID")"; then
+		started_pid=$(cat "$DOCKERD_PID")
+		log "dockerd (pid $started_pid, started earlier by this script) is not answering yet; waiting"
+	else
+		command -v dockerd >/dev/null || die "dockerd not found (package docker.io)"
+		log "starting dockerd in the background (log $DOCKERD_LOG)"
+		# setsid: its own session, so Ctrl-C on `make test` does not stop the engine.
+		setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+		started_pid=$!
+		echo "$started_pid" >"$DOCKERD_PID"
+	fi
+	if ! wait_docker "$DOCKERD_WAIT"; then
+		tail -n 30 "$DOCKERD_LOG" >&2 2>/dev/null || true
+		die "dockerd did not answer 'docker info' within ${DOCKERD_WAIT}s (pid $started_pid, log $DOCKERD_LOG)"
+	fi
+	log "dockerd is up (pid $started_pid)"
+fi
+
+# ---------------------------------------------------------------- image
+if ! "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
+	log "building $IMAGE from /bin/busybox"
+	rootfs=$(mktemp -d /tmp/mynet-busybox-rootfs.XXXXXX)
+	# shellcheck disable=SC2064
+	trap "rm -rf '$rootfs'" EXIT
+	mkdir -p "$rootfs"/{bin,etc,tmp,proc,sys,dev}
+	chmod 1777 "$rootfs/tmp"
+	cp /bin/busybox "$rootfs/bin/busybox"
+	for applet in $(/bin/busybox --list); do
+		[ "$applet" = busybox ] && continue
+		ln -sf busybox "$rootfs/bin/$applet"
+	done
+	tar -C "$rootfs" -c . |
+		"$DOCKER" import -c 'ENV PATH=/bin' -c 'CMD ["sh"]' - "$IMAGE" >/dev/null ||
+		die "docker import of $IMAGE failed"
+	rm -rf "$rootfs"
+	trap - EXIT
+	"$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1 || die "$IMAGE missing after docker import"
+	log "built $IMAGE"
+fi
+
+log "ready (docker client $DOCKER, image $IMAGE)"
