@@ -112,6 +112,17 @@ func (d *Driver) Run(ctx context.Context, every time.Duration) {
 // whose chains are gone (iptables -F, firewalld reload): one iptables-save
 // per family when nothing is missing.
 func (d *Driver) repairFirewall() {
+	d.mu.Lock()
+	bridges := 0
+	for _, n := range d.networks {
+		if n.rec.Backend == backendBridge {
+			bridges++
+		}
+	}
+	d.mu.Unlock()
+	if bridges == 0 {
+		return // macvlan and ipvlan networks have no rules of ours
+	}
 	if err := d.fw.EnsureBase(); err != nil {
 		d.log.Warn("re-assert firewall jumps", "err", err)
 		return
@@ -128,7 +139,7 @@ func (d *Driver) repairFirewall() {
 	d.mu.Lock()
 	var missing []state.Network
 	for _, n := range d.networks {
-		if !have[n.rec.Bridge] {
+		if n.rec.Backend == backendBridge && !have[n.rec.Bridge] {
 			missing = append(missing, n.rec)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/driver/ports"
 	"github.com/mynet/mynet/state"
 )
 
@@ -39,8 +40,13 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 	if iface == nil {
 		iface = &api.EndpointInterface{}
 	}
-	ep := state.Endpoint{ID: req.EndpointID, NetworkID: req.NetworkID,
-		HostIf: hostIfName(req.EndpointID), ContainerIf: containerIfName(req.EndpointID), Created: time.Now().UTC()}
+	b := d.backend(n.rec.Backend)
+	if !b.publishes() {
+		if ms, err := ports.ParsePortMap(req.Options[optPortMap]); err == nil && len(ms) > 0 {
+			return nil, badRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", ms[0], n.rec.Backend)
+		}
+	}
+	ep := state.Endpoint{ID: req.EndpointID, NetworkID: req.NetworkID, Created: time.Now().UTC()}
 	var err error
 	if ep.IPv4, err = parseIfAddr("Address", iface.Address, false); err != nil {
 		return nil, err
@@ -48,18 +54,24 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 	if ep.IPv6, err = parseIfAddr("AddressIPv6", iface.AddressIPv6, true); err != nil {
 		return nil, err
 	}
-	mac, err := endpointMAC(req, ep.IPv4)
-	if err != nil {
-		return nil, err
+	var mac net.HardwareAddr
+	if n.rec.Backend == backendIPvlan {
+		// ipvlan links share the parent's MAC and cannot take another.
+		if userMAC(req) {
+			return nil, badRequest("ipvlan endpoints share the parent's MAC address: remove --mac-address, or use backend macvlan")
+		}
+	} else {
+		if mac, err = endpointMAC(req, ep.IPv4); err != nil {
+			return nil, err
+		}
+		ep.MAC = mac.String()
 	}
-	ep.MAC = mac.String()
-
-	if err := link.CreateVeth(link.Veth{Host: ep.HostIf, Peer: ep.ContainerIf, Bridge: n.rec.Bridge, MTU: n.rec.MTU, PeerMAC: mac}); err != nil {
+	if err := b.createLink(n.rec, &ep, mac); err != nil {
 		return nil, fmt.Errorf("endpoint %s: %w", short(ep.ID), err)
 	}
 	defer func() {
 		if retErr != nil {
-			retErr = errors.Join(retErr, link.Delete(ep.HostIf))
+			retErr = errors.Join(retErr, deleteLinks(ep))
 		}
 	}()
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
@@ -72,10 +84,30 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 }
 
 func (d *Driver) macResponse(req *api.CreateEndpointRequest, mac string) *api.EndpointInterface {
-	if req.Interface != nil && req.Interface.MacAddress != "" {
+	if userMAC(req) || mac == "" {
 		return nil // Docker's own value: returning it, even unchanged, fails the call
 	}
 	return &api.EndpointInterface{MacAddress: mac}
+}
+
+// userMAC says whether the user gave a MAC (--mac-address).
+func userMAC(req *api.CreateEndpointRequest) bool {
+	if req.Interface != nil && req.Interface.MacAddress != "" {
+		return true
+	}
+	s, _ := req.Options[optMAC].(string)
+	return s != ""
+}
+
+// deleteLinks removes an endpoint's links; missing ones are fine.
+func deleteLinks(ep state.Endpoint) error {
+	var errs []error
+	for _, name := range []string{ep.HostIf, ep.ContainerIf} {
+		if name != "" {
+			errs = append(errs, link.Delete(name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func parseIfAddr(field, s string, v6 bool) (netip.Prefix, error) {
@@ -133,21 +165,7 @@ func (d *Driver) Join(req *api.JoinRequest) (*api.JoinResponse, error) {
 		return nil, fmt.Errorf("endpoint %s: its interface %s is gone (host rebooted?): %v", short(ep.ID), ep.ContainerIf, err)
 	}
 	resp := &api.JoinResponse{InterfaceName: api.InterfaceName{SrcName: ep.ContainerIf, DstPrefix: n.rec.IfacePrefix}}
-	for _, s := range n.rec.IPv4 {
-		if s.Gateway.IsValid() {
-			resp.Gateway = s.Gateway.Addr().String()
-		}
-	}
-	if ep.IPv6.IsValid() {
-		for _, s := range n.rec.IPv6 {
-			if s.Gateway.IsValid() {
-				resp.GatewayIPv6 = s.Gateway.Addr().String()
-			}
-		}
-	}
-	if resp.Gateway == "" {
-		resp.DisableGatewayService = true
-	}
+	d.backend(n.rec.Backend).join(n.rec, *ep, resp)
 	if ep.SandboxKey != req.SandboxKey {
 		ep.SandboxKey = req.SandboxKey
 		if err := d.saveEndpoint(*ep); err != nil {
@@ -183,7 +201,7 @@ func (d *Driver) removeEndpoint(n state.Network, ep state.Endpoint) error {
 	if len(ep.Ports) > 0 && n.ID != "" {
 		errs = append(errs, d.unpublish(n, ep))
 	}
-	errs = append(errs, link.Delete(ep.HostIf), link.Delete(ep.ContainerIf))
+	errs = append(errs, deleteLinks(ep))
 	d.flushConntrack(ep)
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteEndpoint(ep.ID) }); err != nil {
 		errs = append(errs, fmt.Errorf("forget endpoint: %w", err))

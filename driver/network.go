@@ -7,13 +7,11 @@ import (
 	"time"
 
 	api "github.com/docker/go-plugins-helpers/network"
-	"github.com/mynet/mynet/driver/firewall"
-	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
 )
 
-// CreateNetwork builds the bridge, its gateway addresses and firewall rules,
-// then records the network. On failure nothing is left behind.
+// CreateNetwork builds the network in the kernel (bridge, addresses and
+// rules; or the parent link), then records it. On failure nothing is left behind.
 func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	if req.NetworkID == "" {
 		return badRequest("NetworkID is empty")
@@ -25,13 +23,11 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	rec := state.Network{
 		ID: req.NetworkID, Backend: cfg.Backend, Options: cfg.Raw, EnableIPv6: cfg.EnableIPv6, Internal: cfg.Internal,
 		Bridge: cfg.Bridge, MTU: cfg.MTU, ICC: cfg.ICC, Masquerade: cfg.Masquerade, IfacePrefix: cfg.IfPrefix,
+		Parent: cfg.Parent, Mode: cfg.Mode, Flag: cfg.Flag,
 		Created: time.Now().UTC(),
 	}
 	if cfg.HostBinding.IsValid() {
 		rec.HostBindingV4 = cfg.HostBinding.String()
-	}
-	if rec.Bridge == "" {
-		rec.Bridge = "mn-" + short(req.NetworkID)
 	}
 	if rec.IPv4, err = subnets(req.IPv4Data, false); err != nil {
 		return err
@@ -40,11 +36,13 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 		return err
 	}
 	if len(rec.IPv4) > 1 || len(rec.IPv6) > 1 {
-		return badRequest("the bridge backend takes one IPv4 and one IPv6 subnet, got %d and %d", len(rec.IPv4), len(rec.IPv6))
+		return badRequest("a mynet network takes one IPv4 and one IPv6 subnet, got %d and %d", len(rec.IPv4), len(rec.IPv6))
 	}
+	b := d.backend(rec.Backend)
+	b.name(&rec)
 
-	// Creates are rare: one at a time makes the bridge and subnet conflict
-	// checks exact without reservations.
+	// Creates are rare: one at a time makes the conflict checks exact
+	// without reservations.
 	d.createMu.Lock()
 	defer d.createMu.Unlock()
 	unlock := d.netLock(req.NetworkID)
@@ -52,16 +50,19 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	if _, exists := d.lookupNetwork(req.NetworkID); exists {
 		return nil // a retried create: already done
 	}
-	if err := d.checkConflicts(rec); err != nil {
+	others := d.networkRecords("")
+	if err := checkSubnets(rec, others); err != nil {
 		return err
 	}
-	created, err := d.setupBridge(&rec)
-	if err != nil {
+	if err := b.check(rec, others); err != nil {
+		return err
+	}
+	if err := b.setup(&rec, others); err != nil {
 		return err
 	}
 	defer func() {
 		if retErr != nil {
-			retErr = errors.Join(retErr, d.teardownBridge(rec, created))
+			retErr = errors.Join(retErr, b.teardown(rec, others))
 		}
 	}()
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutNetwork(rec) }); err != nil {
@@ -70,28 +71,39 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	d.mu.Lock()
 	d.networks[rec.ID] = &netEntry{rec: rec, cfg: cfg}
 	d.mu.Unlock()
-	d.log.Info("network created", "network", short(rec.ID), "bridge", rec.Bridge, "created_bridge", created)
+	d.log.Info("network created", "network", short(rec.ID), "backend", rec.Backend, "bridge", rec.Bridge, "parent", rec.Parent)
 	return nil
 }
 
-// checkConflicts refuses a bridge or subnet that another of our networks has.
-// Callers hold d.createMu.
-func (d *Driver) checkConflicts(rec state.Network) error {
+// networkRecords returns every network but the one with id except.
+func (d *Driver) networkRecords(except string) []state.Network {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, other := range d.networks {
-		if other.rec.Bridge == rec.Bridge {
-			return badRequest("bridge %s is already used by mynet network %s: give another %s", rec.Bridge, short(other.rec.ID), optBridgeName)
+	out := make([]state.Network, 0, len(d.networks))
+	for id, n := range d.networks {
+		if id != except {
+			out = append(out, n.rec)
 		}
-		for _, a := range append(append([]state.Subnet{}, rec.IPv4...), rec.IPv6...) {
-			for _, b := range append(append([]state.Subnet{}, other.rec.IPv4...), other.rec.IPv6...) {
+	}
+	return out
+}
+
+// checkSubnets refuses a subnet that overlaps one of another of our networks.
+func checkSubnets(rec state.Network, others []state.Network) error {
+	for _, other := range others {
+		for _, a := range allSubnets(rec) {
+			for _, b := range allSubnets(other) {
 				if a.Pool.Overlaps(b.Pool) {
-					return badRequest("subnet %s overlaps subnet %s of mynet network %s", a.Pool, b.Pool, short(other.rec.ID))
+					return badRequest("subnet %s overlaps subnet %s of mynet network %s", a.Pool, b.Pool, short(other.ID))
 				}
 			}
 		}
 	}
 	return nil
+}
+
+func allSubnets(n state.Network) []state.Subnet {
+	return append(append([]state.Subnet{}, n.IPv4...), n.IPv6...)
 }
 
 func subnets(data []*api.IPAMData, v6 bool) ([]state.Subnet, error) {
@@ -121,86 +133,6 @@ func subnets(data []*api.IPAMData, v6 bool) ([]state.Subnet, error) {
 	return out, nil
 }
 
-func fwNetwork(rec state.Network) firewall.Network {
-	n := firewall.Network{ID: rec.ID, Bridge: rec.Bridge, ICC: rec.ICC, Masquerade: rec.Masquerade, Internal: rec.Internal}
-	for _, s := range rec.IPv4 {
-		n.Subnets = append(n.Subnets, s.Pool)
-	}
-	if rec.EnableIPv6 {
-		for _, s := range rec.IPv6 {
-			n.Subnets = append(n.Subnets, s.Pool)
-		}
-	}
-	return n
-}
-
-// setupBridge makes the kernel match rec: bridge, gateway addresses,
-// forwarding, firewall. Idempotent, so restore uses it too. It returns
-// whether it created the bridge, and records that in rec.
-func (d *Driver) setupBridge(rec *state.Network) (created bool, retErr error) {
-	existed, err := link.Exists(rec.Bridge)
-	if err != nil {
-		return false, err
-	}
-	if _, err := link.EnsureBridge(rec.Bridge, rec.MTU); err != nil {
-		return false, err
-	}
-	created = !existed
-	if created {
-		rec.BridgeCreated = true
-	}
-	defer func() {
-		if retErr != nil {
-			retErr = errors.Join(retErr, d.teardownBridge(*rec, created))
-		}
-	}()
-	if err := link.SetSysctl("net/ipv4/ip_forward", "1"); err != nil {
-		return created, err
-	}
-	for _, s := range rec.IPv4 {
-		if s.Gateway.IsValid() {
-			if err := link.EnsureAddr(rec.Bridge, s.Gateway); err != nil {
-				return created, err
-			}
-		}
-	}
-	if rec.EnableIPv6 && len(rec.IPv6) > 0 {
-		if err := link.SetSysctl("net/ipv6/conf/"+rec.Bridge+"/disable_ipv6", "0"); err != nil {
-			return created, err
-		}
-		if err := link.SetSysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
-			return created, err
-		}
-		for _, s := range rec.IPv6 {
-			if s.Gateway.IsValid() {
-				if err := link.EnsureAddr(rec.Bridge, s.Gateway); err != nil {
-					return created, err
-				}
-			}
-		}
-	}
-	if err := d.fw.AddNetwork(fwNetwork(*rec)); err != nil {
-		return created, fmt.Errorf("firewall for network %s: %w", short(rec.ID), err)
-	}
-	return created, nil
-}
-
-// teardownBridge undoes setupBridge: rules, then the bridge if we made it,
-// else only our addresses on it.
-func (d *Driver) teardownBridge(rec state.Network, created bool) error {
-	errs := []error{d.fw.RemoveNetwork(fwNetwork(rec))}
-	if created {
-		errs = append(errs, link.Delete(rec.Bridge))
-	} else {
-		for _, s := range append(append([]state.Subnet{}, rec.IPv4...), rec.IPv6...) {
-			if s.Gateway.IsValid() {
-				errs = append(errs, link.DelAddr(rec.Bridge, s.Gateway))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // DeleteNetwork removes what CreateNetwork made, and any endpoint Docker
 // forgot to delete first. Unknown networks succeed.
 func (d *Driver) DeleteNetwork(req *api.DeleteNetworkRequest) error {
@@ -214,7 +146,7 @@ func (d *Driver) DeleteNetwork(req *api.DeleteNetworkRequest) error {
 	for _, ep := range d.endpointsOf(req.NetworkID) {
 		errs = append(errs, d.removeEndpoint(n.rec, ep))
 	}
-	errs = append(errs, d.teardownBridge(n.rec, n.rec.BridgeCreated))
+	errs = append(errs, d.backend(n.rec.Backend).teardown(n.rec, d.networkRecords(req.NetworkID)))
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteNetwork(req.NetworkID) }); err != nil {
 		errs = append(errs, fmt.Errorf("forget network: %w", err))
 	}

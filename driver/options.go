@@ -25,16 +25,30 @@ const (
 	optMTUShort    = "mtu"
 	optIfPrefix    = "com.docker.network.container_iface_prefix"
 
+	optParent      = "parent"
+	optMacvlanMode = "macvlan_mode"
+	optIPvlanMode  = "ipvlan_mode"
+	optIPvlanFlag  = "ipvlan_flag"
+
 	optPortMap = "com.docker.network.portmap"
 	optMAC     = "com.docker.network.endpoint.macaddress"
 )
 
 // Backends.
 const (
-	backendBridge = "bridge"
+	backendBridge  = "bridge"
+	backendMacvlan = "macvlan"
+	backendIPvlan  = "ipvlan"
 )
 
-var validBackends = []string{backendBridge}
+var validBackends = []string{backendBridge, backendMacvlan, backendIPvlan}
+
+// backendOptions says which keys apply to which backends ("" = all).
+var backendOptions = map[string]string{
+	optBridgeName: backendBridge, optICC: backendBridge, optMasquerade: backendBridge, optHostBinding: backendBridge,
+	optParent: backendMacvlan + "," + backendIPvlan, optMacvlanMode: backendMacvlan,
+	optIPvlanMode: backendIPvlan, optIPvlanFlag: backendIPvlan,
+}
 
 // netConfig is a network's parsed driver options.
 type netConfig struct {
@@ -45,6 +59,8 @@ type netConfig struct {
 	HostBinding netip.Addr
 	MTU         int
 	IfPrefix    string
+	Parent      string
+	Mode, Flag  string // macvlan_mode, or ipvlan_mode and ipvlan_flag
 	EnableIPv6  bool
 	Internal    bool
 	Raw         map[string]string
@@ -52,7 +68,11 @@ type netConfig struct {
 
 // optionHelp lists every key with what it takes, for error messages.
 var optionHelp = map[string]string{
-	optBackend:     "bridge",
+	optBackend:     "bridge, macvlan or ipvlan",
+	optParent:      "an existing host interface, or NAME.VLAN (VLAN 1-4094) to create a VLAN sub-interface",
+	optMacvlanMode: "bridge, private, vepa or passthru",
+	optIPvlanMode:  "l2, l3 or l3s",
+	optIPvlanFlag:  "bridge, private or vepa",
 	optBridgeName:  "a Linux interface name of at most 15 bytes",
 	optICC:         "true or false",
 	optMasquerade:  "true or false",
@@ -97,6 +117,24 @@ func parseNetworkOptions(opts map[string]any) (netConfig, error) {
 			return cfg, err
 		}
 	}
+	for _, k := range keys {
+		if applies, ok := backendOptions[k]; ok && !strings.Contains(applies, cfg.Backend) {
+			return cfg, fmt.Errorf("option %s applies to the %s backend, not to backend %s", k, strings.ReplaceAll(applies, ",", " and "), cfg.Backend)
+		}
+	}
+	switch cfg.Backend {
+	case backendMacvlan:
+		if cfg.Mode == "" {
+			cfg.Mode = "bridge"
+		}
+	case backendIPvlan:
+		if cfg.Mode == "" {
+			cfg.Mode = "l2"
+		}
+		if cfg.Flag == "" {
+			cfg.Flag = "bridge"
+		}
+	}
 	return cfg, nil
 }
 
@@ -131,6 +169,29 @@ func (c *netConfig) set(k, v string) error {
 			return bad("not an IPv4 address")
 		}
 		c.HostBinding = a
+	case optParent:
+		if err := link.ValidName(v); err != nil {
+			return bad(err.Error())
+		}
+		if _, _, _, err := link.SplitVLAN(v); err != nil {
+			return bad(err.Error())
+		}
+		c.Parent = v
+	case optMacvlanMode:
+		if _, ok := link.MacvlanModes[v]; !ok {
+			return bad("unknown mode")
+		}
+		c.Mode = v
+	case optIPvlanMode:
+		if _, ok := link.IPvlanModes[v]; !ok {
+			return bad("unknown mode")
+		}
+		c.Mode = v
+	case optIPvlanFlag:
+		if _, ok := link.IPvlanFlags[v]; !ok {
+			return bad("unknown flag")
+		}
+		c.Flag = v
 	case optMTU, optMTUShort:
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 68 || n > 65535 {

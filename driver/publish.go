@@ -32,6 +32,9 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 	if len(mappings) == 0 || len(ep.Ports) > 0 || n.rec.Internal {
 		return nil // nothing asked, already done, or nothing may reach an internal network
 	}
+	if !d.backend(n.rec.Backend).publishes() {
+		return badRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", mappings[0], n.rec.Backend)
+	}
 	bindings, err := d.reserve(n.rec, *ep, mappings)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/mynet/mynet/driver/link"
@@ -26,21 +25,23 @@ func (d *Driver) restore() error {
 	if err != nil {
 		return fmt.Errorf("load networks: %w", err)
 	}
-	if err := d.fw.EnsureBase(); err != nil {
-		return fmt.Errorf("firewall base chains: %w", err)
-	}
 	for _, rec := range nets {
 		cfg, err := parseNetworkOptions(map[string]any{optGeneric: toAny(rec.Options), optEnableIPv6: rec.EnableIPv6, optInternal: rec.Internal})
 		if err != nil {
 			d.log.Error("stored network has options this version refuses", "network", short(rec.ID), "err", err)
 		}
-		existed, _ := link.Exists(rec.Bridge)
-		if _, err := d.setupBridge(&rec); err != nil {
-			d.log.Error("restore network", "network", short(rec.ID), "bridge", rec.Bridge, "err", err)
-		} else if !existed {
-			d.log.Info("repaired: re-created missing bridge", "network", short(rec.ID), "bridge", rec.Bridge)
-		}
 		d.networks[rec.ID] = &netEntry{rec: rec, cfg: cfg}
+	}
+	for id, n := range d.networks {
+		rec := n.rec
+		b := d.backend(rec.Backend)
+		missing := missingLinks(rec)
+		if err := b.setup(&rec, d.networkRecords(id)); err != nil {
+			d.log.Error("restore network", "network", short(rec.ID), "backend", rec.Backend, "err", err)
+		} else if len(missing) > 0 {
+			d.log.Info("repaired: re-created missing links", "network", short(rec.ID), "links", missing)
+		}
+		n.rec = rec
 	}
 	for i := range eps {
 		ep := eps[i]
@@ -50,33 +51,25 @@ func (d *Driver) restore() error {
 			d.log.Warn("endpoint of unknown network", "endpoint", short(ep.ID), "network", short(ep.NetworkID))
 			continue
 		}
-		if err := d.restoreEndpoint(n.rec, ep); err != nil {
+		if err := d.backend(n.rec.Backend).restoreEndpoint(n.rec, ep); err != nil {
 			d.log.Error("restore endpoint", "endpoint", short(ep.ID), "network", short(ep.NetworkID), "err", err)
 		}
 	}
 	return nil
 }
 
-// restoreEndpoint puts a surviving host veth back on its bridge and re-takes
-// its published ports.
-func (d *Driver) restoreEndpoint(n state.Network, ep state.Endpoint) error {
-	var errs []error
-	if ok, _ := link.Exists(ep.HostIf); ok {
-		if master, err := link.Master(ep.HostIf); err != nil || master != n.Bridge {
-			errs = append(errs, link.AttachByName(ep.HostIf, n.Bridge))
-			d.log.Info("repaired: re-attached endpoint to its bridge", "endpoint", short(ep.ID), "bridge", n.Bridge)
-		}
-	}
-	if len(ep.Ports) > 0 {
-		bindings := fromRecords(ep.Ports)
-		for _, b := range bindings {
-			if err := d.ports.Restore(b); err != nil {
-				errs = append(errs, err)
+// missingLinks names the network-level links a record expects but the
+// kernel lacks (for the repair log).
+func missingLinks(rec state.Network) []string {
+	var out []string
+	for _, name := range []string{rec.Bridge, rec.Parent} {
+		if name != "" {
+			if ok, _ := link.Exists(name); !ok {
+				out = append(out, name)
 			}
 		}
-		errs = append(errs, d.fw.AddPorts(fwNetwork(n), fwPorts(bindings)))
 	}
-	return errors.Join(errs...)
+	return out
 }
 
 func toAny(m map[string]string) map[string]any {

@@ -1,0 +1,165 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/state"
+)
+
+// bridgeBackend: a Linux bridge per network with the gateway on it, a veth
+// pair per endpoint, NAT, isolation and published ports in iptables.
+type bridgeBackend struct{ d *Driver }
+
+func (bridgeBackend) name(rec *state.Network) {
+	if rec.Bridge == "" {
+		rec.Bridge = "mn-" + short(rec.ID)
+	}
+}
+
+func (bridgeBackend) check(rec state.Network, others []state.Network) error {
+	for _, o := range others {
+		if o.Backend == backendBridge && o.Bridge == rec.Bridge {
+			return badRequest("bridge %s is already used by mynet network %s: give another %s", rec.Bridge, short(o.ID), optBridgeName)
+		}
+	}
+	return nil
+}
+
+func (bridgeBackend) publishes() bool { return true }
+
+func (bridgeBackend) createLink(n state.Network, ep *state.Endpoint, mac net.HardwareAddr) error {
+	ep.HostIf, ep.ContainerIf = hostIfName(ep.ID), containerIfName(ep.ID)
+	return link.CreateVeth(link.Veth{Host: ep.HostIf, Peer: ep.ContainerIf, Bridge: n.Bridge, MTU: n.MTU, PeerMAC: mac})
+}
+
+// join: the bridge's gateways; like Docker's bridge on 20.10, also for
+// internal networks (whose rules drop what leaves the subnet).
+func (bridgeBackend) join(n state.Network, ep state.Endpoint, resp *api.JoinResponse) {
+	resp.Gateway, resp.GatewayIPv6 = gateways(n, ep)
+	if resp.Gateway == "" {
+		resp.DisableGatewayService = true
+	}
+}
+
+// restoreEndpoint puts a surviving host veth back on its bridge and re-takes
+// its published ports.
+func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint) error {
+	d := b.d
+	var errs []error
+	if ok, _ := link.Exists(ep.HostIf); ok {
+		if master, err := link.Master(ep.HostIf); err != nil || master != n.Bridge {
+			errs = append(errs, link.AttachByName(ep.HostIf, n.Bridge))
+			d.log.Info("repaired: re-attached endpoint to its bridge", "endpoint", short(ep.ID), "bridge", n.Bridge)
+		}
+	}
+	if len(ep.Ports) > 0 {
+		bindings := fromRecords(ep.Ports)
+		for _, b := range bindings {
+			if err := d.ports.Restore(b); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		errs = append(errs, d.fw.AddPorts(fwNetwork(n), fwPorts(bindings)))
+	}
+	return errors.Join(errs...)
+}
+
+// gateways returns the plain-IP gateways Join announces for ep.
+func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
+	for _, s := range n.IPv4 {
+		if s.Gateway.IsValid() {
+			v4 = s.Gateway.Addr().String()
+		}
+	}
+	if ep.IPv6.IsValid() {
+		for _, s := range n.IPv6 {
+			if s.Gateway.IsValid() {
+				v6 = s.Gateway.Addr().String()
+			}
+		}
+	}
+	return v4, v6
+}
+
+func fwNetwork(rec state.Network) firewall.Network {
+	n := firewall.Network{ID: rec.ID, Bridge: rec.Bridge, ICC: rec.ICC, Masquerade: rec.Masquerade, Internal: rec.Internal}
+	for _, s := range rec.IPv4 {
+		n.Subnets = append(n.Subnets, s.Pool)
+	}
+	if rec.EnableIPv6 {
+		for _, s := range rec.IPv6 {
+			n.Subnets = append(n.Subnets, s.Pool)
+		}
+	}
+	return n
+}
+
+// setup makes the kernel match rec: bridge, gateway addresses, forwarding,
+// firewall. It records in rec whether it created the bridge.
+func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr error) {
+	d := b.d
+	created, err := link.EnsureBridge(rec.Bridge, rec.MTU)
+	if err != nil {
+		return err
+	}
+	if created {
+		rec.BridgeCreated = true
+	}
+	defer func() {
+		if retErr != nil {
+			undo := *rec
+			undo.BridgeCreated = created // never delete a bridge this call did not make
+			retErr = errors.Join(retErr, b.teardown(undo, nil))
+		}
+	}()
+	if err := link.SetSysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return err
+	}
+	for _, s := range rec.IPv4 {
+		if s.Gateway.IsValid() {
+			if err := link.EnsureAddr(rec.Bridge, s.Gateway); err != nil {
+				return err
+			}
+		}
+	}
+	if rec.EnableIPv6 && len(rec.IPv6) > 0 {
+		if err := link.SetSysctl("net/ipv6/conf/"+rec.Bridge+"/disable_ipv6", "0"); err != nil {
+			return err
+		}
+		if err := link.SetSysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
+			return err
+		}
+		for _, s := range rec.IPv6 {
+			if s.Gateway.IsValid() {
+				if err := link.EnsureAddr(rec.Bridge, s.Gateway); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := d.fw.AddNetwork(fwNetwork(*rec)); err != nil {
+		return fmt.Errorf("firewall for network %s: %w", short(rec.ID), err)
+	}
+	return nil
+}
+
+// teardown removes the rules, then the bridge if we made it, else only our
+// addresses on it.
+func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
+	errs := []error{b.d.fw.RemoveNetwork(fwNetwork(rec))}
+	if rec.BridgeCreated {
+		errs = append(errs, link.Delete(rec.Bridge))
+	} else {
+		for _, s := range allSubnets(rec) {
+			if s.Gateway.IsValid() {
+				errs = append(errs, link.DelAddr(rec.Bridge, s.Gateway))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
