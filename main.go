@@ -120,7 +120,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log})
+	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, Instance: cfg.name})
 	if err != nil {
 		return err
 	}

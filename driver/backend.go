@@ -32,7 +32,7 @@ type backend interface {
 func (d *Driver) backend(kind string) backend {
 	switch kind {
 	case backendMacvlan, backendIPvlan:
-		return lowerBackend{kind: kind}
+		return lowerBackend{kind: kind, d: d}
 	default:
 		return bridgeBackend{d: d}
 	}

@@ -32,9 +32,13 @@ func (bridgeBackend) check(rec state.Network, others []state.Network) error {
 
 func (bridgeBackend) publishes() bool { return true }
 
-func (bridgeBackend) createLink(n state.Network, ep *state.Endpoint, mac net.HardwareAddr) error {
+func (b bridgeBackend) createLink(n state.Network, ep *state.Endpoint, mac net.HardwareAddr) error {
 	ep.HostIf, ep.ContainerIf = hostIfName(ep.ID), containerIfName(ep.ID)
-	return link.CreateVeth(link.Veth{Host: ep.HostIf, Peer: ep.ContainerIf, Bridge: n.Bridge, MTU: n.MTU, PeerMAC: mac})
+	if err := link.CreateVeth(link.Veth{Host: ep.HostIf, Peer: ep.ContainerIf, Bridge: n.Bridge, MTU: n.MTU, PeerMAC: mac}); err != nil {
+		return err
+	}
+	b.d.mark(ep.HostIf, ep.ContainerIf)
+	return nil
 }
 
 // join: the bridge's gateways; like Docker's bridge on 20.10, also for
@@ -109,6 +113,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 	}
 	if created {
 		rec.BridgeCreated = true
+		b.d.mark(rec.Bridge)
 	}
 	defer func() {
 		if retErr != nil {

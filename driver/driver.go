@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/driver/ports"
 	"github.com/mynet/mynet/state"
 )
@@ -24,11 +25,15 @@ type Config struct {
 	Store    *state.Store
 	Firewall *firewall.Firewall
 	Log      *slog.Logger
+	// Instance names this mynet (its --name). Links it creates are marked
+	// with it, so start-up cleanup never touches another instance's links.
+	Instance string
 }
 
 // Driver serves the NetworkDriver protocol.
 type Driver struct {
 	store *state.Store
+	owner string // alias that marks our links
 	fw    *firewall.Firewall
 	ports *ports.Reserver
 	log   *slog.Logger
@@ -50,11 +55,14 @@ type netEntry struct {
 // deleted by hand), before the caller opens the socket.
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
-		store: cfg.Store, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log,
+		store: cfg.Store, owner: "mynet:" + cfg.Instance, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log,
 		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*sync.Mutex{},
 	}
 	if d.log == nil {
 		d.log = slog.Default()
+	}
+	if cfg.Instance == "" {
+		d.owner = "mynet:mynet"
 	}
 	if err := d.restore(); err != nil {
 		return nil, err
@@ -184,4 +192,15 @@ func short(id string) string {
 
 func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, args...)...)
+}
+
+// mark records that this instance made a link; failures only cost cleanup.
+func (d *Driver) mark(names ...string) {
+	for _, n := range names {
+		if n != "" {
+			if err := link.SetAlias(n, d.owner); err != nil {
+				d.log.Warn("mark link", "link", n, "err", err)
+			}
+		}
+	}
 }

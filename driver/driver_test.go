@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -416,6 +417,44 @@ func TestRepairFirewallReaddsFlushedRules(t *testing.T) {
 		owned, _ := e.d.fw.Owned()
 		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
 			t.Fatalf("after repair: %v", owned)
+		}
+	})
+}
+
+// Objects with our names or rule comments that no record claims (a crash
+// between a kernel change and its record) are removed at start.
+func TestStartRemovesOrphans(t *testing.T) {
+	inNetns(t, func(e *env) {
+		e.createNetwork(netA, "10.88.0.0/24", "10.88.0.1/24", nil)
+		for name, owner := range map[string]string{"mn-0123456789ab": "mynet:mynet", "mn-0123456789ac": "mynet:other"} {
+			if _, err := link.EnsureBridge(name, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := link.SetAlias(name, owner); err != nil {
+				t.Fatal(err)
+			}
+		}
+		orphan := firewall.Network{ID: "0123456789ab", Bridge: "mn-0123456789ab", ICC: true, Masquerade: true,
+			Subnets: []netip.Prefix{netip.MustParsePrefix("10.89.0.0/24")}}
+		if err := e.d.fw.AddNetwork(orphan); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := link.EnsureBridge("mnmine0", 0); err != nil { // not our naming: kept
+			t.Fatal(err)
+		}
+		e.restart()
+		if ok, _ := link.Exists("mn-0123456789ab"); ok {
+			t.Error("orphan bridge kept")
+		}
+		if ok, _ := link.Exists("mn-0123456789ac"); !ok {
+			t.Error("a bridge marked by another mynet instance was removed")
+		}
+		if ok, _ := link.Exists("mnmine0"); !ok {
+			t.Error("a bridge that is not named like ours was removed")
+		}
+		owned, _ := e.d.fw.Owned()
+		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
+			t.Errorf("rules after start: %v", owned)
 		}
 	})
 }

@@ -12,7 +12,10 @@ import (
 
 // lowerBackend: macvlan or ipvlan links on a parent interface. Containers
 // sit directly on the parent's LAN: no NAT, no firewall rules of ours.
-type lowerBackend struct{ kind string }
+type lowerBackend struct {
+	kind string
+	d    *Driver
+}
 
 // dummyParent: a network with no parent gets a dummy link of its own, so it
 // reaches nothing outside the host.
@@ -60,6 +63,7 @@ func (l lowerBackend) setup(rec *state.Network, others []state.Network) (retErr 
 		}
 	}
 	if created {
+		l.d.mark(rec.Parent)
 		rec.ParentCreated = true
 		defer func() {
 			if retErr != nil {
@@ -97,7 +101,11 @@ func (l lowerBackend) createLink(n state.Network, ep *state.Endpoint, mac net.Ha
 	if l.kind == backendMacvlan {
 		lw.MAC = mac
 	}
-	return link.CreateLower(lw)
+	if err := link.CreateLower(lw); err != nil {
+		return err
+	}
+	l.d.mark(ep.ContainerIf)
+	return nil
 }
 
 // join: L2 modes announce the gateway; L3 modes route everything through the

@@ -1,7 +1,10 @@
 package driver
 
 import (
+	"regexp"
+
 	"fmt"
+	"github.com/mynet/mynet/driver/firewall"
 
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
@@ -55,7 +58,56 @@ func (d *Driver) restore() error {
 			d.log.Error("restore endpoint", "endpoint", short(ep.ID), "network", short(ep.NetworkID), "err", err)
 		}
 	}
+	d.removeOrphans()
 	return nil
+}
+
+// ourLinkName matches the names mynet gives links: mn-<12> bridges, mnh/mnc
+// veth ends and macvlan/ipvlan links, mnd dummy parents.
+var ourLinkName = regexp.MustCompile(`^mn[-hcd][0-9a-f]{12}$`)
+
+// removeOrphans deletes kernel objects that carry our names and this
+// instance's mark, or our rule comments, but that no record claims: what a
+// crash between a kernel change and its record, or a record removed by hand,
+// leaves behind.
+func (d *Driver) removeOrphans() {
+	claimed := map[string]bool{}
+	ids := map[string]bool{}
+	for _, n := range d.networks {
+		claimed[n.rec.Bridge], claimed[n.rec.Parent] = true, true
+		ids[short(n.rec.ID)] = true
+	}
+	for _, ep := range d.endpoints {
+		claimed[ep.HostIf], claimed[ep.ContainerIf] = true, true
+	}
+	names, err := link.Names()
+	if err != nil {
+		d.log.Warn("list links to find orphans", "err", err)
+	}
+	for _, name := range names {
+		if ourLinkName.MatchString(name) && !claimed[name] && link.Alias(name) == d.owner {
+			if err := link.Delete(name); err != nil {
+				d.log.Error("remove orphan link", "link", name, "err", err)
+			} else {
+				d.log.Info("repaired: removed a link no record claims", "link", name)
+			}
+		}
+	}
+	owned, err := d.fw.OwnedNetworks()
+	if err != nil {
+		d.log.Warn("list firewall rules to find orphans", "err", err)
+		return
+	}
+	for _, o := range owned {
+		// Rules of a bridge another instance marked are that instance's.
+		if alias := link.Alias(o.Bridge); !ids[o.ID] && (alias == "" || alias == d.owner) {
+			if err := d.fw.RemoveNetwork(firewall.Network{ID: o.ID}); err != nil {
+				d.log.Error("remove orphan firewall rules", "network", o.ID, "err", err)
+			} else {
+				d.log.Info("repaired: removed firewall rules no record claims", "network", o.ID, "bridge", o.Bridge)
+			}
+		}
+	}
 }
 
 // missingLinks names the network-level links a record expects but the

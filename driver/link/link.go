@@ -276,3 +276,27 @@ func FlushConntrack(ip netip.Addr) error {
 	}
 	return nil
 }
+
+// SetAlias marks a link (ifalias), e.g. with the mynet instance that owns it.
+func SetAlias(name, alias string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	if l.Attrs().Alias == alias {
+		return nil
+	}
+	if err := netlink.LinkSetAlias(l, alias); err != nil {
+		return fmt.Errorf("mark %s: %w", name, err)
+	}
+	return nil
+}
+
+// Alias returns a link's alias ("" if none or if the link is missing).
+func Alias(name string) string {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return ""
+	}
+	return l.Attrs().Alias
+}
