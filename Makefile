@@ -8,7 +8,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build test setup vet unit integration bench demo clean
+.PHONY: all build test setup vet unit uml integration bench demo clean
 
 all: build
 
@@ -21,7 +21,17 @@ test:
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./integration/...
 	$(GO) test -race -count=1 ./...
+	$(MAKE) uml
 	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/...
+
+# Kernel tests that need ipvlan, dummy and 802.1q links, which this host's
+# kernel lacks: the same Go tests, built with -tags umltest, run inside
+# Debian's user-mode Linux kernel (no -race there: the race runtime does not
+# start under UML).
+uml:
+	bash integration/uml/selftest.sh
+	CGO_ENABLED=0 $(GO) test -c -tags umltest -o bin/driver-uml.test ./driver/
+	bash integration/uml/run.sh bin/driver-uml.test -test.v -test.run 'UML'
 
 setup:
 	bash integration/setup.sh
