@@ -21,6 +21,7 @@ import (
 
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver"
+	"github.com/mynet/mynet/driver/admin"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/state"
@@ -47,6 +48,14 @@ func envOr(key, def string) string {
 func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("mynet", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: mynet [flags]            serve the plugin\n       mynet COMMAND [--state FILE] [--json]\ncommands:\n")
+		for _, k := range []string{"networks", "endpoints", "pools", "ports"} {
+			fmt.Fprintf(fs.Output(), "  %-10s %s\n", k, admin.Commands[k])
+		}
+		fmt.Fprintln(fs.Output(), "flags:")
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&c.name, "name", envOr("MYNET_NAME", "mynet"), "plugin name: socket NAME.sock and the driver name for -d (env MYNET_NAME)")
 	fs.StringVar(&c.state, "state", envOr("MYNET_STATE", "/var/lib/mynet/mynet.db"), "state file (env MYNET_STATE)")
 	fs.StringVar(&c.socketDir, "socket-dir", envOr("MYNET_SOCKET_DIR", "/run/docker/plugins"), "directory of the plugin socket (env MYNET_SOCKET_DIR)")
@@ -83,6 +92,11 @@ func newLogger(level, format string) (*slog.Logger, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 {
+		if _, ok := admin.Commands[os.Args[1]]; ok {
+			os.Exit(admin.Run(os.Args[1:], envOr("MYNET_STATE", "/var/lib/mynet/mynet.db"), os.Stdout, os.Stderr))
+		}
+	}
 	cfg, err := parseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -135,6 +149,21 @@ func run(cfg config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go netDriver.Run(ctx, cfg.firewallInterval)
+
+	adminSock := admin.SocketPath(cfg.state)
+	adminLn, err := admin.Listen(adminSock)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(adminSock)
+	go func() {
+		if err := admin.Serve(ctx, adminLn, func() admin.Snapshot {
+			nets, eps := netDriver.Snapshot()
+			return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}
+		}); err != nil {
+			log.Error("admin socket", "err", err)
+		}
+	}()
 
 	srv := &http.Server{Handler: newMux(log, netDriver, ipamDriver), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -260,4 +261,67 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	if _, err := newLogger("loud", "text"); err == nil || !strings.Contains(err.Error(), "--log-level") {
 		t.Fatalf("bad level: %v", err)
 	}
+}
+
+// The inspection commands read the daemon's view over the admin socket while
+// it runs, and the state file itself when it does not.
+func TestInspectionCommands(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	d := startDaemon(t, bin, dir)
+	c := d.waitServing(t)
+	for _, body := range []struct{ path, json string }{
+		{"/IpamDriver.RequestPool", `{"Pool":"10.72.0.0/24"}`},
+		{"/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.72.0.0/24"}`},
+	} {
+		r, err := c.Post("http://p"+body.path, "", strings.NewReader(body.json))
+		if err != nil || r.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", body.path, err, r)
+		}
+		r.Body.Close()
+	}
+	state := filepath.Join(dir, "state.db")
+	pools := func() (string, []map[string]any) {
+		out, err := exec.Command(bin, "pools", "--state", state, "--json").CombinedOutput()
+		if err != nil {
+			t.Fatalf("mynet pools: %v\n%s", err, out)
+		}
+		var rows []map[string]any
+		if err := json.Unmarshal(out, &rows); err != nil {
+			t.Fatalf("pools --json: %v\n%s", err, out)
+		}
+		table, _ := exec.Command(bin, "pools", "--state", state).CombinedOutput()
+		return string(table), rows
+	}
+	table, rows := pools()
+	if len(rows) != 1 || rows[0]["Used"] != float64(1) || rows[0]["Size"] != float64(254) {
+		t.Fatalf("pools from the daemon: %v", rows)
+	}
+	if !strings.Contains(table, "10.72.0.0/24") || !strings.Contains(table, "0.4%") {
+		t.Fatalf("pools table:\n%s", table)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+	if _, rows = pools(); len(rows) != 1 || rows[0]["Used"] != float64(1) {
+		t.Fatalf("pools from the state file: %v", rows)
+	}
+	out, err := exec.Command(bin, "endpoints", "nosuchnet", "--state", state).CombinedOutput()
+	if code := exitCode(err); code != 3 {
+		t.Fatalf("endpoints of a missing network: exit %d (%v)\n%s", code, err, out)
+	}
+	out, err = exec.Command(bin, "networks", "--state", filepath.Join(dir, "absent.db")).CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "no state file") {
+		t.Fatalf("missing state: exit %d\n%s", code, out)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

@@ -204,3 +204,18 @@ func (d *Driver) mark(names ...string) {
 		}
 	}
 }
+
+// Snapshot copies every network and endpoint record, for inspection.
+func (d *Driver) Snapshot() ([]state.Network, []state.Endpoint) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	nets := make([]state.Network, 0, len(d.networks))
+	for _, n := range d.networks {
+		nets = append(nets, n.rec)
+	}
+	eps := make([]state.Endpoint, 0, len(d.endpoints))
+	for _, e := range d.endpoints {
+		eps = append(eps, *e)
+	}
+	return nets, eps
+}

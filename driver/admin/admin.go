@@ -1,0 +1,127 @@
+// Package admin is the operator's view of mynet: a root-only socket the
+// daemon serves its state on, and the commands (mynet networks, endpoints,
+// pools, ports) that print it. The daemon holds bbolt's exclusive lock, so
+// while it runs the commands ask it; when it does not run they read the
+// state file themselves.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/state"
+)
+
+// Snapshot is everything the commands show.
+type Snapshot struct {
+	Source    string           `json:"source"` // "daemon" or "state file"
+	Networks  []state.Network  `json:"networks"`
+	Endpoints []state.Endpoint `json:"endpoints"`
+	Pools     []ipam.PoolUsage `json:"pools"`
+}
+
+// SocketPath is where the daemon serves the admin API for a state file.
+func SocketPath(statePath string) string { return statePath + ".sock" }
+
+// Serve answers GET /v1/snapshot on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, snap func() Snapshot) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
+		s := snap()
+		s.Source = "daemon"
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(s)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Listen opens the admin socket (root only), replacing a stale one.
+func Listen(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, 500*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("admin socket %s is served by another process", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// Load asks the daemon for its snapshot, or reads the state file when no
+// daemon serves it.
+func Load(statePath string) (Snapshot, error) {
+	s, err := fetch(SocketPath(statePath))
+	if err == nil {
+		return s, nil
+	}
+	if _, statErr := os.Stat(statePath); statErr != nil {
+		return Snapshot{}, fmt.Errorf("no mynet daemon answers on %s and there is no state file %s: is --state right?", SocketPath(statePath), statePath)
+	}
+	return readStateFile(statePath)
+}
+
+func fetch(sock string) (Snapshot, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	resp, err := c.Get("http://mynet/v1/snapshot")
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Snapshot{}, fmt.Errorf("admin socket answered %s", resp.Status)
+	}
+	var s Snapshot
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return Snapshot{}, fmt.Errorf("decode admin answer: %w", err)
+	}
+	return s, nil
+}
+
+func readStateFile(path string) (Snapshot, error) {
+	st, err := state.Open(path, state.Options{ReadOnly: true, LockTimeout: 2 * time.Second})
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer st.Close()
+	s := Snapshot{Source: "state file"}
+	err = st.View(func(tx *state.Tx) error {
+		if s.Networks, err = tx.Networks(); err != nil {
+			return err
+		}
+		s.Endpoints, err = tx.Endpoints()
+		return err
+	})
+	if err != nil {
+		return s, err
+	}
+	id, err := ipam.New(ipam.Config{Store: st})
+	if err != nil {
+		return s, err
+	}
+	s.Pools = id.Usage()
+	return s, nil
+}
