@@ -8,7 +8,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build test setup vet unit uml integration bench demo clean
+.PHONY: all build test setup vet unit fuzz uml integration bench demo clean
 
 all: build
 
@@ -21,6 +21,7 @@ test:
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./integration/...
 	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz
 	$(MAKE) uml
 	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/...
 
@@ -46,8 +47,20 @@ unit:
 integration:
 	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/...
 
-bench:
-	$(GO) test -run xxx -bench . ./...
+# Each fuzz target for a bounded time (FUZZTIME each); go runs one target per call.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run xxx -fuzz '^FuzzIPAMRequests$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run xxx -fuzz '^FuzzAllocator$$' -fuzztime $(FUZZTIME) ./ipam/
+	$(GO) test -run xxx -fuzz '^FuzzAddrSet$$' -fuzztime $(FUZZTIME) ./ipam/
+	$(GO) test -run xxx -fuzz '^FuzzParsePortMap$$' -fuzztime $(FUZZTIME) ./driver/ports/
+	$(GO) test -run xxx -fuzz '^FuzzNetworkOptions$$' -fuzztime $(FUZZTIME) ./driver/
+
+# Go benchmarks, then the same work timed on mynet and Docker's own drivers
+# side by side (integration/bench/bench.sh; BENCH_QUICK=1 for a short run).
+bench: setup
+	$(GO) test -run xxx -bench . -benchmem ./...
+	bash integration/bench/bench.sh
 
 demo:
 	bash integration/demo.sh

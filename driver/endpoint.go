@@ -182,27 +182,35 @@ func (d *Driver) Leave(req *api.LeaveRequest) error { return nil }
 // endpoints and missing links succeed.
 func (d *Driver) DeleteEndpoint(req *api.DeleteEndpointRequest) error {
 	unlock := d.netLock(req.NetworkID)
-	defer unlock()
 	ep, ok := d.lookupEndpoint(req.EndpointID)
 	if !ok {
+		unlock()
 		return nil
 	}
-	n, _ := d.lookupNetwork(ep.NetworkID)
 	var rec state.Network
-	if n != nil {
+	if n, ok := d.lookupNetwork(ep.NetworkID); ok {
 		rec = n.rec
 	}
-	return d.removeEndpoint(rec, *ep)
+	err := d.forgetEndpoint(rec, *ep)
+	unlock()
+	// The kernel takes tens of milliseconds to free a veth: do it outside the
+	// network's lock so its other endpoints do not queue behind it. A crash
+	// here leaves a marked link that the next start removes.
+	return errors.Join(err, d.releaseLinks(*ep))
 }
 
 // removeEndpoint undoes an endpoint. Callers hold the network's lock.
 func (d *Driver) removeEndpoint(n state.Network, ep state.Endpoint) error {
+	return errors.Join(d.forgetEndpoint(n, ep), d.releaseLinks(ep))
+}
+
+// forgetEndpoint unpublishes the endpoint's ports and drops its record.
+// Callers hold the network's lock.
+func (d *Driver) forgetEndpoint(n state.Network, ep state.Endpoint) error {
 	var errs []error
 	if len(ep.Ports) > 0 && n.ID != "" {
 		errs = append(errs, d.unpublish(n, ep))
 	}
-	errs = append(errs, deleteLinks(ep))
-	d.flushConntrack(ep)
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteEndpoint(ep.ID) }); err != nil {
 		errs = append(errs, fmt.Errorf("forget endpoint: %w", err))
 	}
@@ -210,6 +218,16 @@ func (d *Driver) removeEndpoint(n state.Network, ep state.Endpoint) error {
 	delete(d.endpoints, ep.ID)
 	d.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+	}
+	return nil
+}
+
+// releaseLinks deletes the endpoint's links and its tracked flows.
+func (d *Driver) releaseLinks(ep state.Endpoint) error {
+	err := deleteLinks(ep)
+	d.flushConntrack(ep)
+	if err != nil {
 		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
 	}
 	return nil
