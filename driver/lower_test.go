@@ -156,3 +156,22 @@ func (e *env) deleteAll(netID, epID string) {
 		}
 	}
 }
+
+func TestInternalMacvlanHasNoGateway(t *testing.T) {
+	inNetns(t, func(e *env) {
+		vethParent(t, "lanp4")
+		req := netReq(netA, "10.77.0.0/24", "10.77.0.1/24", map[string]any{optBackend: "macvlan", optParent: "lanp4"})
+		req.Options[optInternal] = true
+		if err := e.d.CreateNetwork(req); err != nil {
+			t.Fatal(err)
+		}
+		e.createEndpoint(netA, ep1, "10.77.0.2/24")
+		join, err := e.d.Join(&api.JoinRequest{NetworkID: netA, EndpointID: ep1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if join.Gateway != "" || !join.DisableGatewayService || len(join.StaticRoutes) != 0 {
+			t.Fatalf("internal macvlan join %+v", join)
+		}
+	})
+}

@@ -221,3 +221,18 @@ func TestUMLVLANParentRefcount(t *testing.T) {
 		}
 	})
 }
+
+// A VLAN parent made by a create that then fails is removed again.
+func TestUMLFailedCreateRemovesTheVLANItMade(t *testing.T) {
+	inNetns(t, func(e *env) {
+		dummyLink(t, "lan5")
+		err := e.d.CreateNetwork(netReq(netA, "10.90.0.0/24", "10.90.0.1/24",
+			map[string]any{optBackend: "macvlan", optParent: "lan5.30", optMTU: "9000"}))
+		if err == nil || !strings.Contains(err.Error(), "larger than the MTU") {
+			t.Fatalf("create: %v", err)
+		}
+		if ok, _ := link.Exists("lan5.30"); ok {
+			t.Fatal("the VLAN made by the failed create was left behind")
+		}
+	})
+}
