@@ -43,6 +43,8 @@ type Driver struct {
 	networks  map[string]*netEntry
 	endpoints map[string]*state.Endpoint
 	locks     map[string]*sync.Mutex // one per network: serialises its kernel work
+
+	rulesPresent map[string]bool // during restore only: bridges whose rules exist
 }
 
 type netEntry struct {

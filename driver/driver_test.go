@@ -458,3 +458,57 @@ func TestStartRemovesOrphans(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkStartWith200Networks2000Endpoints measures a restart (store open
+// to driver ready) with 200 bridge networks and 2,000 endpoints with real
+// bridges, veths and rules, the figure issue 8 asks for.
+func BenchmarkStartWith200Networks2000Endpoints(b *testing.B) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		fail := func(err error) { b.Error(err); runtime.Goexit() } // Fatal is for the benchmark's goroutine
+		if _, err := netns.New(); err != nil {
+			fail(err)
+		}
+		path := filepath.Join(b.TempDir(), "mynet.db")
+		open := func() (*state.Store, *Driver) {
+			s, err := state.Open(path, state.Options{})
+			if err != nil {
+				fail(err)
+			}
+			fw, err := firewall.New(nil)
+			if err != nil {
+				fail(err)
+			}
+			d, err := New(Config{Store: s, Firewall: fw})
+			if err != nil {
+				fail(err)
+			}
+			return s, d
+		}
+		s, d := open()
+		for i := 0; i < 200; i++ {
+			id := fmt.Sprintf("%012x%052d", i+1, 0)
+			if err := d.CreateNetwork(netReq(id, fmt.Sprintf("10.%d.%d.0/24", 100+i/200, i%200), fmt.Sprintf("10.%d.%d.1/24", 100+i/200, i%200), nil)); err != nil {
+				fail(err)
+			}
+			for j := 0; j < 10; j++ {
+				ep := fmt.Sprintf("%06x%06x%052d", i+1, j+1, 0)
+				if _, err := d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: id, EndpointID: ep,
+					Interface: &api.EndpointInterface{Address: fmt.Sprintf("10.%d.%d.%d/24", 100+i/200, i%200, j+2)}}); err != nil {
+					fail(err)
+				}
+			}
+		}
+		s.Close()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			s, _ = open()
+			b.StopTimer()
+			s.Close()
+			b.StartTimer()
+		}
+	}()
+	<-done
+}

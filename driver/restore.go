@@ -35,6 +35,16 @@ func (d *Driver) restore() error {
 		}
 		d.networks[rec.ID] = &netEntry{rec: rec, cfg: cfg}
 	}
+	// One read of our rules instead of one iptables-save per network: the
+	// rules of networks already present are trusted (the periodic repair
+	// re-adds any that go missing later).
+	d.rulesPresent = map[string]bool{}
+	if owned, err := d.fw.Owned(); err == nil {
+		for _, b := range owned {
+			d.rulesPresent[b] = true
+		}
+	}
+	defer func() { d.rulesPresent = nil }()
 	for id, n := range d.networks {
 		rec := n.rec
 		b := d.backend(rec.Backend)
