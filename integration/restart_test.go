@@ -1,0 +1,606 @@
+//go:build integration
+
+package integration
+
+// Restarts keep running containers connected: the plugin killed or stopped
+// and started again, a simulated host reboot (our bridge and chains deleted
+// while the plugin is down), and a dockerd restart (last test: it restarts
+// the engine every other test depends on).
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// e2eEnsurePlugin restarts the shared plugin if a test left it stopped.
+func e2eEnsurePlugin(t *testing.T) {
+	if plugin.Running() {
+		return
+	}
+	t.Logf("plugin not running after the test; starting it again")
+	if err := plugin.Start(); err != nil {
+		t.Errorf("restart plugin after the test: %v", err)
+	}
+}
+
+// e2eWaitNoBench waits until no benchmark container (mbench-*) and no
+// network of another mynet instance exists: the tests below delete mynet's
+// shared chains or restart dockerd, which would break them.
+func e2eWaitNoBench(t *testing.T, d time.Duration) (clear bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	logged := false
+	for {
+		var busy []string
+		out, _ := dockerCmd("ps", "-a", "--filter", "name=mbench-", "--format", "{{.Names}}")
+		busy = append(busy, strings.Fields(out)...)
+		out, _ = dockerCmd("network", "ls", "--format", "{{.Name}}:{{.Driver}}")
+		for _, l := range strings.Fields(out) {
+			name, drv, _ := strings.Cut(l, ":")
+			if strings.HasPrefix(drv, "mynet") && drv != pluginName {
+				busy = append(busy, "network "+name+" ("+drv+")")
+			}
+		}
+		if len(busy) == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			t.Logf("still busy after %s: %v", d, busy)
+			return false
+		}
+		if !logged {
+			t.Logf("waiting for another mynet user to finish: %v", busy)
+			logged = true
+		}
+		time.Sleep(5 * time.Second)
+	}
+}
+
+// e2eRestartSetup is a network on our IPAM with a web server publishing a
+// host port and a client, checked before the disruption.
+type e2eRestartSetup struct {
+	net          NetworkInfo
+	srv, cli     string
+	srvIP, cliIP netip.Addr
+	port         int
+	token        string
+	host         netip.Addr
+}
+
+func e2eRestartPrepare(t *testing.T, lc *e2eLeak, name string, restartAlways bool) *e2eRestartSetup {
+	t.Helper()
+	s := &e2eRestartSetup{srv: name + "-srv", cli: name + "-cli", host: e2eHostAddr(t), port: e2eFreePort(t), token: e2eToken("restart")}
+	s.net = lc.net(name, e2eNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", e2eV4Subnet(t, 110).String())...)
+	var extra []string
+	if restartAlways {
+		extra = []string{"--restart", "always"}
+	}
+	e2eRun(t, s.srv, append([]string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)}, extra...), e2eHTTPD(s.token)...)
+	e2eRun(t, s.cli, append([]string{"--network", name}, extra...))
+	s.srvIP, s.cliIP = containerIP(t, s.srv, name), containerIP(t, s.cli, name)
+	if err := s.check(t, "before", 10*time.Second); err != nil {
+		t.Fatalf("before the restart: %v", err)
+	}
+	return s
+}
+
+// check: both containers reach each other, the port answers from the host
+// address and 127.0.0.1 and from the client (hairpin).
+func (s *e2eRestartSetup) check(t *testing.T, when string, d time.Duration) error {
+	t.Helper()
+	var errs []string
+	pingWithin := func(from string, to netip.Addr) {
+		var out string
+		err := e2eEventually(d, func() error {
+			var err error
+			out, err = e2eExec(from, "ping", "-c", "1", "-W", "1", to.String())
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: ping %s from %s: %v\n%s", when, to, from, err, out))
+		}
+	}
+	pingWithin(s.cli, s.srvIP)
+	pingWithin(s.srv, s.cliIP)
+	for _, a := range []netip.Addr{s.host, netip.MustParseAddr("127.0.0.1")} {
+		if err := e2eHTTPGetHas(netip.AddrPortFrom(a, uint16(s.port)), s.token, d); err != nil {
+			errs = append(errs, when+": published port: "+err.Error())
+		}
+	}
+	if err := e2eFetchFromHas(s.cli, s.host, s.port, s.token); err != nil {
+		errs = append(errs, when+": hairpin: "+err.Error())
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+// afterRestart: everything works again, the host port is held again (a
+// second claim fails), and new containers get new, distinct addresses.
+func (s *e2eRestartSetup) afterRestart(t *testing.T, name string) {
+	t.Helper()
+	if err := s.check(t, "after the restart", 20*time.Second); err != nil {
+		t.Error(err)
+	}
+	if !e2eHeld(t, "tcp", s.port) {
+		t.Errorf("after the restart, host port %d/tcp is not held", s.port)
+	}
+	out, err := e2eTryRun(t, name+"-dup", []string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)})
+	if err == nil {
+		t.Errorf("after the restart, a new container got host port %d of a running one", s.port)
+	} else if !strings.Contains(out, "already in use") {
+		t.Errorf("after the restart, a second claim of port %d failed without %q:\n%s", s.port, "already in use", out)
+	}
+	_, _ = dockerCmd("rm", "-f", name+"-dup")
+
+	gw := netip.MustParseAddr(containerNet(t, s.srv, name).Gateway)
+	seen := map[netip.Addr]string{s.srvIP: s.srv, s.cliIP: s.cli, gw: "gateway"}
+	for i := 0; i < 3; i++ {
+		ctr := fmt.Sprintf("%s-new%d", name, i)
+		e2eRun(t, ctr, []string{"--network", name})
+		ip := containerIP(t, ctr, name)
+		if other, dup := seen[ip]; dup {
+			t.Errorf("after the restart, %s got %s, already used by %s", ctr, ip, other)
+		}
+		seen[ip] = ctr
+		if err := ping(t, ctr, s.srvIP); err != nil {
+			t.Errorf("after the restart, new container: %v", err)
+		}
+	}
+
+	// What the restarted plugin restored is also what it removes.
+	mustDocker(t, "stop", "-t", "1", s.srv)
+	if err := e2eEventually(5*time.Second, func() error {
+		if ls := e2eDNATFor("tcp", s.port); len(ls) > 0 {
+			return fmt.Errorf("DNAT rules for host port %d remain after the container stopped: %v", s.port, ls)
+		}
+		if e2eHeld(t, "tcp", s.port) {
+			return fmt.Errorf("host port %d/tcp is still held after the container stopped", s.port)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("after the restart: %v", err)
+	}
+}
+
+// Plugin crash (SIGKILL) and plugin stop (SIGTERM), then start.
+func TestRestartPlugin(t *testing.T) {
+	for i, how := range []string{"SIGKILL", "SIGTERM"} {
+		t.Run(how, func(t *testing.T) {
+			p := withPlugin(t)
+			defer e2eEnsurePlugin(t)
+			lc := assertNoBridgeLeftovers(t)
+			name := fmt.Sprintf("mit-rst-%d", i)
+			s := e2eRestartPrepare(t, lc, name, false)
+			var err error
+			if how == "SIGKILL" {
+				err = p.Kill()
+			} else {
+				err = p.Stop()
+			}
+			if err != nil {
+				t.Fatalf("%s the plugin: %v", how, err)
+			}
+			// The data plane does not depend on the plugin process.
+			if err := ping(t, s.cli, s.srvIP); err != nil {
+				t.Errorf("while the plugin is down: %v", err)
+			}
+			if err := p.Start(); err != nil {
+				t.Fatalf("start the plugin again: %v", err)
+			}
+			s.afterRestart(t, name)
+		})
+	}
+}
+
+// e2eIPT runs iptables/ip6tables and fails the test on error.
+func e2eIPT(t *testing.T, tool string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(tool, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", tool, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// e2eWipeOurFirewall deletes what a reboot deletes: every jump to a MYNET
+// chain and every MYNET chain, in iptables and ip6tables. With only set, it
+// deletes just those networks' rules and chains (another mynet instance is
+// alive and keeps the shared chains).
+func e2eWipeOurFirewall(t *testing.T, only map[string]bool) {
+	t.Helper()
+	ours := func(rule string) bool {
+		if only == nil {
+			return strings.Contains(rule, "-j MYNET-") || strings.Contains(rule, "mynet")
+		}
+		for id := range only {
+			if strings.Contains(rule, id) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		for _, table := range []string{"filter", "nat"} {
+			out := e2eIPT(t, tool, "-t", table, "-S")
+			var chains []string
+			rulesOf := map[string][]string{}
+			var order []string
+			for _, l := range strings.Split(out, "\n") {
+				f := strings.Fields(l)
+				if len(f) < 2 {
+					continue
+				}
+				switch f[0] {
+				case "-N":
+					if strings.HasPrefix(f[1], "MYNET-") {
+						chains = append(chains, f[1])
+					}
+				case "-A":
+					if _, ok := rulesOf[f[1]]; !ok {
+						order = append(order, f[1])
+					}
+					rulesOf[f[1]] = append(rulesOf[f[1]], l)
+				}
+			}
+			// Delete matching rules by number, last first.
+			for _, ch := range order {
+				rs := rulesOf[ch]
+				for i := len(rs) - 1; i >= 0; i-- {
+					if ours(rs[i]) && (only != nil || !strings.HasPrefix(ch, "MYNET-")) {
+						e2eIPT(t, tool, "-t", table, "-D", ch, strconv.Itoa(i+1))
+					}
+				}
+			}
+			for _, ch := range chains {
+				if only != nil && !ours(ch) {
+					continue
+				}
+				e2eIPT(t, tool, "-t", table, "-F", ch)
+			}
+			for _, ch := range chains {
+				if only != nil && !ours(ch) {
+					continue
+				}
+				e2eIPT(t, tool, "-t", table, "-X", ch)
+			}
+		}
+	}
+}
+
+// A host reboot, simulated: with the plugin down, our bridge and all our
+// iptables/ip6tables chains and jumps disappear; the containers (and their
+// veths) stay. Starting the plugin must bring their network back.
+func TestRestartHostReboot(t *testing.T) {
+	p := withPlugin(t)
+	defer e2eEnsurePlugin(t)
+	lc := assertNoBridgeLeftovers(t)
+	const name = "mit-reboot"
+	s := e2eRestartPrepare(t, lc, name, false)
+	br := e2eBridgeOf(s.net)
+	var hostIfs []string
+	for _, c := range []string{s.srv, s.cli} {
+		hostIfs = append(hostIfs, "mnh"+containerNet(t, c, name).EndpointID[:12])
+	}
+	// A second network with non-default options: ICC off, MTU, dual stack.
+	// Restore must rebuild it as it was, not with defaults.
+	const icc = "mit-reboot-icc"
+	v6 := e2eV6Subnet(t)
+	nICC := lc.net(icc, "-d", pluginName, "--ipv6", "--subnet", e2eV4Subnet(t, 111).String(), "--subnet", v6.String(),
+		"-o", "com.docker.network.bridge.enable_icc=false", "-o", "com.docker.network.driver.mtu=1400")
+	e2eRun(t, icc+"-1", []string{"--network", icc})
+	e2eRun(t, icc+"-2", []string{"--network", icc})
+	brICC := e2eBridgeOf(nICC)
+	ep1 := containerNet(t, icc+"-1", icc)
+	iccIP2 := containerIP(t, icc+"-2", icc)
+	iccGW, iccGW6 := netip.MustParseAddr(ep1.Gateway), netip.MustParseAddr(ep1.IPv6Gateway)
+	hostIfs = append(hostIfs, "mnh"+ep1.EndpointID[:12])
+	checkICC := func(when string) {
+		t.Helper()
+		if err := ping(t, icc+"-1", iccGW); err != nil {
+			t.Errorf("%s: ICC-off network, gateway: %v", when, err)
+		}
+		if err := ping(t, icc+"-1", iccGW6); err != nil {
+			t.Errorf("%s: ICC-off network, IPv6 gateway: %v", when, err)
+		}
+		if err := e2eNoPing(icc+"-1", iccIP2); err != nil {
+			t.Errorf("%s: ICC off: %v", when, err)
+		}
+		if err := e2eNoPing(icc+"-1", s.srvIP); err != nil {
+			t.Errorf("%s: isolation between the two networks: %v", when, err)
+		}
+		if b, err := os.ReadFile("/sys/class/net/" + brICC + "/mtu"); err != nil || strings.TrimSpace(string(b)) != "1400" {
+			t.Errorf("%s: bridge %s MTU %q (%v), want 1400", when, brICC, b, err)
+		}
+	}
+	checkICC("before")
+
+	everything := e2eWaitNoBench(t, 10*time.Minute)
+	if err := p.Stop(); err != nil {
+		t.Fatalf("stop the plugin: %v", err)
+	}
+	for _, b := range []string{br, brICC} {
+		if out, err := exec.Command("ip", "link", "del", b).CombinedOutput(); err != nil {
+			t.Fatalf("ip link del %s: %v\n%s", b, err, out)
+		}
+	}
+	if everything {
+		e2eWipeOurFirewall(t, nil)
+		for _, tool := range []string{"iptables-save", "ip6tables-save"} {
+			for _, l := range e2eRuleLines(tool) {
+				if strings.Contains(strings.ToLower(l), "mynet") {
+					t.Fatalf("%s still has a rule of ours after the wipe: %s", tool, l)
+				}
+			}
+		}
+	} else {
+		t.Logf("another mynet instance is alive: deleting only network %s's rules and chains", s.net.ID[:12])
+		e2eWipeOurFirewall(t, map[string]bool{s.net.ID[:12]: true, nICC.ID[:12]: true})
+	}
+	// The simulation really broke the network.
+	if err := e2eNoPing(s.cli, s.srvIP); err != nil {
+		t.Fatalf("after deleting bridge %s, the containers still talk: the simulation is broken: %v", br, err)
+	}
+
+	off := p.LogSize()
+	if err := p.Start(); err != nil {
+		t.Fatalf("start the plugin: %v", err)
+	}
+	// Each repair is logged (README: "Restarts").
+	repaired := false
+	for _, l := range strings.Split(p.LogSince(off, 200), "\n") {
+		if strings.Contains(l, "repaired") && strings.Contains(l, br) {
+			repaired = true
+		}
+	}
+	if !repaired {
+		t.Errorf("plugin log has no \"repaired\" line naming bridge %s:\n%s", br, p.LogSince(off, 40))
+	}
+	for _, b := range []string{br, brICC} {
+		if !e2eLinkExists(b) {
+			t.Fatalf("bridge %s not re-created", b)
+		}
+	}
+	for i, h := range hostIfs {
+		want := br
+		if i == 2 {
+			want = brICC
+		}
+		if m, _ := filepath.EvalSymlinks("/sys/class/net/" + h + "/master"); filepath.Base(m) != want {
+			t.Errorf("host veth %s is on %q, want %s", h, filepath.Base(m), want)
+		}
+	}
+	checkICC("after the reboot")
+	s.afterRestart(t, name)
+}
+
+// ---------------------------------------------------------------- dockerd
+
+const (
+	e2eDockerdLog = "/var/log/mynet-dockerd.log" // as integration/setup.sh
+	e2eDockerdPid = "/run/mynet-dockerd.pid"
+)
+
+func e2eIsDockerd(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	arg0 := strings.SplitN(string(b), "\x00", 2)[0]
+	return filepath.Base(arg0) == "dockerd"
+}
+
+// e2eDockerdPID finds the running dockerd: setup.sh's pid file, else pidof
+// (used only to find the pid; the signal goes to that pid).
+func e2eDockerdPID(t *testing.T) int {
+	t.Helper()
+	if b, err := os.ReadFile(e2eDockerdPid); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && e2eIsDockerd(pid) {
+			return pid
+		}
+	}
+	out, err := exec.Command("pidof", "dockerd").Output()
+	if err != nil {
+		t.Fatalf("pidof dockerd: %v", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 1 {
+		t.Fatalf("pidof dockerd: %q, want exactly one dockerd", out)
+	}
+	pid, err := strconv.Atoi(f[0])
+	if err != nil || !e2eIsDockerd(pid) {
+		t.Fatalf("pidof dockerd: %q is not a dockerd", out)
+	}
+	return pid
+}
+
+func e2eProcGone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// A zombie (state Z) has exited; its parent has not reaped it yet.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] == 'Z'
+	}
+	return false
+}
+
+// e2eStartDockerd starts dockerd in the background as integration/setup.sh
+// does (own session, log appended, pid file) and waits for `docker info`.
+func e2eStartDockerd() (int, error) {
+	logf, err := os.OpenFile(e2eDockerdLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "\n===== mynet integration test: starting dockerd at %s =====\n", time.Now().Format(time.RFC3339))
+	cmd := exec.Command("dockerd")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start dockerd: %w", err)
+	}
+	pid := cmd.Process.Pid
+	go func() { _ = cmd.Wait() }() // reap it if it ever exits while we run
+	_ = os.WriteFile(e2eDockerdPid, []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := dockerCmd("info"); err == nil {
+			return pid, nil
+		}
+		if e2eProcGone(pid) {
+			return pid, fmt.Errorf("dockerd (pid %d) exited; see %s", pid, e2eDockerdLog)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return pid, fmt.Errorf("dockerd (pid %d) did not answer `docker info` within 60s; see %s", pid, e2eDockerdLog)
+}
+
+// e2eEnsureDockerd leaves a running engine behind, whatever happened.
+func e2eEnsureDockerd(t *testing.T) {
+	if _, err := dockerCmd("info"); err == nil {
+		return
+	}
+	// One may be starting still.
+	if pid, err := exec.Command("pidof", "dockerd").Output(); err == nil && len(strings.Fields(string(pid))) > 0 {
+		if e2eEventually(60*time.Second, func() error { _, err := dockerCmd("info"); return err }) == nil {
+			return
+		}
+		t.Errorf("dockerd %s runs but does not answer", strings.TrimSpace(string(pid)))
+		return
+	}
+	t.Logf("no dockerd after the test: starting one")
+	if _, err := e2eStartDockerd(); err != nil {
+		t.Errorf("could not restore dockerd: %v", err)
+	}
+}
+
+// e2eFirstRules returns the first rule of each built-in chain we jump from.
+func e2eFirstRules() map[string]string {
+	m := map[string]string{}
+	for _, c := range []struct{ table, chain string }{{"filter", "FORWARD"}, {"nat", "PREROUTING"}, {"nat", "OUTPUT"}, {"nat", "POSTROUTING"}} {
+		out, _ := exec.Command("iptables", "-t", c.table, "-S", c.chain).Output()
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "-A ") {
+				m[c.table+"/"+c.chain] = l
+				break
+			}
+		}
+	}
+	return m
+}
+
+// dockerd restart without live-restore: containers with --restart always
+// come back on the mynet network and reach each other, the published port
+// answers, and our jumps are rule 1 again within ~10 s. Named ZZ to run last.
+func TestRestartZZDockerd(t *testing.T) {
+	withPlugin(t)
+	if !e2eWaitNoBench(t, 15*time.Minute) {
+		t.Fatalf("a benchmark or another mynet instance is still using dockerd after 15 minutes; not restarting dockerd under it")
+	}
+	defer e2eEnsureDockerd(t)
+	lc := assertNoBridgeLeftovers(t)
+	const name = "mit-dockerd"
+	s := e2eRestartPrepare(t, lc, name, true)
+
+	pid := e2eDockerdPID(t)
+	t.Logf("stopping dockerd (pid %d) with SIGTERM", pid)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM dockerd %d: %v", pid, err)
+	}
+	if err := e2eEventually(90*time.Second, func() error {
+		if !e2eProcGone(pid) {
+			return fmt.Errorf("dockerd %d still running", pid)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Watch FORWARD while dockerd starts: Docker puts its own jumps on top;
+	// the plugin must move ours back.
+	watchStart := time.Now()
+	stopWatch := make(chan struct{})
+	watched := make(chan string, 1)
+	go func() {
+		var displaced, back time.Duration
+		for {
+			select {
+			case <-stopWatch:
+				if displaced == 0 {
+					watched <- "no displacement of our FORWARD jump was observed"
+				} else {
+					watched <- fmt.Sprintf("dockerd displaced our FORWARD jump at +%.1fs; it was rule 1 again at +%.1fs", displaced.Seconds(), back.Seconds())
+				}
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			ours := strings.Contains(e2eFirstRules()["filter/FORWARD"], "MYNET-")
+			switch {
+			case !ours && displaced == 0:
+				displaced = time.Since(watchStart)
+			case ours && displaced != 0 && back == 0:
+				back = time.Since(watchStart)
+			}
+		}
+	}()
+	newPid, err := e2eStartDockerd()
+	if err != nil {
+		close(stopWatch)
+		t.Fatal(err)
+	}
+	up := time.Now()
+	t.Logf("dockerd is back (pid %d) %.1fs after it was started", newPid, up.Sub(watchStart).Seconds())
+
+	var first map[string]string
+	if err := e2eEventually(12*time.Second, func() error {
+		first = e2eFirstRules()
+		for k, l := range first {
+			if !strings.Contains(l, "MYNET-") {
+				return fmt.Errorf("%s rule 1 is %q", k, l)
+			}
+		}
+		if len(first) != 4 {
+			return fmt.Errorf("rules: %v", first)
+		}
+		return nil
+	}); err != nil {
+		keys := make([]string, 0, len(first))
+		for k := range first {
+			keys = append(keys, k+": "+first[k])
+		}
+		sort.Strings(keys)
+		t.Errorf("%.0fs after dockerd answered, our jumps are not rule 1: %v\n%s", time.Since(up).Seconds(), err, strings.Join(keys, "\n"))
+	} else {
+		t.Logf("our jumps are rule 1 %.1fs after dockerd answered", time.Since(up).Seconds())
+	}
+	close(stopWatch)
+	t.Log(<-watched)
+
+	for _, c := range []string{s.srv, s.cli} {
+		if err := e2eEventually(90*time.Second, func() error {
+			out, err := dockerCmd("inspect", "-f", "{{.State.Running}}", c)
+			if err != nil || strings.TrimSpace(out) != "true" {
+				return fmt.Errorf("%s running=%q: %v", c, strings.TrimSpace(out), err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("--restart always container did not come back: %v", err)
+		}
+	}
+	s.srvIP, s.cliIP = containerIP(t, s.srv, name), containerIP(t, s.cli, name)
+	if err := s.check(t, "after the dockerd restart", 20*time.Second); err != nil {
+		t.Error(err)
+	}
+}
