@@ -134,7 +134,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, Instance: cfg.name})
+	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log})
 	if err != nil {
 		return err
 	}

@@ -25,15 +25,12 @@ type Config struct {
 	Store    *state.Store
 	Firewall *firewall.Firewall
 	Log      *slog.Logger
-	// Instance names this mynet (its --name). Links it creates are marked
-	// with it, so start-up cleanup never touches another instance's links.
-	Instance string
 }
 
 // Driver serves the NetworkDriver protocol.
 type Driver struct {
 	store *state.Store
-	owner string // alias that marks our links
+	owner string // alias that marks our links: mynet:<state file instance id>
 	fw    *firewall.Firewall
 	ports *ports.Reserver
 	log   *slog.Logger
@@ -57,14 +54,11 @@ type netEntry struct {
 // deleted by hand), before the caller opens the socket.
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
-		store: cfg.Store, owner: "mynet:" + cfg.Instance, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log,
+		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log,
 		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*sync.Mutex{},
 	}
 	if d.log == nil {
 		d.log = slog.Default()
-	}
-	if cfg.Instance == "" {
-		d.owner = "mynet:mynet"
 	}
 	if err := d.restore(); err != nil {
 		return nil, err

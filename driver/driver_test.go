@@ -426,7 +426,7 @@ func TestRepairFirewallReaddsFlushedRules(t *testing.T) {
 func TestStartRemovesOrphans(t *testing.T) {
 	inNetns(t, func(e *env) {
 		e.createNetwork(netA, "10.88.0.0/24", "10.88.0.1/24", nil)
-		for name, owner := range map[string]string{"mn-0123456789ab": "mynet:mynet", "mn-0123456789ac": "mynet:other"} {
+		for name, owner := range map[string]string{"mn-0123456789ab": e.d.owner, "mn-0123456789ac": "mynet:0123456789ab"} {
 			if _, err := link.EnsureBridge(name, 0); err != nil {
 				t.Fatal(err)
 			}

@@ -3,7 +3,9 @@
 package state
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -29,6 +31,7 @@ var (
 	bucketNetworks  = []byte("networks")
 	bucketEndpoints = []byte("endpoints")
 	keySchema       = []byte("schema")
+	keyInstance     = []byte("instance")
 )
 
 // migrations[i] brings a file from schema i to schema i+1. Append only.
@@ -100,6 +103,19 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// InstanceID is a random id made when the file was created: it tells this
+// state's kernel objects from those of another mynet on the same host.
+func (s *Store) InstanceID() string {
+	var id string
+	s.db.View(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			id = string(meta.Get(keyInstance))
+		}
+		return nil
+	})
+	return id
+}
+
 // Path is the file this store was opened from.
 func (s *Store) Path() string { return s.path }
 
@@ -141,6 +157,15 @@ func (s *Store) migrate() error {
 		for ; v < SchemaVersion; v++ {
 			if err := migrations[v](tx); err != nil {
 				return fmt.Errorf("migrate state schema %d to %d: %w", v, v+1, err)
+			}
+		}
+		if meta.Get(keyInstance) == nil {
+			id := make([]byte, 6)
+			if _, err := rand.Read(id); err != nil {
+				return err
+			}
+			if err := meta.Put(keyInstance, []byte(hex.EncodeToString(id))); err != nil {
+				return err
 			}
 		}
 		var buf [4]byte

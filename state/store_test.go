@@ -213,3 +213,24 @@ func BenchmarkConcurrentDurableWrites(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 }
+
+func TestInstanceIDIsStablePerFile(t *testing.T) {
+	s, path := openTemp(t)
+	id := s.InstanceID()
+	if len(id) != 12 {
+		t.Fatalf("instance id %q", id)
+	}
+	s.Close()
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if s2.InstanceID() != id {
+		t.Fatalf("id changed across reopen: %s -> %s", id, s2.InstanceID())
+	}
+	other, _ := openTemp(t)
+	if other.InstanceID() == id {
+		t.Fatal("two state files share an instance id")
+	}
+}
