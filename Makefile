@@ -8,7 +8,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build test setup vet unit fuzz uml integration bench demo clean
+.PHONY: all build test setup vet unit fuzz uml integration bench demo plugin plugin-rootfs plugin-test clean
 
 all: build
 
@@ -64,6 +64,19 @@ bench: setup
 
 demo:
 	bash integration/demo.sh
+
+# Managed plugin mynet:latest in the local engine, no registry needed; run
+# again to upgrade it in place (integration/plugin/README.md).
+plugin:
+	GO=$(GO) bash integration/plugin/build.sh --replace
+
+# The plugin directory (config.json + rootfs/) without creating the plugin.
+plugin-rootfs:
+	rm -rf bin/plugin
+	GO=$(GO) bash integration/plugin/build.sh --no-create --dir bin/plugin
+
+plugin-test:
+	$(GO) test -race -count=1 -tags integration -run 'TestPlugin' -v -timeout 40m ./integration/
 
 clean:
 	rm -rf bin

@@ -14,7 +14,7 @@ DOCKERD_LOG=/var/log/mynet-dockerd.log
 DOCKERD_PID=/run/mynet-dockerd.pid
 DOCKERD_WAIT=60
 # gcc/libc6-dev: `go test -race` needs cgo and a C toolchain.
-PACKAGES=(docker.io busybox-static iptables iproute2 docker-compose iperf3 kmod user-mode-linux gcc libc6-dev)
+PACKAGES=(docker.io busybox-static iptables iproute2 docker-compose iperf3 kmod user-mode-linux gcc libc6-dev debootstrap)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
