@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -146,7 +147,7 @@ func (p *Plugin) Start() error {
 	// Own process group (a Ctrl-C on go test does not hit it directly; TestMain
 	// stops it by pid) and dies with the test binary if that is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	if err := startOnSteadyThread(cmd); err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", p.Bin, err)
 	}
@@ -773,4 +774,26 @@ func removePrefixed(w io.Writer) {
 			fmt.Fprintf(w, "cleanup: docker network rm %s: %v: %s\n", n, err, out)
 		}
 	}
+}
+
+// Pdeathsig fires when the OS thread that started the child exits, not the
+// process. Tests lock goroutines to threads to enter network namespaces, and
+// Go destroys such a thread when its goroutine ends; a child started from it
+// would get SIGTERM mid-suite. So children with Pdeathsig are started from one
+// thread that lives as long as the test binary.
+var steadyStarts = func() chan func() {
+	ch := make(chan func())
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread stays for the whole run
+		for fn := range ch {
+			fn()
+		}
+	}()
+	return ch
+}()
+
+func startOnSteadyThread(cmd *exec.Cmd) error {
+	errc := make(chan error, 1)
+	steadyStarts <- func() { errc <- cmd.Start() }
+	return <-errc
 }

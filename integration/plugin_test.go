@@ -612,7 +612,7 @@ func ptStartRegistry(t *testing.T) string {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "REGISTRY_HTTP_SECRET=mynet-integration-test")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	if err := startOnSteadyThread(cmd); err != nil {
 		t.Fatalf("start registry: %v", err)
 	}
 	done := make(chan struct{})
