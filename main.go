@@ -35,6 +35,7 @@ type config struct {
 	name, state, socketDir string
 	logLevel, logFormat    string
 	defaultPools           string
+	sysctlRoot             string
 	firewallInterval       time.Duration
 }
 
@@ -63,6 +64,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.logFormat, "log-format", envOr("MYNET_LOG_FORMAT", "text"), "text or json (env MYNET_LOG_FORMAT)")
 	fs.StringVar(&c.defaultPools, "default-pools", envOr("MYNET_DEFAULT_POOLS", ipam.DefaultRanges),
 		"ranges automatic pools are cut from, BASE/LEN:SIZE comma-separated (env MYNET_DEFAULT_POOLS)")
+	fs.StringVar(&c.sysctlRoot, "sysctl-root", envOr("MYNET_SYSCTL_ROOT", "/proc/sys"),
+		"where to write sysctls: a managed plugin binds the host's /proc/sys/net read-write elsewhere (env MYNET_SYSCTL_ROOT)")
 	fs.DurationVar(&c.firewallInterval, "firewall-check", 5*time.Second, "how often to re-assert firewall jumps that dockerd may have pushed down")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -130,11 +133,11 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	fw, err := firewall.New(log)
+	fw, err := firewall.NewWithConfig(log, firewall.Config{SysctlRoot: cfg.sysctlRoot})
 	if err != nil {
 		return err
 	}
-	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log})
+	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, SysctlRoot: cfg.sysctlRoot})
 	if err != nil {
 		return err
 	}

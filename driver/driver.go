@@ -25,15 +25,18 @@ type Config struct {
 	Store    *state.Store
 	Firewall *firewall.Firewall
 	Log      *slog.Logger
+	// SysctlRoot is where sysctls are written; "" means /proc/sys.
+	SysctlRoot string
 }
 
 // Driver serves the NetworkDriver protocol.
 type Driver struct {
-	store *state.Store
-	owner string // alias that marks our links: mynet:<state file instance id>
-	fw    *firewall.Firewall
-	ports *ports.Reserver
-	log   *slog.Logger
+	store      *state.Store
+	owner      string // alias that marks our links: mynet:<state file instance id>
+	sysctlRoot string
+	fw         *firewall.Firewall
+	ports      *ports.Reserver
+	log        *slog.Logger
 
 	createMu  sync.Mutex // one CreateNetwork at a time
 	mu        sync.Mutex // guards the maps; never held across kernel calls
@@ -54,11 +57,14 @@ type netEntry struct {
 // deleted by hand), before the caller opens the socket.
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
-		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log,
+		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctlRoot: cfg.SysctlRoot, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log,
 		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*sync.Mutex{},
 	}
 	if d.log == nil {
 		d.log = slog.Default()
+	}
+	if d.sysctlRoot == "" {
+		d.sysctlRoot = "/proc/sys"
 	}
 	if err := d.restore(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package driver
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -511,4 +512,21 @@ func BenchmarkStartWith200Networks2000Endpoints(b *testing.B) {
 		}
 	}()
 	<-done
+}
+
+// A managed plugin writes sysctls through the host's /proc/sys/net bound
+// elsewhere: the driver must write under the root it is given.
+func TestSysctlsGoUnderTheGivenRoot(t *testing.T) {
+	inNetns(t, func(e *env) {
+		root := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		e.d.sysctlRoot = root
+		e.createNetwork(netA, "10.91.0.0/24", "10.91.0.1/24", nil)
+		got, err := os.ReadFile(filepath.Join(root, "net/ipv4/ip_forward"))
+		if err != nil || string(got) != "1" {
+			t.Fatalf("ip_forward under the root: %q %v", got, err)
+		}
+	})
 }

@@ -241,10 +241,12 @@ func Names() ([]string, error) {
 	return out, nil
 }
 
-// SetSysctl writes a value under /proc/sys (key like "net/ipv4/ip_forward"),
-// skipping the write when it already holds the value.
-func SetSysctl(key, value string) error {
-	path := filepath.Join("/proc/sys", key)
+// SetSysctl writes a value under root, normally /proc/sys (key like
+// "net/ipv4/ip_forward"), skipping the write when it already holds the
+// value. A managed plugin, whose /proc/sys is read-only, passes the place
+// where the host's /proc/sys/net is bound read-write.
+func SetSysctl(root, key, value string) error {
+	path := filepath.Join(root, key)
 	if cur, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(cur)) == value {
 		return nil
 	}
