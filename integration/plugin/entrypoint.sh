@@ -9,11 +9,13 @@
 #     rules each backend holds and remembers the answer in the state
 #     directory, because right after a host reboot dockerd starts plugins
 #     before it writes its own rules and both backends are empty.
-#  2. Makes /proc/sys writable: the plugin runtime mounts it read-only, and
-#     mynet writes net.ipv4.ip_forward, net.ipv4.conf.<bridge>.route_localnet,
-#     IPv6 forwarding and net.bridge.bridge-nf-call-ip*tables. That needs
-#     CAP_SYS_ADMIN (in plugin-config.json); without it, it says what the host
-#     must set and starts anyway.
+#  2. Gives mynet a writable place for sysctls: the plugin runtime mounts
+#     /proc/sys read-only, and mynet writes net.ipv4.ip_forward,
+#     net.ipv4.conf.<bridge>.route_localnet, IPv6 forwarding and
+#     net.bridge.bridge-nf-call-ip*tables. plugin-config.json binds the host's
+#     /proc/sys/net at /host/proc/sys/net read-write (no CAP_SYS_ADMIN needed)
+#     and mynet writes there (MYNET_SYSCTL_ROOT). Failing that, it tries to
+#     remount /proc/sys (needs CAP_SYS_ADMIN), else says what the host must set.
 #  3. Gives the instance its own name (MYNET_NAME, default mynet-plugin in
 #     plugin-config.json), see below.
 #  4. Execs mynet (same pid: dockerd's SIGTERM reaches it).
@@ -92,7 +94,11 @@ proc_sys_ro() {
 	awk '$5 == "/proc/sys" { ro = ($6 ~ /(^|,)ro(,|$)/) } END { exit ro ? 0 : 1 }' /proc/self/mountinfo
 }
 
-if proc_sys_ro; then
+if [ -w /host/proc/sys/net/ipv4/ip_forward ]; then
+	# plugin-config.json binds the host's /proc/sys/net here read-write.
+	export MYNET_SYSCTL_ROOT=/host/proc/sys
+	log "sysctls go through /host/proc/sys (the host's /proc/sys/net, bound read-write)"
+elif proc_sys_ro; then
 	if err=$(mount -o remount,bind,rw /proc/sys 2>&1) && ! proc_sys_ro; then
 		log "/proc/sys remounted read-write (the plugin runtime mounts it read-only)"
 	else
@@ -102,10 +108,9 @@ if proc_sys_ro; then
 	fi
 fi
 
-# Instance name. mynet marks the links it creates with "mynet:<name>" and, at
-# start, deletes links carrying its mark that its state file does not know. So
-# every mynet on a host (legacy daemons and plugins) needs its own name, or one
-# deletes the other's bridges. Docker dials the socket named in config.json
+# Instance name (links are marked with the state file's own id, so several
+# mynets on a host never reap each other; the name only names the socket).
+# Docker dials the socket named in config.json
 # (mynet.sock); mynet listens on <name>.sock, so link the two.
 name=${MYNET_NAME:-mynet}
 case $name in
