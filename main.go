@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -143,7 +142,7 @@ func run(cfg config) error {
 	}
 
 	sock := filepath.Join(cfg.socketDir, cfg.name+".sock")
-	ln, err := listenUnix(sock)
+	ln, err := admin.Listen(sock)
 	if err != nil {
 		return err
 	}
@@ -185,33 +184,6 @@ func run(cfg config) error {
 		log.Warn("shutdown", "err", err)
 	}
 	return nil
-}
-
-// listenUnix listens on path, replacing a stale socket a crash left behind
-// but never one another process still serves.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	if _, err := os.Stat(path); err == nil {
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("socket %s is served by another process: stop it or give another --name", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	// Only root (dockerd) talks to us.
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
 }
 
 // ---- HTTP plumbing shared by both protocols ----
