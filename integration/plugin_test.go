@@ -45,8 +45,6 @@ const (
 	ptPluginName = "mynetpt" // plugin made with build.sh, driver mynetpt:latest
 	ptRegAlias   = "mynetpr" // plugin installed from the registry
 	ptRegistry   = "github.com/distribution/distribution/v3/cmd/registry@v3.1.2"
-	ptDockerdLog = "/var/log/mynet-dockerd.log" // as integration/setup.sh
-	ptDockerdPid = "/run/mynet-dockerd.pid"
 )
 
 // ptRepoRoot is the repository root (where go.mod is).
@@ -213,7 +211,7 @@ func ptPingAll(t *testing.T, netName string, ctrs ...string) {
 // byte offset off (dockerd copies a managed plugin's stderr into its log), or
 // an error if the log is not where integration/setup.sh puts it.
 func ptPluginLogSince(id string, off int64) ([]string, error) {
-	f, err := os.Open(ptDockerdLog)
+	f, err := os.Open(dockerdLog)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +231,7 @@ func ptPluginLogSince(id string, off int64) ([]string, error) {
 }
 
 func ptLogSize() int64 {
-	fi, err := os.Stat(ptDockerdLog)
+	fi, err := os.Stat(dockerdLog)
 	if err != nil {
 		return 0
 	}
@@ -434,9 +432,9 @@ func TestPluginManaged(t *testing.T) {
 		ptSameAddrs(t, "after disable -f / enable", br, before)
 		// The setting took effect: the plugin logs one debug line per request.
 		if lines, err := ptPluginLogSince(info.ID, off); err != nil {
-			t.Logf("dockerd log %s not readable (%v): not checking the debug lines", ptDockerdLog, err)
+			t.Logf("dockerd log %s not readable (%v): not checking the debug lines", dockerdLog, err)
 		} else if n := ptCount(lines, "level=DEBUG"); n == 0 {
-			t.Errorf("no DEBUG line from plugin %s in %s after MYNET_LOG_LEVEL=debug (%d lines of it)", info.ID[:12], ptDockerdLog, len(lines))
+			t.Errorf("no DEBUG line from plugin %s in %s after MYNET_LOG_LEVEL=debug (%d lines of it)", info.ID[:12], dockerdLog, len(lines))
 		} else {
 			t.Logf("%d DEBUG lines from the plugin after the setting", n)
 		}
@@ -487,7 +485,7 @@ func TestPluginManaged(t *testing.T) {
 		if !ptWaitQuiet(t, 15*time.Minute) {
 			t.Fatalf("other integration tests or benchmarks still use dockerd after 15 minutes; not restarting it under them")
 		}
-		defer ptEnsureDockerd(t)
+		defer ensureDockerd(t)
 		name := "mit-pt-rs"
 		netCreate(t, name, "-d", ref, "--ipam-driver", ref)
 		runContainer(t, "mit-pt-r1", "--network", name, "--restart", "always")
@@ -495,20 +493,20 @@ func TestPluginManaged(t *testing.T) {
 		before := ptAddrs(t, name, "mit-pt-r1", "mit-pt-r2")
 		ptPingAll(t, name, "mit-pt-r1", "mit-pt-r2")
 
-		pid := ptDockerdPID(t)
+		pid := dockerdPID(t)
 		t.Logf("stopping dockerd (pid %d) with SIGTERM", pid)
 		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 			t.Fatalf("SIGTERM dockerd %d: %v", pid, err)
 		}
 		deadline := time.Now().Add(90 * time.Second)
-		for !ptProcGone(pid) {
+		for !procGone(pid) {
 			if time.Now().After(deadline) {
 				t.Fatalf("dockerd %d still running 90 s after SIGTERM", pid)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
 		start := time.Now()
-		newPid, err := ptStartDockerd()
+		newPid, err := startDockerd()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -843,92 +841,6 @@ func ptWaitQuiet(t *testing.T, d time.Duration) bool {
 			logged = true
 		}
 		time.Sleep(5 * time.Second)
-	}
-}
-
-func ptIsDockerd(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return err == nil && filepath.Base(strings.SplitN(string(b), "\x00", 2)[0]) == "dockerd"
-}
-
-func ptDockerdPID(t *testing.T) int {
-	t.Helper()
-	if b, err := os.ReadFile(ptDockerdPid); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && ptIsDockerd(pid) {
-			return pid
-		}
-	}
-	out, err := exec.Command("pidof", "dockerd").Output()
-	f := strings.Fields(string(out))
-	if err != nil || len(f) != 1 {
-		t.Fatalf("pidof dockerd: %q %v, want exactly one dockerd", out, err)
-	}
-	pid, err := strconv.Atoi(f[0])
-	if err != nil || !ptIsDockerd(pid) {
-		t.Fatalf("pidof dockerd: %q is not a dockerd", out)
-	}
-	return pid
-}
-
-func ptProcGone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
-}
-
-// ptStartDockerd starts dockerd as integration/setup.sh does (own session,
-// log appended to /var/log/mynet-dockerd.log, pid file) and waits for it.
-func ptStartDockerd() (int, error) {
-	logf, err := os.OpenFile(ptDockerdLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return 0, err
-	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "\n===== mynet plugin test: starting dockerd at %s =====\n", time.Now().Format(time.RFC3339))
-	cmd := exec.Command("dockerd")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start dockerd: %w", err)
-	}
-	pid := cmd.Process.Pid
-	go func() { _ = cmd.Wait() }()
-	_ = os.WriteFile(ptDockerdPid, []byte(strconv.Itoa(pid)+"\n"), 0o644)
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := dockerCmd("info"); err == nil {
-			return pid, nil
-		}
-		if ptProcGone(pid) {
-			return pid, fmt.Errorf("dockerd (pid %d) exited; see %s", pid, ptDockerdLog)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	return pid, fmt.Errorf("dockerd (pid %d) did not answer `docker info` within 60s; see %s", pid, ptDockerdLog)
-}
-
-// ptEnsureDockerd leaves a running engine behind, whatever happened.
-func ptEnsureDockerd(t *testing.T) {
-	if _, err := dockerCmd("info"); err == nil {
-		return
-	}
-	if out, err := exec.Command("pidof", "dockerd").Output(); err == nil && len(strings.Fields(string(out))) > 0 {
-		for i := 0; i < 120; i++ {
-			if _, err := dockerCmd("info"); err == nil {
-				return
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-		t.Errorf("dockerd %s runs but does not answer", strings.TrimSpace(string(out)))
-		return
-	}
-	t.Logf("no dockerd after the test: starting one")
-	if _, err := ptStartDockerd(); err != nil {
-		t.Errorf("could not restore dockerd: %v", err)
 	}
 }
 

@@ -384,109 +384,6 @@ func TestRestartHostReboot(t *testing.T) {
 	s.afterRestart(t, name)
 }
 
-// ---------------------------------------------------------------- dockerd
-
-const (
-	e2eDockerdLog = "/var/log/mynet-dockerd.log" // as integration/setup.sh
-	e2eDockerdPid = "/run/mynet-dockerd.pid"
-)
-
-func e2eIsDockerd(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	arg0 := strings.SplitN(string(b), "\x00", 2)[0]
-	return filepath.Base(arg0) == "dockerd"
-}
-
-// e2eDockerdPID finds the running dockerd: setup.sh's pid file, else pidof
-// (used only to find the pid; the signal goes to that pid).
-func e2eDockerdPID(t *testing.T) int {
-	t.Helper()
-	if b, err := os.ReadFile(e2eDockerdPid); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && e2eIsDockerd(pid) {
-			return pid
-		}
-	}
-	out, err := exec.Command("pidof", "dockerd").Output()
-	if err != nil {
-		t.Fatalf("pidof dockerd: %v", err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 1 {
-		t.Fatalf("pidof dockerd: %q, want exactly one dockerd", out)
-	}
-	pid, err := strconv.Atoi(f[0])
-	if err != nil || !e2eIsDockerd(pid) {
-		t.Fatalf("pidof dockerd: %q is not a dockerd", out)
-	}
-	return pid
-}
-
-func e2eProcGone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// A zombie (state Z) has exited; its parent has not reaped it yet.
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] == 'Z'
-	}
-	return false
-}
-
-// e2eStartDockerd starts dockerd in the background as integration/setup.sh
-// does (own session, log appended, pid file) and waits for `docker info`.
-func e2eStartDockerd() (int, error) {
-	logf, err := os.OpenFile(e2eDockerdLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return 0, err
-	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "\n===== mynet integration test: starting dockerd at %s =====\n", time.Now().Format(time.RFC3339))
-	cmd := exec.Command("dockerd")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start dockerd: %w", err)
-	}
-	pid := cmd.Process.Pid
-	go func() { _ = cmd.Wait() }() // reap it if it ever exits while we run
-	_ = os.WriteFile(e2eDockerdPid, []byte(strconv.Itoa(pid)+"\n"), 0o644)
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := dockerCmd("info"); err == nil {
-			return pid, nil
-		}
-		if e2eProcGone(pid) {
-			return pid, fmt.Errorf("dockerd (pid %d) exited; see %s", pid, e2eDockerdLog)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	return pid, fmt.Errorf("dockerd (pid %d) did not answer `docker info` within 60s; see %s", pid, e2eDockerdLog)
-}
-
-// e2eEnsureDockerd leaves a running engine behind, whatever happened.
-func e2eEnsureDockerd(t *testing.T) {
-	if _, err := dockerCmd("info"); err == nil {
-		return
-	}
-	// One may be starting still.
-	if pid, err := exec.Command("pidof", "dockerd").Output(); err == nil && len(strings.Fields(string(pid))) > 0 {
-		if e2eEventually(60*time.Second, func() error { _, err := dockerCmd("info"); return err }) == nil {
-			return
-		}
-		t.Errorf("dockerd %s runs but does not answer", strings.TrimSpace(string(pid)))
-		return
-	}
-	t.Logf("no dockerd after the test: starting one")
-	if _, err := e2eStartDockerd(); err != nil {
-		t.Errorf("could not restore dockerd: %v", err)
-	}
-}
-
 // e2eFirstRules returns the first rule of each built-in chain we jump from.
 func e2eFirstRules() map[string]string {
 	m := map[string]string{}
@@ -510,18 +407,18 @@ func TestRestartZZDockerd(t *testing.T) {
 	if !e2eWaitNoBench(t, 15*time.Minute) {
 		t.Fatalf("a benchmark or another mynet instance is still using dockerd after 15 minutes; not restarting dockerd under it")
 	}
-	defer e2eEnsureDockerd(t)
+	defer ensureDockerd(t)
 	lc := assertNoBridgeLeftovers(t)
 	const name = "mit-dockerd"
 	s := e2eRestartPrepare(t, lc, name, true)
 
-	pid := e2eDockerdPID(t)
+	pid := dockerdPID(t)
 	t.Logf("stopping dockerd (pid %d) with SIGTERM", pid)
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM dockerd %d: %v", pid, err)
 	}
 	if err := e2eEventually(90*time.Second, func() error {
-		if !e2eProcGone(pid) {
+		if !procGone(pid) {
 			return fmt.Errorf("dockerd %d still running", pid)
 		}
 		return nil
@@ -555,7 +452,7 @@ func TestRestartZZDockerd(t *testing.T) {
 			}
 		}
 	}()
-	newPid, err := e2eStartDockerd()
+	newPid, err := startDockerd()
 	if err != nil {
 		close(stopWatch)
 		t.Fatal(err)
