@@ -202,102 +202,12 @@ func e2eToken(what string) string { return "mit-" + what + "-" + e2eRand() }
 
 // e2eV6Subnet picks a free random ULA /64 for a test.
 func e2eV6Subnet(t testing.TB) netip.Prefix {
-	return e2eFreeSubnet(t, fmt.Sprintf("fd4d:6974:%x::/64", rand.IntN(0xffff)))
+	return freeSubnet(t, fmt.Sprintf("fd4d:6974:%x::/64", rand.IntN(0xffff)))
 }
 
 // e2eV4Subnet picks a free /24 near 10.<base>.x.0.
 func e2eV4Subnet(t testing.TB, base int) netip.Prefix {
-	return e2eFreeSubnet(t, fmt.Sprintf("10.%d.%d.0/24", base, rand.IntN(200)))
-}
-
-// e2eNetJSON is the part of `docker network inspect` the leftover checks read.
-type e2eNetJSON struct {
-	Name   string
-	ID     string `json:"Id"`
-	Driver string
-	IPAM   struct {
-		Driver string
-		Config []struct{ Subnet string }
-	}
-	Containers map[string]struct{ EndpointID string }
-}
-
-// e2eAllNetworks inspects every Docker network. Unlike the harness's
-// allNetworks it tolerates a network removed between `ls` and `inspect`
-// (another user, e.g. a benchmark, creating and removing networks).
-func e2eAllNetworks() ([]e2eNetJSON, error) {
-	out, err := dockerCmd("network", "ls", "-q", "--no-trunc")
-	if err != nil {
-		return nil, fmt.Errorf("docker network ls: %v: %s", err, out)
-	}
-	ids := strings.Fields(out)
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	var nets []e2eNetJSON
-	out, err = dockerCmd(append([]string{"network", "inspect"}, ids...)...)
-	if err == nil {
-		err = json.Unmarshal([]byte(out), &nets)
-		return nets, err
-	}
-	nets = nil
-	for _, id := range ids { // one by one, skipping the ones that went away
-		out, err := dockerCmd("network", "inspect", id)
-		if err != nil {
-			if strings.Contains(out, "No such network") {
-				continue
-			}
-			return nil, fmt.Errorf("docker network inspect %s: %v: %s", id, err, out)
-		}
-		var one []e2eNetJSON
-		if err := json.Unmarshal([]byte(out), &one); err != nil {
-			return nil, err
-		}
-		nets = append(nets, one...)
-	}
-	return nets, nil
-}
-
-// e2eFreeSubnet is the harness's freeSubnet (want, or one of the next 255
-// prefixes of its size, overlapping no host route and no Docker network),
-// built on e2eAllNetworks.
-func e2eFreeSubnet(t testing.TB, want string) netip.Prefix {
-	t.Helper()
-	p, err := netip.ParsePrefix(want)
-	if err != nil {
-		t.Fatalf("e2eFreeSubnet(%q): %v", want, err)
-	}
-	p = p.Masked()
-	routes, err := hostRoutes()
-	if err != nil {
-		t.Fatalf("host routes: %v", err)
-	}
-	nets, err := e2eAllNetworks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var used []netip.Prefix
-	for _, r := range routes {
-		used = append(used, r.Dst)
-	}
-	for _, n := range nets {
-		for _, c := range n.IPAM.Config {
-			if s, err := netip.ParsePrefix(c.Subnet); err == nil {
-				used = append(used, s)
-			}
-		}
-	}
-next:
-	for i := 0; i < 256; i, p = i+1, nextPrefix(p) {
-		for _, u := range used {
-			if u.Overlaps(p) {
-				continue next
-			}
-		}
-		return p
-	}
-	t.Fatalf("no free subnet near %s", want)
-	return netip.Prefix{}
+	return freeSubnet(t, fmt.Sprintf("10.%d.%d.0/24", base, rand.IntN(200)))
 }
 
 // e2eBridgeOf is the Linux bridge of one of our networks.
@@ -527,7 +437,7 @@ type e2eDockerView struct {
 
 func e2eDockerNow() (e2eDockerView, error) {
 	v := e2eDockerView{nets: map[string]bool{}, eps: map[string]bool{}, pools: map[netip.Prefix]bool{}}
-	nets, err := e2eAllNetworks()
+	nets, err := allNetworks()
 	if err != nil {
 		return v, err
 	}

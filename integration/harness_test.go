@@ -410,6 +410,7 @@ type NetworkInfo struct {
 	}
 	Containers map[string]struct {
 		Name        string
+		EndpointID  string
 		IPv4Address string
 		IPv6Address string
 	}
@@ -458,13 +459,30 @@ func allNetworks() ([]NetworkInfo, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	out, err = dockerCmd(append([]string{"network", "inspect"}, ids...)...)
-	if err != nil {
-		return nil, fmt.Errorf("docker network inspect: %v: %s", err, out)
-	}
 	var nets []NetworkInfo
-	if err := json.Unmarshal([]byte(out), &nets); err != nil {
-		return nil, fmt.Errorf("parse docker network inspect: %w", err)
+	out, err = dockerCmd(append([]string{"network", "inspect"}, ids...)...)
+	if err == nil {
+		if err := json.Unmarshal([]byte(out), &nets); err != nil {
+			return nil, fmt.Errorf("parse docker network inspect: %w", err)
+		}
+		return nets, nil
+	}
+	// A network removed between `ls` and `inspect` (another test's cleanup)
+	// fails the batch: inspect one by one, skipping the ones that went away.
+	nets = nil
+	for _, id := range ids {
+		out, err := dockerCmd("network", "inspect", id)
+		if err != nil {
+			if strings.Contains(out, "No such network") {
+				continue
+			}
+			return nil, fmt.Errorf("docker network inspect %s: %v: %s", id, err, out)
+		}
+		var one []NetworkInfo
+		if err := json.Unmarshal([]byte(out), &one); err != nil {
+			return nil, fmt.Errorf("parse docker network inspect: %w", err)
+		}
+		nets = append(nets, one...)
 	}
 	return nets, nil
 }

@@ -72,7 +72,7 @@ func e2eIP(t testing.TB, args ...string) {
 func e2eNewOutside(t *testing.T) *e2eOutside {
 	t.Helper()
 	r := e2eRand()
-	p := e2eFreeSubnet(t, fmt.Sprintf("10.199.%d.0/30", rand.IntN(250)))
+	p := freeSubnet(t, fmt.Sprintf("10.199.%d.0/30", rand.IntN(250)))
 	o := &e2eOutside{name: "mit-out-" + r, hostIf: "mitoh" + r, nsIf: "mitoo" + r, prefix: p,
 		hostAddr: nthAddr(p, 1), nsAddr: nthAddr(p, 2)}
 	t.Cleanup(func() {
@@ -105,7 +105,7 @@ func e2eNewOutside(t *testing.T) *e2eOutside {
 // route in the outside namespace to that /64 only.
 func (o *e2eOutside) addV6(t *testing.T) (host, outside netip.Addr) {
 	t.Helper()
-	p := e2eFreeSubnet(t, fmt.Sprintf("fd4d:6974:ff%02x::/64", rand.IntN(250)))
+	p := freeSubnet(t, fmt.Sprintf("fd4d:6974:ff%02x::/64", rand.IntN(250)))
 	host, outside = nthAddr(p, 1), nthAddr(p, 2)
 	e2eIP(t, "addr", "add", netip.PrefixFrom(host, 64).String(), "dev", o.hostIf, "nodad")
 	e2eIP(t, "-n", o.name, "addr", "add", netip.PrefixFrom(outside, 64).String(), "dev", o.nsIf, "nodad")
