@@ -68,7 +68,7 @@ func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint) error
 				errs = append(errs, err)
 			}
 		}
-		errs = append(errs, d.fw.AddPorts(fwNetwork(n), fwPorts(bindings)))
+		errs = append(errs, d.fw.AddPorts(fwNetwork(n), bindings))
 	}
 	return errors.Join(errs...)
 }

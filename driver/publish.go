@@ -6,7 +6,6 @@ import (
 	"net/netip"
 
 	api "github.com/docker/go-plugins-helpers/network"
-	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/ports"
 	"github.com/mynet/mynet/state"
 )
@@ -44,12 +43,12 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 			d.ports.Release(bindings)
 		}
 	}()
-	if err := d.fw.AddPorts(fwNetwork(n.rec), fwPorts(bindings)); err != nil {
+	if err := d.fw.AddPorts(fwNetwork(n.rec), bindings); err != nil {
 		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
 	}
 	defer func() {
 		if retErr != nil {
-			retErr = errors.Join(retErr, d.fw.RemovePorts(fwNetwork(n.rec), fwPorts(bindings)))
+			retErr = errors.Join(retErr, d.fw.RemovePorts(fwNetwork(n.rec), bindings))
 		}
 	}()
 	ep.Ports = toRecords(bindings)
@@ -114,21 +113,13 @@ func (d *Driver) RevokeExternalConnectivity(req *api.RevokeExternalConnectivityR
 // unpublish removes the rules and frees the host ports of ep.
 func (d *Driver) unpublish(n state.Network, ep state.Endpoint) error {
 	bindings := fromRecords(ep.Ports)
-	err := d.fw.RemovePorts(fwNetwork(n), fwPorts(bindings))
+	err := d.fw.RemovePorts(fwNetwork(n), bindings)
 	d.ports.Release(bindings)
 	d.flushConntrack(ep)
 	if err != nil {
 		return fmt.Errorf("unpublish ports of endpoint %s: %w", short(ep.ID), err)
 	}
 	return nil
-}
-
-func fwPorts(bs []ports.Binding) []firewall.PortMapping {
-	out := make([]firewall.PortMapping, len(bs))
-	for i, b := range bs {
-		out[i] = firewall.PortMapping{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, ContainerIP: b.ContainerIP, ContainerPort: b.ContainerPort}
-	}
-	return out
 }
 
 func toRecords(bs []ports.Binding) []state.PortBinding {

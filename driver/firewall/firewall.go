@@ -85,6 +85,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/mynet/mynet/driver/ports"
 )
 
 // Network is one mynet bridge network.
@@ -97,14 +99,9 @@ type Network struct {
 	Internal   bool           // --internal: traffic only within the subnet(s), nothing in or out
 }
 
-// PortMapping is one published port.
-type PortMapping struct {
-	Proto         string     // "tcp", "udp" or "sctp"
-	HostIP        netip.Addr // zero value or unspecified = every host address of ContainerIP's family
-	HostPort      uint16
-	ContainerIP   netip.Addr
-	ContainerPort uint16
-}
+// PortMapping is one published port: a host port that driver/ports holds.
+// HostIP zero or unspecified means every host address of ContainerIP's family.
+type PortMapping = ports.Binding
 
 // OwnedNetwork is a network that has rules of ours.
 type OwnedNetwork struct {
