@@ -1,0 +1,179 @@
+package driver
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/state"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Per-call cost against the number of networks and endpoints that already
+// exist (issue 8: it must not grow with the count). The driver is called
+// directly, against the real kernel in a fresh network namespace and a real
+// bbolt file: a thousand containers through dockerd would take minutes.
+
+// nsWorker runs closures on one thread inside a fresh network namespace, so
+// that a set-up of hundreds of links is paid once per sub-benchmark, not once
+// per b.N round. The namespace goes when stop ends the thread.
+type nsWorker struct {
+	work chan func()
+	d    *Driver
+	s    *state.Store
+}
+
+func newNSWorker(b *testing.B) *nsWorker {
+	b.Helper()
+	w := &nsWorker{work: make(chan func())}
+	path := filepath.Join(b.TempDir(), "mynet.db")
+	ready := make(chan error)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with its namespace
+		if _, err := netns.New(); err != nil {
+			ready <- err
+			return
+		}
+		if lo, err := netlink.LinkByName("lo"); err == nil {
+			netlink.LinkSetUp(lo)
+		}
+		s, err := state.Open(path, state.Options{})
+		if err != nil {
+			ready <- err
+			return
+		}
+		fw, err := firewall.New(nil)
+		if err == nil {
+			w.d, err = New(Config{Store: s, Firewall: fw, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		}
+		w.s = s
+		ready <- err
+		for fn := range w.work {
+			fn()
+		}
+		s.Close()
+	}()
+	if err := <-ready; err != nil {
+		b.Fatal(err)
+	}
+	return w
+}
+
+// do runs fn in the namespace and returns its error.
+func (w *nsWorker) do(fn func() error) error {
+	errc := make(chan error)
+	w.work <- func() { errc <- fn() }
+	return <-errc
+}
+
+func (w *nsWorker) stop() { close(w.work) }
+
+func benchNetID(i int) string { return fmt.Sprintf("%012x%052d", 0xb00000+i, 0) }
+func benchEpID(i int) string  { return fmt.Sprintf("%012x%052d", 0xe00000+i, 0) }
+
+// BenchmarkNetworkCreateDelete: CreateNetwork then DeleteNetwork of a bridge
+// network with 0 and with 200 other bridge networks in place. Reports each
+// call's mean besides the pair's ns/op.
+func BenchmarkNetworkCreateDelete(b *testing.B) {
+	for _, existing := range []int{0, 200} {
+		w := newNSWorker(b)
+		err := w.do(func() error {
+			for i := 0; i < existing; i++ {
+				sub := fmt.Sprintf("10.%d.%d.0/24", 120+i/250, i%250)
+				gw := fmt.Sprintf("10.%d.%d.1/24", 120+i/250, i%250)
+				if err := w.d.CreateNetwork(netReq(benchNetID(i), sub, gw, nil)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			w.stop()
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("networks=%d", existing), func(b *testing.B) {
+			var create, del time.Duration
+			err := w.do(func() error {
+				id := benchNetID(9999)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					t0 := time.Now()
+					if err := w.d.CreateNetwork(netReq(id, "10.119.0.0/24", "10.119.0.1/24", nil)); err != nil {
+						return err
+					}
+					t1 := time.Now()
+					if err := w.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
+						return err
+					}
+					create, del = create+t1.Sub(t0), del+time.Since(t1)
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(create.Microseconds())/1e3/float64(b.N), "create-ms/op")
+			b.ReportMetric(float64(del.Microseconds())/1e3/float64(b.N), "delete-ms/op")
+		})
+		w.stop()
+	}
+}
+
+// BenchmarkEndpointCreateDelete: CreateEndpoint then DeleteEndpoint (a veth
+// pair on a bridge) with 0 and with 1000 other endpoints on the same network.
+func BenchmarkEndpointCreateDelete(b *testing.B) {
+	const net = "ee0000000000" + "0000000000000000000000000000000000000000000000000000"
+	addr := func(i int) string { return fmt.Sprintf("10.118.%d.%d/16", i/250, i%250+2) }
+	for _, existing := range []int{0, 1000} {
+		w := newNSWorker(b)
+		err := w.do(func() error {
+			if err := w.d.CreateNetwork(netReq(net, "10.118.0.0/16", "10.118.255.254/16", nil)); err != nil {
+				return err
+			}
+			for i := 0; i < existing; i++ {
+				if _, err := w.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: net, EndpointID: benchEpID(i),
+					Interface: &api.EndpointInterface{Address: addr(i)}, Options: map[string]any{}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			w.stop()
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("endpoints=%d", existing), func(b *testing.B) {
+			var create, del time.Duration
+			err := w.do(func() error {
+				id := benchEpID(9999)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					t0 := time.Now()
+					if _, err := w.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: net, EndpointID: id,
+						Interface: &api.EndpointInterface{Address: addr(9999)}, Options: map[string]any{}}); err != nil {
+						return err
+					}
+					t1 := time.Now()
+					if err := w.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: net, EndpointID: id}); err != nil {
+						return err
+					}
+					create, del = create+t1.Sub(t0), del+time.Since(t1)
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(create.Microseconds())/1e3/float64(b.N), "create-ms/op")
+			b.ReportMetric(float64(del.Microseconds())/1e3/float64(b.N), "delete-ms/op")
+		})
+		w.stop()
+	}
+}
