@@ -1,42 +1,65 @@
 #!/usr/bin/env bash
-# mynet benchmarks: mynet against Docker's built-in bridge driver on the same
-# engine, in one run, every figure measured by this run (DESIGN.md: "Benchmarks
-# measure; tests assert": the output is ratios, nothing here asserts a time).
+# mynet benchmarks: mynet against Docker's built-in drivers on the same engine,
+# in one run, every figure measured by this run, printed as one table
+# (DESIGN.md: "Benchmarks measure; tests assert": nothing here asserts a time).
 #
-#   bash integration/bench/bench.sh            (root; ~4-5 minutes)
-#   BENCH_QUICK=1 bash integration/bench/bench.sh   (smoke run, under a minute)
+#   bash integration/bench/bench.sh                 (root; about 12 minutes)
+#   BENCH_QUICK=1 bash integration/bench/bench.sh   (smoke run, 2-3 minutes)
 #
+# Hold /tmp/mynet-it.lock while it runs on a shared machine (make bench does).
 # What it measures, alternating the order of the configurations from one
 # iteration to the next so that warm caches favour none of them:
-#   1. container start: `docker run --rm --network N mynet-busybox:latest true`
-#      (create, start, exit, remove), serially (median, p90) on four networks:
-#      Docker's bridge, mynet, mynet with mynet's IPAM, Docker's bridge with
-#      mynet's IPAM; and as batches of parallel runs (wall time of a batch,
-#      median over repetitions) on the first three;
-#   2. data plane, container to container on the same network: iperf3 TCP
-#      throughput and ping round-trip time, mynet against Docker's bridge;
-#   3. `docker network create` + `docker network rm` (median).
-# Then it reads mynet's debug log and prints how long each protocol call took.
+#   1. `docker network create` + `docker network rm` with none of our networks
+#      in place, then again with BENCH_FILL (200) bridge and BENCH_FILL mynet
+#      networks in place;
+#   2. container start: `docker run --rm --network N mynet-busybox:latest true`
+#      serially (median, p90) and as batches of parallel runs (wall time of a
+#      batch): Docker's bridge against mynet (and mynet with its own IPAM), and
+#      Docker's macvlan against mynet's macvlan backend, each macvlan network on
+#      a veth of its own made by this script (never eth0);
+#   3. data plane, container to container on the same network: iperf3 TCP
+#      throughput and ping round-trip time, for the same pairs;
+#   4. published ports: `docker run -d` with 100 published ports, and the
+#      iptables rules one network and one published port add (iptables-save
+#      and ip6tables-save, lines "-A", counted before and after);
+#   5. a second mynet process in a network namespace of its own, fed 200
+#      networks and 2,000 endpoints over its socket: resident memory idle and
+#      loaded, and the time from exec until its socket answers, restarting on
+#      that store (kernel objects in place) and after a "reboot" (fresh
+#      namespace: it rebuilds every bridge and rule);
+#   6. Go benchmarks of the driver called directly in a fresh namespace:
+#      CreateNetwork/DeleteNetwork with 0 and 200 networks, CreateEndpoint/
+#      DeleteEndpoint with 0 and 1,000 endpoints on the network.
+# Then it reads mynet's debug log: p50/p99 of each protocol call made while
+# nothing else ran (serial starts, create/rm, ports), and where the time went
+# (netlink=, iptables=, bbolt= fields of the request line, when the plugin
+# logs them).
 #
 # Needs: the image mynet-busybox:latest (integration/setup.sh), iperf3, nsenter,
-# ss, go (unless BENCH_BIN names a built binary). It builds mynet into a
-# temporary directory, runs it as the plugin "mynetbench" with its state there,
-# and removes everything it created on exit: containers and networks (all named
-# mbench-*), the plugin process (by pid), the temporary directory.
+# ss, ip, curl, go (unless BENCH_BIN names a built binary; then part 6 is left
+# out). It builds mynet into a temporary directory, runs it as the plugin
+# "mynetbench" with its state there, and removes everything it created on exit:
+# containers and networks (all named mbench-*), the veths mbv-*, the namespaces
+# mbench-peer and mbench-load, the plugin processes (by pid), the directory.
 #
 # Knobs (environment):
-#   BENCH_QUICK=1          few repetitions (smoke test)
+#   BENCH_QUICK=1          few repetitions, small counts (smoke test)
 #   BENCH_RUNS=20          serial container starts per configuration
 #   BENCH_PARALLEL=20      containers per parallel batch
-#   BENCH_PARALLEL_REPS=3  parallel batches per configuration (bridge + mynet IPAM
-#                          is left out of the parallel batches to stay within 5 minutes)
-#   BENCH_IPERF_SECS=10    iperf3 seconds per driver, split over BENCH_ROUNDS runs
-#   BENCH_ROUNDS=5         interleaved iperf3 runs per driver (order alternates; the
-#                          table shows their median: one noisy run does not decide)
-#   BENCH_PINGS=100        pings per driver at 0.01 s, split over BENCH_PING_ROUNDS runs
-#   BENCH_PING_ROUNDS=10   interleaved ping runs per driver (order alternates)
-#   BENCH_NET_RUNS=10      network create+rm per configuration
-#   BENCH_SUBNET_BASE=10.196   first two octets of the /24s used (10.196.1-14.0/24)
+#   BENCH_PARALLEL_REPS=3  parallel batches per configuration
+#   BENCH_IPERF_SECS=10    iperf3 seconds per configuration, split over BENCH_ROUNDS runs
+#   BENCH_ROUNDS=5         interleaved iperf3 runs per configuration (the table shows their median)
+#   BENCH_PINGS=100        pings per configuration at 0.01 s, split over BENCH_PING_ROUNDS runs
+#   BENCH_PING_ROUNDS=10   interleaved ping runs per configuration
+#   BENCH_NET_RUNS=10      network create+rm per configuration and fill level
+#   BENCH_FILL=200         networks of each driver in place for the second create+rm
+#   BENCH_PORT_RUNS=3      containers with 100 published ports per driver
+#   BENCH_LOAD_NETS=200    networks in the memory / start-up store
+#   BENCH_LOAD_EPS=10      endpoints per network there
+#   BENCH_SCALE_N=30       iterations of each Go scale benchmark
+#   BENCH_SUBNET_BASE=10.196   first two octets of the /24s used (the fill
+#                          networks take the next two: 10.197.*, 10.198.*)
+#   BENCH_PORT_BASE=30000  first host port published (200 ports from there)
 #   BENCH_BIN=path         use this mynet binary instead of building one
 #   BENCH_LOG=path         keep a copy of the plugin's debug log there
 #   BENCH_OUT=path         also write the result table (markdown) there
@@ -55,8 +78,10 @@ die() {
 # ------------------------------------------------------------------ settings
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	d_runs=2 d_par=4 d_reps=1 d_iperf=2 d_pings=20 d_rounds=2 d_pround=2 d_net=2
+	d_fill=10 d_pruns=1 d_lnets=20 d_leps=5 d_scale=3
 else
 	d_runs=20 d_par=20 d_reps=3 d_iperf=10 d_pings=100 d_rounds=5 d_pround=10 d_net=10
+	d_fill=200 d_pruns=3 d_lnets=200 d_leps=10 d_scale=30
 fi
 RUNS=${BENCH_RUNS:-$d_runs}
 PAR=${BENCH_PARALLEL:-$d_par}
@@ -66,15 +91,30 @@ PINGS=${BENCH_PINGS:-$d_pings}
 ROUNDS=${BENCH_ROUNDS:-$d_rounds}
 PING_ROUNDS=${BENCH_PING_ROUNDS:-$d_pround}
 NET_RUNS=${BENCH_NET_RUNS:-$d_net}
+FILL=${BENCH_FILL:-$d_fill}
+PORT_RUNS=${BENCH_PORT_RUNS:-$d_pruns}
+LOAD_NETS=${BENCH_LOAD_NETS:-$d_lnets}
+LOAD_EPS=${BENCH_LOAD_EPS:-$d_leps}
+SCALE_N=${BENCH_SCALE_N:-$d_scale}
 BASE=${BENCH_SUBNET_BASE:-10.196}
+PORT_BASE=${BENCH_PORT_BASE:-30000}
 
 declare -A KNOB=([RUNS]=BENCH_RUNS [PAR]=BENCH_PARALLEL [PAR_REPS]=BENCH_PARALLEL_REPS
 	[IPERF_SECS]=BENCH_IPERF_SECS [PINGS]=BENCH_PINGS [ROUNDS]=BENCH_ROUNDS
-	[PING_ROUNDS]=BENCH_PING_ROUNDS [NET_RUNS]=BENCH_NET_RUNS)
+	[PING_ROUNDS]=BENCH_PING_ROUNDS [NET_RUNS]=BENCH_NET_RUNS [FILL]=BENCH_FILL
+	[PORT_RUNS]=BENCH_PORT_RUNS [LOAD_NETS]=BENCH_LOAD_NETS [LOAD_EPS]=BENCH_LOAD_EPS
+	[SCALE_N]=BENCH_SCALE_N [PORT_BASE]=BENCH_PORT_BASE)
 for v in "${!KNOB[@]}"; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "${KNOB[$v]}=${!v}: give a positive integer"
 done
-[[ $BASE =~ ^[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "BENCH_SUBNET_BASE=$BASE: give two octets such as 10.196"
+[[ $BASE =~ ^([0-9]{1,3})\.([0-9]{1,3})$ ]] || die "BENCH_SUBNET_BASE=$BASE: give two octets such as 10.196"
+[ "${BASH_REMATCH[2]}" -le 253 ] || die "BENCH_SUBNET_BASE=$BASE: the second octet must be at most 253 (the fill networks use the next two)"
+FILL_B=${BASH_REMATCH[1]}.$((BASH_REMATCH[2] + 1)) # /24s of the bridge fill networks
+FILL_M=${BASH_REMATCH[1]}.$((BASH_REMATCH[2] + 2)) # and of the mynet ones
+[ "$FILL" -le 250 ] || die "BENCH_FILL=$FILL: at most 250 (one /24 each under $FILL_B and $FILL_M)"
+[ "$LOAD_NETS" -le 250 ] || die "BENCH_LOAD_NETS=$LOAD_NETS: at most 250"
+[ "$LOAD_EPS" -le 250 ] || die "BENCH_LOAD_EPS=$LOAD_EPS: at most 250 (one /24 per network)"
+[ "$PORT_BASE" -le 65335 ] || die "BENCH_PORT_BASE=$PORT_BASE: at most 65335 (200 ports from there)"
 IPERF_RUN_SECS=$((IPERF_SECS / ROUNDS))
 [ "$IPERF_RUN_SECS" -ge 1 ] || IPERF_RUN_SECS=1
 PINGS_RUN=$((PINGS / PING_ROUNDS))
@@ -85,23 +125,31 @@ PFX=mbench-
 IMAGE=mynet-busybox:latest
 SOCK=/run/docker/plugins/$PLUGIN.sock
 IPERF_PORT=5201
+PEER_NS=mbench-peer # holds the far ends of the macvlan parents' veths
+LOAD_NS=mbench-load # the second mynet process of part 5
+VETH_D=mbv-d0       # parent of Docker's macvlan network
+VETH_M=mbv-m0       # parent of mynet's macvlan network
 
-# Configurations, in the column order of the table. The first is the baseline
-# every ratio divides by: Docker's bridge driver with Docker's IPAM.
-CFGS=(b m mi bi)
-PAR_CFGS=(b m mi) # the parallel batches: the slowest part, so one configuration fewer
+# Configurations. Each mynet one is compared with the Docker one of BASE_OF.
 declare -A CFG_ARGS=(
 	[b]="-d bridge"
 	[m]="-d $PLUGIN"
 	[mi]="-d $PLUGIN --ipam-driver $PLUGIN"
-	[bi]="-d bridge --ipam-driver $PLUGIN"
+	[dv]="-d macvlan -o parent=$VETH_D"
+	[mv]="-d $PLUGIN -o backend=macvlan -o parent=$VETH_M"
 )
-declare -A CFG_NUM=([b]=1 [m]=2 [mi]=3 [bi]=4) # third octet of the subnet
+declare -A CFG_NUM=([b]=1 [m]=2 [mi]=3 [dv]=5 [mv]=6) # third octet of the subnet
+declare -A CFG_NAME=([b]="Docker bridge" [m]="mynet bridge" [mi]="mynet bridge + mynet IPAM"
+	[dv]="Docker macvlan" [mv]="mynet macvlan")
+START_CFGS=(b m mi dv mv)
+PAR_CFGS=(b m dv mv)
+DP_CFGS=(b m dv mv) # the IPAM does not touch the data path
+NET_CFGS=(b m mi)   # macvlan: Docker allows one network per parent
 
-[ "$(id -u)" -eq 0 ] || die "must run as root (it creates networks, containers and enters network namespaces)"
+[ "$(id -u)" -eq 0 ] || die "must run as root (it creates networks, containers, veths and namespaces)"
 if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=$(command -v docker) || die "no docker client"; fi
 docker() { "$DOCKER" "$@"; }
-for t in iperf3 nsenter ss awk sort; do
+for t in iperf3 nsenter ss ip curl iptables-save awk sort xargs; do
 	command -v "$t" >/dev/null || die "$t not found (integration/setup.sh installs what the benchmarks need)"
 done
 docker info >/dev/null 2>&1 || die "docker does not answer (start dockerd: integration/setup.sh)"
@@ -110,6 +158,7 @@ docker image inspect "$IMAGE" >/dev/null 2>&1 || die "image $IMAGE missing: run 
 # ------------------------------------------------------------------ cleanup
 WORK=$(mktemp -d /tmp/mbench.XXXXXX)
 PLUGIN_PID=
+LOAD_PID=
 IPERF_PID=
 BG_PIDS=()
 
@@ -125,10 +174,22 @@ remove_ours() { # every container and network named mbench-*, retrying a few tim
 	for try in 1 2 3 4 5; do
 		nets=$(docker network ls --format '{{.Name}}' 2>/dev/null | grep "^${PFX}" || true)
 		[ -n "$nets" ] || break
-		# shellcheck disable=SC2086 # one name per word
-		docker network rm $nets >/dev/null 2>&1 || sleep 1
+		# xargs: a few hundred fill networks at a time
+		xargs -r -n 50 -P 4 "$DOCKER" network rm <<<"$nets" >/dev/null 2>&1 || sleep 1
 	done
 	[ -z "$nets" ] || say "warning: could not remove networks:" $nets
+}
+
+stop_pid() { # pid: SIGTERM, then SIGKILL after 10 s
+	local p=$1
+	[ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
+	kill -TERM "$p"
+	for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$p" 2>/dev/null; then
+		say "pid $p ignored SIGTERM for 10s: SIGKILL"
+		kill -KILL "$p"
+	fi
+	wait "$p" 2>/dev/null || true
 }
 
 cleanup() {
@@ -137,15 +198,13 @@ cleanup() {
 	trap - EXIT INT TERM
 	local p
 	for p in $IPERF_PID "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	stop_pid "$LOAD_PID"
 	remove_ours
-	if [ -n "$PLUGIN_PID" ] && kill -0 "$PLUGIN_PID" 2>/dev/null; then
-		kill -TERM "$PLUGIN_PID"
-		for _ in $(seq 1 100); do kill -0 "$PLUGIN_PID" 2>/dev/null || break; sleep 0.1; done
-		if kill -0 "$PLUGIN_PID" 2>/dev/null; then
-			say "plugin pid $PLUGIN_PID ignored SIGTERM for 10s: SIGKILL"
-			kill -KILL "$PLUGIN_PID"
-		fi
-	fi
+	stop_pid "$PLUGIN_PID"
+	ip link del "$VETH_D" 2>/dev/null
+	ip link del "$VETH_M" 2>/dev/null
+	ip netns del "$PEER_NS" 2>/dev/null
+	ip netns del "$LOAD_NS" 2>/dev/null
 	if [ -n "${BENCH_LOG:-}" ] && [ -f "$WORK/mynet.log" ]; then
 		cp "$WORK/mynet.log" "$BENCH_LOG" && say "plugin log kept in $BENCH_LOG"
 	fi
@@ -163,15 +222,21 @@ trap 'exit 143' TERM
 # ------------------------------------------------------------------ helpers
 # elapsed_ms START_US END_US: START/END are ${EPOCHREALTIME/./} (microseconds, no fork).
 elapsed_ms() { awk -v us=$((10#$2 - 10#$1)) 'BEGIN { printf "%.1f\n", us / 1000 }'; }
+now_us() { echo "${EPOCHREALTIME/./}"; }
 
-# stat_of FILE median|p90|mean|max: one number per line in FILE.
+# stat_of FILE median|p90|p99|mean|max: one number per line in FILE.
 stat_of() {
+	[ -s "$1" ] || {
+		echo nan
+		return
+	}
 	sort -g "$1" | awk -v k="$2" '
+		function rank(q,   i) { i = int(q * NR); if (i < q * NR) i++; if (i < 1) i = 1; return a[i] }
 		{ a[NR] = $1; s += $1 }
 		END {
-			if (NR == 0) { print "nan"; exit }
 			if (k == "median") v = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-			else if (k == "p90") { i = int(0.9 * NR); if (i < 0.9 * NR) i++; if (i < 1) i = 1; v = a[i] }
+			else if (k == "p90") v = rank(0.9)
+			else if (k == "p99") v = rank(0.99)
 			else if (k == "mean") v = s / NR
 			else if (k == "max") v = a[NR]
 			print v
@@ -180,14 +245,12 @@ stat_of() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "nan" || b == "nan" || b + 0 == 0) print "–"; else printf "%.2f", a / b }'; }
 fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "" || v == "nan") print "–"; else printf "%.*f", d, v }'; }
 
-# rotate I [CFG...]: the configurations (default CFGS) starting at position I
-# mod their number: each one goes first, second, ... equally often across iterations.
+# rotate I CFG...: the configurations starting at position I mod their number:
+# each one goes first, second, ... equally often across iterations.
 rotate() {
 	local i=$1
 	shift
-	local list=("$@")
-	[ "${#list[@]}" -gt 0 ] || list=("${CFGS[@]}")
-	local n=${#list[@]} k out=()
+	local list=("$@") n=$# k out=()
 	for ((k = 0; k < n; k++)); do out+=("${list[(i + k) % n]}"); done
 	echo "${out[@]}"
 }
@@ -205,10 +268,17 @@ create_net() { # name cfg thirdoctet
 		die "docker network create ${CFG_ARGS[$2]} --subnet $(subnet "$3") $1 failed"
 }
 
+# rules: lines "-A" of iptables-save and ip6tables-save (every table).
+rules() { { iptables-save 2>/dev/null; ip6tables-save 2>/dev/null || true; } | grep -c '^-A' || true; }
+
+# mem_of PID: "VmRSS VmHWM" in MiB.
+mem_of() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { printf "%.1f %.1f\n", r / 1024, h / 1024 }' "/proc/$1/status"; }
+
 # ------------------------------------------------------------------ plugin
 if [ -n "${BENCH_BIN:-}" ]; then
 	BIN=$BENCH_BIN
 	[ -x "$BIN" ] || die "BENCH_BIN=$BIN is not an executable"
+	GO=
 else
 	GO=$(command -v go || echo /usr/local/go/bin/go)
 	[ -x "$GO" ] || die "go not found (set BENCH_BIN to a built mynet)"
@@ -217,46 +287,100 @@ else
 	"$GO" build -o "$BIN" . || die "go build failed"
 fi
 
-listening() { ss -xlnH 2>/dev/null | awk '{print $5}' | grep -qxF "$SOCK"; }
-listening && die "$SOCK is already served by a process this run did not start (another bench run?): stop it first"
+listening() { ss -xlnH 2>/dev/null | awk '{print $5}' | grep -qxF "$1"; }
+listening "$SOCK" && die "$SOCK is already served by a process this run did not start (another bench run?): stop it first"
+for ns in "$PEER_NS" "$LOAD_NS"; do
+	[ ! -e "/run/netns/$ns" ] || die "network namespace $ns exists (an interrupted run?): remove it with ip netns del $ns"
+done
+for l in "$VETH_D" "$VETH_M"; do
+	! ip link show "$l" >/dev/null 2>&1 || die "link $l exists (an interrupted run?): remove it with ip link del $l"
+done
 
 say "starting plugin $PLUGIN (state and log in $WORK)"
 setsid "$BIN" --name "$PLUGIN" --state "$WORK/state.db" --log-level debug >"$WORK/mynet.log" 2>&1 </dev/null &
 PLUGIN_PID=$!
 for _ in $(seq 1 300); do
-	listening && break
+	listening "$SOCK" && break
 	kill -0 "$PLUGIN_PID" 2>/dev/null || die "plugin exited at start"
 	sleep 0.1
 done
-listening || die "plugin did not listen on $SOCK within 30 s"
+listening "$SOCK" || die "plugin did not listen on $SOCK within 30 s"
 
 remove_ours # leftovers of an interrupted earlier run
 
-MACHINE="$(nproc) CPUs, kernel $(uname -r), Docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), mynet $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+# The macvlan parents: one veth pair each, the far end up in a namespace of
+# ours so the near end has carrier. No addresses: traffic stays between the
+# macvlan containers on one parent.
+ip netns add "$PEER_NS"
+for l in "$VETH_D" "$VETH_M"; do
+	ip link add "$l" type veth peer name "${l%0}1" netns "$PEER_NS"
+	ip -n "$PEER_NS" link set "${l%0}1" up
+	ip link set "$l" up
+done
+
+MEM_TOTAL=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+MACHINE="$(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo | sed 's/ *$//')), $MEM_TOTAL RAM, kernel $(uname -r), $(iptables -V 2>/dev/null), Docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), mynet $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 T_BEGIN=$SECONDS
 say "machine: $MACHINE; load average $LOAD_START"
 phase setup
 
-for c in "${CFGS[@]}"; do create_net "$(netname "$c")" "$c" "${CFG_NUM[$c]}"; done
+# ------------------------------------------------------------------ 1. network create + rm
+netcreate_phase() { # tag: NET_RUNS x NET_CFGS create+rm into $WORK/netcreate<tag>-cfg
+	local tag=$1 i c n t0 t1
+	phase "netcreate$tag"
+	for ((i = 0; i < NET_RUNS; i++)); do
+		for c in $(rotate "$i" "${NET_CFGS[@]}"); do
+			n="${PFX}nc-$c"
+			t0=$(now_us)
+			create_net "$n" "$c" $((10 + CFG_NUM[$c]))
+			docker network rm "$n" >/dev/null || die "docker network rm $n failed"
+			t1=$(now_us)
+			elapsed_ms "$t0" "$t1" >>"$WORK/netcreate$tag-$c"
+		done
+	done
+}
 
-# ------------------------------------------------------------------ 1. container start
+say "network create + rm with none of ours in place: $NET_RUNS x ${#NET_CFGS[@]}"
+T0=$SECONDS
+netcreate_phase 0
+say "  took $((SECONDS - T0)) s"
+
+say "filling: $FILL bridge and $FILL mynet networks"
+phase fill
+T0=$SECONDS
+seq 0 $((FILL - 1)) | xargs -P 4 -I{} "$DOCKER" network create -d bridge --subnet "$FILL_B.{}.0/24" "${PFX}fb-{}" >/dev/null ||
+	die "creating the bridge fill networks failed"
+seq 0 $((FILL - 1)) | xargs -P 4 -I{} "$DOCKER" network create -d "$PLUGIN" --subnet "$FILL_M.{}.0/24" "${PFX}fm-{}" >/dev/null ||
+	die "creating the mynet fill networks failed"
+say "  took $((SECONDS - T0)) s"
+say "network create + rm with $FILL of each in place"
+T0=$SECONDS
+netcreate_phase F
+say "  took $((SECONDS - T0)) s"
+phase unfill
+docker network ls --format '{{.Name}}' | grep "^${PFX}f[bm]-" | xargs -r -n 50 -P 4 "$DOCKER" network rm >/dev/null ||
+	die "removing the fill networks failed"
+
+# ------------------------------------------------------------------ 2. container start
+for c in "${START_CFGS[@]}"; do create_net "$(netname "$c")" "$c" "${CFG_NUM[$c]}"; done
+
 run_once() { # cfg name -> exit status of docker run
 	# exec: in a background job, $! is then the docker client itself (killed on exit)
 	exec "$DOCKER" run --rm --name "$2" --network "$(netname "$1")" "$IMAGE" true >/dev/null 2>>"$WORK/run.err"
 }
 
 # Warm-up (not measured): first use of each network, image layers in the page cache.
-for c in "${CFGS[@]}"; do (run_once "$c" "${PFX}warm-$c") || die "docker run on $(netname "$c") failed: $(tail -n 3 "$WORK/run.err")"; done
+for c in "${START_CFGS[@]}"; do (run_once "$c" "${PFX}warm-$c") || die "docker run on $(netname "$c") failed: $(tail -n 3 "$WORK/run.err")"; done
 
-say "container start, serial: $RUNS runs x ${#CFGS[@]} networks"
+say "container start, serial: $RUNS runs x ${#START_CFGS[@]} networks"
 phase serial
 T0=$SECONDS
 for ((i = 0; i < RUNS; i++)); do
-	for c in $(rotate "$i"); do
-		t0=${EPOCHREALTIME/./}
+	for c in $(rotate "$i" "${START_CFGS[@]}"); do
+		t0=$(now_us)
 		(run_once "$c" "${PFX}s-$c-$i") || die "docker run on $(netname "$c") failed: $(tail -n 3 "$WORK/run.err")"
-		t1=${EPOCHREALTIME/./}
+		t1=$(now_us)
 		elapsed_ms "$t0" "$t1" >>"$WORK/serial-$c"
 	done
 done
@@ -268,14 +392,14 @@ T0=$SECONDS
 for ((r = 0; r < PAR_REPS; r++)); do
 	for c in $(rotate "$r" "${PAR_CFGS[@]}"); do
 		BG_PIDS=()
-		t0=${EPOCHREALTIME/./}
+		t0=$(now_us)
 		for ((j = 0; j < PAR; j++)); do
 			run_once "$c" "${PFX}p-$c-$r-$j" &
 			BG_PIDS+=($!)
 		done
 		failed=0
 		for p in "${BG_PIDS[@]}"; do wait "$p" || failed=$((failed + 1)); done
-		t1=${EPOCHREALTIME/./}
+		t1=$(now_us)
 		BG_PIDS=()
 		[ "$failed" -eq 0 ] || die "$failed of $PAR parallel docker runs on $(netname "$c") failed: $(tail -n 3 "$WORK/run.err")"
 		elapsed_ms "$t0" "$t1" >>"$WORK/parallel-$c"
@@ -283,10 +407,9 @@ for ((r = 0; r < PAR_REPS; r++)); do
 done
 say "  took $((SECONDS - T0)) s"
 
-# ------------------------------------------------------------------ 2. data plane
-DP_CFGS=(b m) # the IPAM does not touch the data path
+# ------------------------------------------------------------------ 3. data plane
 declare -A SRV_PID CLI_PID SRV_IP
-say "data plane: iperf3 ${IPERF_SECS} s in $ROUNDS runs and $PINGS pings in $PING_ROUNDS runs per driver, interleaved"
+say "data plane: iperf3 ${IPERF_SECS} s in $ROUNDS runs and $PINGS pings in $PING_ROUNDS runs per configuration, interleaved"
 phase dataplane
 T0=$SECONDS
 for c in "${DP_CFGS[@]}"; do
@@ -338,31 +461,129 @@ for ((r = 0; r < PING_ROUNDS; r++)); do
 done
 for c in "${DP_CFGS[@]}"; do docker rm -f "${PFX}srv-$c" "${PFX}cli-$c" >/dev/null; done
 say "  took $((SECONDS - T0)) s"
+phase teardown
+for c in "${START_CFGS[@]}"; do docker network rm "$(netname "$c")" >/dev/null || die "docker network rm $(netname "$c") failed"; done
 
-# ------------------------------------------------------------------ 3. network create + rm
-say "network create + rm: $NET_RUNS x ${#CFGS[@]}"
-phase netcreate
+# ------------------------------------------------------------------ 4. published ports
+say "published ports: 100 on one container, $PORT_RUNS x b/m"
+phase ports
 T0=$SECONDS
-for ((i = 0; i < NET_RUNS; i++)); do
-	for c in $(rotate "$i"); do
-		n="${PFX}nc-$c"
-		t0=${EPOCHREALTIME/./}
-		create_net "$n" "$c" $((10 + CFG_NUM[$c]))
+for ((i = 0; i < PORT_RUNS; i++)); do
+	for c in $(rotate "$i" b m); do
+		n="${PFX}pt-$c"
+		[ "$c" = m ] && hp=$((PORT_BASE + 100)) || hp=$PORT_BASE
+		r0=$(rules)
+		create_net "$n" "$c" $((20 + CFG_NUM[$c]))
+		r1=$(rules)
+		t0=$(now_us)
+		docker run -d --name "$n" --network "$n" -p "$hp-$((hp + 99)):8000-8099" "$IMAGE" sleep 100000 >/dev/null 2>>"$WORK/run.err" ||
+			die "docker run with 100 published ports on $n failed: $(tail -n 3 "$WORK/run.err")"
+		t1=$(now_us)
+		r2=$(rules)
+		elapsed_ms "$t0" "$t1" >>"$WORK/ports100-$c"
+		echo $((r1 - r0)) >>"$WORK/rulesnet-$c"
+		awk -v d=$((r2 - r1)) 'BEGIN { printf "%.2f\n", d / 100 }' >>"$WORK/rulesport-$c"
+		docker rm -f "$n" >/dev/null || die "docker rm -f $n failed"
 		docker network rm "$n" >/dev/null || die "docker network rm $n failed"
-		t1=${EPOCHREALTIME/./}
-		elapsed_ms "$t0" "$t1" >>"$WORK/netcreate-$c"
 	done
 done
 say "  took $((SECONDS - T0)) s"
-
-phase teardown
-for c in "${CFGS[@]}"; do docker network rm "$(netname "$c")" >/dev/null || die "docker network rm $(netname "$c") failed"; done
+phase done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ------------------------------------------------------------------ 5. memory and start-up under load
+LOAD_DIR=$WORK/load
+LOAD_SOCK=$LOAD_DIR/mbload.sock
+mkdir -p "$LOAD_DIR"
+
+call_load() { curl -sf --unix-socket "$LOAD_SOCK" -X POST "http://mynet/$1" -d '{}' -o /dev/null; }
+
+# start_load: starts mynet in $LOAD_NS on $LOAD_DIR/state.db; sets START_MS to
+# the ms from exec until its socket answers Plugin.Activate. (nsenter execs;
+# ip netns exec would fork, and LOAD_PID would not be mynet's.)
+start_load() {
+	local t0 t1
+	t0=$(now_us)
+	setsid nsenter --net="/run/netns/$LOAD_NS" "$BIN" --name mbload --socket-dir "$LOAD_DIR" --state "$LOAD_DIR/state.db" \
+		--log-level warn >>"$LOAD_DIR/log" 2>&1 </dev/null &
+	LOAD_PID=$!
+	for _ in $(seq 1 6000); do
+		call_load Plugin.Activate && break
+		kill -0 "$LOAD_PID" 2>/dev/null || die "the load instance exited at start: $(tail -n 5 "$LOAD_DIR/log")"
+		sleep 0.005
+	done
+	t1=$(now_us)
+	call_load Plugin.Activate || die "the load instance did not answer within 30 s"
+	START_MS=$(elapsed_ms "$t0" "$t1")
+}
+
+say "memory and start-up: $LOAD_NETS networks x $LOAD_EPS endpoints in namespace $LOAD_NS"
+T0=$SECONDS
+ip netns add "$LOAD_NS"
+ip -n "$LOAD_NS" link set lo up
+start_load
+sleep 1 # let start-up garbage settle before reading the idle figure
+read -r IDLE_RSS IDLE_HWM < <(mem_of "$LOAD_PID")
+# One curl process sends every request over one connection (a config file).
+{
+	for ((i = 0; i < LOAD_NETS; i++)); do
+		nid=$(printf 'a%011x%052d' "$i" 0)
+		printf 'url = "http://mynet/NetworkDriver.CreateNetwork"\nunix-socket = "%s"\nfail\noutput = "/dev/null"\ndata = "{\\"NetworkID\\":\\"%s\\",\\"Options\\":{\\"com.docker.network.generic\\":{}},\\"IPv4Data\\":[{\\"AddressSpace\\":\\"LocalDefault\\",\\"Pool\\":\\"10.199.%d.0/24\\",\\"Gateway\\":\\"10.199.%d.1/24\\"}]}"\nnext\n' \
+			"$LOAD_SOCK" "$nid" "$i" "$i"
+		for ((j = 0; j < LOAD_EPS; j++)); do
+			printf 'url = "http://mynet/NetworkDriver.CreateEndpoint"\nunix-socket = "%s"\nfail\noutput = "/dev/null"\ndata = "{\\"NetworkID\\":\\"%s\\",\\"EndpointID\\":\\"%s\\",\\"Interface\\":{\\"Address\\":\\"10.199.%d.%d/24\\"},\\"Options\\":{}}"\nnext\n' \
+				"$LOAD_SOCK" "$nid" "$(printf 'e%05x%06x%052d' "$i" "$j" 0)" "$i" $((j + 2))
+		done
+	done
+} >"$LOAD_DIR/requests"
+sed -i '$ d' "$LOAD_DIR/requests" # the last "next": curl wants a URL after it
+t0=$(now_us)
+curl -s --fail-early -X POST -K "$LOAD_DIR/requests" || die "feeding the load instance failed: $(tail -n 5 "$LOAD_DIR/log")"
+FEED_MS=$(elapsed_ms "$t0" "$(now_us)")
+links=$(ip -n "$LOAD_NS" -o link show | grep -c ': mnh' || true)
+[ "$links" -eq $((LOAD_NETS * LOAD_EPS)) ] || die "the load instance made $links host veths, want $((LOAD_NETS * LOAD_EPS))"
+read -r LOADED_RSS LOADED_HWM < <(mem_of "$LOAD_PID")
+stop_pid "$LOAD_PID"
+start_load
+RESTART_MS=$START_MS
+read -r RESTART_RSS RESTART_HWM < <(mem_of "$LOAD_PID")
+stop_pid "$LOAD_PID"
+# "Reboot": a fresh namespace has none of the kernel objects; start-up rebuilds them.
+ip netns del "$LOAD_NS"
+ip netns add "$LOAD_NS"
+ip -n "$LOAD_NS" link set lo up
+start_load
+REBUILD_MS=$START_MS
+read -r REBUILD_RSS REBUILD_HWM < <(mem_of "$LOAD_PID")
+# Bridges and rules come back; veths do not (their containers died with the boot).
+links=$(ip -n "$LOAD_NS" -o link show type bridge | grep -c ': mn-' || true)
+[ "$links" -eq "$LOAD_NETS" ] || die "after a rebuild the load instance has $links bridges, want $LOAD_NETS"
+stop_pid "$LOAD_PID"
+LOAD_PID=
+ip netns del "$LOAD_NS"
+BENCH_RSS=$(mem_of "$PLUGIN_PID")
+say "  took $((SECONDS - T0)) s (feeding $FEED_MS ms)"
 ELAPSED=$((SECONDS - T_BEGIN))
+
+# ------------------------------------------------------------------ 6. Go scale benchmarks
+declare -A SCALE
+if [ -n "$GO" ]; then
+	say "Go benchmarks: driver create/delete with 0/200 networks, 0/1000 endpoints ($SCALE_N iterations each)"
+	"$GO" test -run xxx -bench 'NetworkCreateDelete|EndpointCreateDelete' -benchtime "${SCALE_N}x" ./driver/ >"$WORK/scale.out" 2>&1 ||
+		die "go test -bench failed: $(tail -n 5 "$WORK/scale.out")"
+	# BenchmarkEndpointCreateDelete/endpoints=1000-2  30  27273831 ns/op  3.448 create-ms/op  23.82 delete-ms/op
+	while read -r name cr de; do SCALE[$name.create]=$cr SCALE[$name.delete]=$de; done < <(awk '
+		/^Benchmark(Network|Endpoint)CreateDelete\// {
+			split($1, p, "/"); sub(/-[0-9]+$/, "", p[2]); cr = de = "nan"
+			for (i = 2; i < NF; i++) { if ($(i + 1) == "create-ms/op") cr = $i; if ($(i + 1) == "delete-ms/op") de = $i }
+			print p[2], cr, de
+		}' "$WORK/scale.out")
+fi
 
 # ------------------------------------------------------------------ plugin call durations
 # Debug lines: msg=request call=NetworkDriver.Join ids="network=... endpoint=..." took=1.56913ms
-# -> "call endpoint ms phase" (endpoint "-" when the call names none).
+# [netlink=.. iptables=.. bbolt=..] -> "call phase took netlink iptables bbolt"
+# (ms; "nan" for a part the line does not carry).
 awk '
 	function ms(s,   tot, num) { # a Go time.Duration string
 		tot = 0
@@ -380,84 +601,99 @@ awk '
 		}
 		return tot
 	}
+	function part(k,   v) { if (!(k in f)) return "nan"; v = ms(f[k]); return v < 0 ? "nan" : sprintf("%.4f", v) }
 	NR == FNR { pname[++np] = $1; pstart[np] = $2; next }
 	/msg=request / && / took=/ {
-		call = ""; took = ""; ep = "-"; t = substr($1, 6)
-		for (i = 1; i <= NF; i++) {
-			if ($i ~ /^call=/) call = substr($i, 6)
-			if ($i ~ /^took=/) took = substr($i, 6)
-			if ($i ~ /^endpoint=/) { ep = substr($i, 10); sub(/"$/, "", ep) }
-		}
+		delete f; t = substr($1, 6)
+		for (i = 1; i <= NF; i++) if (match($i, /^[a-z]+=/)) f[substr($i, 1, RLENGTH - 1)] = substr($i, RLENGTH + 1)
 		ph = "start"
 		for (k = 1; k <= np; k++) if (t >= pstart[k]) ph = pname[k]
-		v = ms(took)
-		if (call != "" && v >= 0) printf "%s %s %.4f %s\n", call, ep, v, ph
+		v = ms(f["took"])
+		if (f["call"] != "" && v >= 0) printf "%s %s %.4f %s %s %s\n", f["call"], ph, v, part("netlink"), part("iptables"), part("bbolt")
 	}' "$WORK/phases" "$WORK/mynet.log" >"$WORK/calls"
 
-# One table row per call: the whole run, then the median within the serial and
-# the parallel container starts (where calls wait for each other, it shows).
-CALL_ROWS=$(sort -k1,1 -k3,3g "$WORK/calls" | awk '
-	function med(arr, n) { return (n % 2) ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2 }
-	function num(arr, n) { return n ? sprintf("%.2f", med(arr, n)) : "–" }
-	function flush(   i, p90) {
-		if (n == 0) return
-		i = int(0.9 * n); if (i < 0.9 * n) i++; if (i < 1) i = 1; p90 = a[i]
-		printf "| %s | %d | %.2f | %.2f | %.2f | %.0f | %s | %s |\n", cur, n, med(a, n), p90, a[n], tot, num(s, ns), num(p, np)
-		n = 0; ns = 0; np = 0; tot = 0
-	}
-	$1 != cur { flush(); cur = $1 }
-	{ a[++n] = $3; tot += $3 }
-	$4 == "serial" { s[++ns] = $3 }
-	$4 == "parallel" { p[++np] = $3 }
-	END { flush() }')
-
-# Plugin time per container: all network calls naming one endpoint (CreateEndpoint,
-# Join, ProgramExternalConnectivity, EndpointOperInfo, Revoke..., Leave, DeleteEndpoint),
-# for the endpoints of the serial and of the parallel container starts.
-for ph in serial parallel; do
-	awk -v ph="$ph" '$2 != "-" && $4 == ph { t[$2] += $3 } END { for (e in t) printf "%.3f\n", t[e] }' "$WORK/calls" >"$WORK/per-endpoint-$ph"
-done
-EP_SERIAL=$(stat_of "$WORK/per-endpoint-serial" median)
-EP_PARALLEL=$(stat_of "$WORK/per-endpoint-parallel" median)
+# Serial phases only: one call at a time, so a call's time is its own.
+awk '$2 == "netcreate0" || $2 == "netcreateF" || $2 == "serial" || $2 == "ports"' "$WORK/calls" >"$WORK/calls-serial"
 
 # ------------------------------------------------------------------ table
-row() { # label file-prefix statistic decimals
-	local label=$1 pre=$2 st=$3 d=$4
-	local base line c v
-	base=$(stat_of "$WORK/$pre-b" "$st")
-	line="| $label | $(fmt "$base" "$d")"
-	for c in m mi bi; do
-		if [ -f "$WORK/$pre-$c" ]; then
-			v=$(stat_of "$WORK/$pre-$c" "$st")
-			line+=" | $(fmt "$v" "$d") | $(ratio "$v" "$base")"
-		else
-			line+=" | – | –"
-		fi
-	done
-	echo "$line |"
+ROWS=$WORK/rows
+row() { # label docker mynet decimals [note]: the ratio is mynet / docker
+	printf '| %s | %s | %s | %s | %s |\n' "$1" "$(fmt "$2" "$4")" "$(fmt "$3" "$4")" "$(ratio "$3" "$2")" "${5:-}" >>"$ROWS"
 }
+pair() { # label file-prefix statistic decimals docker-cfg mynet-cfg [note]
+	row "$1" "$(stat_of "$WORK/$2-$5" "$3")" "$(stat_of "$WORK/$2-$6" "$3")" "$4" "${7:-}"
+}
+only() { # label value unit-note: a mynet figure with no Docker counterpart
+	printf '| %s | – | %s | – | %s |\n' "$1" "$2" "${3:-}" >>"$ROWS"
+}
+: >"$ROWS"
+
+p90note() { echo "p90 $(fmt "$(stat_of "$WORK/serial-$1" p90)") / $(fmt "$(stat_of "$WORK/serial-$2" p90)") ms"; }
+pair "container start, serial, median (ms, n=$RUNS): bridge" serial median 0 b m "$(p90note b m)"
+pair "container start, serial, median (ms, n=$RUNS): bridge, mynet IPAM" serial median 0 b mi "$(p90note b mi)"
+pair "container start, serial, median (ms, n=$RUNS): macvlan" serial median 0 dv mv "$(p90note dv mv)"
+pair "container start, $PAR in parallel, wall (ms, median of $PAR_REPS): bridge" parallel median 0 b m
+pair "container start, $PAR in parallel, wall (ms, median of $PAR_REPS): macvlan" parallel median 0 dv mv
+pair "iperf3 TCP container to container (Mbit/s, median of $ROUNDS x ${IPERF_RUN_SECS} s): bridge" iperf median 0 b m "ratio > 1: mynet faster"
+pair "iperf3 TCP container to container (Mbit/s): macvlan" iperf median 0 dv mv "ratio > 1: mynet faster"
+pair "ping rtt container to container (ms, $PINGS at 0.01 s): bridge" ping mean 3 b m
+pair "ping rtt container to container (ms): macvlan" ping mean 3 dv mv
+pair "network create + rm (ms, median of $NET_RUNS), none of ours in place" netcreate0 median 0 b m "mynet + mynet IPAM: $(fmt "$(stat_of "$WORK/netcreate0-mi" median)") ms"
+pair "network create + rm (ms, median of $NET_RUNS), $FILL bridge + $FILL mynet networks in place" netcreateF median 0 b m "mynet + mynet IPAM: $(fmt "$(stat_of "$WORK/netcreateF-mi" median)") ms"
+pair "\`docker run -d\` with 100 published ports (ms, median of $PORT_RUNS)" ports100 median 0 b m
+pair "iptables + ip6tables rules added by one network" rulesnet median 0 b m
+pair "iptables + ip6tables rules added per published port" rulesport median 2 b m
+
+# Calls inside the plugin, from the serial phases.
+call_stat() { # call phase-regex statistic column(3=took 4=netlink 5=iptables 6=bbolt)
+	awk -v c="$1" -v p="$2" -v k="$4" '$1 == c && $2 ~ p && $k != "nan" { print $k }' "$WORK/calls-serial" >"$WORK/cs.tmp"
+	stat_of "$WORK/cs.tmp" "$3"
+}
+for ph in netcreate0 netcreateF; do
+	[ "$ph" = netcreate0 ] && what="none in place" || what="$FILL + $FILL networks in place"
+	for c in NetworkDriver.CreateNetwork NetworkDriver.DeleteNetwork; do
+		only "plugin $c, $what (ms, median)" "$(fmt "$(call_stat "$c" "^$ph\$" median 3)" 1)" "through dockerd"
+	done
+done
+pec=$(call_stat NetworkDriver.ProgramExternalConnectivity '^ports$' median 3)
+only "plugin ProgramExternalConnectivity with 100 ports (ms, median)" "$(fmt "$pec" 1)"
+for call in $(awk '{ print $1 }' "$WORK/calls-serial" | sort -u); do
+	n=$(awk -v c="$call" '$1 == c' "$WORK/calls-serial" | wc -l)
+	split=""
+	for k in 4:netlink 5:iptables 6:bbolt; do
+		v=$(call_stat "$call" . median "${k%%:*}")
+		[ "$v" = nan ] || split+="${split:+, }${k#*:} $(fmt "$v" 2)"
+	done
+	[ -n "$split" ] && split="median parts: $split ms" || split="no netlink/iptables/bbolt fields in the log"
+	only "plugin call $call, p50 / p99 (ms, n=$n, serial phases)" \
+		"$(fmt "$(call_stat "$call" . median 3)" 2) / $(fmt "$(call_stat "$call" . p99 3)" 2)" "$split"
+done
+
+lab="$LOAD_NETS networks + $((LOAD_NETS * LOAD_EPS)) endpoints"
+only "plugin start until the socket answers, $lab in the store, kernel objects in place (ms)" "$(fmt "$RESTART_MS")" "restart"
+only "plugin start until the socket answers, $lab, fresh namespace (ms)" "$(fmt "$REBUILD_MS")" "after a reboot: rebuilds every bridge and rule (not the veths of containers gone with the boot)"
+only "plugin memory idle, empty store: VmRSS / VmHWM (MiB)" "$IDLE_RSS / $IDLE_HWM"
+only "plugin memory after creating $lab: VmRSS / VmHWM (MiB)" "$LOADED_RSS / $LOADED_HWM" "fed in $(fmt "$FEED_MS") ms"
+only "plugin memory after a restart on $lab: VmRSS / VmHWM (MiB)" "$RESTART_RSS / $RESTART_HWM"
+only "plugin memory after a rebuild of $lab: VmRSS / VmHWM (MiB)" "$REBUILD_RSS / $REBUILD_HWM"
+only "plugin memory at the end of this run (the bench instance): VmRSS / VmHWM (MiB)" "${BENCH_RSS/ / / }"
+if [ -n "$GO" ]; then
+	for k in networks=0 networks=200 endpoints=0 endpoints=1000; do
+		[[ $k == networks* ]] && what="network create / delete with ${k#*=} networks" || what="endpoint create / delete with ${k#*=} endpoints on the network"
+		only "driver called directly in a fresh netns: $what (ms, mean of $SCALE_N)" \
+			"$(fmt "${SCALE[$k.create]:-nan}" 1) / $(fmt "${SCALE[$k.delete]:-nan}" 1)" "go test -bench, driver/scale_bench_test.go"
+	done
+fi
 
 {
 	echo "## mynet benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "Machine: $MACHINE. Load average $LOAD_START at start, $LOAD_END at end; run took ${ELAPSED} s."
-	echo "Ratios divide by the Docker bridge column (Docker's bridge driver and IPAM): above 1 means slower for times, faster for throughput."
+	echo "Machine: $MACHINE. Load average $LOAD_START at start, $LOAD_END after the Docker parts; run took ${ELAPSED} s."
+	echo "Ratio = mynet / Docker's built-in driver on the same engine in this run: below 1 is faster for times (above 1 faster for throughput)."
 	echo
-	echo "| measurement | Docker bridge | mynet | ratio | mynet + mynet IPAM | ratio | bridge + mynet IPAM | ratio |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-	row "container start, serial, median (ms, n=$RUNS)" serial median 0
-	row "container start, serial, p90 (ms, n=$RUNS)" serial p90 0
-	row "container start, $PAR in parallel, wall (ms, median of $PAR_REPS)" parallel median 0
-	row "iperf3 TCP, container to container (Mbit/s, median of $ROUNDS runs of ${IPERF_RUN_SECS} s)" iperf median 0
-	row "ping rtt avg, container to container (ms, $PINGS at 0.01 s in $PING_ROUNDS runs)" ping mean 3
-	row "network create + rm (ms, median of $NET_RUNS)" netcreate median 0
-	echo
-	echo "mynet protocol calls during this run, from its debug log (took=, ms; handler time including waits for locks)."
-	echo "Plugin time per container (all calls for its endpoint), median: $(fmt "$EP_SERIAL" 1) ms in the serial starts, $(fmt "$EP_PARALLEL" 1) ms in the parallel starts."
-	echo
-	echo "| call | count | median | p90 | max | total | median, serial starts | median, parallel starts |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-	echo "$CALL_ROWS"
+	echo "| measurement | Docker | mynet | ratio | note |"
+	echo "|---|---:|---:|---:|---|"
+	cat "$ROWS"
 } >"$WORK/table.md"
 
 if [ -n "${BENCH_OUT:-}" ]; then cp "$WORK/table.md" "$BENCH_OUT"; fi
