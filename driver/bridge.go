@@ -55,8 +55,8 @@ func (bridgeBackend) join(n state.Network, ep state.Endpoint, resp *api.JoinResp
 func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint) error {
 	d := b.d
 	var errs []error
-	if ok, _ := link.Exists(ep.HostIf); ok {
-		if master, err := link.Master(ep.HostIf); err != nil || master != n.Bridge {
+	if master, ok, err := d.masterOf(ep.HostIf); ok {
+		if err != nil || master != n.Bridge {
 			errs = append(errs, link.AttachByName(ep.HostIf, n.Bridge))
 			d.log.Info("repaired: re-attached endpoint to its bridge", "endpoint", short(ep.ID), "bridge", n.Bridge)
 		}
@@ -71,6 +71,20 @@ func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint) error
 		errs = append(errs, d.fw.AddPorts(fwNetwork(n), bindings))
 	}
 	return errors.Join(errs...)
+}
+
+// masterOf says whether link name exists and names its master: from the
+// restore's one link dump when there is one, else asking the kernel.
+func (d *Driver) masterOf(name string) (master string, exists bool, err error) {
+	if d.linkMasters != nil {
+		master, exists = d.linkMasters[name]
+		return master, exists, nil
+	}
+	if exists, _ = link.Exists(name); !exists {
+		return "", false, nil
+	}
+	master, err = link.Master(name)
+	return master, true, err
 }
 
 // gateways returns the plain-IP gateways Join announces for ep.

@@ -44,7 +44,8 @@ type Driver struct {
 	endpoints map[string]*state.Endpoint
 	locks     map[string]*sync.Mutex // one per network: serialises its kernel work
 
-	rulesPresent map[string]bool // during restore only: bridges whose rules exist
+	rulesPresent map[string]bool   // during restore only: bridges whose rules exist
+	linkMasters  map[string]string // during restore only: link name -> its master ("" none)
 }
 
 type netEntry struct {

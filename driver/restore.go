@@ -56,6 +56,13 @@ func (d *Driver) restore() error {
 		}
 		n.rec = rec
 	}
+	// One dump of every link for the endpoints and the orphan search below,
+	// taken after the networks' links are back (nothing below creates one).
+	if d.linkMasters, err = link.Masters(); err != nil {
+		d.log.Warn("list links", "err", err)
+		d.linkMasters = nil // fall back to one query per link
+	}
+	defer func() { d.linkMasters = nil }()
 	for i := range eps {
 		ep := eps[i]
 		d.endpoints[ep.ID] = &ep
@@ -90,8 +97,13 @@ func (d *Driver) removeOrphans() {
 	for _, ep := range d.endpoints {
 		claimed[ep.HostIf], claimed[ep.ContainerIf] = true, true
 	}
-	names, err := link.Names()
-	if err != nil {
+	var names []string
+	var err error
+	if d.linkMasters != nil {
+		for name := range d.linkMasters {
+			names = append(names, name)
+		}
+	} else if names, err = link.Names(); err != nil {
 		d.log.Warn("list links to find orphans", "err", err)
 	}
 	for _, name := range names {
