@@ -164,6 +164,10 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 	if d.rulesPresent[rec.Bridge] {
 		return nil
 	}
+	if d.rulesPresent != nil { // restoring: added in one batch (addPendingRules)
+		d.pendingRules = append(d.pendingRules, *rec)
+		return nil
+	}
 	if err := d.fw.AddNetwork(fwNetwork(*rec)); err != nil {
 		return fmt.Errorf("firewall for network %s: %w", short(rec.ID), err)
 	}

@@ -46,6 +46,7 @@ type Driver struct {
 
 	rulesPresent map[string]bool   // during restore only: bridges whose rules exist
 	linkMasters  map[string]string // during restore only: link name -> its master ("" none)
+	pendingRules []state.Network   // during restore only: networks whose rules go in one batch
 }
 
 type netEntry struct {

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -529,4 +531,55 @@ func TestSysctlsGoUnderTheGivenRoot(t *testing.T) {
 			t.Fatalf("ip_forward under the root: %q %v", got, err)
 		}
 	})
+}
+
+// After a reboot every network's rules come back in one batch: the same rules
+// AddNetwork makes one network at a time.
+func TestRestartReaddsRulesOfAllNetworksInOneBatch(t *testing.T) {
+	inNetns(t, func(e *env) {
+		e.createNetwork(netA, "10.66.0.0/24", "10.66.0.1/24", nil)
+		e.createNetwork(netB, "10.67.0.0/24", "10.67.0.1/24", map[string]any{optMasquerade: "false"})
+		before := ourRuleLines(t)
+		for _, br := range []string{"mn-aaaaaaaaaaaa", "mn-bbbbbbbbbbbb"} {
+			if err := link.Delete(br); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.d.fw.Cleanup(); err != nil {
+			t.Fatal(err)
+		}
+		if left := ourRuleLines(t); len(left) != 0 {
+			t.Fatalf("cleanup left %v", left)
+		}
+		e.restart()
+		if after := ourRuleLines(t); strings.Join(after, "\n") != strings.Join(before, "\n") {
+			t.Fatalf("rules after restart:\n%s\nwant:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
+		}
+		for _, n := range []string{netA, netB} {
+			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if left := e.leftovers(); len(left) > 0 {
+			t.Fatalf("left behind: %v", left)
+		}
+	})
+}
+
+// ourRuleLines: the sorted iptables-save lines that mention mynet's chains or
+// comments (run on the namespace's thread).
+func ourRuleLines(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("iptables-save").Output()
+	if err != nil {
+		t.Fatalf("iptables-save: %v", err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "-A ") && strings.Contains(l, "MYNET-") || strings.Contains(l, "mynet:") {
+			lines = append(lines, l)
+		}
+	}
+	sort.Strings(lines)
+	return lines
 }

@@ -56,6 +56,7 @@ func (d *Driver) restore() error {
 		}
 		n.rec = rec
 	}
+	d.addPendingRules()
 	// One dump of every link for the endpoints and the orphan search below,
 	// taken after the networks' links are back (nothing below creates one).
 	if d.linkMasters, err = link.Masters(); err != nil {
@@ -77,6 +78,32 @@ func (d *Driver) restore() error {
 	}
 	d.removeOrphans()
 	return nil
+}
+
+// addPendingRules programs the rules of the networks restored without
+// them in one batch; if the batch fails, network by network, so that one
+// broken network does not keep the others' rules out.
+func (d *Driver) addPendingRules() {
+	pending := d.pendingRules
+	d.pendingRules = nil
+	if len(pending) == 0 {
+		return
+	}
+	fws := make([]firewall.Network, len(pending))
+	for i, rec := range pending {
+		fws[i] = fwNetwork(rec)
+	}
+	err := d.fw.AddNetworks(fws)
+	if err == nil {
+		d.log.Info("repaired: re-added firewall rules", "networks", len(pending))
+		return
+	}
+	d.log.Warn("re-adding the rules of all networks at once failed: one by one", "networks", len(pending), "err", err)
+	for i, rec := range pending {
+		if err := d.fw.AddNetwork(fws[i]); err != nil {
+			d.log.Error("restore network", "network", short(rec.ID), "backend", rec.Backend, "err", fmt.Errorf("firewall: %w", err))
+		}
+	}
 }
 
 // ourLinkName matches the names mynet gives links: mn-<12> bridges, mnh/mnc

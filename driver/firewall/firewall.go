@@ -354,27 +354,8 @@ func (f *Firewall) AddNetwork(n Network) (retErr error) {
 		retErr = errors.Join(errs...)
 	}()
 
-	if !n.ICC {
-		for fam, name := range map[family]string{v4: "bridge-nf-call-iptables", v6: "bridge-nf-call-ip6tables"} {
-			if len(byFam[fam]) == 0 {
-				continue
-			}
-			if err := f.ensureBridgeNF(name); err != nil {
-				return fmt.Errorf("network %s with enable_icc=false: %w", shortID(n.ID), err)
-			}
-		}
-	}
-	if !n.Internal && len(byFam[v4]) > 0 {
-		// 127.0.0.1:HOSTPORT is translated to a container address: the
-		// kernel routes a 127/8 source out of the bridge only with this.
-		key := "net/ipv4/conf/" + n.Bridge + "/route_localnet"
-		prev, changed, err := f.setSysctl(key, "1")
-		if err != nil {
-			return fmt.Errorf("network %s: %w", shortID(n.ID), err)
-		}
-		if changed {
-			undo = append(undo, func() error { _, _, err := f.setSysctl(key, prev); return err })
-		}
+	if err := f.networkSysctls(&n, byFam, &undo); err != nil {
+		return err
 	}
 
 	for _, fam := range []family{v4, v6} {
@@ -396,16 +377,109 @@ func (f *Firewall) AddNetwork(n Network) (retErr error) {
 	return nil
 }
 
+// networkSysctls sets what the rules of n need from the kernel, adding to
+// undo how to put back what it changed.
+func (f *Firewall) networkSysctls(n *Network, byFam map[family][]netip.Prefix, undo *[]func() error) error {
+	if !n.ICC {
+		for fam, name := range map[family]string{v4: "bridge-nf-call-iptables", v6: "bridge-nf-call-ip6tables"} {
+			if len(byFam[fam]) == 0 {
+				continue
+			}
+			if err := f.ensureBridgeNF(name); err != nil {
+				return fmt.Errorf("network %s with enable_icc=false: %w", shortID(n.ID), err)
+			}
+		}
+	}
+	if !n.Internal && len(byFam[v4]) > 0 {
+		// 127.0.0.1:HOSTPORT is translated to a container address: the
+		// kernel routes a 127/8 source out of the bridge only with this.
+		key := "net/ipv4/conf/" + n.Bridge + "/route_localnet"
+		prev, changed, err := f.setSysctl(key, "1")
+		if err != nil {
+			return fmt.Errorf("network %s: %w", shortID(n.ID), err)
+		}
+		if changed {
+			*undo = append(*undo, func() error { _, _, err := f.setSysctl(key, prev); return err })
+		}
+	}
+	return nil
+}
+
+// AddNetworks programs many networks with one iptables-save and one
+// iptables-restore per family instead of one each per network: a start after
+// a reboot re-adds every network, and each save reads all rules so far.
+// It rolls nothing back: on error the caller adds the networks one by one
+// with AddNetwork (idempotent), which reports each failure on its own.
+func (f *Firewall) AddNetworks(ns []Network) error {
+	byFams := make([]map[family][]netip.Prefix, len(ns))
+	for i := range ns {
+		byFam, err := ns[i].validate(true)
+		if err != nil {
+			return err
+		}
+		if len(byFam[v6]) > 0 && f.v6 == nil {
+			return fmt.Errorf("network %s has IPv6 subnets: %w: %v", shortID(ns[i].ID), ErrIPv6Unavailable, f.v6err)
+		}
+		byFams[i] = byFam
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var undo []func() error // not used: see above
+	for i := range ns {
+		if err := f.networkSysctls(&ns[i], byFams[i], &undo); err != nil {
+			return err
+		}
+	}
+	for _, fam := range []family{v4, v6} {
+		var b *backend
+		var st *ruleset
+		s := newScript()
+		for i := range ns {
+			if len(byFams[i][fam]) == 0 {
+				continue
+			}
+			if b == nil {
+				var err error
+				if b, err = f.backend(fam); err != nil {
+					return err
+				}
+				if st, err = b.save(); err != nil {
+					return err
+				}
+				f.baseOps(b, st, s)
+			}
+			f.planNetwork(b, st, s, &ns[i], fam, byFams[i][fam])
+		}
+		if b != nil && !s.empty() {
+			if err := b.apply(s); err != nil {
+				return fmt.Errorf("add %s rules of %d networks: %w", fam, len(ns), err)
+			}
+		}
+	}
+	return nil
+}
+
 func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []netip.Prefix) (*change, error) {
 	st, err := b.save()
 	if err != nil {
 		return nil, err
 	}
+	s := newScript()
+	f.baseOps(b, st, s)
+	ch := f.planNetwork(b, st, s, n, fam, subnets)
+	if s.empty() {
+		return nil, nil
+	}
+	f.log.Debug("programming network", "family", fam.String(), "network", shortID(n.ID), "bridge", n.Bridge)
+	return ch, b.apply(s)
+}
+
+// planNetwork adds to s what makes the rules of n in st what they should
+// be, and returns what it adds for a rollback.
+func (f *Firewall) planNetwork(b *backend, st *ruleset, s *script, n *Network, fam family, subnets []netip.Prefix) *change {
 	id12 := shortID(n.ID)
 	comment := netComment(id12)
 	nr := buildNetRules(n, fam, subnets)
-	s := newScript()
-	f.baseOps(b, st, s)
 	ch := &change{b: b}
 
 	wantChains := map[string]bool{}
@@ -469,11 +543,7 @@ func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []ne
 			s.deleteChain(c.table, c.name)
 		}
 	}
-	if s.empty() {
-		return nil, nil
-	}
-	f.log.Debug("programming network", "family", fam.String(), "network", id12, "bridge", n.Bridge)
-	return ch, b.apply(s)
+	return ch
 }
 
 func sameRules(cur *chain, want []rule) bool {
