@@ -68,6 +68,20 @@ func procGone(pid int) bool {
 	return false
 }
 
+// closeInheritedFDs marks every descriptor above stderr close-on-exec. Go
+// opens its own files that way, but not the ones this process inherited:
+// under `flock /tmp/mynet-it.lock go test ...` the lock is one of them, and a
+// dockerd started from here would hold it for as long as it runs, locking
+// every later run out.
+func closeInheritedFDs() {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
+
 // startDockerd starts dockerd in the background as integration/setup.sh
 // does (own session, log appended, pid file) and waits for `docker info`.
 func startDockerd() (int, error) {
@@ -80,6 +94,7 @@ func startDockerd() (int, error) {
 	cmd := exec.Command("dockerd")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	closeInheritedFDs()
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start dockerd: %w", err)
 	}

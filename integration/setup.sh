@@ -87,7 +87,9 @@ if ! "$DOCKER" info >/dev/null 2>&1; then
 		command -v dockerd >/dev/null || die "dockerd not found (package docker.io)"
 		log "starting dockerd in the background (log $DOCKERD_LOG)"
 		# setsid: its own session, so Ctrl-C on `make test` does not stop the engine.
-		setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+		# 3-9 closed: under `flock LOCK make test` the lock's descriptor would
+		# stay open in dockerd, and the lock held for as long as it runs.
+		setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
 		started_pid=$!
 		echo "$started_pid" >"$DOCKERD_PID"
 	fi

@@ -297,7 +297,9 @@ for l in "$VETH_D" "$VETH_M"; do
 done
 
 say "starting plugin $PLUGIN (state and log in $WORK)"
-setsid "$BIN" --name "$PLUGIN" --state "$WORK/state.db" --log-level debug >"$WORK/mynet.log" 2>&1 </dev/null &
+# 3-9 closed: a plugin left behind by a killed run must not keep holding the
+# lock descriptor of `flock /tmp/mynet-it.lock ...`.
+setsid "$BIN" --name "$PLUGIN" --state "$WORK/state.db" --log-level debug >"$WORK/mynet.log" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
 PLUGIN_PID=$!
 for _ in $(seq 1 300); do
 	listening "$SOCK" && break
@@ -505,7 +507,7 @@ start_load() {
 	local t0 t1
 	t0=$(now_us)
 	setsid nsenter --net="/run/netns/$LOAD_NS" "$BIN" --name mbload --socket-dir "$LOAD_DIR" --state "$LOAD_DIR/state.db" \
-		--log-level warn >>"$LOAD_DIR/log" 2>&1 </dev/null &
+		--log-level warn >>"$LOAD_DIR/log" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
 	LOAD_PID=$!
 	for _ in $(seq 1 6000); do
 		call_load Plugin.Activate && break
