@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -71,6 +72,10 @@ func New(cfg Config) (*Driver, error) {
 	if err := d.restore(); err != nil {
 		return nil, err
 	}
+	// The restore's link dump and parsed iptables-save are garbage now (tens
+	// of MiB with thousands of endpoints): give the pages back at once rather
+	// than holding them until the scavenger gets round to it.
+	debug.FreeOSMemory()
 	return d, nil
 }
 
