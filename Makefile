@@ -8,7 +8,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build test setup vet unit fuzz uml integration bench demo plugin plugin-rootfs plugin-test clean
+.PHONY: all build test setup vet unit fuzz fuzz-corpus uml integration bench demo plugin plugin-rootfs plugin-test clean
 
 all: build
 
@@ -56,6 +56,23 @@ fuzz:
 	$(GO) test -run xxx -fuzz '^FuzzAddrSet$$' -fuzztime $(FUZZTIME) ./ipam/
 	$(GO) test -run xxx -fuzz '^FuzzParsePortMap$$' -fuzztime $(FUZZTIME) ./driver/ports/
 	$(GO) test -run xxx -fuzz '^FuzzNetworkOptions$$' -fuzztime $(FUZZTIME) ./driver/
+
+# Copy a few of the inputs `make fuzz` found (Go keeps them in GOCACHE) into
+# each package's testdata/fuzz/<Target>/, so plain `go test` replays them and
+# they live in git: FUZZKEEP per target, spread over input sizes, added to
+# what is there. The module root is left out (its top level is fixed).
+FUZZKEEP ?= 30
+fuzz-corpus:
+	cache=$$($(GO) env GOCACHE)/fuzz/$$($(GO) list -m); \
+	for src in $$(find $$cache -mindepth 2 -type d -name 'Fuzz*'); do \
+		target=$${src##*/}; pkg=$${src%/*}; pkg=$${pkg#$$cache/}; \
+		grep -qs "^func $$target(" $$pkg/*_test.go || continue; \
+		mkdir -p $$pkg/testdata/fuzz/$$target; \
+		n=$$(ls $$src | wc -l); step=$$(( n / $(FUZZKEEP) + 1 )); \
+		ls -S $$src | awk -v s=$$step 'NR % s == 1' | head -n $(FUZZKEEP) | \
+			while read f; do cp -n $$src/$$f $$pkg/testdata/fuzz/$$target/; done; \
+		echo "$$pkg/testdata/fuzz/$$target: $$(ls $$pkg/testdata/fuzz/$$target | wc -l) inputs"; \
+	done
 
 # Go benchmarks, then the same work timed on mynet and Docker's own drivers
 # side by side (integration/bench/bench.sh; BENCH_QUICK=1 for a short run).
