@@ -51,7 +51,7 @@ integration:
 # Each fuzz target for a bounded time (FUZZTIME each); go runs one target per call.
 FUZZTIME ?= 10s
 fuzz:
-	$(GO) test -run xxx -fuzz '^FuzzIPAMRequests$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run xxx -fuzz '^FuzzIPAMRequests$$' -fuzztime $(FUZZTIME) ./driver/server/
 	$(GO) test -run xxx -fuzz '^FuzzAllocator$$' -fuzztime $(FUZZTIME) ./ipam/
 	$(GO) test -run xxx -fuzz '^FuzzAddrSet$$' -fuzztime $(FUZZTIME) ./ipam/
 	$(GO) test -run xxx -fuzz '^FuzzParsePortMap$$' -fuzztime $(FUZZTIME) ./driver/ports/
