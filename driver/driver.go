@@ -15,6 +15,7 @@ import (
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/driver/ports"
+	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/state"
 )
 
@@ -129,6 +130,10 @@ func (d *Driver) Run(ctx context.Context, every time.Duration) {
 // whose chains are gone (iptables -F, firewalld reload): one iptables-save
 // per family when nothing is missing.
 func (d *Driver) repairFirewall() {
+	// Background work marks itself so a request it overlaps does not claim
+	// its iptables time.
+	span := timing.Begin()
+	defer span.End()
 	d.mu.Lock()
 	bridges := 0
 	for _, n := range d.networks {

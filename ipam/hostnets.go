@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -16,6 +17,8 @@ import (
 // bridges, which always carry a connected route), every address, and the
 // nameservers of /etc/resolv.conf (Docker refuses pools that hold them).
 func HostNetworks() ([]netip.Prefix, error) {
+	start := time.Now()
+	defer func() { netlinkNanos.Add(int64(time.Since(start))) }()
 	var out []netip.Prefix
 	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL,
 		&netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)

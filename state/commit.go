@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -25,6 +26,7 @@ type writeOp struct {
 // timer. fn may run more than once (when a write grouped with it fails), so
 // it must only touch the transaction.
 func (s *Store) Update(fn func(*Tx) error) error {
+	defer spend(time.Now())
 	op := &writeOp{fn: fn, done: make(chan error, 1)}
 	// Holding the read lock while queueing means Close (which takes the write
 	// lock before stopping the writer) cannot strand an op in the queue.

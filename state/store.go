@@ -193,5 +193,6 @@ func (s *Store) Close() error {
 // View runs fn in a read transaction. Values read must not be kept past fn:
 // the typed getters already copy them.
 func (s *Store) View(fn func(*Tx) error) error {
+	defer spend(time.Now())
 	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }

@@ -234,3 +234,21 @@ func TestInstanceIDIsStablePerFile(t *testing.T) {
 		t.Fatal("two state files share an instance id")
 	}
 }
+
+// Update and View add to Spent (a real write with its fsync, a real read).
+func TestUpdateAndViewAddToSpent(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "spent.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	before := Spent()
+	if err := s.Update(func(tx *Tx) error { return tx.PutNetwork(Network{ID: "n"}) }); err != nil {
+		t.Fatal(err)
+	}
+	afterUpdate := Spent()
+	s.View(func(tx *Tx) error { _, _, err := tx.Network("n"); return err })
+	if afterUpdate <= before || Spent() <= afterUpdate {
+		t.Fatalf("Spent %v -> %v (update) -> %v (view)", before, afterUpdate, Spent())
+	}
+}

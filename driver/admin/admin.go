@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/state"
 )
@@ -35,7 +36,9 @@ func SocketPath(statePath string) string { return statePath + ".sock" }
 func Serve(ctx context.Context, ln net.Listener, snap func() Snapshot) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
+		span := timing.Begin() // its bbolt reads are no request's
 		s := snap()
+		span.End()
 		s.Source = "daemon"
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(s)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-iptables/iptables"
 )
@@ -80,6 +81,7 @@ func isMultiBinary(base string) bool {
 // save returns the current filter and nat tables.
 func (b *backend) save() (*ruleset, error) {
 	b.runs++
+	defer spend(time.Now())
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Cmd{Path: b.savePath, Args: []string{b.saveArg0}, Stdout: &stdout, Stderr: &stderr}
 	if err := cmd.Run(); err != nil {
@@ -107,6 +109,7 @@ func (b *backend) apply(s *script) error {
 		return b.applyHook(text)
 	}
 	b.runs++
+	defer spend(time.Now())
 	args := []string{b.restoreArg0, "--noflush"}
 	if b.wait {
 		args = append(args, "--wait")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -44,6 +45,7 @@ func isNotFound(err error) bool {
 
 // Exists reports whether a link of that name exists.
 func Exists(name string) (bool, error) {
+	defer spend(time.Now())
 	_, err := netlink.LinkByName(name)
 	if err == nil {
 		return true, nil
@@ -58,6 +60,7 @@ func Exists(name string) (bool, error) {
 // given MTU when mtu > 0. created says whether this call made it. A link of
 // that name that is not a bridge is an error.
 func EnsureBridge(name string, mtu int) (created bool, err error) {
+	defer spend(time.Now())
 	l, err := netlink.LinkByName(name)
 	switch {
 	case err == nil:
@@ -93,6 +96,11 @@ func EnsureBridge(name string, mtu int) (created bool, err error) {
 
 // Delete removes a link. A missing link is fine.
 func Delete(name string) error {
+	defer spend(time.Now())
+	return deleteLink(name)
+}
+
+func deleteLink(name string) error {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		if isNotFound(err) {
@@ -108,6 +116,7 @@ func Delete(name string) error {
 
 // EnsureAddr adds an address (with its prefix length) to a link unless present.
 func EnsureAddr(name string, p netip.Prefix) error {
+	defer spend(time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("add %s to %s: %w", p, name, err)
@@ -124,6 +133,7 @@ func EnsureAddr(name string, p netip.Prefix) error {
 
 // DelAddr removes an address from a link. Missing link or address is fine.
 func DelAddr(name string, p netip.Prefix) error {
+	defer spend(time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		if isNotFound(err) {
@@ -151,6 +161,7 @@ type Veth struct {
 // peer stays down in the host namespace for Docker to move. On failure
 // nothing is left behind.
 func CreateVeth(v Veth) (retErr error) {
+	defer spend(time.Now())
 	br, err := netlink.LinkByName(v.Bridge)
 	if err != nil {
 		return fmt.Errorf("find bridge %s: %w", v.Bridge, err)
@@ -164,7 +175,7 @@ func CreateVeth(v Veth) (retErr error) {
 	}
 	defer func() {
 		if retErr != nil {
-			if err := Delete(v.Host); err != nil {
+			if err := deleteLink(v.Host); err != nil {
 				retErr = errors.Join(retErr, fmt.Errorf("undo: %w", err))
 			}
 		}
@@ -182,11 +193,16 @@ func CreateVeth(v Veth) (retErr error) {
 			return fmt.Errorf("set MTU %d on %s: %w", v.MTU, v.Peer, err)
 		}
 	}
-	return Attach(host, br)
+	return attach(host, br)
 }
 
 // Attach puts a host-end link on a bridge with hairpin on and brings it up.
 func Attach(l netlink.Link, br netlink.Link) error {
+	defer spend(time.Now())
+	return attach(l, br)
+}
+
+func attach(l netlink.Link, br netlink.Link) error {
 	if err := netlink.LinkSetMaster(l, br); err != nil {
 		return fmt.Errorf("attach %s to %s: %w", l.Attrs().Name, br.Attrs().Name, err)
 	}
@@ -201,6 +217,7 @@ func Attach(l netlink.Link, br netlink.Link) error {
 
 // AttachByName is Attach by link names.
 func AttachByName(name, bridge string) error {
+	defer spend(time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -209,11 +226,12 @@ func AttachByName(name, bridge string) error {
 	if err != nil {
 		return err
 	}
-	return Attach(l, br)
+	return attach(l, br)
 }
 
 // Master returns the name of the bridge a link is on ("" if none).
 func Master(name string) (string, error) {
+	defer spend(time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return "", err
@@ -232,6 +250,7 @@ func Master(name string) (string, error) {
 // ("" for none), from one netlink dump: a restart with thousands of links
 // asks once instead of two requests per link.
 func Masters() (map[string]string, error) {
+	defer spend(time.Now())
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, err
@@ -249,6 +268,7 @@ func Masters() (map[string]string, error) {
 
 // Names lists every link name in this namespace.
 func Names() ([]string, error) {
+	defer spend(time.Now())
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, err
@@ -265,6 +285,7 @@ func Names() ([]string, error) {
 // value. A managed plugin, whose /proc/sys is read-only, passes the place
 // where the host's /proc/sys/net is bound read-write.
 func SetSysctl(root, key, value string) error {
+	defer spend(time.Now())
 	path := filepath.Join(root, key)
 	if cur, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(cur)) == value {
 		return nil
@@ -280,6 +301,7 @@ func SetSysctl(root, key, value string) error {
 // source, or reply source after DNAT), so a published port that moves, or an
 // address given to the next container, does not inherit stale UDP flows.
 func FlushConntrack(ip netip.Addr) error {
+	defer spend(time.Now())
 	family := netlink.InetFamily(unix.AF_INET)
 	if ip.Is6() {
 		family = unix.AF_INET6
@@ -300,6 +322,7 @@ func FlushConntrack(ip netip.Addr) error {
 
 // SetAlias marks a link (ifalias), e.g. with the mynet instance that owns it.
 func SetAlias(name, alias string) error {
+	defer spend(time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -315,6 +338,7 @@ func SetAlias(name, alias string) error {
 
 // Alias returns a link's alias ("" if none or if the link is missing).
 func Alias(name string) string {
+	defer spend(time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return ""

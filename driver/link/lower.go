@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -46,6 +47,7 @@ func SplitVLAN(parent string) (name string, vid int, ok bool, err error) {
 // link is used as it is (created=false); a missing NAME.VID is created as an
 // 802.1q link on NAME (created=true). Loopback parents are refused.
 func EnsureParent(parent string) (created bool, retErr error) {
+	defer spend(time.Now())
 	l, err := netlink.LinkByName(parent)
 	if err == nil {
 		if l.Attrs().Flags&net.FlagLoopback != 0 {
@@ -78,18 +80,19 @@ func EnsureParent(parent string) (created bool, retErr error) {
 	}
 	defer func() {
 		if retErr != nil {
-			retErr = errors.Join(retErr, Delete(parent))
+			retErr = errors.Join(retErr, deleteLink(parent))
 		}
 	}()
 	if err := netlink.LinkSetUp(base); err != nil {
 		return true, err
 	}
-	return true, SetUp(parent)
+	return true, setUp(parent)
 }
 
 // EnsureDummy creates (or finds) an up dummy link: the parent of a network
 // that reaches nothing outside the host.
 func EnsureDummy(name string) (created bool, err error) {
+	defer spend(time.Now())
 	l, err := netlink.LinkByName(name)
 	if err == nil {
 		if l.Type() != "dummy" {
@@ -102,11 +105,16 @@ func EnsureDummy(name string) (created bool, err error) {
 	if err := netlink.LinkAdd(&netlink.Dummy{LinkAttrs: attrs}); err != nil && !errors.Is(err, unix.EEXIST) {
 		return false, fmt.Errorf("create dummy %s: %w (does this kernel have the dummy module?)", name, err)
 	}
-	return true, SetUp(name)
+	return true, setUp(name)
 }
 
 // SetUp brings a link up.
 func SetUp(name string) error {
+	defer spend(time.Now())
+	return setUp(name)
+}
+
+func setUp(name string) error {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -119,6 +127,7 @@ func SetUp(name string) error {
 
 // MTU returns a link's MTU.
 func MTU(name string) (int, error) {
+	defer spend(time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return 0, err
@@ -137,6 +146,7 @@ type Lower struct {
 
 // CreateLower creates the link, down, in this namespace for Docker to move.
 func CreateLower(l Lower) (retErr error) {
+	defer spend(time.Now())
 	parent, err := netlink.LinkByName(l.Parent)
 	if err != nil {
 		return fmt.Errorf("parent %s: %w", l.Parent, err)

@@ -11,10 +11,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver"
+	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/ipam"
 )
 
@@ -22,14 +22,41 @@ import (
 // long port map) is a few KiB.
 const maxBody = 1 << 20
 
+// Outcomes of a call, as Observe hears them.
+const (
+	OK         = "ok"
+	BadRequest = "bad_request" // malformed, too large, or refused as invalid (HTTP 4xx)
+	Error      = "error"       // the call failed (HTTP 500)
+)
+
+// Config is what NewWithConfig needs.
+type Config struct {
+	Log     *slog.Logger
+	Network *driver.Driver
+	IPAM    *ipam.Driver
+	// Observe, when set, hears about every routed call once it is answered:
+	// the call ("IpamDriver.RequestPool"), its outcome, and its timing.
+	Observe func(call, outcome string, r timing.Result)
+}
+
 type mux struct {
 	*http.ServeMux
-	log *slog.Logger
+	log     *slog.Logger
+	observe func(call, outcome string, r timing.Result)
 }
 
 // New answers both protocols' calls with nd (network) and id (IPAM).
 func New(log *slog.Logger, nd *driver.Driver, id *ipam.Driver) http.Handler {
-	m := &mux{ServeMux: http.NewServeMux(), log: log}
+	return NewWithConfig(Config{Log: log, Network: nd, IPAM: id})
+}
+
+// NewWithConfig is New with an observer.
+func NewWithConfig(c Config) http.Handler {
+	log, nd, id := c.Log, c.Network, c.IPAM
+	m := &mux{ServeMux: http.NewServeMux(), log: log, observe: c.Observe}
+	if m.observe == nil {
+		m.observe = func(string, string, timing.Result) {}
+	}
 	m.HandleFunc("/Plugin.Activate", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string][]string{"Implements": {"NetworkDriver", "IpamDriver"}})
 	})
@@ -78,16 +105,16 @@ func noBody(m *mux, path string, fn func() (any, error)) {
 func route[Req any, Resp any](m *mux, path string, fn func(*Req) (Resp, error)) {
 	call := strings.TrimPrefix(path, "/")
 	m.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
+		span := timing.Begin()
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
-			m.fail(w, call, nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body: %w (at most %d bytes)", err, maxBody))
+			m.fail(w, call, nil, span, http.StatusRequestEntityTooLarge, fmt.Errorf("request body: %w (at most %d bytes)", err, maxBody))
 			return
 		}
 		req := new(Req)
 		if len(strings.TrimSpace(string(body))) > 0 {
 			if err := json.Unmarshal(body, req); err != nil {
-				m.fail(w, call, body, http.StatusBadRequest, fmt.Errorf("malformed %s request: %v", call, err))
+				m.fail(w, call, body, span, http.StatusBadRequest, fmt.Errorf("malformed %s request: %v", call, err))
 				return
 			}
 		}
@@ -97,18 +124,26 @@ func route[Req any, Resp any](m *mux, path string, fn func(*Req) (Resp, error)) 
 			if errors.Is(err, driver.ErrBadRequest) || errors.Is(err, ipam.ErrBadRequest) {
 				status = http.StatusBadRequest
 			}
-			m.fail(w, call, body, status, err)
+			m.fail(w, call, body, span, status, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, resp)
-		m.log.Debug("request", "call", call, "ids", ids(body), "took", time.Since(start))
+		res := span.End()
+		m.log.Debug("request", append([]any{"call", call, "ids", ids(body)}, res.LogAttrs()...)...)
+		m.observe(call, OK, res)
 	})
 }
 
-func (m *mux) fail(w http.ResponseWriter, call string, body []byte, status int, err error) {
+func (m *mux) fail(w http.ResponseWriter, call string, body []byte, span timing.Span, status int, err error) {
 	msg := strings.TrimPrefix(err.Error(), "bad request: ")
-	m.log.Warn("request failed", "call", call, "ids", ids(body), "err", msg)
 	writeJSON(w, status, map[string]string{"Err": msg, "Error": msg})
+	res := span.End()
+	m.log.Warn("request failed", append([]any{"call", call, "ids", ids(body), "err", msg}, res.LogAttrs()...)...)
+	outcome := Error
+	if status < 500 {
+		outcome = BadRequest
+	}
+	m.observe(call, outcome, res)
 }
 
 // ids pulls the ids out of a request body for log lines.

@@ -29,7 +29,24 @@ func ipamMux(t testing.TB) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil, id)
+	return NewWithConfig(Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), IPAM: id})
+}
+
+// ipamMuxWith is ipamMux with the caller's logger and observer.
+func ipamMuxWith(t testing.TB, c Config) http.Handler {
+	t.Helper()
+	s, err := state.Open(filepath.Join(t.TempDir(), "m.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	rs, _ := ipam.ParseRanges(ipam.DefaultRanges)
+	id, err := ipam.New(ipam.Config{Store: s, Ranges: rs, Host: func() ([]netip.Prefix, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.IPAM = id
+	return NewWithConfig(c)
 }
 
 func post(h http.Handler, path, body string) (int, map[string]any) {
