@@ -29,9 +29,13 @@ func ValidName(name string) error {
 		return fmt.Errorf("interface name %q is %d bytes: at most %d are allowed", name, len(name), MaxNameLen)
 	case name == "." || name == "..":
 		return fmt.Errorf("interface name %q is not allowed", name)
+	case name[0] == '-':
+		// It would read as an option to iptables, ip and tc.
+		return fmt.Errorf("interface name %q starts with '-': use a letter or digit first", name)
 	}
 	for _, r := range name {
-		if r <= ' ' || r == '/' || r == ':' || r > '~' {
+		// Quotes, '!', '+' and the like mean something to iptables-restore.
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
 			return fmt.Errorf("interface name %q has the character %q: use letters, digits, '-', '_' and '.'", name, r)
 		}
 	}
