@@ -24,8 +24,8 @@ func containerIfName(endpointID string) string { return "mnc" + short(endpointID
 // echoes an interface field Docker sent; it returns the MAC only when Docker
 // sent none.
 func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.CreateEndpointResponse, retErr error) {
-	if req.EndpointID == "" {
-		return nil, badRequest("EndpointID is empty")
+	if err := checkID("EndpointID", req.EndpointID); err != nil {
+		return nil, err
 	}
 	unlock := d.netLock(req.NetworkID)
 	defer unlock()

@@ -13,8 +13,8 @@ import (
 // CreateNetwork builds the network in the kernel (bridge, addresses and
 // rules; or the parent link), then records it. On failure nothing is left behind.
 func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
-	if req.NetworkID == "" {
-		return badRequest("NetworkID is empty")
+	if err := checkID("NetworkID", req.NetworkID); err != nil {
+		return err
 	}
 	cfg, err := parseNetworkOptions(req.Options)
 	if err != nil {
