@@ -41,13 +41,18 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 		iface = &api.EndpointInterface{}
 	}
 	b := d.backend(n.rec.Backend)
+	// Docker sends the port map here too: refuse a bad one before any link
+	// exists, not later at ProgramExternalConnectivity.
+	ms, err := ports.ParsePortMap(req.Options[optPortMap])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
 	if !b.publishes() {
-		if ms, err := ports.ParsePortMap(req.Options[optPortMap]); err == nil && len(ms) > 0 {
+		if len(ms) > 0 {
 			return nil, badRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", ms[0], n.rec.Backend)
 		}
 	}
 	ep := state.Endpoint{ID: req.EndpointID, NetworkID: req.NetworkID, Created: time.Now().UTC()}
-	var err error
 	if ep.IPv4, err = parseIfAddr("Address", iface.Address, false); err != nil {
 		return nil, err
 	}
