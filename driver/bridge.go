@@ -59,6 +59,7 @@ func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint) error
 		if err != nil || master != n.Bridge {
 			errs = append(errs, link.AttachByName(ep.HostIf, n.Bridge))
 			d.log.Info("repaired: re-attached endpoint to its bridge", "endpoint", short(ep.ID), "bridge", n.Bridge)
+			d.repaired(RepairEndpointAttach)
 		}
 	}
 	if len(ep.Ports) > 0 {

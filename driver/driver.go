@@ -29,6 +29,10 @@ type Config struct {
 	Log      *slog.Logger
 	// SysctlRoot is where sysctls are written; "" means /proc/sys.
 	SysctlRoot string
+	// OnRepair, when set, is called once per repair (see the Repair* kinds),
+	// from whichever goroutine made it: at start, and from the periodic
+	// firewall check.
+	OnRepair func(kind string)
 }
 
 // Driver serves the NetworkDriver protocol.
@@ -39,6 +43,7 @@ type Driver struct {
 	fw         *firewall.Firewall
 	ports      *ports.Reserver
 	log        *slog.Logger
+	onRepair   func(kind string)
 
 	createMu  sync.Mutex // one CreateNetwork at a time
 	mu        sync.Mutex // guards the maps; never held across kernel calls
@@ -61,7 +66,7 @@ type netEntry struct {
 // deleted by hand), before the caller opens the socket.
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
-		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctlRoot: cfg.SysctlRoot, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log,
+		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctlRoot: cfg.SysctlRoot, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log, onRepair: cfg.OnRepair,
 		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*sync.Mutex{},
 	}
 	if d.log == nil {
@@ -179,6 +184,7 @@ func (d *Driver) repairFirewall() {
 				d.log.Error("re-add firewall rules", "network", short(rec.ID), "err", err)
 			} else {
 				d.log.Info("repaired: re-added missing firewall rules", "network", short(rec.ID), "bridge", rec.Bridge)
+				d.repaired(RepairFirewallRules)
 			}
 		}
 		unlock()

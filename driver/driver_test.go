@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -28,6 +29,15 @@ type env struct {
 	path  string
 	store *state.Store
 	d     *Driver
+
+	repairsMu sync.Mutex
+	repairs   map[string]int // what OnRepair heard, by kind, since the last start
+}
+
+func (e *env) repaired() map[string]int {
+	e.repairsMu.Lock()
+	defer e.repairsMu.Unlock()
+	return maps.Clone(e.repairs)
 }
 
 // inNetns runs fn on a thread in a new network namespace. Everything that
@@ -62,7 +72,14 @@ func (e *env) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	d, err := New(Config{Store: s, Firewall: fw})
+	e.repairsMu.Lock()
+	e.repairs = map[string]int{}
+	e.repairsMu.Unlock()
+	d, err := New(Config{Store: s, Firewall: fw, OnRepair: func(kind string) {
+		e.repairsMu.Lock()
+		defer e.repairsMu.Unlock()
+		e.repairs[kind]++
+	}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -301,6 +318,10 @@ func TestRestartRebuildsDeletedBridgeAndRules(t *testing.T) {
 		if m, _ := link.Master(hostIfName(ep1)); m != "mn-aaaaaaaaaaaa" {
 			t.Errorf("endpoint not re-attached: master %q", m)
 		}
+		want := map[string]int{RepairLinks: 1, RepairEndpointAttach: 1, RepairFirewallRules: 1}
+		if got := e.repaired(); !maps.Equal(got, want) {
+			t.Errorf("OnRepair heard %v, want %v", got, want)
+		}
 		owned, _ := e.d.fw.Owned()
 		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
 			t.Errorf("rules not restored: %v", owned)
@@ -421,6 +442,10 @@ func TestRepairFirewallReaddsFlushedRules(t *testing.T) {
 		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
 			t.Fatalf("after repair: %v", owned)
 		}
+		e.d.repairFirewall() // nothing missing now: no second repair
+		if got := e.repaired(); !maps.Equal(got, map[string]int{RepairFirewallRules: 1}) {
+			t.Fatalf("OnRepair heard %v", got)
+		}
 	})
 }
 
@@ -458,6 +483,10 @@ func TestStartRemovesOrphans(t *testing.T) {
 		owned, _ := e.d.fw.Owned()
 		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
 			t.Errorf("rules after start: %v", owned)
+		}
+		want := map[string]int{RepairOrphanLink: 1, RepairOrphanRules: 1}
+		if got := e.repaired(); !maps.Equal(got, want) {
+			t.Errorf("OnRepair heard %v, want %v", got, want)
 		}
 	})
 }

@@ -53,6 +53,7 @@ func (d *Driver) restore() error {
 			d.log.Error("restore network", "network", short(rec.ID), "backend", rec.Backend, "err", err)
 		} else if len(missing) > 0 {
 			d.log.Info("repaired: re-created missing links", "network", short(rec.ID), "links", missing)
+			d.repaired(RepairLinks)
 		}
 		n.rec = rec
 	}
@@ -96,6 +97,9 @@ func (d *Driver) addPendingRules() {
 	err := d.fw.AddNetworks(fws)
 	if err == nil {
 		d.log.Info("repaired: re-added firewall rules", "networks", len(pending))
+		for range pending {
+			d.repaired(RepairFirewallRules)
+		}
 		return
 	}
 	d.log.Warn("re-adding the rules of all networks at once failed: one by one", "networks", len(pending), "err", err)
@@ -139,6 +143,7 @@ func (d *Driver) removeOrphans() {
 				d.log.Error("remove orphan link", "link", name, "err", err)
 			} else {
 				d.log.Info("repaired: removed a link no record claims", "link", name)
+				d.repaired(RepairOrphanLink)
 			}
 		}
 	}
@@ -154,6 +159,7 @@ func (d *Driver) removeOrphans() {
 				d.log.Error("remove orphan firewall rules", "network", o.ID, "err", err)
 			} else {
 				d.log.Info("repaired: removed firewall rules no record claims", "network", o.ID, "bridge", o.Bridge)
+				d.repaired(RepairOrphanRules)
 			}
 		}
 	}
