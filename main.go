@@ -18,6 +18,7 @@ import (
 
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/driver/admin"
+	"github.com/mynet/mynet/driver/doctor"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/server"
 	"github.com/mynet/mynet/ipam"
@@ -44,7 +45,7 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("mynet", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mynet [flags]            serve the plugin\n       mynet COMMAND [--state FILE] [--json]\ncommands:\n")
-		for _, k := range []string{"networks", "endpoints", "pools", "ports"} {
+		for _, k := range []string{"networks", "endpoints", "pools", "ports", "doctor"} {
 			fmt.Fprintf(fs.Output(), "  %-10s %s\n", k, admin.Commands[k])
 		}
 		fmt.Fprintln(fs.Output(), "flags:")
@@ -153,9 +154,21 @@ func run(cfg config) error {
 	}
 	defer os.Remove(adminSock)
 	go func() {
-		if err := admin.Serve(ctx, adminLn, func() admin.Snapshot {
-			nets, eps := netDriver.Snapshot()
-			return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}
+		if err := admin.Serve(ctx, adminLn, admin.Handlers{
+			Snapshot: func() admin.Snapshot {
+				nets, eps := netDriver.Snapshot()
+				return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}
+			},
+			Doctor: func(r admin.DoctorRequest, grace time.Duration) []doctor.Drift {
+				drifts := netDriver.Doctor(r.View, r.HasView, r.Fix, grace)
+				if r.HasView {
+					drifts = append(drifts, ipamDriver.Doctor(r.View, r.Fix, grace)...)
+				}
+				for _, d := range drifts {
+					log.Info("doctor", "kind", d.Kind, "object", d.Object, "fixed", d.Fixed, "err", d.Error)
+				}
+				return drifts
+			},
 		}); err != nil {
 			log.Error("admin socket", "err", err)
 		}

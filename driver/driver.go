@@ -29,9 +29,8 @@ type Config struct {
 	Log      *slog.Logger
 	// SysctlRoot is where sysctls are written; "" means /proc/sys.
 	SysctlRoot string
-	// OnRepair, when set, is called once per repair (see the Repair* kinds),
-	// from whichever goroutine made it: at start, and from the periodic
-	// firewall check.
+	// OnRepair, when set, is told of each repair (start-up restore, the
+	// periodic firewall check, mynet doctor --fix) by its drift kind.
 	OnRepair func(kind string)
 }
 

@@ -1,13 +1,16 @@
 package driver
 
+import "github.com/mynet/mynet/driver/doctor"
+
 // Kinds of repair, as Config.OnRepair hears them: one call per thing put
-// right, next to each "repaired: ..." log line.
+// right, next to each "repaired: ..." log line. They are mynet doctor's
+// drift kinds, so a repair at start and one by doctor --fix count alike.
 const (
-	RepairLinks          = "links"                 // a network's missing bridge or parent re-created at start
-	RepairEndpointAttach = "endpoint_attach"       // a veth put back on its bridge at start
-	RepairFirewallRules  = "firewall_rules"        // a network's missing rules re-added (start or periodic check)
-	RepairOrphanLink     = "orphan_link"           // a link of ours no record claims, removed at start
-	RepairOrphanRules    = "orphan_firewall_rules" // rules of ours no record claims, removed at start
+	RepairLinks          = doctor.LinksMissing     // a network's missing bridge or parent re-created
+	RepairEndpointAttach = doctor.EndpointDetached // a veth put back on its bridge
+	RepairFirewallRules  = doctor.RulesMissing     // a network's missing rules re-added (start or periodic check)
+	RepairOrphanLink     = doctor.OrphanLink       // a link of ours no record claims, removed
+	RepairOrphanRules    = doctor.OrphanRules      // rules of ours no record claims, removed
 )
 
 func (d *Driver) repaired(kind string) {

@@ -1,11 +1,11 @@
 package driver
 
 import (
+	"fmt"
 	"regexp"
 
-	"fmt"
+	"github.com/mynet/mynet/driver/doctor"
 	"github.com/mynet/mynet/driver/firewall"
-
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
 )
@@ -114,11 +114,30 @@ func (d *Driver) addPendingRules() {
 // veth ends and macvlan/ipvlan links, mnd dummy parents.
 var ourLinkName = regexp.MustCompile(`^mn[-hcd][0-9a-f]{12}$`)
 
-// removeOrphans deletes kernel objects that carry our names and this
-// instance's mark, or our rule comments, but that no record claims: what a
-// crash between a kernel change and its record, or a record removed by hand,
+// orphan is a kernel object of ours that no record claims: what a crash
+// between a kernel change and its record, or a record removed by hand,
 // leaves behind.
+type orphan struct {
+	drift  doctor.Drift
+	remove func() error
+}
+
+// removeOrphans deletes the orphans, logging each.
 func (d *Driver) removeOrphans() {
+	for _, o := range d.findOrphans() {
+		if err := o.remove(); err != nil {
+			d.log.Error("remove orphan", "what", o.drift.Object, "err", err)
+		} else {
+			d.log.Info("repaired: removed "+o.drift.Detail, "what", o.drift.Object)
+			d.repaired(o.drift.Kind)
+		}
+	}
+}
+
+// findOrphans lists links with our names and this instance's mark, and rules
+// with our comments, that no record claims.
+func (d *Driver) findOrphans() []orphan {
+	d.mu.Lock()
 	claimed := map[string]bool{}
 	ids := map[string]bool{}
 	for _, n := range d.networks {
@@ -128,6 +147,8 @@ func (d *Driver) removeOrphans() {
 	for _, ep := range d.endpoints {
 		claimed[ep.HostIf], claimed[ep.ContainerIf] = true, true
 	}
+	d.mu.Unlock()
+	var out []orphan
 	var names []string
 	var err error
 	if d.linkMasters != nil {
@@ -139,30 +160,28 @@ func (d *Driver) removeOrphans() {
 	}
 	for _, name := range names {
 		if ourLinkName.MatchString(name) && !claimed[name] && link.Alias(name) == d.owner {
-			if err := link.Delete(name); err != nil {
-				d.log.Error("remove orphan link", "link", name, "err", err)
-			} else {
-				d.log.Info("repaired: removed a link no record claims", "link", name)
-				d.repaired(RepairOrphanLink)
-			}
+			out = append(out, orphan{
+				drift:  doctor.Drift{Kind: doctor.OrphanLink, Object: "link " + name, Detail: "a link no record claims"},
+				remove: func() error { return link.Delete(name) },
+			})
 		}
 	}
 	owned, err := d.fw.OwnedNetworks()
 	if err != nil {
 		d.log.Warn("list firewall rules to find orphans", "err", err)
-		return
+		return out
 	}
 	for _, o := range owned {
 		// Rules of a bridge another instance marked are that instance's.
 		if alias := link.Alias(o.Bridge); !ids[o.ID] && (alias == "" || alias == d.owner) {
-			if err := d.fw.RemoveNetwork(firewall.Network{ID: o.ID}); err != nil {
-				d.log.Error("remove orphan firewall rules", "network", o.ID, "err", err)
-			} else {
-				d.log.Info("repaired: removed firewall rules no record claims", "network", o.ID, "bridge", o.Bridge)
-				d.repaired(RepairOrphanRules)
-			}
+			out = append(out, orphan{
+				drift: doctor.Drift{Kind: doctor.OrphanRules, Object: "network " + o.ID,
+					Detail: fmt.Sprintf("firewall rules (bridge %s) no record claims", o.Bridge)},
+				remove: func() error { return d.fw.RemoveNetwork(firewall.Network{ID: o.ID}) },
+			})
 		}
 	}
+	return out
 }
 
 // missingLinks names the network-level links a record expects but the

@@ -38,14 +38,17 @@ type Config struct {
 	Ranges []Range                        // where automatic pools are cut from
 	Host   func() ([]netip.Prefix, error) // what automatic pools must avoid; HostNetworks if nil
 	Log    *slog.Logger
+	// OnRepair, when set, is told of each repair mynet doctor --fix makes.
+	OnRepair func(kind string)
 }
 
 // Driver serves the IpamDriver protocol.
 type Driver struct {
-	store  *state.Store
-	ranges []Range
-	host   func() ([]netip.Prefix, error)
-	log    *slog.Logger
+	store    *state.Store
+	ranges   []Range
+	host     func() ([]netip.Prefix, error)
+	log      *slog.Logger
+	onRepair func(kind string)
 
 	mu    sync.Mutex // guards pools; never held across a disk write
 	pools map[string]*pool
@@ -59,7 +62,7 @@ type pool struct {
 // New loads every pool and address from the store. It costs time in
 // proportion to what is allocated, not to pool sizes.
 func New(cfg Config) (*Driver, error) {
-	d := &Driver{store: cfg.Store, ranges: cfg.Ranges, host: cfg.Host, log: cfg.Log, pools: map[string]*pool{}}
+	d := &Driver{store: cfg.Store, ranges: cfg.Ranges, host: cfg.Host, log: cfg.Log, onRepair: cfg.OnRepair, pools: map[string]*pool{}}
 	if d.host == nil {
 		d.host = HostNetworks
 	}

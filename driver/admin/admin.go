@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/driver/timing"
+	"github.com/mynet/mynet/driver/doctor"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/state"
 )
@@ -32,16 +33,49 @@ type Snapshot struct {
 // SocketPath is where the daemon serves the admin API for a state file.
 func SocketPath(statePath string) string { return statePath + ".sock" }
 
-// Serve answers GET /v1/snapshot on ln until ctx ends.
-func Serve(ctx context.Context, ln net.Listener, snap func() Snapshot) error {
+// DoctorRequest is what `mynet doctor` sends the daemon: Docker's view (the
+// CLI asks Docker; the daemon never does) and whether to repair.
+type DoctorRequest struct {
+	View    doctor.View `json:"view"`
+	HasView bool        `json:"has_view"` // false: --no-docker, kernel only
+	Fix     bool        `json:"fix"`
+	Grace   string      `json:"grace"` // a Go duration
+}
+
+// Handlers are what the admin socket serves.
+type Handlers struct {
+	Snapshot func() Snapshot
+	Doctor   func(DoctorRequest, time.Duration) []doctor.Drift
+}
+
+// Serve answers GET /v1/snapshot and POST /v1/doctor on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, h Handlers) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
 		span := timing.Begin() // its bbolt reads are no request's
-		s := snap()
+		s := h.Snapshot()
 		span.End()
 		s.Source = "daemon"
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(s)
+	})
+	mux.HandleFunc("POST /v1/doctor", func(w http.ResponseWriter, r *http.Request) {
+		var req DoctorRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<20)).Decode(&req); err != nil {
+			http.Error(w, "bad doctor request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		grace, err := time.ParseDuration(req.Grace)
+		if err != nil || grace < 0 {
+			http.Error(w, fmt.Sprintf("bad grace %q: give a duration such as 30s", req.Grace), http.StatusBadRequest)
+			return
+		}
+		drifts := h.Doctor(req, grace)
+		if drifts == nil {
+			drifts = []doctor.Drift{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(drifts)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -95,12 +129,16 @@ func Load(statePath string) (Snapshot, error) {
 	return readStateFile(statePath)
 }
 
-func fetch(sock string) (Snapshot, error) {
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+// client talks to the daemon's admin socket.
+func client(sock string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		}}}
-	resp, err := c.Get("http://mynet/v1/snapshot")
+}
+
+func fetch(sock string) (Snapshot, error) {
+	resp, err := client(sock, 10*time.Second).Get("http://mynet/v1/snapshot")
 	if err != nil {
 		return Snapshot{}, err
 	}

@@ -19,6 +19,7 @@ const (
 	ExitError    = 1 // could not read the state
 	ExitUsage    = 2 // bad command line
 	ExitNotFound = 3 // the network asked for does not exist
+	// ExitDrift (4, doctor.go): doctor found drift it did not repair.
 )
 
 // Commands lists the subcommands Run knows.
@@ -27,11 +28,15 @@ var Commands = map[string]string{
 	"endpoints": "list endpoints, all or of one NETWORK (id, id prefix or bridge)",
 	"pools":     "list IPAM pools with their use",
 	"ports":     "list published ports",
+	"doctor":    "compare store, kernel and Docker's view; --fix repairs (exit 4: drift left)",
 }
 
 // Run runs one subcommand (args[0]) and returns its exit code.
 func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 	cmd := args[0]
+	if cmd == "doctor" {
+		return runDoctor(args[1:], defaultState, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("mynet "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	statePath := fs.String("state", defaultState, "state file of the mynet to inspect (env MYNET_STATE)")

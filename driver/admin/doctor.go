@@ -1,0 +1,133 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mynet/mynet/driver/doctor"
+)
+
+// ExitDrift: mynet doctor found drift it did not (or could not) repair.
+const ExitDrift = 4
+
+// runDoctor is `mynet doctor`: Docker's view from the Docker API, compared
+// by the daemon with its store and the kernel, repaired with --fix.
+func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mynet doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	statePath := fs.String("state", defaultState, "state file of the mynet to check (env MYNET_STATE)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	fix := fs.Bool("fix", false, "repair what is found")
+	name := fs.String("name", envOr("MYNET_NAME", "mynet"), "the name Docker knows this mynet by (-d / --ipam-driver; NAME:TAG also matches) (env MYNET_NAME)")
+	dockerHost := fs.String("docker-host", envOr("DOCKER_HOST", "unix:///var/run/docker.sock"), "Docker API socket (env DOCKER_HOST)")
+	noDocker := fs.Bool("no-docker", false, "compare the store with the kernel only")
+	grace := fs.Duration("grace", 30*time.Second, "leave records younger than this alone: Docker may be about to use them")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mynet doctor: unexpected argument %q\n", fs.Arg(0))
+		return ExitUsage
+	}
+	sock, ok := strings.CutPrefix(*dockerHost, "unix://")
+	if !ok && !*noDocker {
+		fmt.Fprintf(stderr, "mynet doctor: --docker-host %q: give unix:///path/to/docker.sock\n", *dockerHost)
+		return ExitUsage
+	}
+	if *grace < 0 {
+		fmt.Fprintf(stderr, "mynet doctor: --grace %s: give a duration of 0 or more\n", *grace)
+		return ExitUsage
+	}
+
+	req := DoctorRequest{Fix: *fix, Grace: grace.String(), HasView: !*noDocker}
+	if !*noDocker {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		v, err := doctor.Fetch(ctx, sock, doctor.IPAMNameMatcher(*name))
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "mynet doctor: %v\n", err)
+			return ExitError
+		}
+		req.View = v
+	}
+	drifts, err := askDoctor(SocketPath(*statePath), req)
+	if err != nil {
+		fmt.Fprintf(stderr, "mynet doctor: %v\n", err)
+		return ExitError
+	}
+	code := ExitOK
+	for _, d := range drifts {
+		if !d.Fixed {
+			code = ExitDrift
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(drifts)
+		return code
+	}
+	if len(drifts) == 0 {
+		fmt.Fprintln(stdout, "no drift: store, kernel and Docker agree")
+		return code
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "KIND\tOBJECT\tSTATUS\tDETAIL")
+	fixed := 0
+	for _, d := range drifts {
+		status := "found"
+		switch {
+		case d.Fixed:
+			status, fixed = "fixed", fixed+1
+		case d.Error != "":
+			status = "not fixed: " + d.Error
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Kind, d.Object, status, d.Detail)
+	}
+	w.Flush()
+	fmt.Fprintf(stdout, "%d drift(s), %d fixed", len(drifts), fixed)
+	if !*fix && fixed < len(drifts) {
+		fmt.Fprint(stdout, ": run with --fix to repair")
+	}
+	fmt.Fprintln(stdout)
+	return code
+}
+
+// askDoctor posts the request to the daemon, which holds the state and the
+// per-network locks the repairs need.
+func askDoctor(sock string, req DoctorRequest) ([]doctor.Drift, error) {
+	body, _ := json.Marshal(req)
+	resp, err := client(sock, 5*time.Minute).Post("http://mynet/v1/doctor", "application/json", bytes.NewReader(body))
+	if err != nil {
+		if _, statErr := os.Stat(sock); statErr != nil {
+			return nil, fmt.Errorf("no mynet daemon answers on %s: doctor needs the running daemon (start it: at start it also repairs the kernel from the store); is --state right?", sock)
+		}
+		return nil, fmt.Errorf("admin socket %s: %w", sock, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("daemon answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	var out []doctor.Drift
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("decode doctor answer: %w", err)
+	}
+	return out, nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,133 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/state"
+)
+
+// Doctor compares the driver's records with the kernel and, when hasView,
+// with Docker's view; with fix it repairs each drift the way the protocol
+// call or the start-up restore would, under the network's lock, after
+// checking the drift still holds.
+func (d *Driver) Doctor(v doctor.View, hasView, fix bool, grace time.Duration) []doctor.Drift {
+	var out []doctor.Drift
+	report := func(dr doctor.Drift, repair func() error) {
+		if fix && repair != nil {
+			if err := repair(); err != nil {
+				dr.Error = err.Error()
+			} else {
+				dr.Fixed = true
+				d.repaired(dr.Kind)
+			}
+		}
+		out = append(out, dr)
+	}
+	nets, eps := d.Snapshot()
+	if hasView {
+		for _, n := range nets {
+			if _, ok := v.Networks[n.ID]; ok || !v.Mature(n.Created, grace) {
+				continue
+			}
+			report(doctor.Drift{Kind: doctor.NetworkUnknownToDocker, Object: "network " + short(n.ID),
+				Detail: fmt.Sprintf("%s network (%s) that Docker no longer has: remove it with its endpoints", n.Backend, nameOf(n))},
+				func() error { return d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n.ID}) })
+		}
+		for _, ep := range eps {
+			dn, ok := v.Networks[ep.NetworkID]
+			if !ok || !v.Mature(ep.Created, grace) {
+				continue // a network Docker lacks is reported (and removed) whole
+			}
+			if _, ok := dn.Endpoints[ep.ID]; ok {
+				continue
+			}
+			report(doctor.Drift{Kind: doctor.EndpointUnknownToDocker, Object: "endpoint " + short(ep.ID),
+				Detail: fmt.Sprintf("on network %s (%s), address %s: no container of Docker's uses it", dn.Name, short(ep.NetworkID), ep.IPv4)},
+				func() error {
+					return d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: ep.NetworkID, EndpointID: ep.ID})
+				})
+		}
+	}
+	d.kernelDrift(report)
+	return out
+}
+
+// kernelDrift: links and rules the records expect but the kernel lacks, and
+// marked links or rules that no record claims.
+func (d *Driver) kernelDrift(report func(doctor.Drift, func() error)) {
+	owned, err := d.fw.Owned()
+	if err != nil {
+		report(doctor.Drift{Kind: doctor.RulesMissing, Object: "firewall", Detail: "cannot list rules: " + err.Error()}, nil)
+	}
+	hasRules := map[string]bool{}
+	for _, b := range owned {
+		hasRules[b] = true
+	}
+	nets, eps := d.Snapshot()
+	for _, n := range nets {
+		missing := missingLinks(n)
+		noRules := err == nil && n.Backend == backendBridge && !hasRules[n.Bridge]
+		if len(missing) == 0 && !noRules {
+			continue
+		}
+		kind, detail := doctor.LinksMissing, fmt.Sprintf("links %v are gone", missing)
+		if len(missing) == 0 {
+			kind, detail = doctor.RulesMissing, fmt.Sprintf("the firewall rules of bridge %s are gone", n.Bridge)
+		}
+		report(doctor.Drift{Kind: kind, Object: "network " + short(n.ID), Detail: detail + ": re-create as at start-up"},
+			func() error { return d.rebuildNetwork(n.ID) })
+	}
+	for _, ep := range eps {
+		if ep.HostIf == "" || !isBridgeEndpoint(nets, ep) {
+			continue // macvlan/ipvlan links live in the container's namespace
+		}
+		if ok, _ := link.Exists(ep.HostIf); !ok {
+			report(doctor.Drift{Kind: doctor.EndpointLinkMissing, Object: "endpoint " + short(ep.ID),
+				Error:  "cannot be repaired from outside the container",
+				Detail: fmt.Sprintf("host veth %s is gone, the container (address %s) is cut off: restart the container", ep.HostIf, ep.IPv4)}, nil)
+		}
+	}
+	for _, o := range d.findOrphans() {
+		report(o.drift, o.remove)
+	}
+}
+
+func isBridgeEndpoint(nets []state.Network, ep state.Endpoint) bool {
+	for _, n := range nets {
+		if n.ID == ep.NetworkID {
+			return n.Backend == backendBridge
+		}
+	}
+	return false
+}
+
+// rebuildNetwork does for one network what the start-up restore does.
+func (d *Driver) rebuildNetwork(id string) error {
+	unlock := d.netLock(id)
+	defer unlock()
+	n, ok := d.lookupNetwork(id)
+	if !ok {
+		return nil // deleted meanwhile
+	}
+	rec := n.rec
+	if err := d.backend(rec.Backend).setup(&rec, d.networkRecords(id)); err != nil {
+		return err
+	}
+	var errs []error
+	for _, ep := range d.endpointsOf(id) {
+		errs = append(errs, d.backend(rec.Backend).restoreEndpoint(rec, ep))
+	}
+	return errors.Join(errs...)
+}
+
+func nameOf(n state.Network) string {
+	if n.Bridge != "" {
+		return "bridge " + n.Bridge
+	}
+	return "parent " + n.Parent
+}

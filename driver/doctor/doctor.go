@@ -1,0 +1,186 @@
+// Package doctor holds what `mynet doctor` compares: Docker's own view of
+// networks and endpoints, read by the CLI from the Docker API (the daemon
+// never calls Docker: dockerd waits for plugins at boot, so a plugin that
+// waits for dockerd deadlocks it), and the drift found against the store
+// and the kernel.
+package doctor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// View is Docker's view at one moment.
+type View struct {
+	// FetchedAt is when the CLI started asking Docker: store records created
+	// after FetchedAt - grace are too young to judge.
+	FetchedAt time.Time          `json:"fetched_at"`
+	Networks  map[string]Network `json:"networks"` // by full network id
+}
+
+// Network is one Docker network.
+type Network struct {
+	Name    string `json:"name"`
+	Driver  string `json:"driver"`
+	OurIPAM bool   `json:"our_ipam"` // its IPAM driver is this mynet
+	// Pools are the subnets (and ip-ranges) Docker got from the IPAM driver.
+	Pools     []Pool              `json:"pools,omitempty"`
+	Endpoints map[string]Endpoint `json:"endpoints"` // by full endpoint id
+}
+
+// Pool is one IPAM config entry of a network.
+type Pool struct {
+	Subnet  netip.Prefix `json:"subnet"`
+	IPRange netip.Prefix `json:"ip_range,omitzero"`
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+	Aux     []netip.Addr `json:"aux,omitempty"`
+}
+
+// Endpoint is one container's attachment.
+type Endpoint struct {
+	Container string     `json:"container"`
+	IPv4      netip.Addr `json:"ipv4,omitzero"`
+	IPv6      netip.Addr `json:"ipv6,omitzero"`
+}
+
+// Drift is one difference found, and what --fix did about it.
+type Drift struct {
+	Kind   string `json:"kind"`   // e.g. "endpoint_unknown_to_docker"
+	Object string `json:"object"` // what it is about (ids, names)
+	Detail string `json:"detail"`
+	Fixed  bool   `json:"fixed"`
+	Error  string `json:"error,omitempty"` // why the fix failed, or why there is none
+}
+
+// Drift kinds; also the kinds of repair the driver reports (metrics label
+// mynet_repairs_total{kind}).
+const (
+	NetworkUnknownToDocker  = "network_unknown_to_docker"
+	EndpointUnknownToDocker = "endpoint_unknown_to_docker"
+	PoolUnused              = "pool_unused"
+	AddressUnused           = "address_unused"
+	LinksMissing            = "links"
+	RulesMissing            = "firewall_rules"
+	EndpointDetached        = "endpoint_attach"
+	EndpointLinkMissing     = "endpoint_link_missing"
+	OrphanLink              = "orphan_link"
+	OrphanRules             = "orphan_firewall_rules"
+)
+
+// Fetch reads Docker's view from the Docker API on a unix socket. ipamNames
+// are the names Docker knows our IPAM by (NAME, NAME:TAG for a managed plugin).
+func Fetch(ctx context.Context, socket string, isOurIPAM func(driver string) bool) (View, error) {
+	v := View{FetchedAt: time.Now().UTC(), Networks: map[string]Network{}}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		}}}
+	defer c.CloseIdleConnections()
+	get := func(path string, out any) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/v1.41"+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return fmt.Errorf("cannot reach Docker at %s: %w (is dockerd running? --docker-host sets the socket)", socket, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			return errNotFound
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("docker GET %s: %s", path, resp.Status)
+		}
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	var list []struct {
+		ID string `json:"Id"`
+	}
+	if err := get("/networks", &list); err != nil {
+		return v, err
+	}
+	for _, l := range list {
+		var n dockerNetwork
+		if err := get("/networks/"+url.PathEscape(l.ID), &n); err != nil {
+			if err == errNotFound { // removed meanwhile
+				continue
+			}
+			return v, err
+		}
+		v.Networks[n.ID] = n.convert(isOurIPAM)
+	}
+	return v, nil
+}
+
+var errNotFound = fmt.Errorf("not found")
+
+// dockerNetwork is the part of GET /networks/{id} we read.
+type dockerNetwork struct {
+	ID     string `json:"Id"`
+	Name   string
+	Driver string
+	IPAM   struct {
+		Driver string
+		Config []struct {
+			Subnet, IPRange, Gateway string
+			AuxiliaryAddresses       map[string]string
+		}
+	}
+	Containers map[string]struct {
+		Name, EndpointID, IPv4Address, IPv6Address string
+	}
+}
+
+func (n dockerNetwork) convert(isOurIPAM func(string) bool) Network {
+	out := Network{Name: n.Name, Driver: n.Driver, OurIPAM: isOurIPAM(n.IPAM.Driver), Endpoints: map[string]Endpoint{}}
+	for _, c := range n.IPAM.Config {
+		var p Pool
+		p.Subnet, _ = netip.ParsePrefix(c.Subnet)
+		p.IPRange, _ = netip.ParsePrefix(c.IPRange)
+		p.Gateway = addrOf(c.Gateway)
+		for _, a := range c.AuxiliaryAddresses {
+			if x := addrOf(a); x.IsValid() {
+				p.Aux = append(p.Aux, x)
+			}
+		}
+		out.Pools = append(out.Pools, p)
+	}
+	for _, c := range n.Containers {
+		if c.EndpointID != "" {
+			out.Endpoints[c.EndpointID] = Endpoint{Container: c.Name, IPv4: addrOf(c.IPv4Address), IPv6: addrOf(c.IPv6Address)}
+		}
+	}
+	return out
+}
+
+// addrOf reads "10.0.0.2/24" or "10.0.0.2"; "" gives the zero Addr.
+func addrOf(s string) netip.Addr {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Addr()
+	}
+	a, _ := netip.ParseAddr(s)
+	return a
+}
+
+// IPAMNameMatcher says whether a Docker IPAM driver name is this mynet:
+// NAME for a legacy plugin, NAME:TAG for a managed one.
+func IPAMNameMatcher(name string) func(string) bool {
+	return func(driver string) bool {
+		return driver == name || strings.HasPrefix(driver, name+":")
+	}
+}
+
+// Mature says whether a record created at created can be judged against a
+// view: Docker asks for an address and creates an endpoint before the
+// container shows in its inspect output, so younger records may be in use.
+func (v View) Mature(created time.Time, grace time.Duration) bool {
+	return !created.IsZero() && created.Before(v.FetchedAt.Add(-grace))
+}

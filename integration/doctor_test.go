@@ -1,0 +1,215 @@
+//go:build integration
+
+package integration
+
+// mynet doctor against drift made the way it happens in life: a container
+// removed while the plugin was down (Docker forgets the endpoint and the
+// address it could not release), an IPAM answer lost in a crash (an address
+// allocated that Docker never got), a bridge deleted by hand.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/state"
+)
+
+// runDoctor runs `mynet doctor --json ARGS` and returns its drifts and exit code.
+func runDoctor(t *testing.T, args ...string) ([]doctor.Drift, int) {
+	t.Helper()
+	cmd := exec.Command(plugin.Bin, append([]string{"doctor", "--json", "--state", plugin.State, "--name", pluginName}, args...)...)
+	out, err := cmd.Output()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Errorf("mynet doctor: %v", err)
+		return nil, -1
+	}
+	var drifts []doctor.Drift
+	if jerr := json.Unmarshal(out, &drifts); jerr != nil {
+		t.Errorf("mynet doctor %v: exit %d, output not JSON (%v): %s %s", args, code, jerr, out, ee)
+		return nil, -1
+	}
+	return drifts, code
+}
+
+func driftKinds(ds []doctor.Drift) map[string]int {
+	m := map[string]int{}
+	for _, d := range ds {
+		m[d.Kind]++
+	}
+	return m
+}
+
+func TestDoctorFindsAndRepairsDrift(t *testing.T) {
+	p := withPlugin(t)
+	defer e2eEnsurePlugin(t)
+	lc := assertNoBridgeLeftovers(t)
+	const name = "mit-doc"
+	subnet := e2eV4Subnet(t, 130)
+	n := lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", subnet.String())
+	for _, c := range []string{"mit-doc-1", "mit-doc-2", "mit-doc-3"} {
+		e2eRun(t, c, []string{"--network", name})
+	}
+	if ds, code := runDoctor(t, "--grace", "0s"); code != 0 || len(ds) != 0 {
+		t.Fatalf("before any drift: exit %d, drifts %+v", code, ds)
+	}
+
+	// 1. The plugin dies; a container is removed meanwhile: Docker cannot
+	// tell us, and forgets the endpoint and the address.
+	gone := containerNet(t, "mit-doc-2", name)
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := dockerCmd("rm", "-f", "mit-doc-2"); err != nil {
+		t.Fatalf("docker rm -f while the plugin is down: %v\n%s", err, out)
+	}
+	// 2. An address whose RequestAddress answer never reached Docker.
+	lost := nthAddr(subnet, 200)
+	st, err := state.Open(plugin.State, state.Options{LockTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(func(tx *state.Tx) error {
+		pools, err := tx.Pools()
+		if err != nil {
+			return err
+		}
+		for _, pl := range pools {
+			if pl.Pool == subnet {
+				return tx.PutAddress(pl.ID, lost, state.Address{Kind: state.KindEndpoint, Created: time.Now().Add(-time.Hour)})
+			}
+		}
+		return fmt.Errorf("no pool %s in the store", subnet)
+	})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// 3. The bridge deleted by hand (the periodic check re-adds rules, not links).
+	br := e2eBridgeOf(n)
+	if out, err := exec.Command("ip", "link", "del", br).CombinedOutput(); err != nil {
+		t.Fatalf("ip link del %s: %v\n%s", br, err, out)
+	}
+
+	// With the default grace the endpoint and address drift of seconds ago
+	// is left alone (Docker may be about to use such records) ...
+	ds, code := runDoctor(t)
+	kinds := driftKinds(ds)
+	if code != 4 || kinds[doctor.LinksMissing] != 1 || kinds[doctor.EndpointUnknownToDocker] != 0 {
+		t.Errorf("default grace: exit %d (want 4), drifts %+v", code, ds)
+	}
+	// ... the hour-old lost address is not.
+	if kinds[doctor.AddressUnused] < 1 {
+		t.Errorf("default grace: the hour-old lost address %s is not reported: %+v", lost, ds)
+	}
+	ds, code = runDoctor(t, "--grace", "0s")
+	kinds = driftKinds(ds)
+	if code != 4 || kinds[doctor.EndpointUnknownToDocker] != 1 || kinds[doctor.AddressUnused] != 2 || kinds[doctor.LinksMissing] != 1 {
+		t.Fatalf("drift: exit %d, want 4 with one forgotten endpoint, two unused addresses (%s, %s), one missing bridge; got %+v", code, gone.IPAddress, lost, ds)
+	}
+	for _, d := range ds {
+		if d.Fixed {
+			t.Errorf("fixed without --fix: %+v", d)
+		}
+	}
+	// The table form a user sees.
+	out, _ := exec.Command(plugin.Bin, "doctor", "--state", plugin.State, "--name", pluginName, "--grace", "0s").CombinedOutput()
+	t.Logf("mynet doctor:\n%s", out)
+	for _, want := range []string{doctor.EndpointUnknownToDocker, doctor.AddressUnused, doctor.LinksMissing, "run with --fix"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("table output lacks %q:\n%s", want, out)
+		}
+	}
+
+	ds, code = runDoctor(t, "--fix", "--grace", "0s")
+	if code != 0 {
+		t.Errorf("--fix: exit %d, drifts %+v", code, ds)
+	}
+	for _, d := range ds {
+		if !d.Fixed {
+			t.Errorf("--fix left %+v", d)
+		}
+	}
+	if ds, code := runDoctor(t, "--grace", "0s"); code != 0 || len(ds) != 0 {
+		t.Errorf("after --fix: exit %d, drifts %+v", code, ds)
+	}
+	// Repaired for real: the bridge is back with the survivors on it, the
+	// forgotten endpoint's veth is gone, both addresses can be had again.
+	if !e2eLinkExists(br) {
+		t.Errorf("bridge %s not re-created", br)
+	}
+	if e2eLinkExists("mnh" + gone.EndpointID[:12]) {
+		t.Errorf("veth of the forgotten endpoint is still there")
+	}
+	if err := ping(t, "mit-doc-1", containerIP(t, "mit-doc-3", name)); err != nil {
+		t.Errorf("after the repair: %v", err)
+	}
+	for i, ip := range []string{gone.IPAddress, lost.String()} {
+		e2eRun(t, fmt.Sprintf("mit-doc-again%d", i), []string{"--network", name, "--ip", ip})
+	}
+}
+
+// Safe at any time: doctor --fix while containers start in parallel repairs
+// nothing they use.
+func TestDoctorDuringLoad(t *testing.T) {
+	withPlugin(t)
+	lc := assertNoBridgeLeftovers(t)
+	const name = "mit-docload"
+	lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", e2eV4Subnet(t, 131).String())
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	var fixed []doctor.Drift
+	go func() {
+		defer close(done)
+		for i := 0; i < 5; i++ {
+			ds, _ := runDoctor(t, "--fix")
+			for _, d := range ds {
+				if d.Fixed {
+					fixed = append(fixed, d)
+				}
+			}
+		}
+	}()
+	var ctrs []string
+	for i := 0; i < 10; i++ {
+		c := fmt.Sprintf("mit-docload-%d", i)
+		ctrs = append(ctrs, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := e2eTryRun(t, c, []string{"--network", name}); err != nil {
+				t.Errorf("docker run %s: %v\n%s", c, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	<-done
+	if len(fixed) > 0 {
+		t.Errorf("doctor --fix repaired things during normal load: %+v", fixed)
+	}
+	seen := map[netip.Addr]string{}
+	for i, c := range ctrs {
+		ip := containerIP(t, c, name)
+		if other, dup := seen[ip]; dup {
+			t.Errorf("%s and %s share %s", c, other, ip)
+		}
+		seen[ip] = c
+		if err := ping(t, ctrs[(i+1)%len(ctrs)], ip); err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package ipam
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/state"
+)
+
+// Doctor finds pools no Docker network uses and endpoint addresses no Docker
+// endpoint holds (an answer lost in a crash, a network removed while we were
+// down) and, with fix, releases them. Records younger than grace before the
+// view was taken are left alone: Docker may be about to use them.
+func (d *Driver) Doctor(v doctor.View, fix bool, grace time.Duration) []doctor.Drift {
+	type use struct {
+		network string
+		addrs   map[netip.Addr]bool
+	}
+	used := map[[2]netip.Prefix]use{} // (subnet, ip-range) -> what Docker holds there
+	for _, n := range v.Networks {
+		if !n.OurIPAM {
+			continue
+		}
+		for _, p := range n.Pools {
+			u := use{network: n.Name, addrs: map[netip.Addr]bool{}}
+			for _, ep := range n.Endpoints {
+				u.addrs[ep.IPv4], u.addrs[ep.IPv6] = true, true
+			}
+			used[[2]netip.Prefix{p.Subnet.Masked(), p.IPRange.Masked()}] = u
+		}
+	}
+
+	var pools []state.Pool
+	leaked := map[string][]netip.Addr{}
+	err := d.store.View(func(tx *state.Tx) error {
+		var err error
+		if pools, err = tx.Pools(); err != nil {
+			return err
+		}
+		for _, p := range pools {
+			u, ok := used[[2]netip.Prefix{p.Pool.Masked(), p.Range.Masked()}]
+			if !ok {
+				continue
+			}
+			err := tx.Addresses(p.ID, func(a netip.Addr, rec state.Address) error {
+				if rec.Kind == state.KindEndpoint && !u.addrs[a] && v.Mature(rec.Created, grace) {
+					leaked[p.ID] = append(leaked[p.ID], a)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return []doctor.Drift{{Kind: doctor.PoolUnused, Object: "store", Error: "read pools: " + err.Error()}}
+	}
+	sort.Slice(pools, func(i, j int) bool { return pools[i].ID < pools[j].ID })
+
+	var out []doctor.Drift
+	report := func(dr doctor.Drift, repair func() error) {
+		if fix {
+			if err := repair(); err != nil {
+				dr.Error = err.Error()
+			} else {
+				dr.Fixed = true
+				if d.onRepair != nil {
+					d.onRepair(dr.Kind)
+				}
+			}
+		}
+		out = append(out, dr)
+	}
+	for _, p := range pools {
+		u, ok := used[[2]netip.Prefix{p.Pool.Masked(), p.Range.Masked()}]
+		if !ok {
+			if v.Mature(p.Created, grace) {
+				report(doctor.Drift{Kind: doctor.PoolUnused, Object: "pool " + p.ID,
+					Detail: "no Docker network uses it: release it with its addresses"},
+					func() error { return d.ReleasePool(p.ID) })
+			}
+			continue
+		}
+		for _, a := range leaked[p.ID] {
+			report(doctor.Drift{Kind: doctor.AddressUnused, Object: "address " + a.String(),
+				Detail: fmt.Sprintf("allocated in pool %s (network %s) but no Docker endpoint holds it", p.ID, u.network)},
+				func() error { return d.ReleaseAddress(p.ID, a.String()) })
+		}
+	}
+	return out
+}
