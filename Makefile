@@ -8,7 +8,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build test setup vet unit fuzz fuzz-corpus uml integration bench demo plugin plugin-rootfs plugin-test clean
+.PHONY: all build test setup vet unit fuzz fuzz-corpus uml integration bench demo plugin plugin-rootfs plugin-test soak clean
 
 all: build
 
@@ -94,6 +94,13 @@ plugin:
 plugin-rootfs:
 	rm -rf bin/plugin
 	GO=$(GO) bash integration/plugin/build.sh --no-create --dir bin/plugin
+
+# The soak test in its long form: SOAK_ROUNDS rounds of container churn with
+# a fault each, the managed plugin included (integration/soak_test.go). The
+# short form (one round per fault kind) runs in `make test`.
+SOAK_ROUNDS ?= 30
+soak: setup
+	SOAK_ROUNDS=$(SOAK_ROUNDS) SOAK_MANAGED=1 $(GO) test -race -count=1 -tags integration -run '^TestSoak$$' -v -timeout 120m ./integration/
 
 plugin-test:
 	$(GO) test -race -count=1 -tags integration -run 'TestPlugin' -v -timeout 40m ./integration/
