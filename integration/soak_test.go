@@ -415,10 +415,12 @@ func soakRecover(t *testing.T, nets []*soakNet) {
 }
 
 // soakDoctor runs the operator's repair (mynet doctor --fix), which finds
-// what only Docker can tell: addresses and endpoints a crash left behind.
+// what only Docker can tell: networks, endpoints and addresses a crash of
+// the plugin or of dockerd left behind. No docker request is in flight now,
+// so no record is too young to judge (--grace 0s).
 func soakDoctor(t *testing.T, st *soakStats, r int) {
 	t.Helper()
-	cmd := exec.Command(plugin.Bin, "doctor", "--fix", "--json", "--state", plugin.State, "--name", pluginName)
+	cmd := exec.Command(plugin.Bin, "doctor", "--fix", "--json", "--grace", "0s", "--state", plugin.State, "--name", pluginName)
 	out, err := cmd.CombinedOutput()
 	if strings.Contains(string(out), "unexpected argument") || strings.Contains(string(out), "unknown command") {
 		t.Logf("round %d: this build has no `mynet doctor`", r)
