@@ -1,0 +1,88 @@
+package driver
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/driver/link"
+)
+
+func kinds(ds []doctor.Drift) map[string]int {
+	m := map[string]int{}
+	for _, d := range ds {
+		m[d.Kind]++
+	}
+	return m
+}
+
+// Doctor against a hand-made Docker view: what Docker lacks, what the kernel
+// lacks, what no record claims; --fix repairs each and a second look is clean.
+func TestDoctorFindsAndFixes(t *testing.T) {
+	inNetns(t, func(e *env) {
+		const ep1 = "e1e1e1e1e1e1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		const ep2 = "e2e2e2e2e2e2aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		e.createNetwork(netA, "10.61.0.0/24", "10.61.0.1/24", nil)
+		e.createNetwork(netB, "10.62.0.0/24", "10.62.0.1/24", nil)
+		e.createEndpoint(netA, ep1, "10.61.0.2/24")
+		e.createEndpoint(netA, ep2, "10.61.0.3/24")
+		// Docker knows network A with ep1 only; network B not at all.
+		view := doctor.View{FetchedAt: time.Now().Add(time.Minute), Networks: map[string]doctor.Network{
+			netA: {Name: "a", Endpoints: map[string]doctor.Endpoint{ep1: {Container: "c1"}}},
+		}}
+		// The kernel lost A's bridge; a marked link nobody claims appeared.
+		if err := link.Delete("mn-aaaaaaaaaaaa"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := link.EnsureBridge("mn-0123456789ab", 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := link.SetAlias("mn-0123456789ab", e.d.owner); err != nil {
+			t.Fatal(err)
+		}
+
+		// Young records are left alone whatever Docker says.
+		young := view
+		young.FetchedAt = time.Now()
+		if k := kinds(e.d.Doctor(young, true, false, time.Hour)); k[doctor.NetworkUnknownToDocker]+k[doctor.EndpointUnknownToDocker] != 0 {
+			t.Errorf("records younger than the grace were judged: %v", k)
+		}
+
+		ds := e.d.Doctor(view, true, false, 0)
+		k := kinds(ds)
+		if k[doctor.NetworkUnknownToDocker] != 1 || k[doctor.EndpointUnknownToDocker] != 1 || k[doctor.LinksMissing] != 1 || k[doctor.OrphanLink] != 1 {
+			t.Fatalf("drift: %+v", ds)
+		}
+		for _, d := range ds {
+			if d.Fixed {
+				t.Errorf("fixed without fix: %+v", d)
+			}
+		}
+		if ok, _ := link.Exists("mn-0123456789ab"); !ok {
+			t.Fatal("doctor without fix removed a link")
+		}
+
+		for _, d := range e.d.Doctor(view, true, true, 0) {
+			if !d.Fixed {
+				t.Errorf("not fixed: %+v", d)
+			}
+		}
+		if ds := e.d.Doctor(view, true, false, 0); len(ds) != 0 {
+			t.Errorf("after fix: %+v", ds)
+		}
+		if ok, _ := link.Exists("mn-aaaaaaaaaaaa"); !ok {
+			t.Error("bridge of network A not re-created")
+		}
+		if m, _ := link.Master(hostIfName(ep1)); m != "mn-aaaaaaaaaaaa" {
+			t.Errorf("ep1's veth is on %q after the repair", m)
+		}
+		for _, gone := range []string{"mn-bbbbbbbbbbbb", hostIfName(ep2), "mn-0123456789ab"} {
+			if ok, _ := link.Exists(gone); ok {
+				t.Errorf("%s still exists", gone)
+			}
+		}
+		if _, ok := e.d.lookupNetwork(netB); ok {
+			t.Error("network B still recorded")
+		}
+	})
+}
