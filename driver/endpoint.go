@@ -33,12 +33,23 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 	if !ok {
 		return nil, badRequest("network %s is not a mynet network (unknown id): it may have been removed", short(req.NetworkID))
 	}
-	if old, ok := d.lookupEndpoint(req.EndpointID); ok {
-		return &api.CreateEndpointResponse{Interface: d.macResponse(req, old.MAC)}, nil // retried create
-	}
 	iface := req.Interface
 	if iface == nil {
 		iface = &api.EndpointInterface{}
+	}
+	ep := state.Endpoint{ID: req.EndpointID, NetworkID: req.NetworkID, Created: time.Now().UTC()}
+	var err error
+	if ep.IPv4, err = parseIfAddr("Address", iface.Address, false, n.rec.IPv4); err != nil {
+		return nil, err
+	}
+	if ep.IPv6, err = parseIfAddr("AddressIPv6", iface.AddressIPv6, true, n.rec.IPv6); err != nil {
+		return nil, err
+	}
+	if old, ok := d.lookupEndpoint(req.EndpointID); ok {
+		if old.IPv4 != ep.IPv4 || old.IPv6 != ep.IPv6 {
+			return nil, badRequest("endpoint %s already exists with address %s %s, not %s %s", short(old.ID), old.IPv4, old.IPv6, ep.IPv4, ep.IPv6)
+		}
+		return &api.CreateEndpointResponse{Interface: d.macResponse(req, old.MAC)}, nil // retried create
 	}
 	b := d.backend(n.rec.Backend)
 	// Docker sends the port map here too: refuse a bad one before any link
@@ -47,17 +58,8 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if !b.publishes() {
-		if len(ms) > 0 {
-			return nil, badRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", ms[0], n.rec.Backend)
-		}
-	}
-	ep := state.Endpoint{ID: req.EndpointID, NetworkID: req.NetworkID, Created: time.Now().UTC()}
-	if ep.IPv4, err = parseIfAddr("Address", iface.Address, false); err != nil {
-		return nil, err
-	}
-	if ep.IPv6, err = parseIfAddr("AddressIPv6", iface.AddressIPv6, true); err != nil {
-		return nil, err
+	if !b.publishes() && len(ms) > 0 {
+		return nil, badRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", ms[0], n.rec.Backend)
 	}
 	var mac net.HardwareAddr
 	if n.rec.Backend == backendIPvlan {
@@ -115,7 +117,9 @@ func deleteLinks(ep state.Endpoint) error {
 	return errors.Join(errs...)
 }
 
-func parseIfAddr(field, s string, v6 bool) (netip.Prefix, error) {
+// parseIfAddr reads an endpoint address, which must lie in one of the
+// network's subnets.
+func parseIfAddr(field, s string, v6 bool, subnets []state.Subnet) (netip.Prefix, error) {
 	if s == "" {
 		return netip.Prefix{}, nil
 	}
@@ -123,7 +127,14 @@ func parseIfAddr(field, s string, v6 bool) (netip.Prefix, error) {
 	if err != nil || p.Addr().Is6() != v6 {
 		return p, badRequest("Interface.%s %q is not an IPv%s address with prefix length", field, s, map[bool]string{false: "4", true: "6"}[v6])
 	}
-	return p, nil
+	var in []string
+	for _, sn := range subnets {
+		if sn.Pool.Contains(p.Addr()) {
+			return p, nil
+		}
+		in = append(in, sn.Pool.String())
+	}
+	return p, badRequest("Interface.%s %s is outside the network's subnets %v", field, s, in)
 }
 
 // endpointMAC is the user's MAC if given, else 02:42 + the IPv4 address like
