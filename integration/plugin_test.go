@@ -163,6 +163,20 @@ func ptFreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// ptFreeLowPort returns a TCP port below 1024 nothing listens on right now:
+// holding one needs CAP_NET_BIND_SERVICE.
+func ptFreeLowPort(t testing.TB) int {
+	t.Helper()
+	for p := 81; p < 1024; p++ {
+		if l, err := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", p)); err == nil {
+			l.Close()
+			return p
+		}
+	}
+	t.Fatal("no free TCP port below 1024")
+	return 0
+}
+
 // ptRunHTTPD starts busybox httpd serving /etc (so /hostname answers the
 // container id) with the given docker run options.
 func ptRunHTTPD(t *testing.T, name string, args ...string) {
@@ -353,6 +367,13 @@ func TestPluginManaged(t *testing.T) {
 		}
 		if _, err := ptHTTPGet(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
 			t.Errorf("published port from the host: %v", err)
+		}
+		// A host port below 1024 (-p 80:80 and the like): the plugin holds
+		// it, which takes CAP_NET_BIND_SERVICE (plugin-config.json).
+		low := ptFreeLowPort(t)
+		ptRunHTTPD(t, "mit-pt-low", "--network", br, "-p", fmt.Sprintf("%d:80", low))
+		if _, err := ptHTTPGet(fmt.Sprintf("127.0.0.1:%d", low), 10*time.Second); err != nil {
+			t.Errorf("published host port %d (below 1024): %v", low, err)
 		}
 	})
 	if !ok {
