@@ -36,11 +36,11 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-func startDaemon(t *testing.T, bin, dir string) *daemon {
+func startDaemon(t *testing.T, bin, dir string, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{out: &bytes.Buffer{}, sock: filepath.Join(dir, "sock", "mt.sock")}
-	d.cmd = exec.Command("unshare", "-n", bin, "--name", "mt", "--socket-dir", filepath.Join(dir, "sock"),
-		"--state", filepath.Join(dir, "state.db"), "--log-level", "debug")
+	d.cmd = exec.Command("unshare", append([]string{"-n", bin, "--name", "mt", "--socket-dir", filepath.Join(dir, "sock"),
+		"--state", filepath.Join(dir, "state.db"), "--log-level", "debug"}, extra...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

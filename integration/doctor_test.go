@@ -87,7 +87,7 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 		}
 		for _, pl := range pools {
 			if pl.Pool == subnet {
-				return tx.PutAddress(pl.ID, lost, state.Address{Kind: state.KindEndpoint, Created: time.Now().Add(-time.Hour)})
+				return tx.PutAddress(pl.ID, lost, state.Address{Kind: state.KindEndpoint, Created: time.Now().Add(-2 * time.Hour)})
 			}
 		}
 		return fmt.Errorf("no pool %s in the store", subnet)
@@ -105,16 +105,13 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 		t.Fatalf("ip link del %s: %v\n%s", br, err, out)
 	}
 
-	// With the default grace the endpoint and address drift of seconds ago
-	// is left alone (Docker may be about to use such records) ...
-	ds, code := runDoctor(t)
+	// Records younger than the grace are left alone (Docker may be about to
+	// use them): with an hour, the endpoint and address of minutes ago are
+	// not judged, the two-hour-old lost address is.
+	ds, code := runDoctor(t, "--grace", "1h")
 	kinds := driftKinds(ds)
-	if code != 4 || kinds[doctor.LinksMissing] != 1 || kinds[doctor.EndpointUnknownToDocker] != 0 {
-		t.Errorf("default grace: exit %d (want 4), drifts %+v", code, ds)
-	}
-	// ... the hour-old lost address is not.
-	if kinds[doctor.AddressUnused] < 1 {
-		t.Errorf("default grace: the hour-old lost address %s is not reported: %+v", lost, ds)
+	if code != 4 || kinds[doctor.LinksMissing] != 1 || kinds[doctor.EndpointUnknownToDocker] != 0 || kinds[doctor.AddressUnused] != 1 {
+		t.Errorf("--grace 1h: exit %d, want 4 with the missing bridge and the old lost address %s only; drifts %+v", code, lost, ds)
 	}
 	ds, code = runDoctor(t, "--grace", "0s")
 	kinds = driftKinds(ds)
