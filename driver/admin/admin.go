@@ -16,8 +16,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/state"
 )
