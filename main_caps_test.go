@@ -12,6 +12,16 @@ import (
 	"testing"
 )
 
+const (
+	hNet = "abcdefabcdef0000000000000000000000000000000000000000000000000000"
+	hEp  = "fedcbafedcba0000000000000000000000000000000000000000000000000000"
+)
+
+// createNet is a CreateNetwork body for a bridge network on 10.99.0.0/24.
+func createNet(id string) string {
+	return fmt.Sprintf(`{"NetworkID":%q,"IPv4Data":[{"AddressSpace":"LocalDefault","Pool":"10.99.0.0/24","Gateway":"10.99.0.1/24"}]}`, id)
+}
+
 // capsRow is one capability set the daemon runs with, and what must work.
 type capsRow struct {
 	caps string // setpriv --bounding-set: what the daemon (and the iptables it runs) may use
@@ -72,7 +82,7 @@ func TestCapabilities(t *testing.T) {
 				}
 				return got == ""
 			}
-			if !check("create bridge network (bridge, sysctls, iptables)", row.network, call("/NetworkDriver.CreateNetwork", createNet(hNet, nil))) {
+			if !check("create bridge network (bridge, sysctls, iptables)", row.network, call("/NetworkDriver.CreateNetwork", createNet(hNet))) {
 				return
 			}
 			if !check("create endpoint (veth)", row.endpoint, call("/NetworkDriver.CreateEndpoint",
