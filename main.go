@@ -20,7 +20,9 @@ import (
 	"github.com/mynet/mynet/driver/admin"
 	"github.com/mynet/mynet/driver/doctor"
 	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/driver/metrics"
 	"github.com/mynet/mynet/driver/server"
+	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/state"
 )
@@ -31,6 +33,7 @@ type config struct {
 	defaultPools           string
 	sysctlRoot             string
 	firewallInterval       time.Duration
+	metrics                metrics.Addr // zero: no metrics listener
 }
 
 func envOr(key, def string) string {
@@ -61,8 +64,17 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.sysctlRoot, "sysctl-root", envOr("MYNET_SYSCTL_ROOT", "/proc/sys"),
 		"where to write sysctls: a managed plugin binds the host's /proc/sys/net read-write elsewhere (env MYNET_SYSCTL_ROOT)")
 	fs.DurationVar(&c.firewallInterval, "firewall-check", 5*time.Second, "how often to re-assert firewall jumps that dockerd may have pushed down")
+	metricsAddr := fs.String("metrics", envOr("MYNET_METRICS", ""),
+		"serve Prometheus /metrics on unix:/path.sock or host:port; off when empty (env MYNET_METRICS)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if *metricsAddr != "" {
+		a, err := metrics.ParseAddr(*metricsAddr)
+		if err != nil {
+			return c, err
+		}
+		c.metrics = a
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -123,7 +135,8 @@ func run(cfg config) error {
 	}
 	defer store.Close()
 
-	ipamDriver, err := ipam.New(ipam.Config{Store: store, Ranges: ranges, Log: log})
+	mets := metrics.New()
+	ipamDriver, err := ipam.New(ipam.Config{Store: store, Ranges: ranges, Log: log, OnRepair: mets.Repair})
 	if err != nil {
 		return err
 	}
@@ -131,7 +144,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, SysctlRoot: cfg.sysctlRoot})
+	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, SysctlRoot: cfg.sysctlRoot, OnRepair: mets.Repair})
 	if err != nil {
 		return err
 	}
@@ -160,6 +173,8 @@ func run(cfg config) error {
 				return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}
 			},
 			Doctor: func(r admin.DoctorRequest, grace time.Duration) []doctor.Drift {
+				span := timing.Begin() // its kernel and bbolt work is no request's
+				defer span.End()
 				drifts := netDriver.Doctor(r.View, r.HasView, r.Fix, grace)
 				if r.HasView {
 					drifts = append(drifts, ipamDriver.Doctor(r.View, r.Fix, grace)...)
@@ -174,7 +189,25 @@ func run(cfg config) error {
 		}
 	}()
 
-	srv := &http.Server{Handler: server.New(log, netDriver, ipamDriver), ReadHeaderTimeout: 10 * time.Second}
+	if cfg.metrics != (metrics.Addr{}) {
+		mets.Track(ipamDriver.Usage, netDriver.Snapshot)
+		metricsLn, err := metrics.Listen(cfg.metrics, log)
+		if err != nil {
+			return err
+		}
+		if cfg.metrics.Path != "" {
+			defer os.Remove(cfg.metrics.Path)
+		}
+		go func() {
+			if err := metrics.Serve(ctx, metricsLn, cfg.metrics, mets); err != nil {
+				log.Error("metrics", "err", err)
+			}
+		}()
+		log.Info("metrics", "addr", cfg.metrics.String())
+	}
+
+	handler := server.NewWithConfig(server.Config{Log: log, Network: netDriver, IPAM: ipamDriver, Observe: mets.ObserveRequest})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving", "socket", sock, "state", cfg.state, "default_pools", cfg.defaultPools)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -45,7 +44,7 @@ func TestCapabilities(t *testing.T) {
 	for _, row := range capsTable {
 		t.Run(row.caps, func(t *testing.T) {
 			dir := t.TempDir()
-			d := &daemon{out: &bytes.Buffer{}, sock: filepath.Join(dir, "sock", "mt.sock")}
+			d := &daemon{out: &syncBuffer{}, sock: filepath.Join(dir, "sock", "mt.sock")}
 			d.cmd = exec.Command("unshare", "-n", "setpriv", "--inh-caps=-all", "--bounding-set="+row.caps, "--",
 				bin, "--name", "mt", "--socket-dir", filepath.Join(dir, "sock"), "--state", filepath.Join(dir, "state.db"))
 			d.cmd.Stdout, d.cmd.Stderr = d.out, d.out

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,8 +23,26 @@ import (
 // so it never touches the host's links or iptables.
 type daemon struct {
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *syncBuffer
 	sock string
+}
+
+// syncBuffer is the daemon's output, readable while it still writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func buildBinary(t *testing.T) string {
@@ -38,9 +57,10 @@ func buildBinary(t *testing.T) string {
 
 func startDaemon(t *testing.T, bin, dir string, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{out: &bytes.Buffer{}, sock: filepath.Join(dir, "sock", "mt.sock")}
-	d.cmd = exec.Command("unshare", append([]string{"-n", bin, "--name", "mt", "--socket-dir", filepath.Join(dir, "sock"),
-		"--state", filepath.Join(dir, "state.db"), "--log-level", "debug"}, extra...)...)
+	d := &daemon{out: &syncBuffer{}, sock: filepath.Join(dir, "sock", "mt.sock")}
+	args := append([]string{"-n", bin, "--name", "mt", "--socket-dir", filepath.Join(dir, "sock"),
+		"--state", filepath.Join(dir, "state.db"), "--log-level", "debug"}, extra...)
+	d.cmd = exec.Command("unshare", args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/driver/doctor"
-	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/state"
 )
@@ -52,9 +51,7 @@ type Handlers struct {
 func Serve(ctx context.Context, ln net.Listener, h Handlers) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
-		span := timing.Begin() // its bbolt reads are no request's
 		s := h.Snapshot()
-		span.End()
 		s.Source = "daemon"
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(s)
