@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	api "github.com/docker/go-plugins-helpers/network"
@@ -92,8 +93,35 @@ func (d *Driver) kernelDrift(report func(doctor.Drift, func() error)) {
 				Detail: fmt.Sprintf("host veth %s is gone, the container (address %s) is cut off: restart the container", ep.HostIf, ep.IPv4)}, nil)
 		}
 	}
+	// Calls in flight make links and rules before their records: with every
+	// create and change held, what no record claims is truly an orphan.
+	release := d.quiesce()
+	defer release()
 	for _, o := range d.findOrphans() {
 		report(o.drift, o.remove)
+	}
+}
+
+// quiesce holds CreateNetwork and every network's lock (in the order
+// CreateNetwork takes them: createMu, then one network) until release.
+func (d *Driver) quiesce() (release func()) {
+	d.createMu.Lock()
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.networks))
+	for id := range d.networks {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	sort.Strings(ids)
+	unlocks := make([]func(), 0, len(ids))
+	for _, id := range ids {
+		unlocks = append(unlocks, d.netLock(id))
+	}
+	return func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+		d.createMu.Unlock()
 	}
 }
 

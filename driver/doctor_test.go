@@ -1,11 +1,14 @@
 package driver
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/mynet/mynet/driver/doctor"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/vishvananda/netns"
 )
 
 func kinds(ds []doctor.Drift) map[string]int {
@@ -83,6 +86,50 @@ func TestDoctorFindsAndFixes(t *testing.T) {
 		}
 		if _, ok := e.d.lookupNetwork(netB); ok {
 			t.Error("network B still recorded")
+		}
+	})
+}
+
+// Endpoints being created have links before records: doctor --fix running
+// at the same time must not take them for orphans.
+func TestDoctorLeavesCallsInFlightAlone(t *testing.T) {
+	inNetns(t, func(e *env) {
+		e.createNetwork(netA, "10.63.0.0/24", "10.63.0.1/24", nil)
+		done := make(chan struct{})
+		var fixed []doctor.Drift
+		ns, err := netns.Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		go func() {
+			defer close(done)
+			// In the test's namespace too; the thread ends with the goroutine.
+			runtime.LockOSThread()
+			if err := netns.Set(ns); err != nil {
+				t.Error(err)
+				return
+			}
+			for i := 0; i < 20; i++ {
+				for _, d := range e.d.Doctor(doctor.View{}, false, true, 0) {
+					fixed = append(fixed, d)
+				}
+			}
+		}()
+		var ids []string
+		for i := 0; i < 20; i++ {
+			id := fmt.Sprintf("%012x%052d", 0xe0000+i, 0)
+			ids = append(ids, id)
+			e.createEndpoint(netA, id, fmt.Sprintf("10.63.0.%d/24", 10+i))
+		}
+		<-done
+		if len(fixed) > 0 {
+			t.Errorf("doctor acted during creates: %+v", fixed)
+		}
+		for _, id := range ids {
+			if ok, _ := link.Exists(hostIfName(id)); !ok {
+				t.Errorf("veth of endpoint %s is gone", short(id))
+			}
 		}
 	})
 }
