@@ -2,6 +2,7 @@ package privilege
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -85,5 +86,24 @@ func TestCapabilityTable(t *testing.T) {
 				t.Errorf("ip_forward %s: the bridge network's sysctl was not written", fwd)
 			}
 		})
+	}
+}
+
+// TestSysctlWrites: as uid 0 in a fresh network namespace, ip_forward takes
+// a write only with CAP_NET_ADMIN; a per-interface sysctl takes it without.
+func TestSysctlWrites(t *testing.T) {
+	for _, c := range []struct {
+		caps, file string
+		ok         bool
+	}{
+		{"", "/proc/sys/net/ipv4/ip_forward", false},
+		{"+net_admin", "/proc/sys/net/ipv4/ip_forward", true},
+		{"", "/proc/sys/net/ipv4/conf/lo/route_localnet", true},
+	} {
+		out, err := exec.Command("unshare", "-n", "setpriv", "--inh-caps=-all", "--bounding-set=-all"+strings.TrimSuffix(","+c.caps, ","),
+			"--", "sh", "-c", "echo 1 > "+c.file).CombinedOutput()
+		if (err == nil) != c.ok {
+			t.Errorf("caps %q, write %s: err %v %s, want success=%v", c.caps, c.file, err, out, c.ok)
+		}
 	}
 }
