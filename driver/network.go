@@ -126,6 +126,9 @@ func subnets(data []*api.IPAMData, v6 bool) ([]state.Subnet, error) {
 				}
 				gw = netip.PrefixFrom(a, pool.Bits())
 			}
+			if !s.Pool.Contains(gw.Addr()) {
+				return nil, badRequest("IPAM gateway %s is outside its pool %s", gw.Addr(), s.Pool)
+			}
 			s.Gateway = gw
 		}
 		out = append(out, s)
