@@ -52,7 +52,7 @@ type soakStats struct {
 	removes, removeFails   atomic.Int64
 	netOps, netOpFails     atomic.Int64
 	faults                 map[string]int
-	doctorRepairs          int
+	doctorRepairs          map[string]int // fault kind -> repairs by mynet doctor --fix after its rounds
 	violations             int
 	checkedCtrs, pingPairs int
 }
@@ -90,7 +90,7 @@ func TestSoak(t *testing.T) {
 	if os.Getenv("SOAK_MANAGED") == "1" {
 		nets = append(nets, soakManagedNetwork(t, lc))
 	}
-	st := &soakStats{faults: map[string]int{}}
+	st := &soakStats{faults: map[string]int{}, doctorRepairs: map[string]int{}}
 	var prev []string // churn containers of the previous round, removed under the next round's load
 	for r := 0; r < rounds; r++ {
 		kind := kinds[r%len(kinds)]
@@ -108,7 +108,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	soakRemove(t, st, prev)
-	t.Logf("SOAK SUMMARY seed=%d rounds=%d container-starts=%d (failed %d) removes=%d (failed %d) network-ops=%d (failed %d) faults=%v doctor-repairs=%d containers-checked=%d ping-pairs=%d invariant-violations=%d",
+	t.Logf("SOAK SUMMARY seed=%d rounds=%d container-starts=%d (failed %d) removes=%d (failed %d) network-ops=%d (failed %d) faults=%v doctor-repairs=%v containers-checked=%d ping-pairs=%d invariant-violations=%d",
 		seed, st.rounds, st.starts.Load(), st.startFails.Load(), st.removes.Load(), st.removeFails.Load(),
 		st.netOps.Load(), st.netOpFails.Load(), st.faults, st.doctorRepairs, st.checkedCtrs, st.pingPairs, st.violations)
 }
@@ -221,7 +221,7 @@ func soakRound(t *testing.T, rng *rand.Rand, st *soakStats, nets []*soakNet, r i
 			t.Errorf("round %d: network rm %s after recovery: %v: %s", r, eph, err, out)
 		}
 	}
-	soakDoctor(t, st, r)
+	soakDoctor(t, st, r, kind)
 	return started
 }
 
@@ -418,7 +418,7 @@ func soakRecover(t *testing.T, nets []*soakNet) {
 // what only Docker can tell: networks, endpoints and addresses a crash of
 // the plugin or of dockerd left behind. No docker request is in flight now,
 // so no record is too young to judge (--grace 0s).
-func soakDoctor(t *testing.T, st *soakStats, r int) {
+func soakDoctor(t *testing.T, st *soakStats, r int, kind string) {
 	t.Helper()
 	cmd := exec.Command(plugin.Bin, "doctor", "--fix", "--json", "--grace", "0s", "--state", plugin.State, "--name", pluginName)
 	out, err := cmd.CombinedOutput()
@@ -434,7 +434,7 @@ func soakDoctor(t *testing.T, st *soakStats, r int) {
 	_ = json.Unmarshal(out, &drifts)
 	for _, d := range drifts {
 		if d.Fixed {
-			st.doctorRepairs++
+			st.doctorRepairs[kind]++
 		}
 	}
 	t.Logf("round %d: mynet doctor --fix (%v): %s", r, err, strings.TrimSpace(string(out)))
