@@ -180,6 +180,7 @@ func soakRound(t *testing.T, rng *rand.Rand, st *soakStats, nets []*soakNet, r i
 	// A network made and removed under load: Docker's removal must reach the
 	// kernel and the store even when a fault hits in between.
 	eph := fmt.Sprintf("%seph-%d", soakPrefix, r)
+	ephPause := time.Duration(rng.IntN(1000)) * time.Millisecond // drawn here: rng is not safe across goroutines, and a seed must replay
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -188,7 +189,7 @@ func soakRound(t *testing.T, rng *rand.Rand, st *soakStats, nets []*soakNet, r i
 			st.netOpFails.Add(1)
 			t.Logf("round %d: network create %s: %v: %s", r, eph, err, strings.TrimSpace(out))
 		}
-		time.Sleep(time.Duration(rng.IntN(1000)) * time.Millisecond)
+		time.Sleep(ephPause)
 		if out, err := dockerCmd("network", "rm", eph); err != nil {
 			st.netOpFails.Add(1)
 			t.Logf("round %d: network rm %s: %v: %s", r, eph, err, strings.TrimSpace(out))
