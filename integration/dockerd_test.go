@@ -114,6 +114,23 @@ func startDockerd() (int, error) {
 	return pid, fmt.Errorf("dockerd (pid %d) did not answer `docker info` within 60s; see %s", pid, dockerdLog)
 }
 
+// stopDockerd stops dockerd pid with SIGTERM and waits until it is gone.
+func stopDockerd(t *testing.T, pid int) {
+	t.Helper()
+	t.Logf("stopping dockerd (pid %d) with SIGTERM", pid)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM dockerd %d: %v", pid, err)
+	}
+	if err := e2eEventually(90*time.Second, func() error {
+		if !procGone(pid) {
+			return fmt.Errorf("dockerd %d still running", pid)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // ensureDockerd leaves a running engine behind, whatever happened.
 func ensureDockerd(t *testing.T) {
 	if _, err := dockerCmd("info"); err == nil {

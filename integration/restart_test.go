@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -413,18 +412,7 @@ func TestRestartZZDockerd(t *testing.T) {
 	s := e2eRestartPrepare(t, lc, name, true)
 
 	pid := dockerdPID(t)
-	t.Logf("stopping dockerd (pid %d) with SIGTERM", pid)
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM dockerd %d: %v", pid, err)
-	}
-	if err := e2eEventually(90*time.Second, func() error {
-		if !procGone(pid) {
-			return fmt.Errorf("dockerd %d still running", pid)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	stopDockerd(t, pid)
 	// Watch FORWARD while dockerd starts: Docker puts its own jumps on top;
 	// the plugin must move ours back.
 	watchStart := time.Now()

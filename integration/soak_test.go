@@ -285,18 +285,7 @@ func soakFault(t *testing.T, rng *rand.Rand, nets []*soakNet, kind string) {
 			t.Fatalf("start plugin after the reboot: %v", err)
 		}
 	case "dockerd-live-restore", "dockerd-restart":
-		pid := dockerdPID(t)
-		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-			t.Fatalf("SIGTERM dockerd %d: %v", pid, err)
-		}
-		if err := e2eEventually(90*time.Second, func() error {
-			if !procGone(pid) {
-				return fmt.Errorf("dockerd %d still running", pid)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		stopDockerd(t, dockerdPID(t))
 		if _, err := startDockerd(); err != nil {
 			t.Fatal(err)
 		}
