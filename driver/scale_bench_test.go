@@ -11,6 +11,7 @@ import (
 
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/state"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -75,6 +76,33 @@ func (w *nsWorker) do(fn func() error) error {
 
 func (w *nsWorker) stop() { close(w.work) }
 
+// callCost adds up the time of one kind of call and where it went.
+type callCost struct {
+	took  time.Duration
+	parts timing.Split
+}
+
+func (c *callCost) add(call func() error) error {
+	before, t0 := timing.Cumulative(), time.Now()
+	err := call()
+	after := timing.Cumulative()
+	c.took += time.Since(t0)
+	c.parts.Netlink += after.Netlink - before.Netlink
+	c.parts.Iptables += after.Iptables - before.Iptables
+	c.parts.Bbolt += after.Bbolt - before.Bbolt
+	return err
+}
+
+// report gives the mean per call: NAME-ms/op, and NAME-iptables-ms/op,
+// NAME-netlink-ms/op and NAME-bbolt-ms/op for where it went.
+func (c *callCost) report(b *testing.B, name string) {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 / float64(b.N) }
+	b.ReportMetric(ms(c.took), name+"-ms/op")
+	b.ReportMetric(ms(c.parts.Iptables), name+"-iptables-ms/op")
+	b.ReportMetric(ms(c.parts.Netlink), name+"-netlink-ms/op")
+	b.ReportMetric(ms(c.parts.Bbolt), name+"-bbolt-ms/op")
+}
+
 func benchNetID(i int) string { return fmt.Sprintf("%012x%052d", 0xb00000+i, 0) }
 func benchEpID(i int) string  { return fmt.Sprintf("%012x%052d", 0xe00000+i, 0) }
 
@@ -99,28 +127,29 @@ func BenchmarkNetworkCreateDelete(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(fmt.Sprintf("networks=%d", existing), func(b *testing.B) {
-			var create, del time.Duration
+			var create, del callCost
 			err := w.do(func() error {
 				id := benchNetID(9999)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					t0 := time.Now()
-					if err := w.d.CreateNetwork(netReq(id, "10.119.0.0/24", "10.119.0.1/24", nil)); err != nil {
+					if err := create.add(func() error {
+						return w.d.CreateNetwork(netReq(id, "10.119.0.0/24", "10.119.0.1/24", nil))
+					}); err != nil {
 						return err
 					}
-					t1 := time.Now()
-					if err := w.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
+					if err := del.add(func() error {
+						return w.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id})
+					}); err != nil {
 						return err
 					}
-					create, del = create+t1.Sub(t0), del+time.Since(t1)
 				}
 				return nil
 			})
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportMetric(float64(create.Microseconds())/1e3/float64(b.N), "create-ms/op")
-			b.ReportMetric(float64(del.Microseconds())/1e3/float64(b.N), "delete-ms/op")
+			create.report(b, "create")
+			del.report(b, "delete")
 		})
 		w.stop()
 	}
@@ -150,29 +179,31 @@ func BenchmarkEndpointCreateDelete(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run(fmt.Sprintf("endpoints=%d", existing), func(b *testing.B) {
-			var create, del time.Duration
+			var create, del callCost
 			err := w.do(func() error {
 				id := benchEpID(9999)
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					t0 := time.Now()
-					if _, err := w.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: net, EndpointID: id,
-						Interface: &api.EndpointInterface{Address: addr(9999)}, Options: map[string]any{}}); err != nil {
+					if err := create.add(func() error {
+						_, err := w.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: net, EndpointID: id,
+							Interface: &api.EndpointInterface{Address: addr(9999)}, Options: map[string]any{}})
+						return err
+					}); err != nil {
 						return err
 					}
-					t1 := time.Now()
-					if err := w.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: net, EndpointID: id}); err != nil {
+					if err := del.add(func() error {
+						return w.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: net, EndpointID: id})
+					}); err != nil {
 						return err
 					}
-					create, del = create+t1.Sub(t0), del+time.Since(t1)
 				}
 				return nil
 			})
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportMetric(float64(create.Microseconds())/1e3/float64(b.N), "create-ms/op")
-			b.ReportMetric(float64(del.Microseconds())/1e3/float64(b.N), "delete-ms/op")
+			create.report(b, "create")
+			del.report(b, "delete")
 		})
 		w.stop()
 	}

@@ -300,7 +300,7 @@ type e2eInv struct {
 }
 
 var (
-	reRuleIDs   = regexp.MustCompile(`mynet:([0-9a-f]{12})|MYNET-[FSD]-([0-9a-f]{12})`)
+	reRuleIDs   = regexp.MustCompile(`mynet:([0-9a-f]{12})|MYNET-I-([0-9a-f]{12})`)
 	reCounters  = regexp.MustCompile(`\[\d+:\d+\]`)
 	reLinkNet   = regexp.MustCompile(`^mn-([0-9a-f]{12})$`)
 	reLinkEndpt = regexp.MustCompile(`^mn[hc]([0-9a-f]{12})$`)

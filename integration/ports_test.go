@@ -67,7 +67,7 @@ type e2eDNAT struct {
 func e2eDNATRules() []e2eDNAT {
 	var rs []e2eDNAT
 	for _, l := range e2eRuleLines("iptables-save") {
-		if !strings.HasPrefix(l, "nat: -A MYNET-D-") {
+		if !strings.HasPrefix(l, "nat: -A MYNET-DNAT ") || !strings.Contains(l, "-j DNAT") {
 			continue
 		}
 		if m := reDNAT.FindStringSubmatch(l); m != nil {

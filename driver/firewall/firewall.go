@@ -1,31 +1,30 @@
 // Package firewall programs, for each mynet bridge network, what Docker's
 // bridge driver programs for its own networks (outbound NAT, forwarding
 // accepts, inter-container on/off, isolation, --internal, published ports),
-// in chains of our own that the built-in chains jump to first.
+// in chains of our own that the built-in chains jump to.
 //
 // # Chain layout (same in iptables and ip6tables)
 //
-//	table   chain                 jumped from                       content
-//	filter  MYNET-FORWARD         FORWARD rule 1                    2 jumps per network: -i BR / -o BR -> MYNET-F-<id>
-//	filter  MYNET-ISO-OUT         MYNET-F-<id> (-i BR ! -o BR)      -o <bridge> -j DROP: each bridge of ours + Docker's (docker+, br-+)
-//	filter  MYNET-ISO-IN          MYNET-F-<id> (-o BR ! -i BR)      -i <bridge> -j DROP: same set
-//	filter  MYNET-F-<id>          MYNET-FORWARD                     isolation jumps, RELATED/ESTABLISHED, DNAT'ed, ICC, egress
-//	nat     MYNET-DNAT            PREROUTING, OUTPUT rule 1         1 jump per network -> MYNET-D-<id>
-//	                              (-m addrtype --dst-type LOCAL)
-//	nat     MYNET-D-<id>          MYNET-DNAT                        1 DNAT rule per published port
-//	nat     MYNET-POSTROUTING     POSTROUTING rule 1                1 jump per network -> MYNET-S-<id>
-//	nat     MYNET-S-<id>          MYNET-POSTROUTING                 MASQUERADE: outbound, hairpin, 127.0.0.0/8
+//	table   chain               jumped from                           content
+//	filter  MYNET-FORWARD       FORWARD rule 1 (2 after DOCKER-USER)  rule 1: -j MYNET-ISO-1; then 3 rules per network
+//	filter  MYNET-ISO-1         MYNET-FORWARD rule 1                  Docker bridge to Docker bridge: RETURN; from a Docker
+//	                                                                  bridge: -j MYNET-ISO-2; per network -i BR ! -o BR -j MYNET-ISO-2
+//	filter  MYNET-ISO-2         MYNET-ISO-1                           -o <bridge> -j DROP: Docker's bridges (docker+, br-+), each of ours
+//	filter  MYNET-I-<id>        MYNET-FORWARD                         only an internal network with several subnets in one family
+//	nat     MYNET-DNAT          PREROUTING, OUTPUT rule 1             1 DNAT rule per published port
+//	                            (-m addrtype --dst-type LOCAL)
+//	nat     MYNET-POSTROUTING   POSTROUTING rule 1                    MASQUERADE per network: outbound, hairpin, 127.0.0.0/8
 //
 // <id> is the first 12 characters of the network id; every rule of a network
 // carries the comment "mynet:<id>", the rules that belong to no network carry
-// "mynet". Internal networks have no nat chains.
-//
-// Rule count per family, for one subnet in that family: a network has 10
-// filter rules (6 in MYNET-F-<id>, 2 jumps, 2 isolation drops) and 5 nat
-// rules in IPv4 (MASQUERADE outbound, hairpin, 127.0.0.0/8; 2 jumps) or 4 in
-// IPv6 (no 127/8 rule); one less without masquerading; an internal network
-// has 9 filter rules and no nat rule. A published port is 1 DNAT rule. The
-// base layout is 5 rules and 3 chains in filter, 3 rules and 2 chains in nat.
+// "mynet". A network with one IPv4 subnet has 8 rules, Docker's count for one
+// of its bridge networks: in filter MYNET-FORWARD "-o BR ctstate
+// RELATED,ESTABLISHED,DNAT ACCEPT", "-i BR -o BR ACCEPT|DROP" (ICC), "-i BR !
+// -o BR ACCEPT", and one rule in each isolation chain; in nat the outbound
+// MASQUERADE, the hairpin MASQUERADE and the 127.0.0.0/8 MASQUERADE (IPv6: no
+// 127/8 rule). An internal network has 5 (ICC and two drops for traffic
+// leaving the subnet instead of the accepts, no nat rules). A published port
+// is 1 rule (Docker: 3).
 //
 // The caller enables forwarding (net.ipv4.ip_forward, IPv6 forwarding) and,
 // for a container to reach its own published port through a host address,
@@ -41,15 +40,15 @@
 // what the kernel knows at forwarding time. Every packet between two
 // different bridges of ours, or between a bridge of ours and an interface
 // matching Docker's bridge names (docker0, docker_gwbridge, br-<id>; see
-// DefaultForeignBridges), is dropped, in both directions. The drops are
-// evaluated in each network's chain before any accept, and MYNET-FORWARD is
-// rule 1 of FORWARD, so they come before Docker's "-i docker0 ! -o docker0
-// -j ACCEPT". Both directions are checked by whichever network's chain sees
-// the packet first (ISO-OUT lists every bridge of ours as an output, ISO-IN
-// every bridge of ours as an input), so the order of the networks in
-// MYNET-FORWARD does not matter. Limits: a Docker bridge given a custom name
-// (com.docker.network.bridge.name) is not recognised, and a host uplink named
-// br-* or docker* would be cut off (set Config.ForeignBridges).
+// DefaultForeignBridges), is dropped, in both directions, by MYNET-ISO-1/2,
+// which run before any accept of ours; MYNET-FORWARD comes before Docker's
+// rules in FORWARD (only DOCKER-USER, the user's own chain, comes first), so
+// the drops also come before Docker's "-i docker0 ! -o docker0 -j ACCEPT".
+// Docker inserts its rules at the top of FORWARD when it creates a bridge
+// network; EnsureBase (called periodically) and AddNetwork put ours back.
+// Limits: a Docker bridge given a custom name (com.docker.network.bridge.name)
+// is not recognised, and a host uplink named br-* or docker* would be cut
+// off (set Config.ForeignBridges).
 //
 // # Published ports
 //
@@ -67,12 +66,17 @@
 //
 // # Programming
 //
-// Each operation reads the tables with one iptables-save per family, computes
-// the difference and applies it with one iptables-restore --noflush per
-// family (each table commits atomically); an operation that finds nothing to
-// do runs no restore. Operations are serialised by a mutex and run on the
-// calling OS thread, so a caller locked to a thread in another network
-// namespace programs that namespace.
+// Each operation computes the difference between the wanted rules and the
+// current ones and applies it with one iptables-restore --noflush per family
+// (each table commits atomically); an operation that finds nothing to do runs
+// no process. The current rules come from a copy of iptables-save's output
+// kept in memory and checked against the nf_tables generation (see cache.go):
+// reading the whole ruleset costs tens of milliseconds once networks number
+// in the hundreds, a restore about 10 ms whatever their number. With the
+// legacy backend (no generation) every operation reads the ruleset.
+// Operations are serialised by a mutex and run on the calling OS thread, so a
+// caller locked to a thread in another network namespace programs that
+// namespace.
 package firewall
 
 import (
@@ -138,6 +142,14 @@ type Firewall struct {
 	v6err      error
 	foreign    []string
 	sysctlRoot string
+
+	// The cached rulesets (backend.cached) are exact at this nf_tables
+	// generation; see cache.go.
+	gen      uint32
+	genKnown bool
+	// verifyCache: after each change, compare the cached ruleset with a
+	// fresh iptables-save (tests).
+	verifyCache bool
 }
 
 // New returns a Firewall using iptables, and ip6tables when it is available
@@ -212,28 +224,43 @@ func (f *Firewall) backend(fam family) (*backend, error) {
 	return f.v6, nil
 }
 
-// EnsureBase creates our chains if missing and moves the jumps from the
-// built-in chains back to rule 1 (Docker inserts its own jumps at the top at
-// every daemon start and after every network create). It costs one
-// iptables-save per family when nothing changed. Call it at start and
-// periodically; AddNetwork and AddPorts do it too.
+// EnsureBase creates our chains if missing and puts the jumps from the
+// built-in chains back at the top (Docker inserts its own rules at the top
+// when it creates a bridge network). It always reads the ruleset (one
+// iptables-save per family), so it is also what notices changes made by
+// others to our chains; call it at start and periodically. IPv6 chains are
+// only looked after once an IPv6 network has created them.
 func (f *Firewall) EnsureBase() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var errs []error
 	for _, b := range f.backends() {
-		st, err := b.save()
+		st, err := f.refresh(b)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		if b.fam == v6 && !hasOurChains(st) {
+			continue
+		}
 		s := newScript()
 		f.baseOps(b, st, s)
-		if err := b.apply(s); err != nil {
+		if err := f.commit(b, s, st); err != nil {
 			errs = append(errs, fmt.Errorf("ensure base %s chains: %w", b.fam, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func hasOurChains(st *ruleset) bool {
+	for _, tbl := range []string{tFilter, tNat} {
+		for _, c := range st.table(tbl).order {
+			if strings.HasPrefix(c, chainPrefix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // baseOps adds to s what the base layout of one family lacks in st.
@@ -243,48 +270,84 @@ func (f *Firewall) baseOps(b *backend, st *ruleset, s *script) {
 			s.newChain(c.table, c.name)
 		}
 	}
-	// Drops against foreign bridges: add missing ones, drop stale ones.
+	for _, h := range baseHeads(f.foreign) {
+		if f.headOps(st, s, h) {
+			f.log.Info("moving firewall rules back to the top", "family", b.fam.String(), "table", h.table, "chain", h.chain)
+		}
+	}
+	// Drops of packets going to a foreign bridge: add missing ones, drop
+	// stale ones (another Config.ForeignBridges) and duplicates.
 	want := map[string]bool{}
-	for _, r := range baseIsolation(f.foreign) {
-		want[r.chain+"\x01"+r.key()] = true
-		if st.count(r.table, r.chain, r.key()) == 0 {
+	for _, r := range baseDrops(f.foreign) {
+		want[r.key()] = true
+		if st.count(tFilter, chIso2, r.key()) == 0 {
 			s.appendRule(r)
 		}
 	}
-	for _, c := range []string{chIsoOut, chIsoIn} {
-		if ch := st.chain(tFilter, c); ch != nil {
-			for _, r := range ch.rules {
-				if r.comment == commentBase && !want[c+"\x01"+r.key] {
-					s.deleteText(tFilter, c, r.text)
-				}
+	if ch := st.chain(tFilter, chIso2); ch != nil {
+		seen := map[string]bool{}
+		for _, r := range ch.rules {
+			if r.comment != commentBase {
+				continue
 			}
-		}
-	}
-	for _, j := range baseJumps() {
-		key := j.key()
-		ch := st.chain(j.table, j.chain)
-		var occ []savedRule
-		if ch != nil {
-			for _, r := range ch.rules {
-				if r.key == key {
-					occ = append(occ, r)
-				}
+			if want[r.key] && !seen[r.key] {
+				seen[r.key] = true
+				continue
 			}
-		}
-		if len(occ) == 1 && ch.rules[0].key == key {
-			continue
-		}
-		for _, r := range occ {
-			s.deleteText(j.table, j.chain, r.text)
-		}
-		s.insertRule(j, 1)
-		if len(occ) > 0 {
-			f.log.Info("moving firewall jump back to the top", "family", b.fam.String(), "table", j.table, "chain", j.chain)
+			s.deleteSaved(tFilter, chIso2, r)
 		}
 	}
 }
 
-// change records what one apply added, for rollback.
+// headOps makes h.rules the first rules of its chain (after a leading
+// DOCKER-USER jump where allowed), each once, and removes other rules of
+// ours without a network there. It reports whether rules had to move.
+func (f *Firewall) headOps(st *ruleset, s *script, h head) (moved bool) {
+	ch := st.chain(h.table, h.chain)
+	var cur []savedRule
+	if ch != nil {
+		cur = ch.rules
+	}
+	offset := 0
+	if h.afterDockerUser {
+		for offset < len(cur) && cur[offset].target == dockerUser {
+			offset++
+		}
+	}
+	want := map[string]bool{}
+	for _, r := range h.rules {
+		want[r.key()] = true
+	}
+	inPlace := len(cur) >= offset+len(h.rules)
+	for i := 0; inPlace && i < len(h.rules); i++ {
+		inPlace = cur[offset+i].key == h.rules[i].key()
+	}
+	var stale []savedRule
+	found := 0
+	for i, r := range cur {
+		switch {
+		case want[r.key]:
+			found++
+			if !inPlace || i < offset || i >= offset+len(h.rules) {
+				stale = append(stale, r) // moved or duplicate
+			}
+		case r.comment == commentBase:
+			stale = append(stale, r) // no longer wanted
+		}
+	}
+	for _, r := range stale {
+		s.deleteSaved(h.table, h.chain, r)
+	}
+	if inPlace {
+		return false
+	}
+	for i, r := range h.rules {
+		s.insertRule(r, offset+1+i)
+	}
+	return found > 0
+}
+
+// change records what one commit added, for rollback.
 type change struct {
 	b       *backend
 	created []chainRef
@@ -296,7 +359,7 @@ func (f *Firewall) undo(ch *change) error {
 	if ch == nil || (len(ch.created) == 0 && len(ch.added) == 0) {
 		return nil
 	}
-	st, err := ch.b.save()
+	st, err := f.state(ch.b)
 	if err != nil {
 		return fmt.Errorf("roll back: %w", err)
 	}
@@ -307,7 +370,7 @@ func (f *Firewall) undo(ch *change) error {
 	s := newScript()
 	for _, r := range ch.added {
 		if !created[r.table+"\x01"+r.chain] && st.count(r.table, r.chain, r.key()) > 0 {
-			s.deleteText(r.table, r.chain, r.text())
+			s.deleteRule(r)
 		}
 	}
 	for _, c := range ch.created {
@@ -320,7 +383,7 @@ func (f *Firewall) undo(ch *change) error {
 			s.deleteChain(c.table, c.name)
 		}
 	}
-	if err := ch.b.apply(s); err != nil {
+	if err := f.commit(ch.b, s, st); err != nil {
 		return fmt.Errorf("roll back: %w", err)
 	}
 	return nil
@@ -405,11 +468,10 @@ func (f *Firewall) networkSysctls(n *Network, byFam map[family][]netip.Prefix, u
 	return nil
 }
 
-// AddNetworks programs many networks with one iptables-save and one
-// iptables-restore per family instead of one each per network: a start after
-// a reboot re-adds every network, and each save reads all rules so far.
-// It rolls nothing back: on error the caller adds the networks one by one
-// with AddNetwork (idempotent), which reports each failure on its own.
+// AddNetworks programs many networks with one iptables-restore per family
+// instead of one each per network (a start after a reboot re-adds every
+// network). It rolls nothing back: on error the caller adds the networks one
+// by one with AddNetwork (idempotent), which reports each failure on its own.
 func (f *Firewall) AddNetworks(ns []Network) error {
 	byFams := make([]map[family][]netip.Prefix, len(ns))
 	for i := range ns {
@@ -443,7 +505,7 @@ func (f *Firewall) AddNetworks(ns []Network) error {
 				if b, err = f.backend(fam); err != nil {
 					return err
 				}
-				if st, err = b.save(); err != nil {
+				if st, err = f.state(b); err != nil {
 					return err
 				}
 				f.baseOps(b, st, s)
@@ -451,7 +513,7 @@ func (f *Firewall) AddNetworks(ns []Network) error {
 			f.planNetwork(b, st, s, &ns[i], fam, byFams[i][fam])
 		}
 		if b != nil && !s.empty() {
-			if err := b.apply(s); err != nil {
+			if err := f.commit(b, s, st); err != nil {
 				return fmt.Errorf("add %s rules of %d networks: %w", fam, len(ns), err)
 			}
 		}
@@ -460,7 +522,7 @@ func (f *Firewall) AddNetworks(ns []Network) error {
 }
 
 func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []netip.Prefix) (*change, error) {
-	st, err := b.save()
+	st, err := f.state(b)
 	if err != nil {
 		return nil, err
 	}
@@ -471,7 +533,29 @@ func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []ne
 		return nil, nil
 	}
 	f.log.Debug("programming network", "family", fam.String(), "network", shortID(n.ID), "bridge", n.Bridge)
-	return ch, b.apply(s)
+	return ch, f.commit(b, s, st)
+}
+
+// sharedChains are the chains that hold rules of many networks, and the
+// built-in ones our base jumps are in.
+var sharedChains = []chainRef{
+	{tFilter, chForward}, {tFilter, chIso1}, {tFilter, chIso2},
+	{tNat, chDNAT}, {tNat, chPost},
+}
+
+// rulesOf returns the rules with the given comment in a chain.
+func rulesOf(st *ruleset, c chainRef, comment string) []savedRule {
+	ch := st.chain(c.table, c.name)
+	if ch == nil {
+		return nil
+	}
+	var out []savedRule
+	for _, r := range ch.rules {
+		if r.comment == comment {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // planNetwork adds to s what makes the rules of n in st what they should
@@ -482,14 +566,14 @@ func (f *Firewall) planNetwork(b *backend, st *ruleset, s *script, n *Network, f
 	nr := buildNetRules(n, fam, subnets)
 	ch := &change{b: b}
 
-	wantChains := map[string]bool{}
+	wantOwned := map[string]bool{}
 	for _, oc := range nr.owned {
-		wantChains[oc.name] = true
+		wantOwned[oc.name] = true
 		cur := st.chain(oc.table, oc.name)
 		if cur == nil {
 			s.newChain(oc.table, oc.name)
 			ch.created = append(ch.created, chainRef{oc.table, oc.name})
-		} else if sameRules(cur, oc.rules) {
+		} else if sameRules(cur.rules, oc.rules) {
 			continue
 		} else {
 			s.flushChain(oc.table, oc.name)
@@ -498,84 +582,64 @@ func (f *Firewall) planNetwork(b *backend, st *ruleset, s *script, n *Network, f
 			s.appendRule(r)
 		}
 	}
-	if nr.ports != nil {
-		wantChains[nr.ports.name] = true
-		if st.chain(nr.ports.table, nr.ports.name) == nil {
-			s.newChain(nr.ports.table, nr.ports.name)
-			ch.created = append(ch.created, chainRef{nr.ports.table, nr.ports.name})
+	// The network's rules in each shared chain, in order: when they differ
+	// in any way (missing, stale, duplicated, reordered), all of them are
+	// deleted and appended again. Published ports are AddPorts' business,
+	// unless the network is internal now.
+	for _, c := range sharedChains {
+		if c.name == chDNAT && !n.Internal {
+			continue
 		}
-	}
-	// Shared rules: add the missing ones; delete ours that are no longer
-	// wanted (another bridge name, internal now) and duplicates.
-	want := map[string]bool{}
-	for _, r := range nr.shared {
-		want[r.table+"\x01"+r.chain+"\x01"+r.key()] = true
-		if st.count(r.table, r.chain, r.key()) == 0 {
+		cur := rulesOf(st, c, comment)
+		want := nr.byChain[c]
+		if sameRules(cur, want) {
+			continue
+		}
+		for _, r := range cur {
+			s.deleteSaved(c.table, c.name, r)
+		}
+		for _, r := range want {
 			s.appendRule(r)
 			ch.added = append(ch.added, r)
 		}
 	}
-	for _, tbl := range []string{tFilter, tNat} {
-		t := st.table(tbl)
-		for _, cname := range t.order {
-			if isPerNetChain(cname) {
-				continue
-			}
-			seen := map[string]bool{}
-			for _, r := range t.chains[cname].rules {
-				if r.comment != comment {
-					continue
-				}
-				k := tbl + "\x01" + cname + "\x01" + r.key
-				if want[k] && !seen[k] {
-					seen[k] = true
-					continue
-				}
-				s.deleteText(tbl, cname, r.text)
-			}
-		}
-	}
-	// Per-network chains no longer wanted (the network became internal);
-	// their jumps were deleted above, in the same table section.
-	for _, c := range perNetChains(id12) {
-		if !wantChains[c.name] && st.chain(c.table, c.name) != nil {
-			s.flushChain(c.table, c.name)
-			s.deleteChain(c.table, c.name)
-		}
+	// An owned chain no longer wanted (the network is no longer internal
+	// with several subnets); its jumps were deleted above, in the same table
+	// section.
+	if c := pfxInternal + id12; !wantOwned[c] && st.chain(tFilter, c) != nil {
+		s.flushChain(tFilter, c)
+		s.deleteChain(tFilter, c)
 	}
 	return ch
 }
 
-func sameRules(cur *chain, want []rule) bool {
-	if len(cur.rules) != len(want) {
+func sameRules(cur []savedRule, want []rule) bool {
+	if len(cur) != len(want) {
 		return false
 	}
 	for i, r := range want {
-		if cur.rules[i].key != r.key() {
+		if cur[i].key != r.key() {
 			return false
 		}
 	}
 	return true
 }
 
-// RemoveNetwork removes every rule and chain of the network, its published
-// ports included. Only n.ID is used, so Network{ID: id} from OwnedNetworks
-// is enough. Removing twice is fine.
+// RemoveNetwork removes every rule of the network, its published ports
+// included. Only n.ID is used, so Network{ID: id} from OwnedNetworks is
+// enough. Removing twice is fine.
 func (f *Firewall) RemoveNetwork(n Network) error {
 	if err := validID(n.ID); err != nil {
 		return err
 	}
 	id12 := shortID(n.ID)
 	comment := netComment(id12)
-	own := map[string]bool{}
-	for _, c := range perNetChains(id12) {
-		own[c.name] = true
-	}
+	own := pfxInternal + id12
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var errs []error
 	for _, b := range f.backends() {
-		st, err := b.save()
+		st, err := f.state(b)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -584,27 +648,31 @@ func (f *Firewall) RemoveNetwork(n Network) error {
 		for _, tbl := range []string{tFilter, tNat} {
 			t := st.table(tbl)
 			for _, cname := range t.order {
-				if own[cname] {
+				if cname == own {
 					continue // flushed below
 				}
 				for _, r := range t.chains[cname].rules {
 					if r.comment == comment {
-						s.deleteText(tbl, cname, r.text)
+						s.deleteSaved(tbl, cname, r)
 					}
 				}
 			}
 		}
-		for _, c := range perNetChains(id12) {
-			if st.chain(c.table, c.name) != nil {
-				s.flushChain(c.table, c.name)
-				s.deleteChain(c.table, c.name)
-			}
+		if st.chain(tFilter, own) != nil {
+			s.flushChain(tFilter, own)
+			s.deleteChain(tFilter, own)
 		}
-		if err := b.apply(s); err != nil {
+		if err := f.commit(b, s, st); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s rules of network %s: %w", b.fam, id12, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// programmed reports whether network id12 has its rules in st: a bridge
+// network that is not internal always has its hairpin rule.
+func programmed(st *ruleset, id12 string) bool {
+	return len(rulesOf(st, chainRef{tNat, chPost}, netComment(id12))) > 0
 }
 
 // AddPorts publishes ports of a container of network n: all or nothing.
@@ -652,12 +720,11 @@ func (f *Firewall) AddPorts(n Network, ports []PortMapping) (retErr error) {
 			continue
 		}
 		b, _ := f.backend(fam)
-		st, err := b.save()
+		st, err := f.state(b)
 		if err != nil {
 			return err
 		}
-		dch := pfxPorts + id12
-		if st.chain(tNat, dch) == nil {
+		if !programmed(st, id12) {
 			return fmt.Errorf("%w: network %s (%s): call AddNetwork first", ErrNetworkNotProgrammed, id12, fam)
 		}
 		s := newScript()
@@ -666,17 +733,17 @@ func (f *Firewall) AddPorts(n Network, ports []PortMapping) (retErr error) {
 		hasSCTP := false
 		for i, p := range pms {
 			r := portRule(id12, p)
-			if err := checkConflict(st, dch, r, pms[:i]); err != nil {
+			if err := checkConflict(st, r, pms[:i]); err != nil {
 				return err
 			}
-			if st.count(tNat, dch, r.key()) == 0 {
+			if st.count(tNat, chDNAT, r.key()) == 0 {
 				s.appendRule(r)
 				ch.added = append(ch.added, r)
 				hasSCTP = hasSCTP || p.Proto == "sctp"
 			}
 		}
 		undo = append(undo, ch)
-		if err := b.apply(s); err != nil {
+		if err := f.commit(b, s, st); err != nil {
 			if hasSCTP {
 				return fmt.Errorf("publish %s ports of network %s (includes sctp; the kernel may lack sctp support): %w", fam, id12, err)
 			}
@@ -689,7 +756,7 @@ func (f *Firewall) AddPorts(n Network, ports []PortMapping) (retErr error) {
 // checkConflict looks for another DNAT rule of ours (or an earlier port of
 // the same request) that takes the same protocol and host port on an
 // overlapping host address.
-func checkConflict(st *ruleset, dch string, r rule, earlier []PortMapping) error {
+func checkConflict(st *ruleset, r rule, earlier []PortMapping) error {
 	pp, _ := parsePortRule(r.args)
 	overlaps := func(o parsedPort) bool {
 		return o.proto == pp.proto && o.port == pp.port && (o.hostIP == "" || pp.hostIP == "" || o.hostIP == pp.hostIP)
@@ -700,25 +767,20 @@ func checkConflict(st *ruleset, dch string, r rule, earlier []PortMapping) error
 			return fmt.Errorf("%w: %s port %s requested twice (to %s and %s)", ErrPortConflict, pp.proto, pp.port, o.to, pp.to)
 		}
 	}
-	t := st.table(tNat)
-	for _, cname := range t.order {
-		if !strings.HasPrefix(cname, pfxPorts) {
+	ch := st.chain(tNat, chDNAT)
+	if ch == nil {
+		return nil
+	}
+	for _, e := range ch.rules {
+		o, ok := parsePortRule(e.tokens)
+		if !ok || !overlaps(o) || e.key == r.key() {
 			continue
 		}
-		for _, e := range t.chains[cname].rules {
-			o, ok := parsePortRule(e.tokens)
-			if !ok || !overlaps(o) {
-				continue
-			}
-			if cname == dch && e.key == r.key() {
-				continue
-			}
-			host := o.hostIP
-			if host == "" {
-				host = "*"
-			}
-			return fmt.Errorf("%w: %s %s:%s is published by network %s to %s", ErrPortConflict, o.proto, host, o.port, strings.TrimPrefix(cname, pfxPorts), o.to)
+		host := o.hostIP
+		if host == "" {
+			host = "*"
 		}
+		return fmt.Errorf("%w: %s %s:%s is published by network %s to %s", ErrPortConflict, o.proto, host, o.port, strings.TrimPrefix(e.comment, commentPrefix), o.to)
 	}
 	return nil
 }
@@ -746,7 +808,7 @@ func (f *Firewall) RemovePorts(n Network, ports []PortMapping) error {
 		if err != nil {
 			continue // nothing of that family can exist
 		}
-		st, err := b.save()
+		st, err := f.state(b)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -755,17 +817,15 @@ func (f *Firewall) RemovePorts(n Network, ports []PortMapping) error {
 		for _, p := range pms {
 			r := portRule(id12, p)
 			if st.count(tNat, r.chain, r.key()) > 0 {
-				s.appendDelete(r)
+				s.deleteRule(r)
 			}
 		}
-		if err := b.apply(s); err != nil {
+		if err := f.commit(b, s, st); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s ports of network %s: %w", fam, id12, err))
 		}
 	}
 	return errors.Join(errs...)
 }
-
-func (s *script) appendDelete(r rule) { s.deleteText(r.table, r.chain, r.text()) }
 
 // OwnedNetworks returns the networks (12-char id and bridge) that have rules
 // of ours, sorted by bridge name.
@@ -774,7 +834,7 @@ func (f *Firewall) OwnedNetworks() ([]OwnedNetwork, error) {
 	defer f.mu.Unlock()
 	seen := map[OwnedNetwork]bool{}
 	for _, b := range f.backends() {
-		st, err := b.save()
+		st, err := f.state(b)
 		if err != nil {
 			return nil, err
 		}
@@ -829,36 +889,45 @@ func (f *Firewall) Cleanup() error {
 	defer f.mu.Unlock()
 	var errs []error
 	for _, b := range f.backends() {
-		st, err := b.save()
+		st, err := f.state(b)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		s := newScript()
-		for _, tbl := range []string{tFilter, tNat} {
-			t := st.table(tbl)
-			var ours []string
-			for _, cname := range t.order {
-				if strings.HasPrefix(cname, chainPrefix) {
-					ours = append(ours, cname)
-					continue
-				}
-				for _, r := range t.chains[cname].rules {
-					if strings.HasPrefix(r.target, chainPrefix) || r.comment == commentBase || strings.HasPrefix(r.comment, commentPrefix) {
-						s.deleteText(tbl, cname, r.text)
-					}
-				}
-			}
-			for _, c := range ours {
-				s.flushChain(tbl, c)
-			}
-			for _, c := range ours {
-				s.deleteChain(tbl, c)
-			}
-		}
-		if err := b.apply(s); err != nil {
+		cleanupOps(st, s, func(name string) bool { return strings.HasPrefix(name, chainPrefix) })
+		if err := f.commit(b, s, st); err != nil {
 			errs = append(errs, fmt.Errorf("clean up %s rules: %w", b.fam, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// cleanupOps adds to s the removal of the chains gone(name) selects, of the
+// rules of ours in the other chains that jump to them, and (for a full
+// cleanup) of every other rule of ours.
+func cleanupOps(st *ruleset, s *script, gone func(string) bool) {
+	full := gone(chForward)
+	for _, tbl := range []string{tFilter, tNat} {
+		t := st.table(tbl)
+		var del []string
+		for _, cname := range t.order {
+			if gone(cname) {
+				del = append(del, cname)
+				continue
+			}
+			for _, r := range t.chains[cname].rules {
+				ours := r.comment == commentBase || strings.HasPrefix(r.comment, commentPrefix)
+				if gone(r.target) || (full && ours) {
+					s.deleteSaved(tbl, cname, r)
+				}
+			}
+		}
+		for _, c := range del {
+			s.flushChain(tbl, c)
+		}
+		for _, c := range del {
+			s.deleteChain(tbl, c)
+		}
+	}
 }

@@ -39,14 +39,23 @@ func TestIdempotentAndExactRemoval(t *testing.T) {
 	pristine4, pristine6 := normSave(l.save(v4)), normSave(l.save(v6))
 
 	l.do(l.fw.EnsureBase)
+	if strings.Contains(l.save(v6), "MYNET") {
+		t.Errorf("EnsureBase made IPv6 chains with no IPv6 network")
+	}
+	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", Subnets: pfx("198.18.10.0/24", "fd00:10::/64"), ICC: false, Masquerade: true}
+	// What a network leaves behind when removed: the base chains.
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	l.do(func() error { return l.fw.RemoveNetwork(n) })
 	base4, base6 := l.save(v4), l.save(v6)
+	if strings.Contains(base4+base6, "mynet:") {
+		t.Errorf("RemoveNetwork left rules of the network:\n%s\n%s", base4, base6)
+	}
 	before := l.runs()
 	l.do(l.fw.EnsureBase)
 	if d := l.runs() - before; d != 2 {
 		t.Errorf("EnsureBase with nothing to do ran %d iptables processes, want 2 (one save per family)", d)
 	}
 
-	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", Subnets: pfx("198.18.10.0/24", "fd00:10::/64"), ICC: false, Masquerade: true}
 	ports := []PortMapping{
 		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80},
 		{Proto: "udp", HostIP: addr("192.0.2.1"), HostPort: 5353, ContainerIP: addr("198.18.10.2"), ContainerPort: 53},
@@ -59,18 +68,18 @@ func TestIdempotentAndExactRemoval(t *testing.T) {
 
 	// Count what one network and one port cost.
 	count := func(s, what string) int { return strings.Count(s, what) }
-	if got := count(after4, "mynet:aaaaaaaaaaaa"); got != 15+2 {
-		t.Errorf("IPv4: %d rules with the network comment, want 17 (15 + 2 ports)", got)
+	if got := count(after4, "mynet:aaaaaaaaaaaa"); got != 8+2 {
+		t.Errorf("IPv4: %d rules with the network comment, want 10 (8 + 2 ports)", got)
 	}
-	if got := count(after6, "mynet:aaaaaaaaaaaa"); got != 14+1 {
-		t.Errorf("IPv6: %d rules with the network comment, want 15 (14 + 1 port)", got)
+	if got := count(after6, "mynet:aaaaaaaaaaaa"); got != 7+1 {
+		t.Errorf("IPv6: %d rules with the network comment, want 8 (7 + 1 port)", got)
 	}
 
 	before = l.runs()
 	l.do(func() error { return l.fw.AddNetwork(n) })
 	l.do(func() error { return l.fw.AddPorts(n, ports) })
-	if d := l.runs() - before; d != 4 {
-		t.Errorf("repeated AddNetwork+AddPorts ran %d iptables processes, want 4 (saves only)", d)
+	if d := l.runs() - before; d != 0 {
+		t.Errorf("repeated AddNetwork+AddPorts ran %d iptables processes, want 0 (the cached ruleset answers)", d)
 	}
 	if a4, a6 := l.save(v4), l.save(v6); a4 != after4 || a6 != after6 {
 		t.Errorf("second AddNetwork/AddPorts changed the rules:\n%s\n%s", a4, a6)
@@ -97,8 +106,8 @@ func TestIdempotentAndExactRemoval(t *testing.T) {
 	}
 	before = l.runs()
 	l.do(func() error { return l.fw.RemoveNetwork(Network{ID: n.ID}) })
-	if d := l.runs() - before; d != 2 {
-		t.Errorf("second RemoveNetwork ran %d processes, want 2 saves", d)
+	if d := l.runs() - before; d != 0 {
+		t.Errorf("second RemoveNetwork ran %d processes, want 0", d)
 	}
 
 	l.do(l.fw.Cleanup)
@@ -110,8 +119,12 @@ func TestIdempotentAndExactRemoval(t *testing.T) {
 
 func TestEnsureBaseMovesJumpsBackToTop(t *testing.T) {
 	l := newLab(t)
-	l.do(l.fw.EnsureBase)
-	// What Docker does: its own jumps at position 1.
+	n := Network{ID: "ab00000000000000", Bridge: "myj0", ICC: true, Masquerade: true,
+		Subnets: l.addBridge("myj0", "198.18.40.1/24", "fd00:40::1/64")}
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	// What Docker does when it creates a bridge network: its rules at the
+	// top of FORWARD, POSTROUTING and PREROUTING, then DOCKER-USER put back
+	// at position 1 of FORWARD.
 	l.do(func() error {
 		for _, fam := range []iptables.Protocol{iptables.ProtocolIPv4, iptables.ProtocolIPv6} {
 			src := "172.17.0.0/16"
@@ -122,23 +135,22 @@ func TestEnsureBaseMovesJumpsBackToTop(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := ipt.NewChain("filter", "DOCKER-USER"); err != nil {
-				return err
-			}
-			if err := ipt.Append("filter", "DOCKER-USER", "-j", "RETURN"); err != nil {
-				return err
-			}
-			if err := ipt.Insert("filter", "FORWARD", 1, "-j", "DOCKER-USER"); err != nil {
-				return err
-			}
-			if err := ipt.NewChain("nat", "DOCKER"); err != nil {
-				return err
-			}
-			if err := ipt.Insert("nat", "PREROUTING", 1, "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER"); err != nil {
-				return err
-			}
-			if err := ipt.Insert("nat", "POSTROUTING", 1, "-s", src, "-j", "MASQUERADE"); err != nil {
-				return err
+			for _, step := range []func() error{
+				func() error { return ipt.NewChain("filter", "DOCKER-USER") },
+				func() error { return ipt.Append("filter", "DOCKER-USER", "-j", "RETURN") },
+				func() error {
+					return ipt.Insert("filter", "FORWARD", 1, "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
+				},
+				func() error { return ipt.Insert("filter", "FORWARD", 1, "-j", "DOCKER-USER") },
+				func() error { return ipt.NewChain("nat", "DOCKER") },
+				func() error {
+					return ipt.Insert("nat", "PREROUTING", 1, "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER")
+				},
+				func() error { return ipt.Insert("nat", "POSTROUTING", 1, "-s", src, "-j", "MASQUERADE") },
+			} {
+				if err := step(); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -157,27 +169,31 @@ func TestEnsureBaseMovesJumpsBackToTop(t *testing.T) {
 		}
 		return got
 	}
-	if r := first(v4, "filter", "FORWARD"); len(r) != 2 || !strings.Contains(r[0], "DOCKER-USER") {
+	if r := first(v4, "filter", "FORWARD"); len(r) != 3 || !strings.Contains(r[0], "DOCKER-USER") || !strings.Contains(r[2], "MYNET-FORWARD") {
 		t.Fatalf("setup: FORWARD = %q", r)
 	}
 	l.do(l.fw.EnsureBase)
 	for _, fam := range []family{v4, v6} {
-		for _, c := range []struct{ table, chain, target string }{
-			{"filter", "FORWARD", "MYNET-FORWARD"},
-			{"nat", "PREROUTING", "MYNET-DNAT"},
-			{"nat", "OUTPUT", "MYNET-DNAT"},
-			{"nat", "POSTROUTING", "MYNET-POSTROUTING"},
+		for _, c := range []struct {
+			table, chain, target string
+			pos                  int
+		}{
+			// FORWARD: right after DOCKER-USER, before Docker's accepts.
+			{"filter", "FORWARD", "MYNET-FORWARD", 1},
+			{"nat", "PREROUTING", "MYNET-DNAT", 0},
+			{"nat", "OUTPUT", "MYNET-DNAT", 0},
+			{"nat", "POSTROUTING", "MYNET-POSTROUTING", 0},
 		} {
 			r := first(fam, c.table, c.chain)
-			if len(r) == 0 || !strings.HasSuffix(r[0], "-j "+c.target) {
-				t.Errorf("%s %s %s: first rule %q, want our jump", fam, c.table, c.chain, r)
+			if len(r) <= c.pos || !strings.HasSuffix(r[c.pos], "-j "+c.target) {
+				t.Errorf("%s %s %s: rules %q, want our jump at index %d", fam, c.table, c.chain, r, c.pos)
 			}
 			if n := strings.Count(strings.Join(r, "\n"), "-j "+c.target); n != 1 {
 				t.Errorf("%s %s %s: %d jumps to %s, want 1", fam, c.table, c.chain, n, c.target)
 			}
 		}
-		if r := first(fam, "filter", "FORWARD"); len(r) != 2 {
-			t.Errorf("%s FORWARD: %q: Docker's rule must stay", fam, r)
+		if r := first(fam, "filter", "FORWARD"); len(r) != 3 || !strings.Contains(r[0], "DOCKER-USER") {
+			t.Errorf("%s FORWARD: %q: Docker's rules must stay, DOCKER-USER first", fam, r)
 		}
 	}
 	before := l.runs()
@@ -185,9 +201,18 @@ func TestEnsureBaseMovesJumpsBackToTop(t *testing.T) {
 	if d := l.runs() - before; d != 2 {
 		t.Errorf("EnsureBase after repair ran %d processes, want 2", d)
 	}
+	// Docker puts DOCKER-USER back at the top after each network it
+	// creates: ours stays right behind it and nothing needs moving.
+	l.run("iptables", "-D", "FORWARD", "-j", "DOCKER-USER")
+	l.run("iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
+	before = l.runs()
+	l.do(l.fw.EnsureBase)
+	if d := l.runs() - before; d != 2 {
+		t.Errorf("EnsureBase after DOCKER-USER re-insert ran %d processes, want 2 (saves only)", d)
+	}
 	// Cleanup leaves Docker's rules alone.
 	l.do(l.fw.Cleanup)
-	if r := first(v4, "filter", "FORWARD"); len(r) != 1 || !strings.Contains(r[0], "DOCKER-USER") {
+	if r := first(v4, "filter", "FORWARD"); len(r) != 2 || !strings.Contains(r[0], "DOCKER-USER") {
 		t.Errorf("after Cleanup FORWARD = %q", r)
 	}
 	if strings.Contains(l.save(v4)+l.save(v6), "MYNET") {
@@ -494,8 +519,8 @@ func TestConcurrent(t *testing.T) {
 	}
 	s4 := l.save(v4)
 	for _, nw := range nets[:1] {
-		if got := strings.Count(s4, "mynet:"+nw.ID); got != 16 {
-			t.Errorf("network %s: %d IPv4 rules, want 16", nw.ID, got)
+		if got := strings.Count(s4, "mynet:"+nw.ID); got != 9 {
+			t.Errorf("network %s: %d IPv4 rules, want 9 (8 + 1 port)", nw.ID, got)
 		}
 	}
 	l.do(l.fw.Cleanup)

@@ -37,6 +37,14 @@ type backend struct {
 	// applyHook, when set, replaces running iptables-restore (tests inject
 	// failures with it).
 	applyHook func(script string) error
+
+	// nft: the nf_tables backend, whose changes bump the ruleset
+	// generation (cache.go); the legacy one does not.
+	nft bool
+	// cached: the ruleset as of Firewall.gen (nil: read it again).
+	cached *ruleset
+	// hits counts calls answered from the cache (tests).
+	hits int
 }
 
 func newBackend(fam family) (*backend, error) {
@@ -59,6 +67,7 @@ func newBackend(fam family) (*backend, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	resolved, err := filepath.EvalSymlinks(path)
+	b.nft = isNft(resolved)
 	if err == nil && isMultiBinary(filepath.Base(resolved)) {
 		b.savePath, b.saveArg0 = resolved, name+"-save"
 		b.restorePath, b.restoreArg0 = resolved, name+"-restore"
@@ -72,6 +81,19 @@ func newBackend(fam family) (*backend, error) {
 	}
 	b.saveArg0, b.restoreArg0 = name+"-save", name+"-restore"
 	return b, nil
+}
+
+// isNft tells the nf_tables flavour of iptables from the legacy one: by the
+// multi-call binary it links to, else by its version line.
+func isNft(resolved string) bool {
+	switch filepath.Base(resolved) {
+	case "xtables-nft-multi":
+		return true
+	case "xtables-legacy-multi":
+		return false
+	}
+	out, err := exec.Command(resolved, "--version").Output()
+	return err == nil && strings.Contains(string(out), "nf_tables")
 }
 
 func isMultiBinary(base string) bool {
@@ -323,54 +345,109 @@ func ruleKey(toks []string) string {
 	return strings.Join(segs, "\x00")
 }
 
-// script collects iptables-restore lines per table.
+// script collects iptables-restore operations per table. It keeps each
+// operation's structure so the cached copy of the ruleset can replay it.
 type script struct {
 	order []string
-	lines map[string][]string
+	ops   map[string][]scriptOp
 }
 
-func newScript() *script { return &script{lines: map[string][]string{}} }
+type opKind int
 
-func (s *script) add(tbl string, line string) {
-	if _, ok := s.lines[tbl]; !ok {
+const (
+	opNewChain opKind = iota
+	opFlush
+	opDeleteChain
+	opAppend
+	opInsert
+	opDelete
+)
+
+type scriptOp struct {
+	kind  opKind
+	chain string
+	text  string   // rule text (append, insert, delete)
+	toks  []string // rule words, quotes removed
+	pos   int      // insert position, 1-based
+}
+
+func newScript() *script { return &script{ops: map[string][]scriptOp{}} }
+
+func (s *script) add(tbl string, op scriptOp) {
+	if _, ok := s.ops[tbl]; !ok {
 		s.order = append(s.order, tbl)
 	}
-	s.lines[tbl] = append(s.lines[tbl], line)
+	s.ops[tbl] = append(s.ops[tbl], op)
 }
 
-func (s *script) empty() bool {
-	for _, l := range s.lines {
-		if len(l) > 0 {
-			return false
+func (s *script) empty() bool { return s.tables() == 0 }
+
+// tables is the number of table sections with operations: iptables-nft-restore
+// commits each as one nf_tables transaction.
+func (s *script) tables() int {
+	n := 0
+	for _, ops := range s.ops {
+		if len(ops) > 0 {
+			n++
 		}
 	}
-	return true
+	return n
+}
+
+func (op scriptOp) String() string {
+	switch op.kind {
+	case opNewChain:
+		return ":" + op.chain + " - [0:0]"
+	case opFlush:
+		return "-F " + op.chain
+	case opDeleteChain:
+		return "-X " + op.chain
+	case opAppend:
+		return "-A " + op.chain + " " + op.text
+	case opInsert:
+		return "-I " + op.chain + " " + strconv.Itoa(op.pos) + " " + op.text
+	default:
+		return "-D " + op.chain + " " + op.text
+	}
 }
 
 func (s *script) String() string {
 	var b strings.Builder
 	for _, t := range s.order {
-		if len(s.lines[t]) == 0 {
+		if len(s.ops[t]) == 0 {
 			continue
 		}
 		b.WriteString("*" + t + "\n")
-		for _, l := range s.lines[t] {
-			b.WriteString(l + "\n")
+		for _, op := range s.ops[t] {
+			b.WriteString(op.String() + "\n")
 		}
 		b.WriteString("COMMIT\n")
 	}
 	return b.String()
 }
 
-// newChain, appendRule, ... write one restore line each.
-func (s *script) newChain(tbl, name string)    { s.add(tbl, ":"+name+" - [0:0]") }
-func (s *script) flushChain(tbl, name string)  { s.add(tbl, "-F "+name) }
-func (s *script) deleteChain(tbl, name string) { s.add(tbl, "-X "+name) }
-func (s *script) appendRule(r rule)            { s.add(r.table, "-A "+r.chain+" "+r.text()) }
-func (s *script) insertRule(r rule, pos int) {
-	s.add(r.table, "-I "+r.chain+" "+strconv.Itoa(pos)+" "+r.text())
+// newChain, appendRule, ... add one operation each.
+func (s *script) newChain(tbl, name string)   { s.add(tbl, scriptOp{kind: opNewChain, chain: name}) }
+func (s *script) flushChain(tbl, name string) { s.add(tbl, scriptOp{kind: opFlush, chain: name}) }
+func (s *script) deleteChain(tbl, name string) {
+	s.add(tbl, scriptOp{kind: opDeleteChain, chain: name})
 }
-func (s *script) deleteText(tbl, chain, text string) { s.add(tbl, "-D "+chain+" "+text) }
+func (s *script) appendRule(r rule) {
+	s.add(r.table, scriptOp{kind: opAppend, chain: r.chain, text: r.text(), toks: r.args})
+}
+func (s *script) insertRule(r rule, pos int) {
+	s.add(r.table, scriptOp{kind: opInsert, chain: r.chain, text: r.text(), toks: r.args, pos: pos})
+}
+
+// deleteSaved deletes a rule as iptables-save printed it.
+func (s *script) deleteSaved(tbl, chain string, r savedRule) {
+	s.add(tbl, scriptOp{kind: opDelete, chain: chain, text: r.text, toks: r.tokens})
+}
+
+// deleteRule deletes a rule we generate.
+func (s *script) deleteRule(r rule) {
+	s.add(r.table, scriptOp{kind: opDelete, chain: r.chain, text: r.text(), toks: r.args})
+}
 
 // rule is a rule we generate.
 type rule struct {

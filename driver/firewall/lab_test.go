@@ -150,6 +150,10 @@ func newLab(t *testing.T) *lab {
 	l.ip(l.prefix+"-o", "link", "set", "eth0", "up")
 	l.do(func() error {
 		fw, err := New(nil)
+		if fw != nil {
+			// Every change is checked against a fresh iptables-save.
+			fw.verifyCache = true
+		}
 		l.fw = fw
 		return err
 	})

@@ -31,22 +31,23 @@ const (
 	tFilter = "filter"
 	tNat    = "nat"
 
-	// Shared chains, created by EnsureBase.
-	chForward = "MYNET-FORWARD"     // filter, jumped from FORWARD (rule 1)
-	chIsoOut  = "MYNET-ISO-OUT"     // filter, "output is another bridge" drops
-	chIsoIn   = "MYNET-ISO-IN"      // filter, "input is another bridge" drops
-	chDNAT    = "MYNET-DNAT"        // nat, jumped from PREROUTING and OUTPUT (rule 1)
-	chPost    = "MYNET-POSTROUTING" // nat, jumped from POSTROUTING (rule 1)
+	// Shared chains, created by EnsureBase (and by any call that needs them).
+	chForward = "MYNET-FORWARD"     // filter, jumped from FORWARD (first, or right after DOCKER-USER)
+	chIso1    = "MYNET-ISO-1"       // filter, rule 1 of MYNET-FORWARD: "leaves bridge X for another interface"
+	chIso2    = "MYNET-ISO-2"       // filter, from MYNET-ISO-1: "... and that interface is another bridge": DROP
+	chDNAT    = "MYNET-DNAT"        // nat, jumped from PREROUTING and OUTPUT (rule 1): published ports
+	chPost    = "MYNET-POSTROUTING" // nat, jumped from POSTROUTING (rule 1): masquerading
 
-	// Per-network chains: prefix + the first 12 characters of the network id
-	// (20 characters, within iptables' 28-character limit).
-	pfxFilter = "MYNET-F-" // filter: forwarding policy of one bridge
-	pfxSNAT   = "MYNET-S-" // nat: masquerade rules of one bridge
-	pfxPorts  = "MYNET-D-" // nat: DNAT rules of the published ports of one network
+	// pfxInternal + the first 12 characters of the network id: the chain
+	// of an internal network with several subnets in one family (the only
+	// layout whose rules depend on their order across subnets).
+	pfxInternal = "MYNET-I-"
 
 	chainPrefix   = "MYNET-"
 	commentBase   = "mynet"  // comment of rules that belong to no network
 	commentPrefix = "mynet:" // + 12-char network id
+
+	dockerUser = "DOCKER-USER" // Docker's chain for the user's own rules
 )
 
 // DefaultForeignBridges are the interface patterns (iptables syntax, "+" is a
@@ -63,20 +64,20 @@ func shortID(id string) string {
 
 func netComment(id12 string) string { return commentPrefix + id12 }
 
-func isPerNetChain(name string) bool {
-	return strings.HasPrefix(name, pfxFilter) || strings.HasPrefix(name, pfxSNAT) || strings.HasPrefix(name, pfxPorts)
+// obsoleteChain reports chains of the layout before 2026-11 (a chain per
+// network and three per bridge network); they are removed on sight and the
+// networks re-added in the current layout.
+func obsoleteChain(name string) bool {
+	for _, p := range []string{"MYNET-F-", "MYNET-S-", "MYNET-D-"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return name == "MYNET-ISO-OUT" || name == "MYNET-ISO-IN"
 }
 
 // chainRef names a chain of a table.
 type chainRef struct{ table, name string }
-
-func perNetChains(id12 string) []chainRef {
-	return []chainRef{
-		{tFilter, pfxFilter + id12},
-		{tNat, pfxSNAT + id12},
-		{tNat, pfxPorts + id12},
-	}
-}
 
 // mk builds a rule: the matches, then the comment (where iptables-save
 // prints it), then the target.
@@ -89,46 +90,67 @@ func mk(tbl, ch, comment string, match []string, target ...string) rule {
 	return rule{table: tbl, chain: ch, args: args}
 }
 
-// baseJumps are the jumps from the built-in chains; each must be rule 1 of its
-// built-in chain.
-func baseJumps() []rule {
-	return []rule{
-		mk(tFilter, "FORWARD", commentBase, nil, chForward),
-		mk(tNat, "PREROUTING", commentBase, []string{"-m", "addrtype", "--dst-type", "LOCAL"}, chDNAT),
-		mk(tNat, "OUTPUT", commentBase, []string{"-m", "addrtype", "--dst-type", "LOCAL"}, chDNAT),
-		mk(tNat, "POSTROUTING", commentBase, nil, chPost),
-	}
+// head is the rules that must open a chain, in this order. In FORWARD they
+// come right after Docker's DOCKER-USER jump when that is first: the user's
+// rules there apply to mynet networks as they do to Docker's, and Docker,
+// which puts that jump back at rule 1 after every network it creates, then
+// leaves ours in place.
+type head struct {
+	table, chain    string
+	rules           []rule
+	afterDockerUser bool
 }
 
 func baseChains() []chainRef {
 	return []chainRef{
-		{tFilter, chForward}, {tFilter, chIsoOut}, {tFilter, chIsoIn},
+		{tFilter, chForward}, {tFilter, chIso1}, {tFilter, chIso2},
 		{tNat, chDNAT}, {tNat, chPost},
 	}
 }
 
-// baseIsolation are the drops against the foreign (Docker) bridges.
-func baseIsolation(foreign []string) []rule {
-	var rs []rule
+// baseHeads: the jumps from the built-in chains into ours, the isolation
+// check first in MYNET-FORWARD, and the foreign bridges' part of it.
+func baseHeads(foreign []string) []head {
+	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
+	hs := []head{
+		{table: tFilter, chain: "FORWARD", rules: []rule{mk(tFilter, "FORWARD", commentBase, nil, chForward)}, afterDockerUser: true},
+		{table: tNat, chain: "PREROUTING", rules: []rule{mk(tNat, "PREROUTING", commentBase, local, chDNAT)}},
+		{table: tNat, chain: "OUTPUT", rules: []rule{mk(tNat, "OUTPUT", commentBase, local, chDNAT)}},
+		{table: tNat, chain: "POSTROUTING", rules: []rule{mk(tNat, "POSTROUTING", commentBase, nil, chPost)}},
+		{table: tFilter, chain: chForward, rules: []rule{mk(tFilter, chForward, commentBase, nil, chIso1)}},
+	}
+	// A packet between two foreign bridges is Docker's business: return
+	// first. A packet from a foreign bridge is checked against our bridges
+	// in MYNET-ISO-2 (which also drops those going to a foreign bridge,
+	// needed for packets that come from ours).
+	iso := head{table: tFilter, chain: chIso1}
 	for _, p := range foreign {
-		rs = append(rs, mk(tFilter, chIsoOut, commentBase, []string{"-o", p}, "DROP"))
+		for _, q := range foreign {
+			iso.rules = append(iso.rules, mk(tFilter, chIso1, commentBase, []string{"-i", p, "-o", q}, "RETURN"))
+		}
 	}
 	for _, p := range foreign {
-		rs = append(rs, mk(tFilter, chIsoIn, commentBase, []string{"-i", p}, "DROP"))
+		iso.rules = append(iso.rules, mk(tFilter, chIso1, commentBase, []string{"-i", p}, chIso2))
+	}
+	return append(hs, iso)
+}
+
+// baseDrops are the drops of packets going to a foreign bridge.
+func baseDrops(foreign []string) []rule {
+	var rs []rule
+	for _, p := range foreign {
+		rs = append(rs, mk(tFilter, chIso2, commentBase, []string{"-o", p}, "DROP"))
 	}
 	return rs
 }
 
 // netRules is the wanted state of one network in one family.
 type netRules struct {
-	// owned: per-network chains whose whole content we define, in order.
+	// owned: per-network chains whose whole content we define, in order
+	// (only internal networks with several subnets in the family).
 	owned []ownedChain
-	// ports: the per-network DNAT chain; created if missing, its content is
-	// managed by AddPorts/RemovePorts.
-	ports *ownedChain
-	// shared: rules in shared chains (jumps into the per-network chains and
-	// isolation drops); added if missing.
-	shared []rule
+	// byChain: the network's rules in each shared chain, in order.
+	byChain map[chainRef][]rule
 }
 
 type ownedChain struct {
@@ -137,83 +159,75 @@ type ownedChain struct {
 }
 
 // buildNetRules returns the rules of network n for family fam; subnets are
-// n's subnets of that family (at least one).
+// n's subnets of that family (at least one). A bridge network with one
+// subnet has 8 rules in IPv4, as many as Docker's bridge driver gives one:
+// 5 in filter (3 in MYNET-FORWARD, 1 in each isolation chain) and 3 in nat.
 func buildNetRules(n *Network, fam family, subnets []netip.Prefix) netRules {
 	id12 := shortID(n.ID)
 	c := netComment(id12)
 	br := n.Bridge
-	fch := pfxFilter + id12
-
-	f := ownedChain{table: tFilter, name: fch}
-	add := func(match []string, target ...string) {
-		f.rules = append(f.rules, mk(tFilter, fch, c, match, target...))
+	nr := netRules{byChain: map[chainRef][]rule{}}
+	add := func(tbl, ch string, match []string, target ...string) {
+		k := chainRef{tbl, ch}
+		nr.byChain[k] = append(nr.byChain[k], mk(tbl, ch, c, match, target...))
 	}
-	// Isolation first: nothing below may accept a packet between two
-	// different bridges of ours or between ours and Docker's.
-	add([]string{"-i", br, "!", "-o", br}, chIsoOut)
-	add([]string{"-o", br, "!", "-i", br}, chIsoIn)
+	// Isolation (MYNET-ISO-1 runs before any accept): leaving this bridge
+	// for another bridge of ours or Docker's, or entering it from one.
+	add(tFilter, chIso1, []string{"-i", br, "!", "-o", br}, chIso2)
+	add(tFilter, chIso2, []string{"-o", br}, "DROP")
 	icc := "DROP"
 	if n.ICC {
 		icc = "ACCEPT"
 	}
-	if !n.Internal {
-		add([]string{"-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, "ACCEPT")
-		// Published ports: any connection that our DNAT rules sent to this
-		// bridge (from outside, from the host, or hairpin from the bridge
-		// itself, even with ICC off). A direct, non-translated connection to
-		// a container port is not accepted here.
-		add([]string{"-o", br, "-m", "conntrack", "--ctstate", "DNAT"}, "ACCEPT")
-		add([]string{"-i", br, "-o", br}, icc)
-		add([]string{"-i", br, "!", "-o", br}, "ACCEPT")
-	} else {
-		add([]string{"-i", br, "-o", br}, icc)
-		if len(subnets) == 1 {
-			s := subnets[0].String()
-			add([]string{"!", "-d", s, "-i", br}, "DROP")
-			add([]string{"!", "-s", s, "-o", br}, "DROP")
-		} else {
-			for _, p := range subnets {
-				add([]string{"-d", p.String(), "-i", br}, "RETURN")
-				add([]string{"-s", p.String(), "-o", br}, "RETURN")
-			}
-			add([]string{"-i", br}, "DROP")
-			add([]string{"-o", br}, "DROP")
+	switch {
+	case !n.Internal:
+		// Replies, and connections our DNAT rules sent to this bridge
+		// (published ports, from outside, from the host or hairpin from
+		// the bridge itself, even with ICC off) before the ICC rule. A
+		// direct, untranslated connection to a container from outside is
+		// not accepted here.
+		add(tFilter, chForward, []string{"-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, "ACCEPT")
+		add(tFilter, chForward, []string{"-i", br, "-o", br}, icc)
+		add(tFilter, chForward, []string{"-i", br, "!", "-o", br}, "ACCEPT")
+	case len(subnets) == 1:
+		s := subnets[0].String()
+		add(tFilter, chForward, []string{"-i", br, "-o", br}, icc)
+		add(tFilter, chForward, []string{"!", "-d", s, "-i", br}, "DROP")
+		add(tFilter, chForward, []string{"!", "-s", s, "-o", br}, "DROP")
+	default:
+		ich := pfxInternal + id12
+		oc := ownedChain{table: tFilter, name: ich}
+		own := func(match []string, target string) {
+			oc.rules = append(oc.rules, mk(tFilter, ich, c, match, target))
 		}
+		own([]string{"-i", br, "-o", br}, icc)
+		for _, p := range subnets {
+			own([]string{"-d", p.String(), "-i", br}, "RETURN")
+			own([]string{"-s", p.String(), "-o", br}, "RETURN")
+		}
+		own([]string{"-i", br}, "DROP")
+		own([]string{"-o", br}, "DROP")
+		nr.owned = append(nr.owned, oc)
+		add(tFilter, chForward, []string{"-i", br}, ich)
+		add(tFilter, chForward, []string{"-o", br}, ich)
 	}
-
-	nr := netRules{owned: []ownedChain{f}}
-	nr.shared = append(nr.shared,
-		mk(tFilter, chForward, c, []string{"-i", br}, fch),
-		mk(tFilter, chForward, c, []string{"-o", br}, fch),
-		mk(tFilter, chIsoOut, c, []string{"-o", br}, "DROP"),
-		mk(tFilter, chIsoIn, c, []string{"-i", br}, "DROP"),
-	)
 	if n.Internal {
 		return nr
 	}
-
-	sch := pfxSNAT + id12
-	s := ownedChain{table: tNat, name: sch}
 	for _, p := range subnets {
 		if n.Masquerade {
-			s.rules = append(s.rules, mk(tNat, sch, c, []string{"-s", p.String(), "!", "-o", br}, "MASQUERADE"))
+			add(tNat, chPost, []string{"-s", p.String(), "!", "-o", br}, "MASQUERADE")
 		}
 	}
 	for _, p := range subnets {
 		// Hairpin: a container reaching a published port of its own network
 		// through a host address; the target must answer through the host.
-		s.rules = append(s.rules, mk(tNat, sch, c, []string{"-s", p.String(), "-o", br, "-m", "conntrack", "--ctstate", "DNAT"}, "MASQUERADE"))
+		add(tNat, chPost, []string{"-s", p.String(), "-o", br, "-m", "conntrack", "--ctstate", "DNAT"}, "MASQUERADE")
 	}
 	if fam == v4 {
 		// 127.0.0.1:HOSTPORT from the host (needs route_localnet on br).
-		s.rules = append(s.rules, mk(tNat, sch, c, []string{"-s", "127.0.0.0/8", "-o", br}, "MASQUERADE"))
+		add(tNat, chPost, []string{"-s", "127.0.0.0/8", "-o", br}, "MASQUERADE")
 	}
-	nr.owned = append(nr.owned, s)
-	nr.ports = &ownedChain{table: tNat, name: pfxPorts + id12}
-	nr.shared = append(nr.shared,
-		mk(tNat, chPost, c, nil, sch),
-		mk(tNat, chDNAT, c, nil, pfxPorts+id12),
-	)
 	return nr
 }
 
@@ -225,7 +239,7 @@ func portRule(id12 string, p PortMapping) rule {
 	}
 	match = append(match, "-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.HostPort)))
 	to := netip.AddrPortFrom(p.ContainerIP, p.ContainerPort).String()
-	return mk(tNat, pfxPorts+id12, netComment(id12), match, "DNAT", "--to-destination", to)
+	return mk(tNat, chDNAT, netComment(id12), match, "DNAT", "--to-destination", to)
 }
 
 // parsedPort is what conflict detection needs from a DNAT rule we find.

@@ -41,7 +41,7 @@ func TestParseSave(t *testing.T) {
 :FORWARD DROP [0:0]
 :MYNET-FORWARD - [0:0]
 -A FORWARD -m comment --comment mynet -j MYNET-FORWARD
--A MYNET-FORWARD -i br0 -m comment --comment "mynet:abc" -j MYNET-F-abc
+-A MYNET-FORWARD -i br0 -m comment --comment "mynet:abc" -j MYNET-I-abc
 COMMIT
 *nat
 :PREROUTING ACCEPT [0:0]
@@ -59,7 +59,7 @@ COMMIT
 	if r := fw.rules[0]; r.comment != "mynet" || r.target != "MYNET-FORWARD" || r.text != "-m comment --comment mynet -j MYNET-FORWARD" {
 		t.Fatalf("rule: %+v", r)
 	}
-	j := baseJumps()[0]
+	j := baseHeads(nil)[0].rules[0]
 	if fw.rules[0].key != j.key() {
 		t.Fatalf("generated jump %q does not match saved %q", j.text(), fw.rules[0].text)
 	}
@@ -72,26 +72,47 @@ COMMIT
 }
 
 func TestBuildNetRulesCounts(t *testing.T) {
+	count := func(nr netRules) (n int) {
+		for _, rs := range nr.byChain {
+			n += len(rs)
+		}
+		for _, oc := range nr.owned {
+			n += len(oc.rules)
+		}
+		return n
+	}
 	n := Network{ID: "0123456789abcdef", Bridge: "br0", ICC: true, Masquerade: true,
 		Subnets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}}
 	nr := buildNetRules(&n, v4, n.Subnets)
-	if len(nr.owned) != 2 || len(nr.owned[0].rules) != 6 || len(nr.owned[1].rules) != 3 || len(nr.shared) != 6 || nr.ports == nil {
-		t.Fatalf("v4: owned %d (%d+%d) shared %d", len(nr.owned), len(nr.owned[0].rules), len(nr.owned[1].rules), len(nr.shared))
+	// Docker's bridge driver: 8 rules per network (PROTOCOL.md 4.4).
+	if got := count(nr); got != 8 || len(nr.owned) != 0 {
+		t.Fatalf("v4: %d rules, %d owned chains; want 8 rules in shared chains", got, len(nr.owned))
 	}
-	if nr.owned[0].name != "MYNET-F-0123456789ab" || len(nr.owned[0].name) > 28 {
-		t.Fatalf("chain name %q", nr.owned[0].name)
+	if got := len(nr.byChain[chainRef{tFilter, chForward}]); got != 3 {
+		t.Fatalf("MYNET-FORWARD: %d rules, want 3", got)
 	}
-	for _, oc := range nr.owned {
-		for _, r := range oc.rules {
+	for _, rs := range nr.byChain {
+		for _, r := range rs {
 			if !strings.Contains(r.text(), "--comment mynet:0123456789ab ") {
 				t.Fatalf("rule without network comment: %s", r)
 			}
 		}
 	}
+	if got := count(buildNetRules(&n, v6, pfx("fd00::/64"))); got != 7 {
+		t.Fatalf("v6: %d rules, want 7 (no 127/8 rule)", got)
+	}
+	n.Masquerade = false
+	if got := count(buildNetRules(&n, v4, n.Subnets)); got != 7 {
+		t.Fatalf("no masquerade: %d rules, want 7", got)
+	}
 	n.Internal = true
 	nr = buildNetRules(&n, v4, n.Subnets)
-	if len(nr.owned) != 1 || len(nr.owned[0].rules) != 5 || len(nr.shared) != 4 || nr.ports != nil {
-		t.Fatalf("internal: owned %d shared %d", len(nr.owned), len(nr.shared))
+	if got := count(nr); got != 5 || len(nr.owned) != 0 || len(nr.byChain[chainRef{tNat, chPost}]) != 0 {
+		t.Fatalf("internal: %d rules, %d owned chains", got, len(nr.owned))
+	}
+	nr = buildNetRules(&n, v4, pfx("10.1.0.0/24", "10.2.0.0/24"))
+	if len(nr.owned) != 1 || nr.owned[0].name != "MYNET-I-0123456789ab" || len(nr.owned[0].rules) != 7 {
+		t.Fatalf("internal, two subnets: owned %+v", nr.owned)
 	}
 }
 
@@ -139,7 +160,7 @@ func TestPortRule(t *testing.T) {
 	r := portRule("abc", PortMapping{Proto: "tcp", HostIP: netip.MustParseAddr("192.0.2.1"), HostPort: 8080,
 		ContainerIP: netip.MustParseAddr("10.0.0.5"), ContainerPort: 80})
 	want := "-d 192.0.2.1/32 -p tcp -m tcp --dport 8080 -m comment --comment mynet:abc -j DNAT --to-destination 10.0.0.5:80"
-	if r.text() != want || r.chain != "MYNET-D-abc" {
+	if r.text() != want || r.chain != "MYNET-DNAT" {
 		t.Fatalf("got %s %s", r.chain, r.text())
 	}
 	r = portRule("abc", PortMapping{Proto: "udp", HostPort: 53, ContainerIP: netip.MustParseAddr("fd00::5"), ContainerPort: 5353})

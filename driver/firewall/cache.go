@@ -1,0 +1,208 @@
+package firewall
+
+import (
+	"fmt"
+	"slices"
+)
+
+// The cache: each backend keeps the ruleset its last iptables-save returned,
+// and every change we make through it is replayed on that copy. The copy is
+// used as long as the nf_tables generation (gen.go) is the one it was read or
+// last brought up to date at; any change made by someone else (Docker, an
+// administrator, firewalld) bumps the generation and the next call reads the
+// ruleset again. After our own iptables-restore the generation must have
+// grown by exactly the number of table sections it committed; if it grew by
+// more, someone else committed in between and the copy is dropped.
+//
+// So with nothing else touching the firewall, a call reads nothing and runs
+// one iptables-restore; the cost does not grow with the number of networks.
+// The periodic EnsureBase always reads the ruleset (refresh).
+
+// state returns the current ruleset of b: the cached copy if it is still
+// exact, else a fresh read.
+func (f *Firewall) state(b *backend) (*ruleset, error) {
+	if b.cached != nil && f.genKnown {
+		if g, err := rulesetGeneration(); err == nil && g == f.gen {
+			b.hits++
+			return b.cached, nil
+		}
+	}
+	return f.refresh(b)
+}
+
+// refresh reads the ruleset of b, removes what an older mynet layout left
+// (see obsoleteChain) and caches the result.
+func (f *Firewall) refresh(b *backend) (*ruleset, error) {
+	for attempt := 0; ; attempt++ {
+		g, genErr := b.generation()
+		st, err := b.save()
+		if err != nil {
+			f.forget()
+			return nil, err
+		}
+		s := newScript()
+		cleanupOps(st, s, obsoleteChain)
+		if !s.empty() && attempt == 0 {
+			f.log.Info("removing the firewall chains of an older mynet version; their networks are re-added", "family", b.fam.String())
+			if err := b.apply(s); err != nil {
+				f.forget()
+				return nil, fmt.Errorf("remove old chains: %w", err)
+			}
+			continue
+		}
+		if genErr != nil {
+			b.cached = nil
+			return st, nil
+		}
+		if !f.genKnown || g != f.gen {
+			f.forget() // the other family's copy is of an older generation
+			f.gen, f.genKnown = g, true
+		}
+		b.cached = st
+		return st, nil
+	}
+}
+
+// forget drops every cached copy.
+func (f *Firewall) forget() {
+	for _, b := range []*backend{f.v4, f.v6} {
+		if b != nil {
+			b.cached = nil
+		}
+	}
+	f.genKnown = false
+}
+
+// commit applies s, planned against st, and keeps the cache exact.
+func (f *Firewall) commit(b *backend, s *script, st *ruleset) error {
+	if s.empty() {
+		return nil
+	}
+	cached := b.cached != nil && b.cached == st && f.genKnown
+	var before uint32
+	if cached {
+		g, err := rulesetGeneration()
+		cached = err == nil && g == f.gen
+		before = g
+	}
+	if err := b.apply(s); err != nil {
+		f.forget()
+		return err
+	}
+	if !cached {
+		f.forget()
+		return nil
+	}
+	after, err := rulesetGeneration()
+	if err != nil || after != before+uint32(s.tables()) {
+		f.forget() // someone else committed too
+		return nil
+	}
+	if err := st.replay(s); err != nil {
+		f.log.Warn("firewall cache out of step; reading the ruleset again next time", "err", err)
+		f.forget()
+		return nil
+	}
+	f.gen = after
+	if f.verifyCache {
+		return f.checkCache(b)
+	}
+	return nil
+}
+
+// generation is rulesetGeneration for the nf_tables backend; the legacy one
+// has none.
+func (b *backend) generation() (uint32, error) {
+	if !b.nft {
+		return 0, fmt.Errorf("%s: legacy backend: no ruleset generation", b.name)
+	}
+	return rulesetGeneration()
+}
+
+// replay applies s to rs the way iptables-restore --noflush applied it to
+// the kernel.
+func (rs *ruleset) replay(s *script) error {
+	for _, tbl := range s.order {
+		t := rs.tables[tbl]
+		if t == nil {
+			t = &table{name: tbl, chains: map[string]*chain{}}
+			rs.tables[tbl] = t
+		}
+		for _, op := range s.ops[tbl] {
+			c := t.chains[op.chain]
+			if c == nil && op.kind != opNewChain && op.kind != opAppend && op.kind != opInsert {
+				return fmt.Errorf("%s: %s: no such chain", tbl, op)
+			}
+			if c == nil {
+				// A built-in chain iptables creates on first use, or a new chain.
+				c = &chain{name: op.chain, builtin: op.kind != opNewChain}
+				t.chains[op.chain] = c
+				t.order = append(t.order, op.chain)
+			}
+			switch op.kind {
+			case opNewChain, opFlush:
+				c.rules = nil
+			case opDeleteChain:
+				if len(c.rules) > 0 {
+					return fmt.Errorf("%s: %s: chain not empty", tbl, op)
+				}
+				delete(t.chains, op.chain)
+				t.order = slices.DeleteFunc(t.order, func(n string) bool { return n == op.chain })
+			case opAppend:
+				c.rules = append(c.rules, newSavedRule(op.text, op.toks))
+			case opInsert:
+				if op.pos < 1 || op.pos > len(c.rules)+1 {
+					return fmt.Errorf("%s: %s: position out of range", tbl, op)
+				}
+				c.rules = slices.Insert(c.rules, op.pos-1, newSavedRule(op.text, op.toks))
+			case opDelete:
+				key := ruleKey(op.toks)
+				i := slices.IndexFunc(c.rules, func(r savedRule) bool { return r.key == key })
+				if i < 0 {
+					return fmt.Errorf("%s: %s: no such rule", tbl, op)
+				}
+				c.rules = slices.Delete(c.rules, i, i+1)
+			}
+		}
+	}
+	return nil
+}
+
+// checkCache compares the cached copy of b with a fresh read (tests): every
+// chain of filter and nat, rule by rule.
+func (f *Firewall) checkCache(b *backend) error {
+	fresh, err := b.save()
+	if err != nil {
+		return err
+	}
+	b.runs-- // not the caller's work
+	cached := b.cached
+	for _, tbl := range []string{tFilter, tNat} {
+		ct, ft := cached.table(tbl), fresh.table(tbl)
+		for name := range ct.chains {
+			if ft.chains[name] == nil {
+				return fmt.Errorf("firewall cache: %s %s: chain %s cached, not in the kernel", b.fam, tbl, name)
+			}
+		}
+		for name, fc := range ft.chains {
+			cc := ct.chains[name]
+			if cc == nil && fc.builtin && len(fc.rules) == 0 {
+				continue // created with its table by iptables; never read
+			}
+			if cc == nil {
+				return fmt.Errorf("firewall cache: %s %s: chain %s missing from the cache", b.fam, tbl, name)
+			}
+			var ck, fk []string
+			for _, r := range cc.rules {
+				ck = append(ck, r.key)
+			}
+			for _, r := range fc.rules {
+				fk = append(fk, r.key)
+			}
+			if !slices.Equal(ck, fk) {
+				return fmt.Errorf("firewall cache: %s %s chain %s: cached %q, kernel %q", b.fam, tbl, name, ck, fk)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,151 @@
+package firewall
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// sortedRules returns the chain declarations and rules of a save, sorted,
+// so that two saves compare whatever order the chains were created in.
+func sortedRules(save string) []string {
+	var out []string
+	for _, l := range strings.Split(save, "\n") {
+		if strings.HasPrefix(l, "-A ") || strings.HasPrefix(l, ":") || strings.HasPrefix(l, "*") {
+			out = append(out, l)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestReadsAgainAfterForeignChange: a change by someone else bumps the
+// nf_tables generation, and the next call reads the ruleset instead of
+// trusting its copy; without that, the rule deleted here would not be
+// put back.
+func TestReadsAgainAfterForeignChange(t *testing.T) {
+	l := newLab(t)
+	n := Network{ID: "ca0000000000", Bridge: "myk0", ICC: true, Masquerade: true,
+		Subnets: l.addBridge("myk0", "198.18.41.1/24", "")}
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	want := l.save(v4)
+
+	hits, runs := l.fw.v4.hits, l.runs()
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	if l.fw.v4.hits != hits+1 || l.runs() != runs {
+		t.Fatalf("repeated AddNetwork: %d cache hits, %d processes; want 1 hit, 0 processes", l.fw.v4.hits-hits, l.runs()-runs)
+	}
+
+	// An administrator deletes one of the network's rules.
+	l.run("iptables", "-D", chForward, "-i", "myk0", "-o", "myk0", "-m", "comment", "--comment", "mynet:ca0000000000", "-j", "ACCEPT")
+	runs = l.runs()
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	if got := l.save(v4); got != want {
+		t.Errorf("AddNetwork after a foreign delete:\n%s\nwant:\n%s", got, want)
+	}
+	if d := l.runs() - runs; d != 2 {
+		t.Errorf("AddNetwork after a foreign change ran %d processes, want 2 (save, restore)", d)
+	}
+	// A foreign change elsewhere: read again, nothing to do.
+	l.run("iptables", "-N", "SOMEONE-ELSE")
+	runs = l.runs()
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	if d := l.runs() - runs; d != 1 {
+		t.Errorf("AddNetwork after an unrelated foreign change ran %d processes, want 1 (save)", d)
+	}
+	l.do(l.fw.Cleanup)
+}
+
+// TestMigratesOldLayout: the chains of the layout before this one (a
+// chain per network in filter, two in nat, two isolation chains), as the
+// previous version left them for one network with two ports, are replaced
+// by the current layout: the same rules a fresh install would have.
+func TestMigratesOldLayout(t *testing.T) {
+	l := newLab(t)
+	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true,
+		Subnets: l.addBridge("myx0", "198.18.10.1/24", "")}
+	ports := []PortMapping{
+		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80},
+		{Proto: "udp", HostIP: addr("192.0.2.1"), HostPort: 5353, ContainerIP: addr("198.18.10.2"), ContainerPort: 53},
+	}
+	// Docker's rule, to be kept.
+	l.run("iptables", "-A", "FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
+	l.do(l.fw.Cleanup)
+	l.do(func() error {
+		cmd := exec.Command("iptables-restore", "--noflush")
+		cmd.Stdin = strings.NewReader(oldLayout)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("load old layout: %v: %s", err, out)
+		}
+		return nil
+	})
+	// What the driver does at start: the old rules are not recognised as
+	// the network's, so it adds the network and its ports again.
+	var owned []string
+	l.do(func() (err error) { owned, err = l.fw.Owned(); return })
+	if len(owned) != 0 {
+		t.Errorf("Owned after migration = %v, want none (old rules removed)", owned)
+	}
+	l.do(func() error { return l.fw.AddNetworks([]Network{n}) })
+	l.do(func() error { return l.fw.AddPorts(n, ports) })
+	got := l.save(v4)
+	for _, old := range []string{"MYNET-F-", "MYNET-S-", "MYNET-D-", "MYNET-ISO-OUT", "MYNET-ISO-IN"} {
+		if strings.Contains(got, old) {
+			t.Errorf("old chain %s left:\n%s", old, got)
+		}
+	}
+
+	l.do(l.fw.Cleanup)
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	l.do(func() error { return l.fw.AddPorts(n, ports) })
+	want := l.save(v4)
+	if !slices.Equal(sortedRules(got), sortedRules(want)) {
+		t.Errorf("migrated rules:\n%s\nfresh rules:\n%s", got, want)
+	}
+	if !strings.Contains(want, "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT") {
+		t.Errorf("Docker's rule lost:\n%s", want)
+	}
+	l.do(l.fw.Cleanup)
+}
+
+// oldLayout is iptables-save of the previous version's rules for network
+// aaaaaaaaaaaa on myx0 (ICC off) with two published ports.
+const oldLayout = `*filter
+:MYNET-F-aaaaaaaaaaaa - [0:0]
+:MYNET-FORWARD - [0:0]
+:MYNET-ISO-IN - [0:0]
+:MYNET-ISO-OUT - [0:0]
+-A FORWARD -m comment --comment mynet -j MYNET-FORWARD
+-A MYNET-F-aaaaaaaaaaaa -i myx0 ! -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MYNET-ISO-OUT
+-A MYNET-F-aaaaaaaaaaaa ! -i myx0 -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MYNET-ISO-IN
+-A MYNET-F-aaaaaaaaaaaa -o myx0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "mynet:aaaaaaaaaaaa" -j ACCEPT
+-A MYNET-F-aaaaaaaaaaaa -o myx0 -m conntrack --ctstate DNAT -m comment --comment "mynet:aaaaaaaaaaaa" -j ACCEPT
+-A MYNET-F-aaaaaaaaaaaa -i myx0 -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j DROP
+-A MYNET-F-aaaaaaaaaaaa -i myx0 ! -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j ACCEPT
+-A MYNET-FORWARD -i myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MYNET-F-aaaaaaaaaaaa
+-A MYNET-FORWARD -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MYNET-F-aaaaaaaaaaaa
+-A MYNET-ISO-IN -i docker+ -m comment --comment mynet -j DROP
+-A MYNET-ISO-IN -i br-+ -m comment --comment mynet -j DROP
+-A MYNET-ISO-IN -i myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j DROP
+-A MYNET-ISO-OUT -o docker+ -m comment --comment mynet -j DROP
+-A MYNET-ISO-OUT -o br-+ -m comment --comment mynet -j DROP
+-A MYNET-ISO-OUT -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j DROP
+COMMIT
+*nat
+:MYNET-D-aaaaaaaaaaaa - [0:0]
+:MYNET-DNAT - [0:0]
+:MYNET-POSTROUTING - [0:0]
+:MYNET-S-aaaaaaaaaaaa - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment mynet -j MYNET-DNAT
+-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment mynet -j MYNET-DNAT
+-A POSTROUTING -m comment --comment mynet -j MYNET-POSTROUTING
+-A MYNET-D-aaaaaaaaaaaa -p tcp -m tcp --dport 8080 -m comment --comment "mynet:aaaaaaaaaaaa" -j DNAT --to-destination 198.18.10.2:80
+-A MYNET-D-aaaaaaaaaaaa -d 192.0.2.1/32 -p udp -m udp --dport 5353 -m comment --comment "mynet:aaaaaaaaaaaa" -j DNAT --to-destination 198.18.10.2:53
+-A MYNET-DNAT -m comment --comment "mynet:aaaaaaaaaaaa" -j MYNET-D-aaaaaaaaaaaa
+-A MYNET-POSTROUTING -m comment --comment "mynet:aaaaaaaaaaaa" -j MYNET-S-aaaaaaaaaaaa
+-A MYNET-S-aaaaaaaaaaaa -s 198.18.10.0/24 ! -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MASQUERADE
+-A MYNET-S-aaaaaaaaaaaa -s 198.18.10.0/24 -o myx0 -m conntrack --ctstate DNAT -m comment --comment "mynet:aaaaaaaaaaaa" -j MASQUERADE
+-A MYNET-S-aaaaaaaaaaaa -s 127.0.0.0/8 -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MASQUERADE
+COMMIT
+`
