@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"log/slog"
@@ -103,7 +104,9 @@ func (c *callCost) report(b *testing.B, name string) {
 	b.ReportMetric(ms(c.parts.Bbolt), name+"-bbolt-ms/op")
 }
 
-func benchNetID(i int) string { return fmt.Sprintf("%012x%052d", 0xb00000+i, 0) }
+// benchNetID is random-looking like Docker's ids (the firewall shards
+// rules by the id's first character).
+func benchNetID(i int) string { return fmt.Sprintf("%x", sha256.Sum256([]byte(fmt.Sprint("net", i)))) }
 func benchEpID(i int) string  { return fmt.Sprintf("%012x%052d", 0xe00000+i, 0) }
 
 // BenchmarkNetworkCreateDelete: CreateNetwork then DeleteNetwork of a bridge

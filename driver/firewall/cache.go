@@ -3,31 +3,85 @@ package firewall
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // The cache: each backend keeps the ruleset its last iptables-save returned,
 // and every change we make through it is replayed on that copy. The copy is
-// used as long as the nf_tables generation (gen.go) is the one it was read or
-// last brought up to date at; any change made by someone else (Docker, an
-// administrator, firewalld) bumps the generation and the next call reads the
-// ruleset again. After our own iptables-restore the generation must have
-// grown by exactly the number of table sections it committed; if it grew by
-// more, someone else committed in between and the copy is dropped.
+// exact as long as the nf_tables generation (gen.go) is the one it was read or
+// last brought up to date at. After our own iptables-restore the generation
+// must have grown by exactly the number of table sections it committed.
 //
-// So with nothing else touching the firewall, a call reads nothing and runs
-// one iptables-restore; the cost does not grow with the number of networks.
-// The periodic EnsureBase always reads the ruleset (refresh).
+// A change by someone else (Docker puts its DOCKER-USER jump back at the top
+// of FORWARD after every network it creates, whatever the driver) bumps the
+// generation. The copy then stays in use for our own chains (MYNET-*, which
+// nobody else writes) but is marked stale: the built-in chains may have
+// moved, so the calls that serve Docker leave the order there alone, and
+// EnsureBase, Owned and Cleanup read the ruleset again. If someone did
+// change our chains, the iptables-restore planned on the stale copy fails
+// (a rule to delete is gone, a chain is missing) and the call reads the
+// ruleset and tries once more; the periodic EnsureBase reads it in any case.
+//
+// So a call reads nothing and runs one iptables-restore per family it
+// changes, whatever the number of networks.
 
-// state returns the current ruleset of b: the cached copy if it is still
-// exact, else a fresh read.
+// state returns the ruleset of b to plan a change of our chains on: the
+// cached copy, stale or not, else a fresh read.
 func (f *Firewall) state(b *backend) (*ruleset, error) {
 	if b.cached != nil && f.genKnown {
+		if g, err := rulesetGeneration(); err == nil {
+			if g != f.gen {
+				f.markStale(g)
+			}
+			b.hits++
+			return b.cached, nil
+		}
+	}
+	return f.refresh(b)
+}
+
+// exact returns the ruleset of b as it is now, built-in chains included.
+func (f *Firewall) exact(b *backend) (*ruleset, error) {
+	if b.cached != nil && f.genKnown && !b.cached.stale {
 		if g, err := rulesetGeneration(); err == nil && g == f.gen {
 			b.hits++
 			return b.cached, nil
 		}
 	}
 	return f.refresh(b)
+}
+
+// markStale records that someone else changed the ruleset: the copies
+// now stand for our chains only.
+func (f *Firewall) markStale(g uint32) {
+	for _, b := range []*backend{f.v4, f.v6} {
+		if b != nil && b.cached != nil {
+			b.cached.stale = true
+		}
+	}
+	f.gen = g
+}
+
+// change plans with plan on the ruleset of b and commits the result. When
+// the restore fails on a stale copy, it reads the ruleset and plans once
+// more.
+func (f *Firewall) change(b *backend, plan func(st *ruleset, s *script) error) error {
+	st, err := f.state(b)
+	for attempt := 0; ; attempt++ {
+		if err != nil {
+			return err
+		}
+		s := newScript()
+		if err := plan(st, s); err != nil {
+			return err
+		}
+		err = f.commit(b, s, st)
+		if err == nil || !st.stale || attempt > 0 {
+			return err
+		}
+		f.log.Info("iptables-restore failed on a copy of the ruleset older than others' changes; reading the ruleset and trying again", "family", b.fam.String(), "err", err)
+		st, err = f.refresh(b)
+	}
 }
 
 // refresh reads the ruleset of b, removes what an older mynet layout left
@@ -55,8 +109,8 @@ func (f *Firewall) refresh(b *backend) (*ruleset, error) {
 			return st, nil
 		}
 		if !f.genKnown || g != f.gen {
-			f.forget() // the other family's copy is of an older generation
-			f.gen, f.genKnown = g, true
+			f.markStale(g) // the other family's copy is older
+			f.genKnown = true
 		}
 		b.cached = st
 		return st, nil
@@ -73,7 +127,7 @@ func (f *Firewall) forget() {
 	f.genKnown = false
 }
 
-// commit applies s, planned against st, and keeps the cache exact.
+// commit applies s, planned against st, and keeps the cache in step.
 func (f *Firewall) commit(b *backend, s *script, st *ruleset) error {
 	if s.empty() {
 		return nil
@@ -82,7 +136,9 @@ func (f *Firewall) commit(b *backend, s *script, st *ruleset) error {
 	var before uint32
 	if cached {
 		g, err := rulesetGeneration()
-		cached = err == nil && g == f.gen
+		if cached = err == nil; cached && g != f.gen {
+			f.markStale(g)
+		}
 		before = g
 	}
 	if err := b.apply(s); err != nil {
@@ -94,14 +150,17 @@ func (f *Firewall) commit(b *backend, s *script, st *ruleset) error {
 		return nil
 	}
 	after, err := rulesetGeneration()
-	if err != nil || after != before+uint32(s.tables()) {
-		f.forget() // someone else committed too
+	if err != nil {
+		f.forget()
 		return nil
 	}
 	if err := st.replay(s); err != nil {
 		f.log.Warn("firewall cache out of step; reading the ruleset again next time", "err", err)
 		f.forget()
 		return nil
+	}
+	if after != before+uint32(s.tables()) {
+		f.markStale(after) // someone else committed meanwhile
 	}
 	f.gen = after
 	if f.verifyCache {
@@ -180,11 +239,14 @@ func (f *Firewall) checkCache(b *backend) error {
 	for _, tbl := range []string{tFilter, tNat} {
 		ct, ft := cached.table(tbl), fresh.table(tbl)
 		for name := range ct.chains {
-			if ft.chains[name] == nil {
+			if ft.chains[name] == nil && (!cached.stale || strings.HasPrefix(name, chainPrefix)) {
 				return fmt.Errorf("firewall cache: %s %s: chain %s cached, not in the kernel", b.fam, tbl, name)
 			}
 		}
 		for name, fc := range ft.chains {
+			if cached.stale && !strings.HasPrefix(name, chainPrefix) {
+				continue // others may have changed it since
+			}
 			cc := ct.chains[name]
 			if cc == nil && fc.builtin && len(fc.rules) == 0 {
 				continue // created with its table by iptables; never read

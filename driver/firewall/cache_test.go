@@ -20,39 +20,56 @@ func sortedRules(save string) []string {
 	return out
 }
 
-// TestReadsAgainAfterForeignChange: a change by someone else bumps the
-// nf_tables generation, and the next call reads the ruleset instead of
-// trusting its copy; without that, the rule deleted here would not be
-// put back.
-func TestReadsAgainAfterForeignChange(t *testing.T) {
+// TestCacheAndForeignChanges: with nobody else touching the firewall a
+// call reads nothing; after someone else's change a call trusts its copy
+// of our own chains (one process, no read), EnsureBase reads again, and a
+// restore that fails because someone changed our chains is planned again
+// on a fresh read.
+func TestCacheAndForeignChanges(t *testing.T) {
 	l := newLab(t)
 	n := Network{ID: "ca0000000000", Bridge: "myk0", ICC: true, Masquerade: true,
 		Subnets: l.addBridge("myk0", "198.18.41.1/24", "")}
+	m := Network{ID: "cb0000000000", Bridge: "myk1", ICC: true, Masquerade: true,
+		Subnets: l.addBridge("myk1", "198.18.42.1/24", "")}
 	l.do(func() error { return l.fw.AddNetwork(n) })
 	want := l.save(v4)
-
-	hits, runs := l.fw.v4.hits, l.runs()
-	l.do(func() error { return l.fw.AddNetwork(n) })
-	if l.fw.v4.hits != hits+1 || l.runs() != runs {
-		t.Fatalf("repeated AddNetwork: %d cache hits, %d processes; want 1 hit, 0 processes", l.fw.v4.hits-hits, l.runs()-runs)
+	processes := func(what string, want int, fn func() error) {
+		t.Helper()
+		runs := l.runs()
+		l.do(fn)
+		if d := l.runs() - runs; d != want {
+			t.Errorf("%s ran %d iptables processes, want %d", what, d, want)
+		}
 	}
+	processes("repeated AddNetwork", 0, func() error { return l.fw.AddNetwork(n) })
 
-	// An administrator deletes one of the network's rules.
-	l.run("iptables", "-D", chForward, "-i", "myk0", "-o", "myk0", "-m", "comment", "--comment", "mynet:ca0000000000", "-j", "ACCEPT")
-	runs = l.runs()
-	l.do(func() error { return l.fw.AddNetwork(n) })
+	// An administrator deletes one of the network's rules: the stale copy
+	// does not see it, EnsureBase reads again and AddNetwork repairs.
+	l.run("iptables", "-D", chForward+"-c", "-i", "myk0", "-o", "myk0", "-m", "comment", "--comment", "mynet:ca0000000000", "-j", "ACCEPT")
+	processes("AddNetwork on a stale copy", 0, func() error { return l.fw.AddNetwork(n) })
+	processes("EnsureBase after a foreign change", 2, l.fw.EnsureBase) // a save per family
+	processes("AddNetwork after EnsureBase", 1, func() error { return l.fw.AddNetwork(n) })
 	if got := l.save(v4); got != want {
-		t.Errorf("AddNetwork after a foreign delete:\n%s\nwant:\n%s", got, want)
+		t.Errorf("after repair:\n%s\nwant:\n%s", got, want)
 	}
-	if d := l.runs() - runs; d != 2 {
-		t.Errorf("AddNetwork after a foreign change ran %d processes, want 2 (save, restore)", d)
+
+	// What Docker does after each network it creates: flat, no read.
+	l.run("iptables", "-N", "DOCKER-USER")
+	l.run("iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
+	processes("AddNetwork after Docker's change", 1, func() error { return l.fw.AddNetwork(m) })
+	processes("RemoveNetwork after Docker's change", 1, func() error { return l.fw.RemoveNetwork(m) })
+	if strings.Contains(l.save(v4), "mynet:cb0000000000") {
+		t.Errorf("RemoveNetwork on a stale copy left rules")
 	}
-	// A foreign change elsewhere: read again, nothing to do.
-	l.run("iptables", "-N", "SOMEONE-ELSE")
-	runs = l.runs()
-	l.do(func() error { return l.fw.AddNetwork(n) })
-	if d := l.runs() - runs; d != 1 {
-		t.Errorf("AddNetwork after an unrelated foreign change ran %d processes, want 1 (save)", d)
+
+	// Someone flushes one of our chains: the restore planned on the stale
+	// copy fails, and the call succeeds on a fresh read.
+	l.run("iptables", "-F", chIso2+"-c")
+	// The failed restore drops both families' copies: restore, save, restore,
+	// and a save for IPv6.
+	processes("RemoveNetwork after our chain was flushed", 4, func() error { return l.fw.RemoveNetwork(n) })
+	if strings.Contains(l.save(v4), "mynet:ca0000000000") {
+		t.Errorf("RemoveNetwork after a flush left rules")
 	}
 	l.do(l.fw.Cleanup)
 }

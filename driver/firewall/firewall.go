@@ -226,16 +226,17 @@ func (f *Firewall) backend(fam family) (*backend, error) {
 
 // EnsureBase creates our chains if missing and puts the jumps from the
 // built-in chains back at the top (Docker inserts its own rules at the top
-// when it creates a bridge network). It always reads the ruleset (one
-// iptables-save per family), so it is also what notices changes made by
-// others to our chains; call it at start and periodically. IPv6 chains are
-// only looked after once an IPv6 network has created them.
+// when it creates a bridge network). It reads the ruleset (one iptables-save
+// per family) unless nobody changed it since our last look, so it is also
+// what brings the cache back in step after others' changes; call it at
+// start and periodically. IPv6 chains are only looked after once an IPv6
+// network has created them.
 func (f *Firewall) EnsureBase() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var errs []error
 	for _, b := range f.backends() {
-		st, err := f.refresh(b)
+		st, err := f.exact(b)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -271,30 +272,11 @@ func (f *Firewall) baseOps(b *backend, st *ruleset, s *script) {
 		}
 	}
 	for _, h := range baseHeads(f.foreign) {
+		if st.stale && !strings.HasPrefix(h.chain, chainPrefix) {
+			continue // others changed the built-in chains: EnsureBase's job
+		}
 		if f.headOps(st, s, h) {
 			f.log.Info("moving firewall rules back to the top", "family", b.fam.String(), "table", h.table, "chain", h.chain)
-		}
-	}
-	// Drops of packets going to a foreign bridge: add missing ones, drop
-	// stale ones (another Config.ForeignBridges) and duplicates.
-	want := map[string]bool{}
-	for _, r := range baseDrops(f.foreign) {
-		want[r.key()] = true
-		if st.count(tFilter, chIso2, r.key()) == 0 {
-			s.appendRule(r)
-		}
-	}
-	if ch := st.chain(tFilter, chIso2); ch != nil {
-		seen := map[string]bool{}
-		for _, r := range ch.rules {
-			if r.comment != commentBase {
-				continue
-			}
-			if want[r.key] && !seen[r.key] {
-				seen[r.key] = true
-				continue
-			}
-			s.deleteSaved(tFilter, chIso2, r)
 		}
 	}
 }
@@ -359,31 +341,29 @@ func (f *Firewall) undo(ch *change) error {
 	if ch == nil || (len(ch.created) == 0 && len(ch.added) == 0) {
 		return nil
 	}
-	st, err := f.state(ch.b)
-	if err != nil {
-		return fmt.Errorf("roll back: %w", err)
-	}
 	created := map[string]bool{}
 	for _, c := range ch.created {
 		created[c.table+"\x01"+c.name] = true
 	}
-	s := newScript()
-	for _, r := range ch.added {
-		if !created[r.table+"\x01"+r.chain] && st.count(r.table, r.chain, r.key()) > 0 {
-			s.deleteRule(r)
+	err := f.change(ch.b, func(st *ruleset, s *script) error {
+		for _, r := range ch.added {
+			if !created[r.table+"\x01"+r.chain] && st.count(r.table, r.chain, r.key()) > 0 {
+				s.deleteRule(r)
+			}
 		}
-	}
-	for _, c := range ch.created {
-		if st.chain(c.table, c.name) != nil {
-			s.flushChain(c.table, c.name)
+		for _, c := range ch.created {
+			if st.chain(c.table, c.name) != nil {
+				s.flushChain(c.table, c.name)
+			}
 		}
-	}
-	for _, c := range ch.created {
-		if st.chain(c.table, c.name) != nil {
-			s.deleteChain(c.table, c.name)
+		for _, c := range ch.created {
+			if st.chain(c.table, c.name) != nil {
+				s.deleteChain(c.table, c.name)
+			}
 		}
-	}
-	if err := f.commit(ch.b, s, st); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("roll back: %w", err)
 	}
 	return nil
@@ -493,54 +473,41 @@ func (f *Firewall) AddNetworks(ns []Network) error {
 		}
 	}
 	for _, fam := range []family{v4, v6} {
-		var b *backend
-		var st *ruleset
-		s := newScript()
+		var mine []int
 		for i := range ns {
-			if len(byFams[i][fam]) == 0 {
-				continue
+			if len(byFams[i][fam]) > 0 {
+				mine = append(mine, i)
 			}
-			if b == nil {
-				var err error
-				if b, err = f.backend(fam); err != nil {
-					return err
-				}
-				if st, err = f.state(b); err != nil {
-					return err
-				}
-				f.baseOps(b, st, s)
-			}
-			f.planNetwork(b, st, s, &ns[i], fam, byFams[i][fam])
 		}
-		if b != nil && !s.empty() {
-			if err := f.commit(b, s, st); err != nil {
-				return fmt.Errorf("add %s rules of %d networks: %w", fam, len(ns), err)
+		if len(mine) == 0 {
+			continue
+		}
+		b, err := f.backend(fam)
+		if err != nil {
+			return err
+		}
+		err = f.change(b, func(st *ruleset, s *script) error {
+			f.baseOps(b, st, s)
+			for _, i := range mine {
+				f.planNetwork(b, st, s, &ns[i], fam, byFams[i][fam])
 			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("add %s rules of %d networks: %w", fam, len(mine), err)
 		}
 	}
 	return nil
 }
 
 func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []netip.Prefix) (*change, error) {
-	st, err := f.state(b)
-	if err != nil {
-		return nil, err
-	}
-	s := newScript()
-	f.baseOps(b, st, s)
-	ch := f.planNetwork(b, st, s, n, fam, subnets)
-	if s.empty() {
-		return nil, nil
-	}
-	f.log.Debug("programming network", "family", fam.String(), "network", shortID(n.ID), "bridge", n.Bridge)
-	return ch, f.commit(b, s, st)
-}
-
-// sharedChains are the chains that hold rules of many networks, and the
-// built-in ones our base jumps are in.
-var sharedChains = []chainRef{
-	{tFilter, chForward}, {tFilter, chIso1}, {tFilter, chIso2},
-	{tNat, chDNAT}, {tNat, chPost},
+	var ch *change
+	err := f.change(b, func(st *ruleset, s *script) error {
+		f.baseOps(b, st, s)
+		ch = f.planNetwork(b, st, s, n, fam, subnets)
+		return nil
+	})
+	return ch, err
 }
 
 // rulesOf returns the rules with the given comment in a chain.
@@ -586,7 +553,7 @@ func (f *Firewall) planNetwork(b *backend, st *ruleset, s *script, n *Network, f
 	// in any way (missing, stale, duplicated, reordered), all of them are
 	// deleted and appended again. Published ports are AddPorts' business,
 	// unless the network is internal now.
-	for _, c := range sharedChains {
+	for _, c := range append(shardsOf(id12), chainRef{tNat, chDNAT}) {
 		if c.name == chDNAT && !n.Internal {
 			continue
 		}
@@ -639,30 +606,27 @@ func (f *Firewall) RemoveNetwork(n Network) error {
 	defer f.mu.Unlock()
 	var errs []error
 	for _, b := range f.backends() {
-		st, err := f.state(b)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s := newScript()
-		for _, tbl := range []string{tFilter, tNat} {
-			t := st.table(tbl)
-			for _, cname := range t.order {
-				if cname == own {
-					continue // flushed below
-				}
-				for _, r := range t.chains[cname].rules {
-					if r.comment == comment {
-						s.deleteSaved(tbl, cname, r)
+		err := f.change(b, func(st *ruleset, s *script) error {
+			for _, tbl := range []string{tFilter, tNat} {
+				t := st.table(tbl)
+				for _, cname := range t.order {
+					if cname == own {
+						continue // flushed below
+					}
+					for _, r := range t.chains[cname].rules {
+						if r.comment == comment {
+							s.deleteSaved(tbl, cname, r)
+						}
 					}
 				}
 			}
-		}
-		if st.chain(tFilter, own) != nil {
-			s.flushChain(tFilter, own)
-			s.deleteChain(tFilter, own)
-		}
-		if err := f.commit(b, s, st); err != nil {
+			if st.chain(tFilter, own) != nil {
+				s.flushChain(tFilter, own)
+				s.deleteChain(tFilter, own)
+			}
+			return nil
+		})
+		if err != nil {
 			errs = append(errs, fmt.Errorf("remove %s rules of network %s: %w", b.fam, id12, err))
 		}
 	}
@@ -672,7 +636,7 @@ func (f *Firewall) RemoveNetwork(n Network) error {
 // programmed reports whether network id12 has its rules in st: a bridge
 // network that is not internal always has its hairpin rule.
 func programmed(st *ruleset, id12 string) bool {
-	return len(rulesOf(st, chainRef{tNat, chPost}, netComment(id12))) > 0
+	return len(rulesOf(st, chainRef{tNat, shardChain(chPost, shard(id12))}, netComment(id12))) > 0
 }
 
 // AddPorts publishes ports of a container of network n: all or nothing.
@@ -720,30 +684,32 @@ func (f *Firewall) AddPorts(n Network, ports []PortMapping) (retErr error) {
 			continue
 		}
 		b, _ := f.backend(fam)
-		st, err := f.state(b)
-		if err != nil {
-			return err
-		}
-		if !programmed(st, id12) {
-			return fmt.Errorf("%w: network %s (%s): call AddNetwork first", ErrNetworkNotProgrammed, id12, fam)
-		}
-		s := newScript()
-		f.baseOps(b, st, s)
 		ch := &change{b: b}
 		hasSCTP := false
-		for i, p := range pms {
-			r := portRule(id12, p)
-			if err := checkConflict(st, r, pms[:i]); err != nil {
-				return err
+		err := f.change(b, func(st *ruleset, s *script) error {
+			if !programmed(st, id12) {
+				return fmt.Errorf("%w: network %s (%s): call AddNetwork first", ErrNetworkNotProgrammed, id12, fam)
 			}
-			if st.count(tNat, chDNAT, r.key()) == 0 {
-				s.appendRule(r)
-				ch.added = append(ch.added, r)
-				hasSCTP = hasSCTP || p.Proto == "sctp"
+			f.baseOps(b, st, s)
+			ch.added, hasSCTP = nil, false
+			for i, p := range pms {
+				r := portRule(id12, p)
+				if err := checkConflict(st, r, pms[:i]); err != nil {
+					return err
+				}
+				if st.count(tNat, chDNAT, r.key()) == 0 {
+					s.appendRule(r)
+					ch.added = append(ch.added, r)
+					hasSCTP = hasSCTP || p.Proto == "sctp"
+				}
 			}
-		}
+			return nil
+		})
 		undo = append(undo, ch)
-		if err := f.commit(b, s, st); err != nil {
+		if errors.Is(err, ErrNetworkNotProgrammed) || errors.Is(err, ErrPortConflict) {
+			return err
+		}
+		if err != nil {
 			if hasSCTP {
 				return fmt.Errorf("publish %s ports of network %s (includes sctp; the kernel may lack sctp support): %w", fam, id12, err)
 			}
@@ -808,19 +774,16 @@ func (f *Firewall) RemovePorts(n Network, ports []PortMapping) error {
 		if err != nil {
 			continue // nothing of that family can exist
 		}
-		st, err := f.state(b)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s := newScript()
-		for _, p := range pms {
-			r := portRule(id12, p)
-			if st.count(tNat, r.chain, r.key()) > 0 {
-				s.deleteRule(r)
+		err = f.change(b, func(st *ruleset, s *script) error {
+			for _, p := range pms {
+				r := portRule(id12, p)
+				if st.count(tNat, r.chain, r.key()) > 0 {
+					s.deleteRule(r)
+				}
 			}
-		}
-		if err := f.commit(b, s, st); err != nil {
+			return nil
+		})
+		if err != nil {
 			errs = append(errs, fmt.Errorf("remove %s ports of network %s: %w", fam, id12, err))
 		}
 	}
@@ -834,7 +797,7 @@ func (f *Firewall) OwnedNetworks() ([]OwnedNetwork, error) {
 	defer f.mu.Unlock()
 	seen := map[OwnedNetwork]bool{}
 	for _, b := range f.backends() {
-		st, err := f.state(b)
+		st, err := f.exact(b)
 		if err != nil {
 			return nil, err
 		}
@@ -889,7 +852,7 @@ func (f *Firewall) Cleanup() error {
 	defer f.mu.Unlock()
 	var errs []error
 	for _, b := range f.backends() {
-		st, err := f.state(b)
+		st, err := f.exact(b)
 		if err != nil {
 			errs = append(errs, err)
 			continue

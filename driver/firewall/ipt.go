@@ -156,6 +156,9 @@ func (b *backend) apply(s *script) error {
 // ruleset is the parsed output of iptables-save, reduced to what we need.
 type ruleset struct {
 	tables map[string]*table
+	// stale: others changed the ruleset since it was read; only our own
+	// chains (MYNET-*) are still known to be right (cache.go).
+	stale bool
 	// legacyToo: iptables-nft-save says iptables-legacy tables exist as
 	// well (another program uses the other backend).
 	legacyToo bool

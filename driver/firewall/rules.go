@@ -101,11 +101,57 @@ type head struct {
 	afterDockerUser bool
 }
 
+// The chains that hold rules of every network are split in 16 shards by
+// the first character of the network id (MYNET-FORWARD-0 ... -f): deleting
+// a rule makes iptables-nft fetch the whole chain it is in (about 10 us per
+// rule), so a network's removal would otherwise cost more with every other
+// network. Each shard is jumped to unconditionally from its parent chain.
+var shardedChains = []chainRef{{tFilter, chForward}, {tFilter, chIso1}, {tFilter, chIso2}, {tNat, chPost}}
+
+const shardDigits = "0123456789abcdef"
+
+// shard is the shard of network id12: its first character if it is a
+// lower-case hex digit (Docker's ids), else one picked from its byte value.
+func shard(id12 string) byte {
+	c := id12[0]
+	if strings.IndexByte(shardDigits, c) >= 0 {
+		return c
+	}
+	return shardDigits[c%16]
+}
+
+func shardChain(parent string, sh byte) string { return parent + "-" + string(sh) }
+
+// shardsOf are the four shard chains that hold the rules of network id12.
+func shardsOf(id12 string) []chainRef {
+	sh := shard(id12)
+	out := make([]chainRef, len(shardedChains))
+	for i, c := range shardedChains {
+		out[i] = chainRef{c.table, shardChain(c.name, sh)}
+	}
+	return out
+}
+
 func baseChains() []chainRef {
-	return []chainRef{
+	cs := []chainRef{
 		{tFilter, chForward}, {tFilter, chIso1}, {tFilter, chIso2},
 		{tNat, chDNAT}, {tNat, chPost},
 	}
+	for _, c := range shardedChains {
+		for i := range len(shardDigits) {
+			cs = append(cs, chainRef{c.table, shardChain(c.name, shardDigits[i])})
+		}
+	}
+	return cs
+}
+
+// shardJumps are the jumps from a sharded chain into its 16 shards.
+func shardJumps(tbl, parent string) []rule {
+	var rs []rule
+	for i := range len(shardDigits) {
+		rs = append(rs, mk(tbl, parent, commentBase, nil, shardChain(parent, shardDigits[i])))
+	}
+	return rs
 }
 
 // baseHeads: the jumps from the built-in chains into ours, the isolation
@@ -117,7 +163,8 @@ func baseHeads(foreign []string) []head {
 		{table: tNat, chain: "PREROUTING", rules: []rule{mk(tNat, "PREROUTING", commentBase, local, chDNAT)}},
 		{table: tNat, chain: "OUTPUT", rules: []rule{mk(tNat, "OUTPUT", commentBase, local, chDNAT)}},
 		{table: tNat, chain: "POSTROUTING", rules: []rule{mk(tNat, "POSTROUTING", commentBase, nil, chPost)}},
-		{table: tFilter, chain: chForward, rules: []rule{mk(tFilter, chForward, commentBase, nil, chIso1)}},
+		{table: tFilter, chain: chForward, rules: append([]rule{mk(tFilter, chForward, commentBase, nil, chIso1)}, shardJumps(tFilter, chForward)...)},
+		{table: tNat, chain: chPost, rules: shardJumps(tNat, chPost)},
 	}
 	// A packet between two foreign bridges is Docker's business: return
 	// first. A packet from a foreign bridge is checked against our bridges
@@ -132,16 +179,15 @@ func baseHeads(foreign []string) []head {
 	for _, p := range foreign {
 		iso.rules = append(iso.rules, mk(tFilter, chIso1, commentBase, []string{"-i", p}, chIso2))
 	}
-	return append(hs, iso)
-}
-
-// baseDrops are the drops of packets going to a foreign bridge.
-func baseDrops(foreign []string) []rule {
-	var rs []rule
+	iso.rules = append(iso.rules, shardJumps(tFilter, chIso1)...)
+	// MYNET-ISO-2: drops of packets going to a foreign bridge, then the
+	// shards with the drops of packets going to one of ours.
+	drops := head{table: tFilter, chain: chIso2}
 	for _, p := range foreign {
-		rs = append(rs, mk(tFilter, chIso2, commentBase, []string{"-o", p}, "DROP"))
+		drops.rules = append(drops.rules, mk(tFilter, chIso2, commentBase, []string{"-o", p}, "DROP"))
 	}
-	return rs
+	drops.rules = append(drops.rules, shardJumps(tFilter, chIso2)...)
+	return append(hs, iso, drops)
 }
 
 // netRules is the wanted state of one network in one family.
@@ -167,7 +213,11 @@ func buildNetRules(n *Network, fam family, subnets []netip.Prefix) netRules {
 	c := netComment(id12)
 	br := n.Bridge
 	nr := netRules{byChain: map[chainRef][]rule{}}
+	sh := shard(id12)
 	add := func(tbl, ch string, match []string, target ...string) {
+		if ch != chDNAT {
+			ch = shardChain(ch, sh)
+		}
 		k := chainRef{tbl, ch}
 		nr.byChain[k] = append(nr.byChain[k], mk(tbl, ch, c, match, target...))
 	}

@@ -88,7 +88,7 @@ func TestBuildNetRulesCounts(t *testing.T) {
 	if got := count(nr); got != 8 || len(nr.owned) != 0 {
 		t.Fatalf("v4: %d rules, %d owned chains; want 8 rules in shared chains", got, len(nr.owned))
 	}
-	if got := len(nr.byChain[chainRef{tFilter, chForward}]); got != 3 {
+	if got := len(nr.byChain[chainRef{tFilter, shardChain(chForward, '0')}]); got != 3 {
 		t.Fatalf("MYNET-FORWARD: %d rules, want 3", got)
 	}
 	for _, rs := range nr.byChain {
@@ -107,7 +107,7 @@ func TestBuildNetRulesCounts(t *testing.T) {
 	}
 	n.Internal = true
 	nr = buildNetRules(&n, v4, n.Subnets)
-	if got := count(nr); got != 5 || len(nr.owned) != 0 || len(nr.byChain[chainRef{tNat, chPost}]) != 0 {
+	if got := count(nr); got != 5 || len(nr.owned) != 0 || len(nr.byChain[chainRef{tNat, shardChain(chPost, '0')}]) != 0 {
 		t.Fatalf("internal: %d rules, %d owned chains", got, len(nr.owned))
 	}
 	nr = buildNetRules(&n, v4, pfx("10.1.0.0/24", "10.2.0.0/24"))
@@ -170,5 +170,19 @@ func TestPortRule(t *testing.T) {
 	pp, ok := parsePortRule(r.args)
 	if !ok || pp.proto != "udp" || pp.port != "53" || pp.hostIP != "" {
 		t.Fatalf("parse: %+v", pp)
+	}
+}
+
+func TestShard(t *testing.T) {
+	for id, want := range map[string]byte{"c0ffee": 'c', "0abc": '0', "f": 'f', "Zebra": shardDigits['Z'%16], "ABC": shardDigits['A'%16]} {
+		if got := shard(id); got != want {
+			t.Errorf("shard(%q) = %c, want %c", id, got, want)
+		}
+	}
+	n := Network{ID: "c0ffee000000", Bridge: "br0", ICC: true, Masquerade: true, Subnets: pfx("10.1.0.0/24")}
+	for c := range buildNetRules(&n, v4, n.Subnets).byChain {
+		if !strings.HasSuffix(c.name, "-c") {
+			t.Errorf("rule of network c0ffee in chain %s, want a -c shard", c.name)
+		}
 	}
 }
