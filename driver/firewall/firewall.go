@@ -5,26 +5,32 @@
 //
 // # Chain layout (same in iptables and ip6tables)
 //
-//	table   chain               jumped from                           content
-//	filter  MYNET-FORWARD       FORWARD rule 1 (2 after DOCKER-USER)  rule 1: -j MYNET-ISO-1; then 3 rules per network
-//	filter  MYNET-ISO-1         MYNET-FORWARD rule 1                  Docker bridge to Docker bridge: RETURN; from a Docker
-//	                                                                  bridge: -j MYNET-ISO-2; per network -i BR ! -o BR -j MYNET-ISO-2
-//	filter  MYNET-ISO-2         MYNET-ISO-1                           -o <bridge> -j DROP: Docker's bridges (docker+, br-+), each of ours
-//	filter  MYNET-I-<id>        MYNET-FORWARD                         only an internal network with several subnets in one family
-//	nat     MYNET-DNAT          PREROUTING, OUTPUT rule 1             1 DNAT rule per published port
-//	                            (-m addrtype --dst-type LOCAL)
-//	nat     MYNET-POSTROUTING   POSTROUTING rule 1                    MASQUERADE per network: outbound, hairpin, 127.0.0.0/8
+//	table   chain                 jumped from                           content
+//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  -j MYNET-ISO-1, then -j MYNET-FORWARD-<s> for s in 0..f
+//	filter  MYNET-FORWARD-<s>     MYNET-FORWARD                         3 rules per network of shard s
+//	filter  MYNET-ISO-1           MYNET-FORWARD rule 1                  Docker bridge to Docker bridge: RETURN; from a Docker
+//	                                                                    bridge: -j MYNET-ISO-2; then -j MYNET-ISO-1-<s>
+//	filter  MYNET-ISO-1-<s>       MYNET-ISO-1                           per network: -i BR ! -o BR -j MYNET-ISO-2
+//	filter  MYNET-ISO-2           MYNET-ISO-1, MYNET-ISO-1-<s>          -o docker+ / br-+ -j DROP, then -j MYNET-ISO-2-<s>
+//	filter  MYNET-ISO-2-<s>       MYNET-ISO-2                           per network: -o BR -j DROP
+//	filter  MYNET-I-<id>          MYNET-FORWARD-<s>                     only an internal network with several subnets in one family
+//	nat     MYNET-DNAT            PREROUTING, OUTPUT rule 1             1 DNAT rule per published port
+//	                              (-m addrtype --dst-type LOCAL)
+//	nat     MYNET-POSTROUTING     POSTROUTING rule 1                    -j MYNET-POSTROUTING-<s> for s in 0..f
+//	nat     MYNET-POSTROUTING-<s> MYNET-POSTROUTING                     MASQUERADE per network: outbound, hairpin, 127.0.0.0/8
 //
-// <id> is the first 12 characters of the network id; every rule of a network
-// carries the comment "mynet:<id>", the rules that belong to no network carry
-// "mynet". A network with one IPv4 subnet has 8 rules, Docker's count for one
-// of its bridge networks: in filter MYNET-FORWARD "-o BR ctstate
-// RELATED,ESTABLISHED,DNAT ACCEPT", "-i BR -o BR ACCEPT|DROP" (ICC), "-i BR !
-// -o BR ACCEPT", and one rule in each isolation chain; in nat the outbound
-// MASQUERADE, the hairpin MASQUERADE and the 127.0.0.0/8 MASQUERADE (IPv6: no
-// 127/8 rule). An internal network has 5 (ICC and two drops for traffic
-// leaving the subnet instead of the accepts, no nat rules). A published port
-// is 1 rule (Docker: 3).
+// <id> is the first 12 characters of the network id and <s> its first
+// character (the shard, see shard); every rule of a network carries the
+// comment "mynet:<id>", the rules that belong to no network carry "mynet".
+// The shards keep the chains a network's rules are deleted from short:
+// iptables-nft fetches the whole chain to delete a rule from it. A network
+// with one IPv4 subnet has 8 rules, Docker's count for one of its bridge
+// networks: in filter "-o BR ctstate RELATED,ESTABLISHED,DNAT ACCEPT", "-i BR
+// -o BR ACCEPT|DROP" (ICC), "-i BR ! -o BR ACCEPT", and one rule in each
+// isolation chain; in nat the outbound MASQUERADE, the hairpin MASQUERADE and
+// the 127.0.0.0/8 MASQUERADE (IPv6: no 127/8 rule). An internal network has
+// 5 (ICC and two drops for traffic leaving the subnet instead of the accepts,
+// no nat rules). A published port is 1 rule (Docker: 3).
 //
 // The caller enables forwarding (net.ipv4.ip_forward, IPv6 forwarding) and,
 // for a container to reach its own published port through a host address,

@@ -574,11 +574,11 @@ if [ -n "$GO" ]; then
 	"$GO" test -run xxx -bench 'NetworkCreateDelete|EndpointCreateDelete' -benchtime "${SCALE_N}x" ./driver/ >"$WORK/scale.out" 2>&1 ||
 		die "go test -bench failed: $(tail -n 5 "$WORK/scale.out")"
 	# BenchmarkEndpointCreateDelete/endpoints=1000-2  30  27273831 ns/op  3.448 create-ms/op  23.82 delete-ms/op
-	while read -r name cr de; do SCALE[$name.create]=$cr SCALE[$name.delete]=$de; done < <(awk '
+	#   (and create-iptables-ms/op, create-netlink-ms/op, create-bbolt-ms/op, the same for delete)
+	while read -r name metric value; do SCALE[$name.$metric]=$value; done < <(awk '
 		/^Benchmark(Network|Endpoint)CreateDelete\// {
-			split($1, p, "/"); sub(/-[0-9]+$/, "", p[2]); cr = de = "nan"
-			for (i = 2; i < NF; i++) { if ($(i + 1) == "create-ms/op") cr = $i; if ($(i + 1) == "delete-ms/op") de = $i }
-			print p[2], cr, de
+			split($1, p, "/"); sub(/-[0-9]+$/, "", p[2])
+			for (i = 2; i < NF; i++) if ($(i + 1) ~ /-ms\/op$/) { m = $(i + 1); sub(/-ms\/op$/, "", m); print p[2], m, $i }
 		}' "$WORK/scale.out")
 fi
 
@@ -682,8 +682,12 @@ only "plugin memory at the end of this run (the bench instance): VmRSS / VmHWM (
 if [ -n "$GO" ]; then
 	for k in networks=0 networks=200 endpoints=0 endpoints=1000; do
 		[[ $k == networks* ]] && what="network create / delete with ${k#*=} networks" || what="endpoint create / delete with ${k#*=} endpoints on the network"
+		split=""
+		for c in create delete; do
+			split+="$c: iptables $(fmt "${SCALE[$k.$c-iptables]:-nan}" 1), netlink $(fmt "${SCALE[$k.$c-netlink]:-nan}" 1), bbolt $(fmt "${SCALE[$k.$c-bbolt]:-nan}" 1); "
+		done
 		only "driver called directly in a fresh netns: $what (ms, mean of $SCALE_N)" \
-			"$(fmt "${SCALE[$k.create]:-nan}" 1) / $(fmt "${SCALE[$k.delete]:-nan}" 1)" "go test -bench, driver/scale_bench_test.go"
+			"$(fmt "${SCALE[$k.create]:-nan}" 1) / $(fmt "${SCALE[$k.delete]:-nan}" 1)" "${split}go test -bench, driver/scale_bench_test.go"
 	done
 fi
 
