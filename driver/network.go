@@ -47,8 +47,10 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	defer d.createMu.Unlock()
 	unlock := d.netLock(req.NetworkID)
 	defer unlock()
-	if _, exists := d.lookupNetwork(req.NetworkID); exists {
-		return nil // a retried create: already done
+	if n, exists := d.lookupNetwork(req.NetworkID); exists {
+		// A retried create succeeds; one asking for another network is
+		// refused, and neither touches the existing network.
+		return sameNetwork(n.rec, rec)
 	}
 	others := d.networkRecords("")
 	if err := checkSubnets(rec, others); err != nil {
