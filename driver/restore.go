@@ -45,11 +45,15 @@ func (d *Driver) restore() error {
 		}
 	}
 	defer func() { d.rulesPresent = nil }()
-	for id, n := range d.networks {
+	// Every record once, not all the others per network (quadratic): a
+	// setup that looks at the others (a shared VLAN parent) finds its own
+	// record among them harmless.
+	all := d.networkRecords("")
+	for _, n := range d.networks {
 		rec := n.rec
 		b := d.backend(rec.Backend)
 		missing := missingLinks(rec)
-		if err := b.setup(&rec, d.networkRecords(id)); err != nil {
+		if err := b.setup(&rec, all); err != nil {
 			d.log.Error("restore network", "network", short(rec.ID), "backend", rec.Backend, "err", err)
 		} else if len(missing) > 0 {
 			d.log.Info("repaired: re-created missing links", "network", short(rec.ID), "links", missing)

@@ -255,17 +255,17 @@ func Master(name string) (string, error) {
 // asks once instead of two requests per link.
 func Masters() (map[string]string, error) {
 	defer spend(time.Now())
-	links, err := netlink.LinkList()
+	links, err := dumpLinks()
 	if err != nil {
 		return nil, err
 	}
-	byIndex := make(map[int]string, len(links))
+	byIndex := make(map[int32]string, len(links))
 	for _, l := range links {
-		byIndex[l.Attrs().Index] = l.Attrs().Name
+		byIndex[l.index] = l.name
 	}
 	out := make(map[string]string, len(links))
 	for _, l := range links {
-		out[l.Attrs().Name] = byIndex[l.Attrs().MasterIndex]
+		out[l.name] = byIndex[l.master]
 	}
 	return out, nil
 }
@@ -273,13 +273,13 @@ func Masters() (map[string]string, error) {
 // Names lists every link name in this namespace.
 func Names() ([]string, error) {
 	defer spend(time.Now())
-	links, err := netlink.LinkList()
+	links, err := dumpLinks()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]string, 0, len(links))
 	for _, l := range links {
-		out = append(out, l.Attrs().Name)
+		out = append(out, l.name)
 	}
 	return out, nil
 }
