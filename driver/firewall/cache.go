@@ -33,7 +33,6 @@ func (f *Firewall) state(b *backend) (*ruleset, error) {
 			if g != f.gen {
 				f.markStale(g)
 			}
-			b.hits++
 			return b.cached, nil
 		}
 	}
@@ -44,7 +43,6 @@ func (f *Firewall) state(b *backend) (*ruleset, error) {
 func (f *Firewall) exact(b *backend) (*ruleset, error) {
 	if b.cached != nil && f.genKnown && !b.cached.stale {
 		if g, err := rulesetGeneration(); err == nil && g == f.gen {
-			b.hits++
 			return b.cached, nil
 		}
 	}

@@ -43,8 +43,6 @@ type backend struct {
 	nft bool
 	// cached: the ruleset as of Firewall.gen (nil: read it again).
 	cached *ruleset
-	// hits counts calls answered from the cache (tests).
-	hits int
 }
 
 func newBackend(fam family) (*backend, error) {
