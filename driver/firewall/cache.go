@@ -93,7 +93,7 @@ func (f *Firewall) refresh(b *backend) (*ruleset, error) {
 			return nil, err
 		}
 		s := newScript()
-		cleanupOps(st, s, obsoleteChain)
+		cleanupOps(st, s, obsoleteChain, false)
 		if !s.empty() && attempt == 0 {
 			f.log.Info("removing the firewall chains of an older mynet version; their networks are re-added", "family", b.fam.String())
 			if err := b.apply(s); err != nil {

@@ -864,7 +864,7 @@ func (f *Firewall) Cleanup() error {
 			continue
 		}
 		s := newScript()
-		cleanupOps(st, s, func(name string) bool { return strings.HasPrefix(name, chainPrefix) })
+		cleanupOps(st, s, func(name string) bool { return strings.HasPrefix(name, chainPrefix) }, true)
 		if err := f.commit(b, s, st); err != nil {
 			errs = append(errs, fmt.Errorf("clean up %s rules: %w", b.fam, err))
 		}
@@ -872,11 +872,10 @@ func (f *Firewall) Cleanup() error {
 	return errors.Join(errs...)
 }
 
-// cleanupOps adds to s the removal of the chains gone(name) selects, of the
-// rules of ours in the other chains that jump to them, and (for a full
-// cleanup) of every other rule of ours.
-func cleanupOps(st *ruleset, s *script, gone func(string) bool) {
-	full := gone(chForward)
+// cleanupOps adds to s the removal of the chains gone(name) selects and of
+// the rules in other chains that jump to them; with everything, also of
+// every other rule of ours (comment "mynet" or "mynet:<id>").
+func cleanupOps(st *ruleset, s *script, gone func(string) bool, everything bool) {
 	for _, tbl := range []string{tFilter, tNat} {
 		t := st.table(tbl)
 		var del []string
@@ -887,7 +886,7 @@ func cleanupOps(st *ruleset, s *script, gone func(string) bool) {
 			}
 			for _, r := range t.chains[cname].rules {
 				ours := r.comment == commentBase || strings.HasPrefix(r.comment, commentPrefix)
-				if gone(r.target) || (full && ours) {
+				if gone(r.target) || (everything && ours) {
 					s.deleteSaved(tbl, cname, r)
 				}
 			}
