@@ -454,9 +454,9 @@ type lostAnswerTxn struct {
 	kv *lostAnswerKV
 }
 
-func (t *lostAnswerTxn) If(c ...clientv3.Cmp) clientv3.Txn     { t.Txn = t.Txn.If(c...); return t }
-func (t *lostAnswerTxn) Then(o ...clientv3.Op) clientv3.Txn    { t.Txn = t.Txn.Then(o...); return t }
-func (t *lostAnswerTxn) Else(o ...clientv3.Op) clientv3.Txn    { t.Txn = t.Txn.Else(o...); return t }
+func (t *lostAnswerTxn) If(c ...clientv3.Cmp) clientv3.Txn  { t.Txn = t.Txn.If(c...); return t }
+func (t *lostAnswerTxn) Then(o ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Then(o...); return t }
+func (t *lostAnswerTxn) Else(o ...clientv3.Op) clientv3.Txn { t.Txn = t.Txn.Else(o...); return t }
 func (t *lostAnswerTxn) Commit() (*clientv3.TxnResponse, error) {
 	resp, err := t.Txn.Commit()
 	t.kv.mu.Lock()
