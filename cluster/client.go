@@ -117,6 +117,9 @@ func (c *Client) HostID() string { return c.cfg.HostID }
 // Advertise is this host's underlay address.
 func (c *Client) Advertise() netip.Addr { return c.cfg.Advertise }
 
+// Cooldown is how long a released address stays unused.
+func (c *Client) Cooldown() time.Duration { return c.cfg.Cooldown }
+
 // Where names the etcd endpoints, for messages.
 func (c *Client) Where() string { return c.where }
 

@@ -73,7 +73,7 @@ func TestJoinDefinesThenJoinsAndRefusesOtherSettings(t *testing.T) {
 	ctx := context.Background()
 	a, b := host(t, shared, "hosta"), host(t, shared, "hostb")
 
-	n, err := a.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")})
+	n, _, err := a.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestJoinDefinesThenJoinsAndRefusesOtherSettings(t *testing.T) {
 		t.Fatalf("defined network = %+v", n)
 	}
 	// A later host omits --subnet and gets the same one.
-	n2, err := b.Join(ctx, PoolSpec{Name: "blue"})
+	n2, _, err := b.Join(ctx, PoolSpec{Name: "blue"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestJoinDefinesThenJoinsAndRefusesOtherSettings(t *testing.T) {
 		t.Fatalf("joined network = %+v", n2)
 	}
 	// Joining again changes nothing.
-	if _, err := b.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
+	if _, _, err := b.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -105,7 +105,7 @@ func TestJoinDefinesThenJoinsAndRefusesOtherSettings(t *testing.T) {
 		{PoolSpec{Name: "green", Subnet: pfx("10.62.0.0/24"), Range: pfx("10.63.0.0/25")}, "ip-range 10.63.0.0/25 is not inside subnet 10.62.0.0/24"},
 		{PoolSpec{Name: "green"}, "new cluster network green needs a subnet"},
 	} {
-		_, err := b.Join(ctx, tc.spec)
+		_, _, err := b.Join(ctx, tc.spec)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Join(%+v) = %v; want an error containing %q", tc.spec, err, tc.want)
 		}
@@ -124,7 +124,7 @@ func TestDefineSetsBackendOnceAndRefusesAnother(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := host(t, shared, "hosta"), host(t, shared, "hostb"), host(t, shared, "hostc")
 	for _, h := range []*Client{a, b} {
-		if _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
+		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -167,7 +167,7 @@ func TestConcurrentDefinitionsOneWins(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i], errs[i] = c.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx(fmt.Sprintf("10.70.%d.0/24", i))})
+			got[i], _, errs[i] = c.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx(fmt.Sprintf("10.70.%d.0/24", i))})
 		}()
 	}
 	wg.Wait()
@@ -194,7 +194,7 @@ func TestConcurrentDefinitionsOneWins(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := c.Join(ctx, PoolSpec{Name: "blue", Subnet: subnet}); err != nil {
+			if _, _, err := c.Join(ctx, PoolSpec{Name: "blue", Subnet: subnet}); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -208,7 +208,7 @@ func TestConcurrentDefinitionsOneWins(t *testing.T) {
 func TestAutomaticSubnetAvoidsOtherClusterNetworks(t *testing.T) {
 	ctx := context.Background()
 	a := host(t, shared, "hosta")
-	if _, err := a.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.208.0.0/24")}); err != nil {
+	if _, _, err := a.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.208.0.0/24")}); err != nil {
 		t.Fatal(err)
 	}
 	var seen []netip.Prefix
@@ -226,7 +226,7 @@ func TestAutomaticSubnetAvoidsOtherClusterNetworks(t *testing.T) {
 		}
 		return netip.Prefix{}, errors.New("none free")
 	}
-	n, err := a.Join(ctx, PoolSpec{Name: "red", Pick: pick})
+	n, _, err := a.Join(ctx, PoolSpec{Name: "red", Pick: pick})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestAutomaticSubnetAvoidsOtherClusterNetworks(t *testing.T) {
 	}
 	// A later host without a subnet gets the automatic one, without picking.
 	b := host(t, shared, "hostb")
-	n2, err := b.Join(ctx, PoolSpec{Name: "red", Pick: func([]netip.Prefix) (netip.Prefix, error) {
+	n2, _, err := b.Join(ctx, PoolSpec{Name: "red", Pick: func([]netip.Prefix) (netip.Prefix, error) {
 		t.Error("Pick called for an existing network")
 		return netip.Prefix{}, nil
 	}})
@@ -247,11 +247,11 @@ func TestAutomaticSubnetAvoidsOtherClusterNetworks(t *testing.T) {
 func TestLastLeaveReleasesNetworkVNIAndRecords(t *testing.T) {
 	ctx := context.Background()
 	a, b := host(t, shared, "hosta"), host(t, shared, "hostb")
-	blue, err := a.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")})
+	blue, _, err := a.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Join(ctx, PoolSpec{Name: "blue"}); err != nil {
+	if _, _, err := b.Join(ctx, PoolSpec{Name: "blue"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Claim(ctx, "blue", ip("10.60.0.2"), KindEndpoint); err != nil {
@@ -282,7 +282,7 @@ func TestLastLeaveReleasesNetworkVNIAndRecords(t *testing.T) {
 		}
 	}
 	// The subnet is free again, the VNI is not handed out at once.
-	n, err := a.Join(ctx, PoolSpec{Name: "blue2", Subnet: pfx("10.60.0.0/24")})
+	n, _, err := a.Join(ctx, PoolSpec{Name: "blue2", Subnet: pfx("10.60.0.0/24")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestClaimsAreUniqueUnderConcurrency(t *testing.T) {
 	clients := make([]*Client, hosts)
 	for i := range clients {
 		clients[i] = host(t, shared, fmt.Sprintf("host%d", i))
-		if _, err := clients[i].Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/26")}); err != nil {
+		if _, _, err := clients[i].Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/26")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -358,7 +358,7 @@ func TestReleasedAddressCoolsDownBeforeReuse(t *testing.T) {
 	const cool = 700 * time.Millisecond
 	a, b := host(t, shared, "hosta", withCooldown(cool)), host(t, shared, "hostb", withCooldown(cool))
 	for _, h := range []*Client{a, b} {
-		if _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
+		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -402,7 +402,7 @@ func TestGatewayIsSharedAndSetOnce(t *testing.T) {
 	ctx := context.Background()
 	a, b := host(t, shared, "hosta"), host(t, shared, "hostb")
 	for _, h := range []*Client{a, b} {
-		if _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
+		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -472,7 +472,7 @@ func TestClaimWhoseAnswerWasLostIsRecognisedAsWon(t *testing.T) {
 	ctx := context.Background()
 	a, b := host(t, shared, "hosta"), host(t, shared, "hostb")
 	for _, h := range []*Client{a, b} {
-		if _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
+		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -500,7 +500,7 @@ func TestPublishNeedsTheAddressAndViewFollows(t *testing.T) {
 	defer cancel()
 	a, b := host(t, shared, "hosta"), host(t, shared, "hostb")
 	for _, h := range []*Client{a, b} {
-		if _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
+		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -553,7 +553,7 @@ func TestFollowFromACompactedRevisionListsAgain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a := host(t, shared, "hosta")
-	if _, err := a.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
+	if _, _, err := a.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
 		t.Fatal(err)
 	}
 	start, err := a.cli.Get(ctx, "x")
@@ -593,7 +593,7 @@ func TestLeaseOwnsLivenessOnly(t *testing.T) {
 		if err := h.Register(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
+		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -706,7 +706,7 @@ func TestEtcdAwayCallsFailFastNamingItAndTheViewCatchesUp(t *testing.T) {
 	const timeout = 1500 * time.Millisecond
 	a, b := host(t, srv, "hosta", withTimeout(timeout)), host(t, srv, "hostb", withTimeout(timeout))
 	for _, h := range []*Client{a, b} {
-		if _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
+		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
 			t.Fatal(err)
 		}
 	}

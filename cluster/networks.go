@@ -33,15 +33,17 @@ type PoolSpec struct {
 
 // Join makes this host a member of the cluster network spec.Name, defining
 // the network if it does not exist yet. A host that is a member already
-// joins again without change. The answer is the network as stored.
-func (c *Client) Join(ctx context.Context, spec PoolSpec) (Network, error) {
+// joins again without change. The answer is the network as stored, and
+// whether this call made the host a member (the caller undoes exactly that
+// with Leave when its own next step fails).
+func (c *Client) Join(ctx context.Context, spec PoolSpec) (Network, bool, error) {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
 	if err := CheckName(spec.Name); err != nil {
-		return Network{}, err
+		return Network{}, false, err
 	}
 	if spec.Range.IsValid() && spec.Subnet.IsValid() && (spec.Range.Bits() < spec.Subnet.Bits() || !spec.Subnet.Contains(spec.Range.Addr())) {
-		return Network{}, fmt.Errorf("%w: ip-range %s is not inside subnet %s", ErrInvalid, spec.Range, spec.Subnet)
+		return Network{}, false, fmt.Errorf("%w: ip-range %s is not inside subnet %s", ErrInvalid, spec.Range, spec.Subnet)
 	}
 	what := "join cluster network " + spec.Name
 	request := c.nonce()
@@ -50,24 +52,26 @@ func (c *Client) Join(ctx context.Context, spec PoolSpec) (Network, error) {
 			clientv3.OpGet(c.keys.index()), clientv3.OpGet(c.keys.network(spec.Name)),
 		}, nil)
 		if err != nil {
-			return Network{}, c.wrap(what, err)
+			return Network{}, false, c.wrap(what, err)
 		}
 		idx, idxRev, err := c.decodeIndex(resp.Responses[0].GetResponseRange().Kvs)
 		if err != nil {
-			return Network{}, err
+			return Network{}, false, err
 		}
 		if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) == 1 {
 			n, err := decode[Network](kvs[0].Value)
 			if err != nil {
-				return Network{}, fmt.Errorf("%s: network record: %w", what, err)
+				return Network{}, false, fmt.Errorf("%s: network record: %w", what, err)
 			}
 			if err := matchPool(n, spec); err != nil {
-				return Network{}, err
+				return Network{}, false, err
 			}
-			if _, ok := n.Members[c.cfg.HostID]; ok {
-				return n, nil
+			if m, ok := n.Members[c.cfg.HostID]; ok {
+				// Already a member: by an earlier call, or by this one when
+				// its answer was lost (then the join time is this call's).
+				return n, m.Request == request, nil
 			}
-			n.Members[c.cfg.HostID] = Member{Joined: time.Now().UTC()}
+			n.Members[c.cfg.HostID] = Member{Joined: time.Now().UTC(), Request: request}
 			ok, err := c.casNetwork(ctx, "join_network", n, kvs[0].ModRevision)
 			if err != nil {
 				// The commit may have happened: the next round reads it back,
@@ -76,14 +80,14 @@ func (c *Client) Join(ctx context.Context, spec PoolSpec) (Network, error) {
 				continue
 			}
 			if ok {
-				return n, nil
+				return n, true, nil
 			}
 			continue
 		}
 
 		n, err := c.newNetwork(spec, idx, request)
 		if err != nil {
-			return Network{}, err
+			return Network{}, false, err
 		}
 		idx.Networks[n.Name] = IndexEntry{Subnet: n.Subnet, VNI: n.VNI}
 		idx.LastVNI = n.VNI
@@ -100,10 +104,10 @@ func (c *Client) Join(ctx context.Context, spec PoolSpec) (Network, error) {
 		}
 		if tr.Succeeded {
 			c.log.Info("cluster: network defined", "network", n.Name, "subnet", n.Subnet, "vni", n.VNI)
-			return n, nil
+			return n, true, nil
 		}
 	}
-	return Network{}, fmt.Errorf("%s: %w", what, ErrContended)
+	return Network{}, false, fmt.Errorf("%s: %w", what, ErrContended)
 }
 
 // newNetwork builds the record of a network this host defines.
@@ -113,7 +117,7 @@ func (c *Client) newNetwork(spec PoolSpec, idx Index, request string) (Network, 
 		taken = append(taken, e.Subnet)
 	}
 	n := Network{Name: spec.Name, Subnet: spec.Subnet, Range: spec.Range, Options: spec.Options,
-		Members: map[string]Member{c.cfg.HostID: {Joined: time.Now().UTC()}},
+		Members: map[string]Member{c.cfg.HostID: {Joined: time.Now().UTC(), Request: request}},
 		Created: time.Now().UTC(), CreatedBy: c.cfg.HostID, Request: request}
 	if !n.Subnet.IsValid() {
 		if spec.Range.IsValid() {

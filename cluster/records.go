@@ -82,6 +82,7 @@ type Driver struct {
 // Member is one host's use of a cluster network.
 type Member struct {
 	Joined        time.Time `json:"joined"`
+	Request       string    `json:"request,omitempty"`        // the call that joined`
 	DockerNetwork string    `json:"docker_network,omitempty"` // the id Docker gave it on that host
 }
 

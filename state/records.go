@@ -14,6 +14,7 @@ type Pool struct {
 	Range        netip.Prefix      `json:"range,omitzero"` // --ip-range; zero = whole pool
 	V6           bool              `json:"v6,omitempty"`
 	Automatic    bool              `json:"automatic,omitempty"` // cut from the default ranges
+	Cluster      string            `json:"cluster,omitempty"`   // the cluster network it belongs to (--ipam-opt network=)
 	Options      map[string]string `json:"options,omitempty"`
 	Created      time.Time         `json:"created"`
 }
