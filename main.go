@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/admin"
+	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/driver/firewall"
@@ -34,6 +36,15 @@ type config struct {
 	sysctlRoot             string
 	firewallInterval       time.Duration
 	metrics                metrics.Addr // zero: no metrics listener
+	cluster                clusterConfig
+}
+
+// clusterConfig is --cluster and its companions; Endpoints empty: no cluster.
+type clusterConfig struct {
+	Endpoints     []string
+	Advertise     netip.Addr // zero: the source address of the route to the first endpoint
+	CA, Cert, Key string
+	Sync          time.Duration // how often the IPAM reconciles with etcd
 }
 
 func envOr(key, def string) string {
@@ -48,7 +59,7 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("mynet", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mynet [flags]            serve the plugin\n       mynet COMMAND [--state FILE] [--json]\ncommands:\n")
-		for _, k := range []string{"networks", "endpoints", "pools", "ports", "doctor"} {
+		for _, k := range []string{"networks", "endpoints", "pools", "ports", "doctor", "cluster"} {
 			fmt.Fprintf(fs.Output(), "  %-10s %s\n", k, admin.Commands[k])
 		}
 		fmt.Fprintln(fs.Output(), "flags:")
@@ -66,7 +77,18 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.firewallInterval, "firewall-check", 5*time.Second, "how often to re-assert firewall jumps that dockerd may have pushed down")
 	metricsAddr := fs.String("metrics", envOr("MYNET_METRICS", ""),
 		"serve Prometheus /metrics on unix:/path.sock or host:port; off when empty (env MYNET_METRICS)")
+	clusterList := fs.String("cluster", envOr("MYNET_CLUSTER", ""),
+		"join the cluster whose etcd is at etcd://HOST:2379[,HOST:2379...]; off when empty (env MYNET_CLUSTER)")
+	advertise := fs.String("advertise", envOr("MYNET_ADVERTISE", ""),
+		"this host's address other hosts reach it at (VXLAN traffic); default: the source address of the route to the first etcd endpoint (env MYNET_ADVERTISE)")
+	fs.StringVar(&c.cluster.CA, "cluster-ca", envOr("MYNET_CLUSTER_CA", ""), "CA certificate (PEM) etcd's certificate must chain to; turns on TLS (env MYNET_CLUSTER_CA)")
+	fs.StringVar(&c.cluster.Cert, "cluster-cert", envOr("MYNET_CLUSTER_CERT", ""), "client certificate (PEM) for etcd; with --cluster-key (env MYNET_CLUSTER_CERT)")
+	fs.StringVar(&c.cluster.Key, "cluster-key", envOr("MYNET_CLUSTER_KEY", ""), "client key (PEM) for etcd; with --cluster-cert (env MYNET_CLUSTER_KEY)")
+	fs.DurationVar(&c.cluster.Sync, "cluster-sync", time.Minute, "how often to reconcile this host's records with etcd's")
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := parseCluster(&c.cluster, *clusterList, *advertise); err != nil {
 		return c, err
 	}
 	if *metricsAddr != "" {
@@ -85,6 +107,34 @@ func parseFlags(args []string) (config, error) {
 	return c, nil
 }
 
+// parseCluster checks --cluster and its companions; they make no sense alone.
+func parseCluster(c *clusterConfig, list, advertise string) error {
+	if list == "" {
+		for _, f := range [][2]string{{"--advertise", advertise}, {"--cluster-ca", c.CA}, {"--cluster-cert", c.Cert}, {"--cluster-key", c.Key}} {
+			if flag, v := f[0], f[1]; v != "" {
+				return fmt.Errorf("%s given without --cluster: add --cluster etcd://HOST:2379 (env MYNET_CLUSTER), or drop %s", flag, flag)
+			}
+		}
+		return nil
+	}
+	eps, err := cluster.ParseEndpoints(list, c.CA != "" || c.Cert != "")
+	if err != nil {
+		return fmt.Errorf("--cluster: %w", err)
+	}
+	c.Endpoints = eps
+	if advertise != "" {
+		a, err := netip.ParseAddr(advertise)
+		if err != nil || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
+			return fmt.Errorf("--advertise %q: give this host's unicast address that other hosts reach, e.g. 10.0.0.11", advertise)
+		}
+		c.Advertise = a.Unmap()
+	}
+	if c.Sync <= 0 {
+		return fmt.Errorf("--cluster-sync %s: give a positive duration such as 1m", c.Sync)
+	}
+	return nil
+}
+
 func newLogger(level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
@@ -98,6 +148,38 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+// openCluster connects to etcd when --cluster is set (nil otherwise) and
+// keeps this host registered. etcd down at start is not fatal: running
+// containers need nothing from it, and the registration is retried.
+func openCluster(ctx context.Context, c clusterConfig, hostID string, log *slog.Logger, observe func(string, time.Duration, error)) (*cluster.Client, error) {
+	if len(c.Endpoints) == 0 {
+		return nil, nil
+	}
+	tlsConfig, err := cluster.TLSConfig(c.CA, c.Cert, c.Key)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Advertise.IsValid() {
+		if c.Advertise, err = cluster.RouteSource(c.Endpoints[0]); err != nil {
+			return nil, fmt.Errorf("--advertise: %w", err)
+		}
+	}
+	cl, err := cluster.Open(cluster.Config{Endpoints: c.Endpoints, TLS: tlsConfig, HostID: hostID, Advertise: c.Advertise, Log: log, Observe: observe})
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, cluster.DefaultTimeout)
+	err = cl.Register(rctx)
+	cancel()
+	if err != nil {
+		log.Warn("cluster: etcd does not answer at start; serving from this host's records and retrying", "err", err)
+	} else {
+		log.Info("cluster: joined", "host", hostID, "advertise", c.Advertise, "etcd", strings.Join(c.Endpoints, ","))
+	}
+	go cl.Run(ctx)
+	return cl, nil
 }
 
 func main() {
@@ -136,7 +218,16 @@ func run(cfg config) error {
 	defer store.Close()
 
 	mets := metrics.New()
-	ipamDriver, err := ipam.New(ipam.Config{Store: store, Ranges: ranges, Log: log, OnRepair: mets.Repair})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	cl, err := openCluster(ctx, cfg.cluster, store.InstanceID(), log, mets.ObserveEtcd)
+	if err != nil {
+		return err
+	}
+	if cl != nil {
+		defer cl.Close()
+	}
+	ipamDriver, err := ipam.New(ipam.Config{Store: store, Ranges: ranges, Log: log, OnRepair: mets.Repair, Cluster: cl})
 	if err != nil {
 		return err
 	}
@@ -156,9 +247,17 @@ func run(cfg config) error {
 	}
 	defer os.Remove(sock)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	go netDriver.Run(ctx, cfg.firewallInterval)
+	if cl != nil {
+		// Before serving: etcd learns what this host holds and dropped while
+		// it was away. Bounded, so a start with etcd down still serves.
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := ipamDriver.ReconcileCluster(rctx, ipam.ClaimGrace); err != nil {
+			log.Warn("cluster: reconcile at start incomplete; it runs again every --cluster-sync", "err", err)
+		}
+		cancel()
+		go ipamDriver.RunCluster(ctx, cfg.cluster.Sync)
+	}
 
 	adminSock := admin.SocketPath(cfg.state)
 	adminLn, err := server.Listen(adminSock)
@@ -166,8 +265,13 @@ func run(cfg config) error {
 		return err
 	}
 	defer os.Remove(adminSock)
+	var clusterAdmin *admin.ClusterHandlers
+	if cl != nil {
+		clusterAdmin = &admin.ClusterHandlers{Hosts: cl.Hosts, Forget: cl.Forget}
+	}
 	go func() {
 		if err := admin.Serve(ctx, adminLn, admin.Handlers{
+			Cluster: clusterAdmin,
 			Snapshot: func() admin.Snapshot {
 				nets, eps := netDriver.Snapshot()
 				return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}

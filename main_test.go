@@ -168,6 +168,35 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	}
 }
 
+func TestClusterFlags(t *testing.T) {
+	c, err := parseFlags(nil)
+	if err != nil || c.cluster.Endpoints != nil {
+		t.Fatalf("no --cluster: %+v %v", c.cluster, err)
+	}
+	t.Setenv("MYNET_CLUSTER", "etcd://10.0.0.5:2379,10.0.0.6:2379")
+	t.Setenv("MYNET_ADVERTISE", "10.0.0.11")
+	c, err = parseFlags(nil)
+	if err != nil || len(c.cluster.Endpoints) != 2 || c.cluster.Endpoints[1] != "http://10.0.0.6:2379" || c.cluster.Advertise.String() != "10.0.0.11" {
+		t.Fatalf("cluster from env: %+v %v", c.cluster, err)
+	}
+	t.Setenv("MYNET_CLUSTER", "")
+	t.Setenv("MYNET_ADVERTISE", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--advertise", "10.0.0.11"}, "--advertise given without --cluster"},
+		{[]string{"--cluster-ca", "ca.pem"}, "--cluster-ca given without --cluster"},
+		{[]string{"--cluster", "10.0.0.5:2379"}, "start the list with etcd://"},
+		{[]string{"--cluster", "etcd://10.0.0.5:2379", "--advertise", "127.0.0.1"}, `--advertise "127.0.0.1"`},
+		{[]string{"--cluster", "etcd://10.0.0.5:2379", "--advertise", "host"}, `--advertise "host"`},
+	} {
+		if _, err := parseFlags(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseFlags(%q) = %v; want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
 // The inspection commands read the daemon's view over the admin socket while
 // it runs, and the state file itself when it does not.
 func TestInspectionCommands(t *testing.T) {

@@ -44,9 +44,11 @@ type DoctorRequest struct {
 type Handlers struct {
 	Snapshot func() Snapshot
 	Doctor   func(DoctorRequest, time.Duration) []drift.Drift
+	Cluster  *ClusterHandlers // nil: no --cluster
 }
 
-// Serve answers GET /v1/snapshot and POST /v1/doctor on ln until ctx ends.
+// Serve answers GET /v1/snapshot, POST /v1/doctor and the cluster routes
+// (cluster.go) on ln until ctx ends.
 func Serve(ctx context.Context, ln net.Listener, h Handlers) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
@@ -73,6 +75,7 @@ func Serve(ctx context.Context, ln net.Listener, h Handlers) error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(drifts)
 	})
+	serveCluster(mux, h.Cluster)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -34,6 +34,8 @@ type Metrics struct {
 	bbolt      *prometheus.HistogramVec
 	overlapped *prometheus.CounterVec
 	repairs    *prometheus.CounterVec
+	etcd       *prometheus.HistogramVec // cluster.go
+	watchLag   prometheus.Histogram
 
 	mu    sync.Mutex
 	pools func() []ipam.PoolUsage
@@ -74,7 +76,8 @@ func New() *Metrics {
 		driver.RepairOrphanLink, driver.RepairOrphanRules} {
 		m.repairs.WithLabelValues(k) // present at 0 from the start, so rate() sees the first one
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.netlink, m.iptables, m.bbolt, m.overlapped, m.repairs,
+	m.registerCluster()
+	m.reg.MustRegister(m.requests, m.duration, m.netlink, m.iptables, m.bbolt, m.overlapped, m.repairs, m.etcd, m.watchLag,
 		scrapeTime{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
