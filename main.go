@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,7 @@ type clusterConfig struct {
 	Advertise     netip.Addr // zero: the source address of the route to the first endpoint
 	CA, Cert, Key string
 	Sync          time.Duration // how often the IPAM reconciles with etcd
+	VXLANPort     int
 }
 
 func envOr(key, def string) string {
@@ -85,11 +87,17 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.cluster.Cert, "cluster-cert", envOr("MYNET_CLUSTER_CERT", ""), "client certificate (PEM) for etcd; with --cluster-key (env MYNET_CLUSTER_CERT)")
 	fs.StringVar(&c.cluster.Key, "cluster-key", envOr("MYNET_CLUSTER_KEY", ""), "client key (PEM) for etcd; with --cluster-cert (env MYNET_CLUSTER_KEY)")
 	fs.DurationVar(&c.cluster.Sync, "cluster-sync", time.Minute, "how often to reconcile this host's records with etcd's")
+	vxlanPort := fs.String("vxlan-port", envOr("MYNET_VXLAN_PORT", strconv.Itoa(driver.DefaultVXLANPort)), "UDP port of VXLAN traffic between hosts, the same on every host (env MYNET_VXLAN_PORT)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if err := parseCluster(&c.cluster, *clusterList, *advertise); err != nil {
 		return c, err
+	}
+	if p, err := strconv.Atoi(*vxlanPort); err != nil || p < 1 || p > 65535 {
+		return c, fmt.Errorf("--vxlan-port %q: give a UDP port from 1 to 65535 (default %d)", *vxlanPort, driver.DefaultVXLANPort)
+	} else {
+		c.cluster.VXLANPort = p
 	}
 	if *metricsAddr != "" {
 		a, err := metrics.ParseAddr(*metricsAddr)
@@ -182,6 +190,25 @@ func openCluster(ctx context.Context, c clusterConfig, hostID string, log *slog.
 	return cl, nil
 }
 
+// waitSynced waits until the view has listed etcd once, or d passes (etcd
+// away: the data plane keeps what the kernel has until etcd answers).
+func waitSynced(ctx context.Context, v *cluster.View, d time.Duration) {
+	deadline := time.After(d)
+	for {
+		if synced, _, _, _ := v.Status(); synced {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			return
+		case <-v.Changed():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func main() {
 	if len(os.Args) > 1 {
 		if _, ok := admin.Commands[os.Args[1]]; ok {
@@ -235,7 +262,12 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, SysctlRoot: cfg.sysctlRoot, OnRepair: mets.Repair})
+	var clusterHooks *driver.Cluster
+	if cl != nil {
+		clusterHooks = &driver.Cluster{Client: cl, View: cluster.NewView(), NetworkOf: ipamDriver.ClusterNetwork, VXLANPort: cfg.cluster.VXLANPort}
+		go cl.Follow(ctx, clusterHooks.View)
+	}
+	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, SysctlRoot: cfg.sysctlRoot, OnRepair: mets.Repair, Cluster: clusterHooks})
 	if err != nil {
 		return err
 	}
@@ -257,6 +289,14 @@ func run(cfg config) error {
 		}
 		cancel()
 		go ipamDriver.RunCluster(ctx, cfg.cluster.Sync)
+		// The data plane from etcd's endpoints, before serving: containers
+		// restarted with the daemon reach the other hosts at once.
+		waitSynced(ctx, clusterHooks.View, 5*time.Second)
+		netDriver.SyncDataPlane()
+		rctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		netDriver.ReconcileEndpoints(rctx, time.Minute)
+		cancel()
+		go netDriver.RunCluster(ctx, cfg.cluster.Sync)
 	}
 
 	adminSock := admin.SocketPath(cfg.state)

@@ -38,6 +38,19 @@ func (v *View) Network(name string) map[netip.Addr]Endpoint {
 	return maps.Clone(v.byNet[name])
 }
 
+// All is a copy of every endpoint of every network.
+func (v *View) All() []Endpoint {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []Endpoint
+	for _, m := range v.byNet {
+		for _, e := range m {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // Status says whether the view has been listed at least once, the revision
 // it reflects, how many full lists it took, and the lag of the last event
 // (from the record's creation to its arrival here).

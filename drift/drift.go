@@ -72,6 +72,10 @@ const (
 	EndpointLinkMissing     = "endpoint_link_missing"
 	OrphanLink              = "orphan_link"
 	OrphanRules             = "orphan_firewall_rules"
+	// Cluster (--cluster): etcd's records of this host against its own.
+	ClusterMembership     = "cluster_membership"      // a cluster network joined again, or left
+	ClusterAddress        = "cluster_address"         // an address claimed again in etcd, or given back
+	ClusterEndpointRecord = "cluster_endpoint_record" // an endpoint record published again, or withdrawn
 )
 
 // Fetch reads Docker's view from the Docker API on a unix socket. ipamNames

@@ -72,7 +72,7 @@ func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 	nets, eps := d.Snapshot()
 	for _, n := range nets {
 		missing := missingLinks(n)
-		noRules := err == nil && n.Backend == backendBridge && !hasRules[n.Bridge]
+		noRules := err == nil && bridged(n) && !hasRules[n.Bridge]
 		if len(missing) == 0 && !noRules {
 			continue
 		}
@@ -128,7 +128,7 @@ func (d *Driver) quiesce() (release func()) {
 func isBridgeEndpoint(nets []state.Network, ep state.Endpoint) bool {
 	for _, n := range nets {
 		if n.ID == ep.NetworkID {
-			return n.Backend == backendBridge
+			return bridged(n)
 		}
 	}
 	return false

@@ -32,6 +32,9 @@ type Config struct {
 	// OnRepair, when set, is told of each repair (start-up restore, the
 	// periodic firewall check, mynet doctor --fix) by its drift kind.
 	OnRepair func(kind string)
+	// Cluster, when set, makes networks on cluster pools cluster networks
+	// and enables the vxlan backend; nil: this host only.
+	Cluster *Cluster
 }
 
 // Driver serves the NetworkDriver protocol.
@@ -43,6 +46,7 @@ type Driver struct {
 	ports      *ports.Reserver
 	log        *slog.Logger
 	onRepair   func(kind string)
+	cluster    *Cluster
 
 	createMu  sync.Mutex // one CreateNetwork at a time
 	mu        sync.Mutex // guards the maps; never held across kernel calls
@@ -65,7 +69,7 @@ type netEntry struct {
 // deleted by hand), before the caller opens the socket.
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
-		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctlRoot: cfg.SysctlRoot, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log, onRepair: cfg.OnRepair,
+		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctlRoot: cfg.SysctlRoot, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log, onRepair: cfg.OnRepair, cluster: cfg.Cluster,
 		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*sync.Mutex{},
 	}
 	if d.log == nil {
@@ -141,7 +145,7 @@ func (d *Driver) repairFirewall() {
 	d.mu.Lock()
 	bridges := 0
 	for _, n := range d.networks {
-		if n.rec.Backend == backendBridge {
+		if bridged(n.rec) {
 			bridges++
 		}
 	}
@@ -165,7 +169,7 @@ func (d *Driver) repairFirewall() {
 	d.mu.Lock()
 	var missing []state.Network
 	for _, n := range d.networks {
-		if n.rec.Backend == backendBridge && !have[n.rec.Bridge] {
+		if bridged(n.rec) && !have[n.rec.Bridge] {
 			missing = append(missing, n.rec)
 		}
 	}
@@ -197,8 +201,13 @@ type Capabilities struct {
 	GwAllocChecker    bool
 }
 
-// GetCapabilities: a single-host driver.
+// GetCapabilities: Docker keeps the network on this host (scope local);
+// with --cluster its connectivity spans hosts. Scope global would need
+// swarm or Docker's old cluster store.
 func (d *Driver) GetCapabilities() Capabilities {
+	if d.cluster != nil {
+		return Capabilities{Scope: "local", ConnectivityScope: "global"}
+	}
 	return Capabilities{Scope: "local", ConnectivityScope: "local"}
 }
 

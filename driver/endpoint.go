@@ -81,6 +81,14 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 			retErr = errors.Join(retErr, deleteLinks(ep))
 		}
 	}()
+	if err := d.publish(n.rec, ep); err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", short(ep.ID), err)
+	}
+	defer func() {
+		if retErr != nil {
+			d.withdraw(n.rec, ep)
+		}
+	}()
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
 		return nil, fmt.Errorf("save endpoint %s: %w", short(ep.ID), err)
 	}
@@ -227,6 +235,7 @@ func (d *Driver) forgetEndpoint(n state.Network, ep state.Endpoint) error {
 	if len(ep.Ports) > 0 && n.ID != "" {
 		errs = append(errs, d.unpublish(n, ep))
 	}
+	d.withdraw(n, ep)
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteEndpoint(ep.ID) }); err != nil {
 		errs = append(errs, fmt.Errorf("forget endpoint: %w", err))
 	}

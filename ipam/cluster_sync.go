@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/cluster"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/state"
 )
 
@@ -90,7 +91,7 @@ func (d *Driver) ReconcileCluster(ctx context.Context, grace time.Duration) erro
 			continue
 		}
 		if joined {
-			d.repaired("cluster_membership", "joined again: this host has the pool", "network", name)
+			d.repaired(drift.ClusterMembership, "joined again: this host has the pool", "network", name)
 		}
 		held, err := d.cluster.Addresses(ctx, name)
 		if err != nil {
@@ -114,7 +115,7 @@ func (d *Driver) ReconcileCluster(ctx context.Context, grace time.Duration) erro
 				errs = append(errs, fmt.Errorf("address %s of cluster network %s is recorded on this host but not held in etcd, and cannot be claimed again: %w", a, name, err))
 				continue
 			}
-			d.repaired("cluster_address", "held again in etcd: this host records it", "network", name, "address", a)
+			d.repaired(drift.ClusterAddress, "held again in etcd: this host records it", "network", name, "address", a)
 		}
 		errs = append(errs, d.giveBackUnrecorded(ctx, name, held, l.addrs, grace)...)
 		d.mu.Lock()
@@ -144,7 +145,7 @@ func (d *Driver) ReconcileCluster(ctx context.Context, grace time.Duration) erro
 			errs = append(errs, err)
 			continue
 		}
-		d.repaired("cluster_membership", "left: no pool of it on this host", "network", n.Name)
+		d.repaired(drift.ClusterMembership, "left: no pool of it on this host", "network", n.Name)
 	}
 	return errors.Join(errs...)
 }
@@ -164,7 +165,7 @@ func (d *Driver) giveBackUnrecorded(ctx context.Context, name string, held map[n
 			errs = append(errs, err)
 			continue
 		}
-		d.repaired("cluster_address", "given back in etcd: no record of it on this host", "network", name, "address", a)
+		d.repaired(drift.ClusterAddress, "given back in etcd: no record of it on this host", "network", name, "address", a)
 	}
 	return errs
 }

@@ -60,6 +60,15 @@ type Network struct {
 	HostBindingV4 string `json:"host_binding_ipv4,omitempty"`
 	IfacePrefix   string `json:"iface_prefix,omitempty"`
 
+	// Cluster network (--ipam-opt network=NAME) this network belongs to.
+	Cluster string `json:"cluster,omitempty"`
+	// vxlan backend: the device on the bridge and what it was made with, so
+	// a restart rebuilds it without asking etcd.
+	VXLAN     string     `json:"vxlan,omitempty"`
+	VNI       uint32     `json:"vni,omitempty"`
+	VTEP      netip.Addr `json:"vtep,omitzero"` // this host's underlay address
+	VXLANPort int        `json:"vxlan_port,omitempty"`
+
 	// macvlan / ipvlan backends.
 	Parent        string `json:"parent,omitempty"`
 	ParentCreated bool   `json:"parent_created,omitempty"`
