@@ -143,6 +143,12 @@ func networks(s Snapshot) (any, [][]string) {
 		if n.Internal {
 			opts = append(opts, "internal")
 		}
+		if n.Cluster != "" {
+			opts = append(opts, "cluster="+n.Cluster)
+		}
+		if n.VNI != 0 {
+			opts = append(opts, fmt.Sprintf("vni=%d", n.VNI))
+		}
 		t = append(t, []string{short(n.ID), n.Backend + modeSuffix(n.Mode), linkName, strings.Join(subs, ","),
 			strings.Join(gws, ","), fmt.Sprint(count[n.ID]), strings.Join(opts, " ")})
 	}
