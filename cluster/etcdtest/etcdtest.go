@@ -80,6 +80,9 @@ func New(opts Options) (*Server, error) {
 	if s.dir == "" {
 		return nil, fmt.Errorf("etcdtest.New: Options.Dir is required")
 	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, err
+	}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		if s.clientPort, s.peerPort, err = freePorts(s.addr); err != nil {
