@@ -8,7 +8,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build test setup vet unit fuzz fuzz-corpus uml integration bench demo plugin plugin-rootfs plugin-test soak clean
+.PHONY: all build test setup vet unit fuzz fuzz-corpus uml integration multihost bench demo plugin plugin-rootfs plugin-test soak clean
 
 all: build
 
@@ -24,7 +24,7 @@ test:
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz
 	$(MAKE) uml
-	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/...
+	$(GO) test -race -count=1 -p 1 -tags integration -timeout 40m ./integration/...
 
 # Kernel tests that need ipvlan, dummy and 802.1q links, which this host's
 # kernel lacks: the same Go tests, built with -tags umltest, run inside
@@ -46,7 +46,13 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 integration:
-	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/...
+	$(GO) test -race -count=1 -p 1 -tags integration -timeout 40m ./integration/...
+
+# Three simulated hosts with their own dockerd and mynet --cluster, a real
+# etcd on their underlay (integration/multihost; about 4 minutes). Also part
+# of `make integration` and `make test`.
+multihost: setup
+	$(GO) test -race -count=1 -tags integration -timeout 20m -v ./integration/multihost/
 
 # Each fuzz target for a bounded number of executions, about 10 s each here
 # (FUZZTIME=30s or FUZZTIME=1000x overrides all). Counts, not durations: Go

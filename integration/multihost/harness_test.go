@@ -265,7 +265,7 @@ func (h *host) mynetLog() string  { return filepath.Join(h.Dir, "mynet.log") }
 func (h *host) statePath() string { return filepath.Join(h.Dir, "mynet.db") }
 
 // startMynet starts this host's mynet inside its engine's namespaces and
-// waits for its plugin socket.
+// waits until it serves.
 func (h *host) startMynet(l *lab) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -274,6 +274,11 @@ func (h *host) startMynet(l *lab) error {
 		return err
 	}
 	defer logf.Close()
+	// Ready is the "serving" line this start writes: after a SIGKILL the old
+	// socket file is still there, and the socket opens before the cluster
+	// reconcile is done.
+	st, _ := logf.Stat()
+	from := st.Size()
 	fmt.Fprintf(logf, "\n===== %s: starting mynet at %s =====\n", h.Name, time.Now().Format(time.RFC3339Nano))
 	// No --advertise: mynet takes the source address of its route to etcd.
 	cmd := h.Eng.Command(l.bin, "--name", "mynet", "--state", h.statePath(), "--log-level", "debug",
@@ -288,7 +293,7 @@ func (h *host) startMynet(l *lab) error {
 	go func() { cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if h.Eng.Command("test", "-S", "/run/docker/plugins/mynet.sock").Run() == nil {
+		if b, err := os.ReadFile(h.mynetLog()); err == nil && int64(len(b)) > from && strings.Contains(string(b[from:]), "msg=serving") {
 			return nil
 		}
 		select {
@@ -297,7 +302,7 @@ func (h *host) startMynet(l *lab) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s: mynet's socket did not appear within 60s; log:\n%s", h.Name, tailFile(h.mynetLog(), 30))
+	return fmt.Errorf("%s: mynet did not start serving within 60s; log:\n%s", h.Name, tailFile(h.mynetLog(), 30))
 }
 
 // stopMynet signals this host's mynet (by its pid) and waits for it.
@@ -409,11 +414,38 @@ func (h *host) addr(t testing.TB, name, network string) string {
 	return h.mustDocker(t, "inspect", "-f", "{{(index .NetworkSettings.Networks \""+network+"\").IPAddress}}", name)
 }
 
-// ping sends count pings from a container, payload size bytes.
+// ping sends one ping from a container (payload size bytes); a reply must
+// come within 2 s.
 func (h *host) ping(t testing.TB, ctr, ip string, size int) error {
 	t.Helper()
-	_, err := h.docker(t, "exec", ctr, "ping", "-c", "2", "-W", "2", "-s", fmt.Sprint(size), ip)
+	_, err := h.docker(t, "exec", ctr, "ping", "-c", "1", "-W", "2", "-s", fmt.Sprint(size), ip)
 	return err
+}
+
+// unreachable says whether a ping from ctr to ip gets no reply within 1 s.
+func (h *host) unreachable(t testing.TB, ctr, ip string) bool {
+	t.Helper()
+	_, err := h.docker(t, "exec", ctr, "ping", "-c", "1", "-W", "1", ip)
+	return err != nil
+}
+
+// pingAll pings every address from one container, in one docker exec.
+func (h *host) pingAll(t testing.TB, ctr string, ips []string) error {
+	t.Helper()
+	script := "for ip in " + strings.Join(ips, " ") + "; do ping -c 1 -W 2 $ip >/dev/null || { echo no reply from $ip; exit 1; }; done"
+	out, err := h.docker(t, "exec", ctr, "sh", "-c", script)
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
+
+// removeContainers removes containers of this host in one call.
+func (h *host) removeContainers(t testing.TB, names ...string) {
+	t.Helper()
+	if len(names) > 0 {
+		h.docker(t, append([]string{"rm", "-f"}, names...)...)
+	}
 }
 
 // mynetCLI runs a mynet command against this host's daemon.
