@@ -64,18 +64,6 @@ func shortID(id string) string {
 
 func netComment(id12 string) string { return commentPrefix + id12 }
 
-// obsoleteChain reports chains of the layout before 2026-11 (a chain per
-// network and three per bridge network); they are removed on sight and the
-// networks re-added in the current layout.
-func obsoleteChain(name string) bool {
-	for _, p := range []string{"MYNET-F-", "MYNET-S-", "MYNET-D-"} {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return name == "MYNET-ISO-OUT" || name == "MYNET-ISO-IN"
-}
-
 // chainRef names a chain of a table.
 type chainRef struct{ table, name string }
 
