@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 
+	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/driver/ports"
 )
 
@@ -38,8 +37,8 @@ type Config struct {
 	// ForeignBridges are iptables interface patterns of bridges that are not
 	// ours and must be isolated from ours; nil means DefaultForeignBridges.
 	ForeignBridges []string
-	// SysctlRoot replaces /proc/sys (tests).
-	SysctlRoot string
+	// Sysctls is where the kernel settings the rules need are written.
+	Sysctls link.Sysctls
 }
 
 var (
@@ -56,12 +55,12 @@ var (
 
 // Firewall programs the rules. Its methods are safe for concurrent use.
 type Firewall struct {
-	mu         sync.Mutex
-	log        *slog.Logger
-	v4, v6     *backend
-	v6err      error
-	foreign    []string
-	sysctlRoot string
+	mu      sync.Mutex
+	log     *slog.Logger
+	v4, v6  *backend
+	v6err   error
+	foreign []string
+	sysctls link.Sysctls
 
 	// The cached rulesets (backend.cached) are exact at this nf_tables
 	// generation; see cache.go.
@@ -83,7 +82,7 @@ func NewWithConfig(logger *slog.Logger, cfg Config) (*Firewall, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Firewall{log: logger, foreign: DefaultForeignBridges, sysctlRoot: "/proc/sys"}
+	f := &Firewall{log: logger, foreign: DefaultForeignBridges, sysctls: cfg.Sysctls}
 	if cfg.ForeignBridges != nil {
 		for _, p := range cfg.ForeignBridges {
 			if err := validIfacePattern(p); err != nil {
@@ -91,9 +90,6 @@ func NewWithConfig(logger *slog.Logger, cfg Config) (*Firewall, error) {
 			}
 		}
 		f.foreign = slices.Clone(cfg.ForeignBridges)
-	}
-	if cfg.SysctlRoot != "" {
-		f.sysctlRoot = cfg.SysctlRoot
 	}
 	var err error
 	if f.v4, err = newBackend(v4); err != nil {
@@ -111,7 +107,7 @@ func NewWithConfig(logger *slog.Logger, cfg Config) (*Firewall, error) {
 	}
 	f.v6, f.v6err = newBackend(v6)
 	if f.v6err == nil {
-		if _, statErr := os.Stat(filepath.Join(f.sysctlRoot, "net/ipv6")); statErr != nil {
+		if statErr := f.sysctls.Stat("net/ipv6"); statErr != nil {
 			f.v6err = fmt.Errorf("kernel without IPv6: %w", statErr)
 		} else if _, saveErr := f.v6.save(); saveErr != nil {
 			f.v6err = saveErr

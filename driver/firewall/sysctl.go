@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 )
 
@@ -28,33 +26,15 @@ func (f *Firewall) networkSysctls(n *Network, byFam map[family][]netip.Prefix, u
 		// 127.0.0.1:HOSTPORT is translated to a container address: the
 		// kernel routes a 127/8 source out of the bridge only with this.
 		key := "net/ipv4/conf/" + n.Bridge + "/route_localnet"
-		prev, changed, err := f.setSysctl(key, "1")
+		prev, changed, err := f.sysctls.Set(key, "1")
 		if err != nil {
 			return fmt.Errorf("network %s: %w", shortID(n.ID), err)
 		}
 		if changed {
-			*undo = append(*undo, func() error { _, _, err := f.setSysctl(key, prev); return err })
+			*undo = append(*undo, func() error { _, _, err := f.sysctls.Set(key, prev); return err })
 		}
 	}
 	return nil
-}
-
-// setSysctl writes val to key (relative to /proc/sys) unless it already has
-// that value; it returns the previous value and whether it wrote.
-func (f *Firewall) setSysctl(key, val string) (string, bool, error) {
-	path := filepath.Join(f.sysctlRoot, key)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", false, fmt.Errorf("read sysctl %s: %w", key, err)
-	}
-	prev := strings.TrimSpace(string(b))
-	if prev == val {
-		return prev, false, nil
-	}
-	if err := os.WriteFile(path, []byte(val), 0o644); err != nil {
-		return prev, false, fmt.Errorf("set sysctl %s=%s: %w", key, val, err)
-	}
-	return prev, true, nil
 }
 
 // ensureBridgeNF makes bridged traffic traverse iptables (name is
@@ -62,14 +42,14 @@ func (f *Firewall) setSysctl(key, val string) (string, bool, error) {
 // if its sysctls are missing, like Docker does for enable_icc=false.
 func (f *Firewall) ensureBridgeNF(name string) error {
 	key := "net/bridge/" + name
-	if _, err := os.Stat(filepath.Join(f.sysctlRoot, key)); errors.Is(err, fs.ErrNotExist) {
+	if err := f.sysctls.Stat(key); errors.Is(err, fs.ErrNotExist) {
 		if path, lookErr := exec.LookPath("modprobe"); lookErr == nil {
 			if out, err := exec.Command(path, "br_netfilter").CombinedOutput(); err != nil {
 				f.log.Warn("modprobe br_netfilter failed", "err", err, "output", strings.TrimSpace(string(out)))
 			}
 		}
 	}
-	if _, _, err := f.setSysctl(key, "1"); err != nil {
+	if _, _, err := f.sysctls.Set(key, "1"); err != nil {
 		return fmt.Errorf("bridged traffic must pass iptables (is the br_netfilter module loaded?): %w", err)
 	}
 	return nil
