@@ -63,13 +63,12 @@ func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint) error
 		}
 	}
 	if len(ep.Ports) > 0 {
-		bindings := fromRecords(ep.Ports)
-		for _, b := range bindings {
+		for _, b := range ep.Ports {
 			if err := d.ports.Restore(b); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		errs = append(errs, d.fw.AddPorts(fwNetwork(n), bindings))
+		errs = append(errs, d.fw.AddPorts(fwNetwork(n), ep.Ports))
 	}
 	return errors.Join(errs...)
 }

@@ -173,7 +173,7 @@ func (d *Driver) repairFirewall() {
 			err := d.fw.AddNetwork(fwNetwork(n.rec))
 			for _, ep := range d.endpointsOf(rec.ID) {
 				if err == nil && len(ep.Ports) > 0 {
-					err = d.fw.AddPorts(fwNetwork(n.rec), fromRecords(ep.Ports))
+					err = d.fw.AddPorts(fwNetwork(n.rec), ep.Ports)
 				}
 			}
 			if err != nil {

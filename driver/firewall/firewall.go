@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/mynet/mynet/driver/link"
-	"github.com/mynet/mynet/driver/ports"
 )
 
 // Network is one mynet bridge network.
@@ -21,10 +20,6 @@ type Network struct {
 	Masquerade bool           // outbound NAT (enable_ip_masquerade); ignored when Internal
 	Internal   bool           // --internal: traffic only within the subnet(s), nothing in or out
 }
-
-// PortMapping is one published port: a host port that driver/ports holds.
-// HostIP zero or unspecified means every host address of ContainerIP's family.
-type PortMapping = ports.Binding
 
 // OwnedNetwork is a network that has rules of ours.
 type OwnedNetwork struct {
@@ -49,7 +44,7 @@ var (
 	ErrPortConflict = errors.New("host port already published")
 	// ErrNetworkNotProgrammed: AddPorts on a network without chains.
 	ErrNetworkNotProgrammed = errors.New("network has no firewall rules")
-	// ErrInvalid: a Network or PortMapping that cannot be programmed.
+	// ErrInvalid: a Network or port binding that cannot be programmed.
 	ErrInvalid = errors.New("invalid firewall request")
 )
 

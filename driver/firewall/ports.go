@@ -4,14 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/mynet/mynet/state"
 )
 
 // AddPorts publishes ports of a container of network n: all or nothing.
 // Adding a port that is already published the same way is a no-op; a host
 // port (protocol, address, port) published by mynet to another target is
 // refused with ErrPortConflict. Host ports of Docker's own networks are not
-// seen here: hold the host port bound (as Docker does) to detect those.
-func (f *Firewall) AddPorts(n Network, ports []PortMapping) (retErr error) {
+// seen here: hold the host port bound (as Docker does) to detect those. A
+// HostIP zero or unspecified means every host address of ContainerIP's
+// family.
+func (f *Firewall) AddPorts(n Network, ports []state.PortBinding) (retErr error) {
 	if _, err := n.validate(true); err != nil {
 		return err
 	}
@@ -89,7 +93,7 @@ func (f *Firewall) AddPorts(n Network, ports []PortMapping) (retErr error) {
 // checkConflict looks for another DNAT rule of ours (or an earlier port of
 // the same request) that takes the same protocol and host port on an
 // overlapping host address.
-func checkConflict(st *ruleset, r rule, earlier []PortMapping) error {
+func checkConflict(st *ruleset, r rule, earlier []state.PortBinding) error {
 	pp, _ := parsePortRule(r.args)
 	overlaps := func(o parsedPort) bool {
 		return o.proto == pp.proto && o.port == pp.port && (o.hostIP == "" || pp.hostIP == "" || o.hostIP == pp.hostIP)
@@ -120,7 +124,7 @@ func checkConflict(st *ruleset, r rule, earlier []PortMapping) error {
 
 // RemovePorts removes published ports; ports that are not there are
 // ignored.
-func (f *Firewall) RemovePorts(n Network, ports []PortMapping) error {
+func (f *Firewall) RemovePorts(n Network, ports []state.PortBinding) error {
 	if err := validID(n.ID); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mynet/mynet/state"
 )
 
 type family int
@@ -270,7 +272,7 @@ func buildNetRules(n *Network, fam family, subnets []netip.Prefix) netRules {
 }
 
 // portRule is the DNAT rule of one published port.
-func portRule(id12 string, p PortMapping) rule {
+func portRule(id12 string, p state.PortBinding) rule {
 	var match []string
 	if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
 		match = append(match, "-d", netip.PrefixFrom(p.HostIP, p.HostIP.BitLen()).String())

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/mynet/mynet/state"
 )
 
 func validID(id string) error {
@@ -77,9 +79,9 @@ func containsPrefix(ps []netip.Prefix, p netip.Prefix) bool {
 
 // portsByFamily validates ports and groups them by the container address
 // family, without duplicates.
-func (n *Network) portsByFamily(ports []PortMapping) (map[family][]PortMapping, error) {
-	out := map[family][]PortMapping{}
-	seen := map[PortMapping]bool{}
+func (n *Network) portsByFamily(ports []state.PortBinding) (map[family][]state.PortBinding, error) {
+	out := map[family][]state.PortBinding{}
+	seen := map[state.PortBinding]bool{}
 	for _, p := range ports {
 		switch p.Proto {
 		case "tcp", "udp", "sctp":
