@@ -54,9 +54,9 @@ func cleanupOps(st *ruleset, s *script, gone func(string) bool, everything bool)
 	}
 }
 
-// obsoleteChain reports chains of the layout before 2026-11 (a chain per
-// network and three per bridge network); they are removed on sight and the
-// networks re-added in the current layout.
+// obsoleteChain reports chains of an older mynet layout (a chain per
+// network and three per bridge network): they are removed on sight and their
+// networks re-added in the layout of doc.go.
 func obsoleteChain(name string) bool {
 	for _, p := range []string{"MYNET-F-", "MYNET-S-", "MYNET-D-"} {
 		if strings.HasPrefix(name, p) {

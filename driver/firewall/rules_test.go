@@ -86,7 +86,7 @@ func TestBuildNetRulesCounts(t *testing.T) {
 	n := Network{ID: "0123456789abcdef", Bridge: "br0", ICC: true, Masquerade: true,
 		Subnets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}}
 	nr := buildNetRules(&n, v4, n.Subnets)
-	// Docker's bridge driver: 8 rules per network (PROTOCOL.md 4.4).
+	// Docker's bridge driver: 8 rules per network.
 	if got := count(nr); got != 8 || len(nr.owned) != 0 {
 		t.Fatalf("v4: %d rules, %d owned chains; want 8 rules in shared chains", got, len(nr.owned))
 	}

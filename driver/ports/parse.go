@@ -4,7 +4,7 @@
 // bridge, another mynet endpoint, any process) can take it. Docker detects
 // port conflicts by binding, and so does this package.
 //
-// Decisions (see PROTOCOL.md 2.2 and 4.4):
+// Decisions:
 //
 //   - A Mapping whose HostIP is unset ("" in the option, the zero netip.Addr)
 //     means "all addresses". It is held on 0.0.0.0 AND on [::] (IPV6_V6ONLY),
