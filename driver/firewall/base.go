@@ -1,8 +1,6 @@
 package firewall
 
 import (
-	"errors"
-	"fmt"
 	"strings"
 )
 
@@ -14,25 +12,13 @@ import (
 // start and periodically. IPv6 chains are only looked after once an IPv6
 // network has created them.
 func (f *Firewall) EnsureBase() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var errs []error
-	for _, b := range f.backends() {
-		st, err := f.exact(b)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	what := func(fam family) string { return "ensure base " + fam.String() + " chains" }
+	return f.changeEach(what, func(b *backend, st *ruleset, s *script) {
 		if b.fam == v6 && !hasOurChains(st) {
-			continue
+			return
 		}
-		s := newScript()
 		f.baseOps(b, st, s)
-		if err := f.commit(b, s, st); err != nil {
-			errs = append(errs, fmt.Errorf("ensure base %s chains: %w", b.fam, err))
-		}
-	}
-	return errors.Join(errs...)
+	})
 }
 
 func hasOurChains(st *ruleset) bool {

@@ -1,29 +1,16 @@
 package firewall
 
 import (
-	"errors"
-	"fmt"
 	"strings"
 )
 
 // Cleanup removes all our chains and the jumps into them, in both families.
 func (f *Firewall) Cleanup() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var errs []error
-	for _, b := range f.backends() {
-		st, err := f.exact(b)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s := newScript()
-		cleanupOps(st, s, func(name string) bool { return strings.HasPrefix(name, chainPrefix) }, true)
-		if err := f.commit(b, s, st); err != nil {
-			errs = append(errs, fmt.Errorf("clean up %s rules: %w", b.fam, err))
-		}
-	}
-	return errors.Join(errs...)
+	what := func(fam family) string { return "clean up " + fam.String() + " rules" }
+	ours := func(name string) bool { return strings.HasPrefix(name, chainPrefix) }
+	return f.changeEach(what, func(_ *backend, st *ruleset, s *script) {
+		cleanupOps(st, s, ours, true)
+	})
 }
 
 // cleanupOps adds to s the removal of the chains gone(name) selects and of
