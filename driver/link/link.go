@@ -12,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/mynet/mynet/timing"
 )
 
 // MaxNameLen is the kernel's limit on interface names (IFNAMSIZ - 1).
@@ -46,7 +48,7 @@ func isNotFound(err error) bool {
 
 // Exists reports whether a link of that name exists.
 func Exists(name string) (bool, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	_, err := netlink.LinkByName(name)
 	if err == nil {
 		return true, nil
@@ -61,7 +63,7 @@ func Exists(name string) (bool, error) {
 // given MTU when mtu > 0. created says whether this call made it. A link of
 // that name that is not a bridge is an error.
 func EnsureBridge(name string, mtu int) (created bool, err error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	switch {
 	case err == nil:
@@ -97,7 +99,7 @@ func EnsureBridge(name string, mtu int) (created bool, err error) {
 
 // Delete removes a link. A missing link is fine.
 func Delete(name string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	return deleteLink(name)
 }
 
@@ -117,7 +119,7 @@ func deleteLink(name string) error {
 
 // EnsureAddr adds an address (with its prefix length) to a link unless present.
 func EnsureAddr(name string, p netip.Prefix) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("add %s to %s: %w", p, name, err)
@@ -134,7 +136,7 @@ func EnsureAddr(name string, p netip.Prefix) error {
 
 // DelAddr removes an address from a link. Missing link or address is fine.
 func DelAddr(name string, p netip.Prefix) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		if isNotFound(err) {
@@ -162,7 +164,7 @@ type Veth struct {
 // peer stays down in the host namespace for Docker to move. On failure
 // nothing is left behind.
 func CreateVeth(v Veth) (retErr error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	br, err := netlink.LinkByName(v.Bridge)
 	if err != nil {
 		return fmt.Errorf("find bridge %s: %w", v.Bridge, err)
@@ -199,7 +201,7 @@ func CreateVeth(v Veth) (retErr error) {
 
 // Attach puts a host-end link on a bridge with hairpin on and brings it up.
 func Attach(l netlink.Link, br netlink.Link) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	return attach(l, br)
 }
 
@@ -218,7 +220,7 @@ func attach(l netlink.Link, br netlink.Link) error {
 
 // AttachByName is Attach by link names.
 func AttachByName(name, bridge string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -232,7 +234,7 @@ func AttachByName(name, bridge string) error {
 
 // Master returns the name of the bridge a link is on ("" if none).
 func Master(name string) (string, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return "", err
@@ -251,7 +253,7 @@ func Master(name string) (string, error) {
 // ("" for none), from one netlink dump: a restart with thousands of links
 // asks once instead of two requests per link.
 func Masters() (map[string]string, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	links, err := dumpLinks()
 	if err != nil {
 		return nil, err
@@ -269,7 +271,7 @@ func Masters() (map[string]string, error) {
 
 // Names lists every link name in this namespace.
 func Names() ([]string, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	links, err := dumpLinks()
 	if err != nil {
 		return nil, err
@@ -285,7 +287,7 @@ func Names() ([]string, error) {
 // source, or reply source after DNAT), so a published port that moves, or an
 // address given to the next container, does not inherit stale UDP flows.
 func FlushConntrack(ip netip.Addr) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	family := netlink.InetFamily(unix.AF_INET)
 	if ip.Is6() {
 		family = unix.AF_INET6
@@ -306,7 +308,7 @@ func FlushConntrack(ip netip.Addr) error {
 
 // SetAlias marks a link (ifalias), e.g. with the mynet instance that owns it.
 func SetAlias(name, alias string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -322,7 +324,7 @@ func SetAlias(name, alias string) error {
 
 // Alias returns a link's alias ("" if none or if the link is missing).
 func Alias(name string) string {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return ""

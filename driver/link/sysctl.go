@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/mynet/mynet/timing"
 )
 
 // Sysctls reads and writes kernel settings below Root; the zero value uses
@@ -28,7 +30,7 @@ func (s Sysctls) path(key string) string {
 // holds that value. It returns the previous value and whether it wrote, so
 // a caller that rolls back can put the previous value back.
 func (s Sysctls) Set(key, value string) (prev string, changed bool, err error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	name := strings.ReplaceAll(key, "/", ".")
 	cur, err := os.ReadFile(s.path(key))
 	if err != nil {
