@@ -23,6 +23,7 @@ import (
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/metrics"
 	"github.com/mynet/mynet/server"
@@ -258,7 +259,8 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	fw, err := firewall.NewWithConfig(log, firewall.Config{SysctlRoot: cfg.sysctlRoot})
+	sysctls := link.Sysctls{Root: cfg.sysctlRoot}
+	fw, err := firewall.NewWithConfig(log, firewall.Config{Sysctls: sysctls})
 	if err != nil {
 		return err
 	}
@@ -267,7 +269,7 @@ func run(cfg config) error {
 		clusterHooks = &driver.Cluster{Client: cl, View: cluster.NewView(), NetworkOf: ipamDriver.ClusterNetwork, VXLANPort: cfg.cluster.VXLANPort}
 		go cl.Follow(ctx, clusterHooks.View)
 	}
-	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, SysctlRoot: cfg.sysctlRoot, OnRepair: mets.Repair, Cluster: clusterHooks})
+	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, Sysctls: sysctls, OnRepair: mets.Repair, Cluster: clusterHooks})
 	if err != nil {
 		return err
 	}
