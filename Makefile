@@ -85,12 +85,15 @@ fuzz-corpus:
 	done
 
 # Go benchmarks, then the same work timed on mynet and Docker's own drivers
-# side by side (integration/bench/bench.sh; BENCH_QUICK=1 for a short run).
+# side by side (integration/bench/bench.sh; BENCH_QUICK=1 for a short run),
+# then the multi-host table: mynet vxlan against Docker's overlay on three
+# simulated hosts (integration/multihost/bench_test.go, BENCH_MH_* knobs).
 # bench.sh runs the driver's scale benchmarks itself (into its table); the
 # lock keeps it apart from integration runs on a shared machine.
 bench: setup
 	$(GO) test -run xxx -bench . -skip 'NetworkCreateDelete|EndpointCreateDelete' -benchmem ./...
 	flock /tmp/mynet-it.lock bash integration/bench/bench.sh
+	$(GO) test -count=1 -tags integration -run '^$$' -bench '^BenchmarkMultiHost$$' -benchtime 1x -timeout 30m ./integration/multihost/
 
 demo:
 	bash integration/demo.sh

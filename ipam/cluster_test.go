@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func sharedEtcd(t *testing.T) *etcdtest.Server {
+func sharedEtcd(t testing.TB) *etcdtest.Server {
 	t.Helper()
 	etcdOnce.Do(func() {
 		if etcdDir, etcdErr = os.MkdirTemp("", "mynet-ipam-etcd-"); etcdErr == nil {
@@ -54,7 +54,7 @@ func sharedEtcd(t *testing.T) *etcdtest.Server {
 
 // chost is one simulated host: its own state file, cluster client and IPAM.
 type chost struct {
-	t     *testing.T
+	t     testing.TB
 	path  string
 	store *state.Store
 	cl    *cluster.Client
@@ -63,7 +63,7 @@ type chost struct {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newClusterHost(t *testing.T, srv *etcdtest.Server, n int, cfg cluster.Config) *chost {
+func newClusterHost(t testing.TB, srv *etcdtest.Server, n int, cfg cluster.Config) *chost {
 	t.Helper()
 	h := &chost{t: t, path: filepath.Join(t.TempDir(), "ipam.db")}
 	s, err := state.Open(h.path, state.Options{})

@@ -14,7 +14,7 @@ import (
 
 // vxlanNet creates cluster network name (subnet on the first host, taken
 // from the cluster on the others) as Docker network mit-<name> on hosts.
-func vxlanNet(t *testing.T, name, subnet string, hosts []*host, extra ...string) {
+func vxlanNet(t testing.TB, name, subnet string, hosts []*host, extra ...string) {
 	t.Helper()
 	for i, h := range hosts {
 		args := append([]string{"-o", "backend=vxlan", "--ipam-driver", "mynet", "--ipam-opt", "network=" + name}, extra...)
