@@ -325,6 +325,9 @@ func run(cfg config) error {
 				if r.HasView {
 					drifts = append(drifts, ipamDriver.Doctor(r.View, r.Fix, grace)...)
 				}
+				cctx, cancel := context.WithTimeout(ctx, time.Minute)
+				ipamDriver.ClusterDrift(cctx, grace, r.Fix, func(d drift.Drift) { drifts = append(drifts, d) })
+				cancel()
 				for _, d := range drifts {
 					log.Info("doctor", "kind", d.Kind, "object", d.Object, "fixed", d.Fixed, "err", d.Error)
 				}

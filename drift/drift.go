@@ -76,6 +76,7 @@ const (
 	ClusterMembership     = "cluster_membership"      // a cluster network joined again, or left
 	ClusterAddress        = "cluster_address"         // an address claimed again in etcd, or given back
 	ClusterEndpointRecord = "cluster_endpoint_record" // an endpoint record published again, or withdrawn
+	ClusterDataPlane      = "cluster_data_plane"      // a VXLAN device's entries programmed again from etcd
 )
 
 // Fetch reads Docker's view from the Docker API on a unix socket. ipamNames

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/mynet/mynet/cluster"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
 	"github.com/mynet/mynet/timing"
@@ -184,20 +186,13 @@ func (d *Driver) SyncDataPlane() {
 	if !synced {
 		return
 	}
-	us := d.cluster.Client.HostID()
 	for _, rec := range d.networkRecords("") {
 		if rec.Backend != backendVXLAN {
 			continue
 		}
 		unlock := d.netLock(rec.ID)
 		if _, ok := d.lookupNetwork(rec.ID); ok { // not deleted meanwhile
-			want := map[netip.Addr]link.Remote{}
-			for ip, e := range d.cluster.View.Network(rec.Cluster) {
-				if e.Host != us && e.VTEP.IsValid() && e.MAC != "" {
-					want[ip] = link.Remote{IP: ip, MAC: e.MAC, VTEP: e.VTEP}
-				}
-			}
-			if err := d.programRemotes(rec, want); err != nil {
+			if err := d.programRemotes(rec, d.remotesOf(rec)); err != nil {
 				d.log.Warn("cluster: programming remote endpoints", "network", short(rec.ID), "cluster", rec.Cluster, "err", err)
 			}
 		}
@@ -234,18 +229,37 @@ func (d *Driver) programRemotes(rec state.Network, want map[netip.Addr]link.Remo
 	return errors.Join(errs...)
 }
 
-// ReconcileEndpoints makes this host's endpoint records in etcd match its
-// endpoints: one missing is published (etcd was away at CreateEndpoint, or
-// lost it), one without an endpoint here is withdrawn (etcd was away at
-// DeleteEndpoint or DeleteNetwork) once older than grace.
+// ReconcileEndpoints makes this host's endpoint records in etcd and its
+// VXLAN entries match (see clusterDrift), logging each repair.
 func (d *Driver) ReconcileEndpoints(ctx context.Context, grace time.Duration) {
+	d.clusterDrift(ctx, grace, func(dr drift.Drift, repair func() error) {
+		if err := repair(); err != nil {
+			d.log.Warn("cluster: "+dr.Detail, "object", dr.Object, "err", err)
+			return
+		}
+		d.log.Info("repaired: "+dr.Detail, "object", dr.Object)
+		d.repaired(dr.Kind)
+	})
+}
+
+// clusterDrift compares what etcd and the kernel hold for this host's vxlan
+// networks with what they should hold:
+//   - an endpoint here without its record in etcd (etcd was away at
+//     CreateEndpoint, lost it, or this host's address changed): publish it;
+//   - a record of this host without an endpoint here, older than grace (etcd
+//     was away at DeleteEndpoint or DeleteNetwork): withdraw it;
+//   - a VXLAN device whose entries differ from the other hosts' endpoints in
+//     the view: program them.
+//
+// Until the view has been listed once it finds nothing: etcd away is not drift.
+func (d *Driver) clusterDrift(ctx context.Context, grace time.Duration, report func(drift.Drift, func() error)) {
 	if d.cluster == nil {
 		return
 	}
 	if synced, _, _, _ := d.cluster.View.Status(); !synced {
 		return
 	}
-	us := d.cluster.Client.HostID()
+	us, vtep := d.cluster.Client.HostID(), d.cluster.Client.Advertise()
 	type local struct {
 		rec state.Network
 		ep  state.Endpoint
@@ -262,30 +276,51 @@ func (d *Driver) ReconcileEndpoints(ctx context.Context, grace time.Duration) {
 			}
 		}
 		mine[rec.Cluster] = m
+		want := d.remotesOf(rec)
+		have, _, err := link.Remotes(rec.VXLAN)
+		if err != nil || !maps.Equal(have, want) {
+			report(drift.Drift{Kind: drift.ClusterDataPlane, Object: "network " + short(rec.ID),
+				Detail: fmt.Sprintf("VXLAN device %s holds %d entries, the other hosts have %d endpoints: program them", rec.VXLAN, len(have), len(want))},
+				func() error {
+					unlock := d.netLock(rec.ID)
+					defer unlock()
+					if _, ok := d.lookupNetwork(rec.ID); !ok {
+						return nil // deleted meanwhile
+					}
+					return d.programRemotes(rec, d.remotesOf(rec))
+				})
+		}
 	}
 	for name, m := range mine {
 		seen := d.cluster.View.Network(name)
 		for ip, l := range m {
-			if e, ok := seen[ip]; ok && e.Host == us && e.MAC == l.ep.MAC && e.EndpointID == l.ep.ID {
+			if e, ok := seen[ip]; ok && e.Host == us && e.MAC == l.ep.MAC && e.EndpointID == l.ep.ID && e.VTEP == vtep {
 				continue
 			}
-			if err := d.publish(l.rec, l.ep); err != nil {
-				d.log.Warn("cluster: endpoint record not published", "endpoint", short(l.ep.ID), "err", err)
-				continue
-			}
-			d.log.Info("repaired: published a missing endpoint record", "endpoint", short(l.ep.ID), "address", ip)
-			d.repaired(RepairEndpointRecord)
+			report(drift.Drift{Kind: drift.ClusterEndpointRecord, Object: "endpoint " + short(l.ep.ID),
+				Detail: fmt.Sprintf("address %s of cluster network %s has no current record in etcd: publish it", ip, name)},
+				func() error { return d.publish(l.rec, l.ep) })
 		}
 	}
 	for _, e := range d.cluster.View.All() {
 		if _, ok := mine[e.Network][e.IP]; ok || e.Host != us || time.Since(e.Created) < grace {
 			continue
 		}
-		if err := d.cluster.Client.Withdraw(ctx, e.Network, e.IP); err != nil {
-			d.log.Warn("cluster: stale endpoint record not withdrawn", "network", e.Network, "address", e.IP, "err", err)
-			continue
-		}
-		d.log.Info("repaired: withdrew an endpoint record no endpoint here has", "network", e.Network, "address", e.IP)
-		d.repaired(RepairEndpointRecord)
+		report(drift.Drift{Kind: drift.ClusterEndpointRecord, Object: "address " + e.IP.String(),
+			Detail: fmt.Sprintf("etcd has a record of this host for %s in cluster network %s, but no endpoint here uses it: withdraw it", e.IP, e.Network)},
+			func() error { return d.cluster.Client.Withdraw(ctx, e.Network, e.IP) })
 	}
+}
+
+// remotesOf: the other hosts' endpoints of rec's cluster network, as its
+// VXLAN device should hold them.
+func (d *Driver) remotesOf(rec state.Network) map[netip.Addr]link.Remote {
+	us := d.cluster.Client.HostID()
+	want := map[netip.Addr]link.Remote{}
+	for ip, e := range d.cluster.View.Network(rec.Cluster) {
+		if e.Host != us && e.VTEP.IsValid() && e.MAC != "" {
+			want[ip] = link.Remote{IP: ip, MAC: e.MAC, VTEP: e.VTEP}
+		}
+	}
+	return want
 }

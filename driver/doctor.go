@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -12,8 +13,8 @@ import (
 	"github.com/mynet/mynet/state"
 )
 
-// Doctor compares the driver's records with the kernel and, when hasView,
-// with Docker's view; with fix it repairs each drift the way the protocol
+// Doctor compares the driver's records with the kernel, with etcd's for
+// cluster networks, and, when hasView, with Docker's view; with fix it repairs each drift the way the protocol
 // call or the start-up restore would, under the network's lock, after
 // checking the drift still holds.
 func (d *Driver) Doctor(v drift.View, hasView, fix bool, grace time.Duration) []drift.Drift {
@@ -55,6 +56,9 @@ func (d *Driver) Doctor(v drift.View, hasView, fix bool, grace time.Duration) []
 		}
 	}
 	d.kernelDrift(report)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterOp)
+	defer cancel()
+	d.clusterDrift(ctx, grace, report)
 	return out
 }
 

@@ -59,6 +59,11 @@ func (b vxlanBackend) setup(rec *state.Network, others []state.Network) (retErr 
 			retErr = errors.Join(retErr, b.bridgeBackend.teardown(*rec, others))
 		}
 	}()
+	if b.d.cluster != nil {
+		// The host may have come back with another --advertise: its
+		// endpoint records follow (ReconcileEndpoints), so must the device.
+		rec.VTEP = b.d.cluster.Client.Advertise()
+	}
 	v := link.VXLAN{Name: rec.VXLAN, Bridge: rec.Bridge, VNI: rec.VNI, Local: rec.VTEP, Port: rec.VXLANPort, MTU: rec.MTU}
 	_, err := link.EnsureVXLAN(v)
 	var taken *link.ErrVNITaken

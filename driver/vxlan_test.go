@@ -18,6 +18,7 @@ import (
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/cluster/etcdtest"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
@@ -319,14 +320,34 @@ func TestVXLANTwoHostsShareOneSegment(t *testing.T) {
 			t.Fatalf("a -> gateway: %v", err)
 		}
 
-		// An entry deleted by hand is put back by the next sync.
+		// An entry deleted by hand: mynet doctor finds it, --fix (and the
+		// next sync alike) puts it back.
 		a.enter()
 		if err := link.DelRemote(vxlanName(vxNetA), netip.MustParseAddr("10.90.0.3"), "", netip.Addr{}); err != nil {
 			t.Fatal(err)
 		}
-		a.d.SyncDataPlane()
+		for _, fix := range []bool{false, true} {
+			drifts := a.d.Doctor(drift.View{}, false, fix, 0)
+			if len(drifts) != 1 || drifts[0].Kind != drift.ClusterDataPlane || drifts[0].Fixed != fix {
+				t.Fatalf("doctor (fix=%v) found %+v", fix, drifts)
+			}
+		}
 		if r, _, _ := link.Remotes(vxlanName(vxNetA)); len(r) != 1 {
-			t.Fatalf("entries after a sync: %+v", r)
+			t.Fatalf("entries after doctor --fix: %+v", r)
+		}
+		if drifts := a.d.Doctor(drift.View{}, false, false, 0); len(drifts) != 0 {
+			t.Fatalf("doctor after --fix: %+v", drifts)
+		}
+		// A record withdrawn behind the driver's back is published again.
+		if err := a.cl.Withdraw(context.Background(), "blue", netip.MustParseAddr("10.90.0.2")); err != nil {
+			t.Fatal(err)
+		}
+		b.waitRemote("blue", "10.90.0.2", false)
+		a.waitRemote("blue", "10.90.0.2", false)
+		a.d.ReconcileEndpoints(context.Background(), time.Minute)
+		b.waitRemote("blue", "10.90.0.2", true)
+		if err := vxPing(t, cb, "10.90.0.2", 56); err != nil {
+			t.Fatalf("b -> a after the record was published again: %v", err)
 		}
 
 		// A restart keeps the device and its entries; one deleted while the

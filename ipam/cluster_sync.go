@@ -32,26 +32,55 @@ func (d *Driver) ClusterNetwork(subnet netip.Prefix) (string, bool) {
 }
 
 // ReconcileCluster makes etcd agree with this host's records, which are the
-// truth for what this host holds:
-//   - every cluster pool here is a membership there (re-joined, or the
-//     network defined again with the same subnet if etcd lost it);
-//   - every address recorded here is held there (claimed again if missing;
-//     one another host holds meanwhile is reported, never taken);
-//   - addresses held there by this host that no record here has, claimed
-//     longer than grace ago, are given back (an answer lost in a crash, a
-//     release etcd did not hear of);
-//   - memberships there without a pool here end (a pool released while etcd
-//     was away).
-//
-// It runs at start, before the socket opens, and then periodically.
+// truth for what this host holds (see ClusterDrift), logging each repair. It
+// runs at start, before the socket opens, and then periodically.
 func (d *Driver) ReconcileCluster(ctx context.Context, grace time.Duration) error {
+	var errs []error
+	d.ClusterDrift(ctx, grace, true, func(dr drift.Drift) {
+		switch {
+		case dr.Fixed:
+			d.log.Info("repaired: "+dr.Detail, "object", dr.Object)
+		case dr.Error != "":
+			errs = append(errs, fmt.Errorf("%s: %s: %s", dr.Object, dr.Detail, dr.Error))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// ClusterDrift compares this host's records with etcd's and, with fix,
+// repairs each difference:
+//   - a cluster pool here without a membership there: join again (the
+//     network is defined again with the same subnet if etcd lost it);
+//   - an address recorded here but not held there: claim it again; one
+//     another host holds meanwhile is reported, never taken;
+//   - an address held there by this host that no record here has, claimed
+//     longer than grace ago (an answer lost in a crash, a release etcd did
+//     not hear of): give it back;
+//   - a membership there without a pool here (a pool released while etcd was
+//     away): give back what it holds there and leave.
+//
+// mynet doctor shows them; the reconcile repairs them.
+func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix bool, report func(drift.Drift)) {
 	if d.cluster == nil {
-		return nil
+		return
 	}
 	// Pool requests and releases wait: a pool read here as present must not
 	// be joined again after its release left.
 	d.clusterMu.Lock()
 	defer d.clusterMu.Unlock()
+	check := func(dr drift.Drift, repair func() error) {
+		if fix && repair != nil {
+			if err := repair(); err != nil {
+				dr.Error = err.Error()
+			} else {
+				dr.Fixed = true
+				if d.onRepair != nil {
+					d.onRepair(dr.Kind)
+				}
+			}
+		}
+		report(dr)
+	}
 	type local struct {
 		rec   state.Pool
 		addrs map[netip.Addr]state.Address
@@ -75,85 +104,99 @@ func (d *Driver) ReconcileCluster(ctx context.Context, grace time.Duration) erro
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("read cluster pools: %w", err)
+		report(drift.Drift{Kind: drift.ClusterMembership, Object: "store", Error: "read cluster pools: " + err.Error()})
+		return
 	}
 	us := d.cluster.HostID()
-	var errs []error
 	have := map[string]bool{}
 	for _, l := range pools {
 		name := l.rec.Cluster
 		have[name] = true
-		opts := maps.Clone(l.rec.Options)
-		delete(opts, OptNetwork)
-		n, joined, err := d.cluster.Join(ctx, cluster.PoolSpec{Name: name, Subnet: l.rec.Pool, Range: l.rec.Range, Options: opts})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("cluster network %s (pool %s here): %w", name, l.rec.ID, err))
+		n, _, err := d.cluster.Network(ctx, name)
+		if err != nil && !errors.Is(err, cluster.ErrNoNetwork) {
+			report(drift.Drift{Kind: drift.ClusterMembership, Object: "cluster network " + name, Error: err.Error()})
 			continue
 		}
-		if joined {
-			d.repaired(drift.ClusterMembership, "joined again: this host has the pool", "network", name)
+		if _, member := n.Members[us]; !member {
+			what := "this host has its pool " + l.rec.ID + " but is not a member in etcd"
+			if err != nil {
+				what = "this host has its pool " + l.rec.ID + " but etcd has no such network"
+			}
+			opts := maps.Clone(l.rec.Options)
+			delete(opts, OptNetwork)
+			check(drift.Drift{Kind: drift.ClusterMembership, Object: "cluster network " + name, Detail: what + ": join again"}, func() error {
+				var err error
+				n, _, err = d.cluster.Join(ctx, cluster.PoolSpec{Name: name, Subnet: l.rec.Pool, Range: l.rec.Range, Options: opts})
+				return err
+			})
+			if !fix {
+				continue // the rest compares with a membership that is not there
+			}
 		}
 		held, err := d.cluster.Addresses(ctx, name)
 		if err != nil {
-			errs = append(errs, err)
+			report(drift.Drift{Kind: drift.ClusterAddress, Object: "cluster network " + name, Error: err.Error()})
 			continue
 		}
 		for a, r := range l.addrs {
 			kind := cluster.KindEndpoint
 			if r.Kind == state.KindGateway {
 				kind = cluster.KindGateway
-				if !n.Gateway.IsValid() {
-					if _, err := d.cluster.SetGateway(ctx, name, a); err != nil {
-						errs = append(errs, err)
-					}
-				}
 			}
 			if h, ok := held[a]; ok && h.Released.IsZero() && h.Kind == kind && (h.Host == us || kind == cluster.KindGateway) {
 				continue
 			}
-			if _, err := d.cluster.Reassert(ctx, name, a, kind); err != nil {
-				errs = append(errs, fmt.Errorf("address %s of cluster network %s is recorded on this host but not held in etcd, and cannot be claimed again: %w", a, name, err))
+			dr := drift.Drift{Kind: drift.ClusterAddress, Object: "address " + a.String(),
+				Detail: fmt.Sprintf("recorded on this host (pool %s) but not held by it in etcd: claim it again", l.rec.ID)}
+			if h, ok := held[a]; ok && h.Released.IsZero() && h.Host != us && h.Host != "" {
+				dr.Detail = fmt.Sprintf("recorded on this host (pool %s) but held by host %s in etcd", l.rec.ID, h.Host)
+				dr.Error = "not repairable here: one of the two hosts must release it (docker rm the container using it)"
+				report(dr)
 				continue
 			}
-			d.repaired(drift.ClusterAddress, "held again in etcd: this host records it", "network", name, "address", a)
+			check(dr, func() error {
+				if kind == cluster.KindGateway && !n.Gateway.IsValid() {
+					if _, err := d.cluster.SetGateway(ctx, name, a); err != nil {
+						return err
+					}
+				}
+				_, err := d.cluster.Reassert(ctx, name, a, kind)
+				return err
+			})
 		}
-		errs = append(errs, d.giveBackUnrecorded(ctx, name, held, l.addrs, grace)...)
+		d.giveBackUnrecorded(ctx, name, held, l.addrs, grace, check)
 		d.mu.Lock()
 		p := d.pools[l.rec.ID]
 		d.mu.Unlock()
-		if p != nil {
+		if p != nil && fix {
 			d.learnCluster(ctx, p)
 		}
 	}
 
 	nets, err := d.cluster.Networks(ctx)
 	if err != nil {
-		return errors.Join(append(errs, err)...)
+		report(drift.Drift{Kind: drift.ClusterMembership, Object: "etcd", Error: err.Error()})
+		return
 	}
 	for _, n := range nets {
 		if _, member := n.Members[us]; !member || have[n.Name] {
 			continue
 		}
-		// No pool here: give back what this host still holds, then leave.
 		held, err := d.cluster.Addresses(ctx, n.Name)
 		if err != nil {
-			errs = append(errs, err)
+			report(drift.Drift{Kind: drift.ClusterAddress, Object: "cluster network " + n.Name, Error: err.Error()})
 			continue
 		}
-		errs = append(errs, d.giveBackUnrecorded(ctx, n.Name, held, nil, grace)...)
-		if err := d.cluster.Leave(ctx, n.Name); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		d.repaired(drift.ClusterMembership, "left: no pool of it on this host", "network", n.Name)
+		d.giveBackUnrecorded(ctx, n.Name, held, nil, grace, check)
+		check(drift.Drift{Kind: drift.ClusterMembership, Object: "cluster network " + n.Name,
+			Detail: "a member in etcd but no pool of it on this host: leave"}, func() error { return d.cluster.Leave(ctx, n.Name) })
 	}
-	return errors.Join(errs...)
 }
 
-// giveBackUnrecorded releases addresses etcd says this host holds in name but
-// mine lacks, if claimed before grace.
-func (d *Driver) giveBackUnrecorded(ctx context.Context, name string, held map[netip.Addr]cluster.Address, mine map[netip.Addr]state.Address, grace time.Duration) []error {
-	var errs []error
+// giveBackUnrecorded: addresses etcd says this host holds in name that mine
+// lacks, claimed before grace.
+func (d *Driver) giveBackUnrecorded(ctx context.Context, name string, held map[netip.Addr]cluster.Address, mine map[netip.Addr]state.Address,
+	grace time.Duration, check func(drift.Drift, func() error)) {
 	for a, h := range held {
 		if h.Host != d.cluster.HostID() || !h.Released.IsZero() || time.Since(h.Claimed) < grace {
 			continue
@@ -161,19 +204,9 @@ func (d *Driver) giveBackUnrecorded(ctx context.Context, name string, held map[n
 		if _, ok := mine[a]; ok {
 			continue
 		}
-		if err := d.cluster.Release(ctx, name, a); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		d.repaired(drift.ClusterAddress, "given back in etcd: no record of it on this host", "network", name, "address", a)
-	}
-	return errs
-}
-
-func (d *Driver) repaired(kind, what string, args ...any) {
-	d.log.Info("repaired: "+what, args...)
-	if d.onRepair != nil {
-		d.onRepair(kind)
+		check(drift.Drift{Kind: drift.ClusterAddress, Object: "address " + a.String(),
+			Detail: fmt.Sprintf("held by this host in etcd (cluster network %s) but recorded nowhere here: give it back", name)},
+			func() error { return d.cluster.Release(ctx, name, a) })
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/cluster/etcdtest"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/state"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -411,6 +414,21 @@ func TestClusterRestartAndReconcile(t *testing.T) {
 	// A pool released while etcd was away: a member without a pool.
 	if _, _, err := a.cl.Join(ctx, cluster.PoolSpec{Name: "gone", Subnet: netip.MustParsePrefix("10.62.0.0/24")}); err != nil {
 		t.Fatal(err)
+	}
+	// mynet doctor's view first: found, nothing changed.
+	var found []string
+	a.d.ClusterDrift(ctx, time.Hour, false, func(dr drift.Drift) {
+		if dr.Fixed || dr.Error != "" {
+			t.Errorf("report-only drift %+v", dr)
+		}
+		found = append(found, dr.Kind+" "+dr.Object)
+	})
+	sort.Strings(found)
+	if want := []string{"cluster_address address " + x.String(), "cluster_membership cluster network gone"}; !slices.Equal(found, want) {
+		t.Fatalf("drift found %q, want %q", found, want)
+	}
+	if recs, _ := a.cl.Addresses(ctx, "blue"); recs[x].Host != "" {
+		t.Fatal("a report-only pass changed etcd")
 	}
 	if err := a.d.ReconcileCluster(ctx, time.Hour); err != nil {
 		t.Fatal(err)

@@ -10,8 +10,9 @@ import (
 )
 
 // A host's mynet is SIGKILLed: traffic across hosts goes on (the kernel
-// keeps its state), and when it comes back it rebuilds from its state file
-// and etcd and learns the endpoints that appeared meanwhile.
+// keeps its state). Its links are then deleted as a reboot would; when mynet
+// comes back it rebuilds from its state file and etcd before serving, and
+// knows the endpoints that appeared meanwhile.
 func TestPluginKilledAndRestarted(t *testing.T) {
 	h1, h2, h3 := L.hosts[0], L.hosts[1], L.hosts[2]
 	vxlanNet(t, "kill", "10.212.0.0/24", L.hosts)
@@ -33,11 +34,25 @@ func TestPluginKilledAndRestarted(t *testing.T) {
 	if err := h2.ping(t, "mit-kill2", c1, 56); err != nil {
 		t.Errorf("with h2's mynet dead, h2 -> h1: %v", err)
 	}
+	// Then the host's network state goes as in a reboot: mynet's bridge and
+	// VXLAN device with every entry on them (the container keeps its end).
+	id := h2.mustDocker(t, "network", "inspect", "-f", "{{.Id}}", "mit-kill")
+	for _, l := range []string{"mnv" + id[:12], "mn-" + id[:12]} {
+		if out, err := h2.run("ip", "link", "del", l); err != nil {
+			t.Fatalf("delete %s: %v: %s", l, err, out)
+		}
+	}
 	c3 := h3.container(t, "mit-kill3", "mit-kill") // while h2's mynet is down
 	if err := h2.startMynet(L); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, L.syncWait(), "h2 -> the container h3 started meanwhile", func() error { return h2.ping(t, "mit-kill2", c3, 56) })
+	// Rebuilt from the state file and etcd before serving: no wait needed.
+	if err := h2.ping(t, "mit-kill2", c3, 56); err != nil {
+		t.Errorf("h2 -> the container h3 started meanwhile, right after the restart: %v", err)
+	}
+	if err := h1.ping(t, "mit-kill1", c2, 56); err != nil {
+		t.Errorf("h1 -> h2 right after the restart: %v", err)
+	}
 	c2b := h2.container(t, "mit-kill2b", "mit-kill")
 	eventually(t, L.syncWait(), "h1 -> a new container on h2", func() error { return h1.ping(t, "mit-kill1", c2b, 56) })
 }
