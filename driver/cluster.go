@@ -136,13 +136,17 @@ func (d *Driver) publish(n state.Network, ep state.Endpoint) error {
 	return err
 }
 
+// withdrawWait bounds a withdraw: it is best effort, the reconcile finishes
+// what etcd did not hear, and a container removal should not wait long.
+const withdrawWait = 2 * time.Second
+
 // withdraw removes an endpoint's record. etcd not answering does not fail
 // the delete: the reconcile withdraws what has no endpoint here.
 func (d *Driver) withdraw(n state.Network, ep state.Endpoint) {
 	if n.Backend != backendVXLAN || !ep.IPv4.IsValid() || d.cluster == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), clusterOp)
+	ctx, cancel := context.WithTimeout(context.Background(), withdrawWait)
 	defer cancel()
 	if err := d.cluster.Client.Withdraw(ctx, n.Cluster, ep.IPv4.Addr()); err != nil {
 		d.log.Warn("cluster: endpoint record not withdrawn; the reconcile does it", "endpoint", short(ep.ID), "err", err)

@@ -217,6 +217,7 @@ func (d *Driver) DeleteEndpoint(req *api.DeleteEndpointRequest) error {
 	}
 	err := d.forgetEndpoint(rec, *ep)
 	unlock()
+	d.withdraw(rec, *ep) // etcd round trips outside the lock too
 	// The kernel takes tens of milliseconds to free a veth: do it outside the
 	// network's lock so its other endpoints do not queue behind it. A crash
 	// here leaves a marked link that the next start removes.
@@ -225,7 +226,9 @@ func (d *Driver) DeleteEndpoint(req *api.DeleteEndpointRequest) error {
 
 // removeEndpoint undoes an endpoint. Callers hold the network's lock.
 func (d *Driver) removeEndpoint(n state.Network, ep state.Endpoint) error {
-	return errors.Join(d.forgetEndpoint(n, ep), d.releaseLinks(ep))
+	err := errors.Join(d.forgetEndpoint(n, ep), d.releaseLinks(ep))
+	d.withdraw(n, ep)
+	return err
 }
 
 // forgetEndpoint unpublishes the endpoint's ports and drops its record.
@@ -235,7 +238,6 @@ func (d *Driver) forgetEndpoint(n state.Network, ep state.Endpoint) error {
 	if len(ep.Ports) > 0 && n.ID != "" {
 		errs = append(errs, d.unpublish(n, ep))
 	}
-	d.withdraw(n, ep)
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteEndpoint(ep.ID) }); err != nil {
 		errs = append(errs, fmt.Errorf("forget endpoint: %w", err))
 	}
