@@ -57,7 +57,6 @@ type Driver struct {
 
 type netEntry struct {
 	rec state.Network
-	cfg netConfig
 }
 
 // New loads every network and endpoint from the store and rebuilds in the

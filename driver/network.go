@@ -71,7 +71,7 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 		return fmt.Errorf("save network %s: %w", short(rec.ID), err)
 	}
 	d.mu.Lock()
-	d.networks[rec.ID] = &netEntry{rec: rec, cfg: cfg}
+	d.networks[rec.ID] = &netEntry{rec: rec}
 	d.mu.Unlock()
 	d.log.Info("network created", "network", short(rec.ID), "backend", rec.Backend, "bridge", rec.Bridge, "parent", rec.Parent)
 	return nil

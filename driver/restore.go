@@ -29,11 +29,7 @@ func (d *Driver) restore() error {
 		return fmt.Errorf("load networks: %w", err)
 	}
 	for _, rec := range nets {
-		cfg, err := parseNetworkOptions(map[string]any{optGeneric: toAny(rec.Options), optEnableIPv6: rec.EnableIPv6, optInternal: rec.Internal})
-		if err != nil {
-			d.log.Error("stored network has options this version refuses", "network", short(rec.ID), "err", err)
-		}
-		d.networks[rec.ID] = &netEntry{rec: rec, cfg: cfg}
+		d.networks[rec.ID] = &netEntry{rec: rec}
 	}
 	// One read of our rules instead of one iptables-save per network: the
 	// rules of networks already present are trusted (the periodic repair
@@ -198,14 +194,6 @@ func missingLinks(rec state.Network) []string {
 				out = append(out, name)
 			}
 		}
-	}
-	return out
-}
-
-func toAny(m map[string]string) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
 	}
 	return out
 }
