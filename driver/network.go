@@ -67,6 +67,9 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 			retErr = errors.Join(retErr, b.teardown(rec, others))
 		}
 	}()
+	if err := errors.Join(b.addRules([]state.Network{rec})...); err != nil {
+		return err
+	}
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutNetwork(rec) }); err != nil {
 		return fmt.Errorf("save network %s: %w", short(rec.ID), err)
 	}
