@@ -82,7 +82,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 			retErr = errors.Join(retErr, removeBridge(undo))
 		}
 	}()
-	if err := link.SetSysctl(d.sysctlRoot, "net/ipv4/ip_forward", "1"); err != nil {
+	if _, _, err := d.sysctls.Set("net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
 	for _, s := range rec.IPv4 {
@@ -93,10 +93,10 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 		}
 	}
 	if rec.EnableIPv6 && len(rec.IPv6) > 0 {
-		if err := link.SetSysctl(d.sysctlRoot, "net/ipv6/conf/"+rec.Bridge+"/disable_ipv6", "0"); err != nil {
+		if _, _, err := d.sysctls.Set("net/ipv6/conf/"+rec.Bridge+"/disable_ipv6", "0"); err != nil {
 			return err
 		}
-		if err := link.SetSysctl(d.sysctlRoot, "net/ipv6/conf/all/forwarding", "1"); err != nil {
+		if _, _, err := d.sysctls.Set("net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return err
 		}
 		for _, s := range rec.IPv6 {
@@ -142,7 +142,7 @@ func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint, maste
 		}
 	}
 	if len(ep.Ports) > 0 {
-		for _, pb := range fromRecords(ep.Ports) {
+		for _, pb := range ep.Ports {
 			if err := d.ports.Restore(pb); err != nil {
 				errs = append(errs, err)
 			}

@@ -42,11 +42,11 @@ func (b bridgeBackend) addRules(recs []state.Network) []error {
 }
 
 func (b bridgeBackend) publish(n state.Network, bs []state.PortBinding) error {
-	return b.d.fw.AddPorts(fwNetwork(n), fromRecords(bs))
+	return b.d.fw.AddPorts(fwNetwork(n), bs)
 }
 
 func (b bridgeBackend) unpublish(n state.Network, bs []state.PortBinding) error {
-	return b.d.fw.RemovePorts(fwNetwork(n), fromRecords(bs))
+	return b.d.fw.RemovePorts(fwNetwork(n), bs)
 }
 
 // fwNetwork is what the firewall needs to know of a network.

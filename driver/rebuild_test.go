@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/link"
 )
 
@@ -38,7 +38,7 @@ func TestRecreatedBridgeGetsWhatItsRulesNeed(t *testing.T) {
 		if err := link.Delete(br); err != nil {
 			t.Fatal(err)
 		}
-		for _, d := range e.d.Doctor(doctor.View{}, false, true, 0) {
+		for _, d := range e.d.Doctor(drift.View{}, false, true, 0) {
 			if !d.Fixed {
 				t.Errorf("doctor --fix: %+v", d)
 			}
