@@ -1,17 +1,11 @@
-package main
+package blackbox
 
 import (
-	"bufio"
-	"context"
-	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -19,35 +13,23 @@ import (
 // socket: protocol calls (a pool, a bridge network with one endpoint) show
 // up in a scrape over that socket, and the debug log splits their time.
 func TestDaemonMetricsOverUnixSocket(t *testing.T) {
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	msock := filepath.Join(dir, "metrics.sock")
-	d := startDaemon(t, bin, dir, "--metrics", "unix:"+msock)
-	c := d.waitServing(t)
-	const netID = "0123456789abcdef0123"
+	msock := filepath.Join(t.TempDir(), "metrics.sock")
+	d := startDaemon(t, "--metrics", "unix:"+msock)
 	for _, call := range []struct{ path, body string }{
 		{"/IpamDriver.RequestPool", `{"Pool":"10.77.0.0/24"}`},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.77.0.0/24","Options":{"RequestAddressType":"com.docker.network.gateway"}}`},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.77.0.0/24"}`},
-		{"/NetworkDriver.CreateNetwork", `{"NetworkID":"` + netID + `","Options":{"com.docker.network.generic":{}},` +
-			`"IPv4Data":[{"AddressSpace":"LocalDefault","Pool":"10.77.0.0/24","Gateway":"10.77.0.1/24"}]}`},
-		{"/NetworkDriver.CreateEndpoint", `{"NetworkID":"` + netID + `","EndpointID":"fedcba9876543210","Interface":{"Address":"10.77.0.2/24"},"Options":{}}`},
+		{"/NetworkDriver.CreateNetwork", network("0123456789ab", "10.77.0.0/24")},
+		{"/NetworkDriver.CreateEndpoint", endpoint("0123456789ab", "fedcba98", "10.77.0.2/24")},
 		{"/NetworkDriver.CreateNetwork", `{"NetworkID":"x","Options":{"com.docker.network.generic":{"nonsense":"1"}}}`},
 	} {
-		r, err := c.Post("http://p"+call.path, "", strings.NewReader(call.body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Body.Close()
+		d.post(t, call.path, []byte(call.body))
 	}
 	st, err := os.Stat(msock)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("metrics socket: %v %v", st, err)
 	}
-	mc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", msock)
-	}}}
-	r, err := mc.Get("http://m/metrics")
+	r, err := unixClient(msock).Get("http://m/metrics")
 	if err != nil {
 		t.Fatalf("scrape: %v\n%s", err, d.out)
 	}
@@ -81,8 +63,7 @@ func TestDaemonMetricsOverUnixSocket(t *testing.T) {
 	if t.Failed() {
 		t.Logf("scrape:\n%s", text)
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	if err := d.cmd.Wait(); err != nil {
+	if err := d.stop(); err != nil {
 		t.Fatalf("exit: %v\n%s", err, d.out)
 	}
 	if _, err := os.Stat(msock); !os.IsNotExist(err) {
@@ -98,16 +79,13 @@ func TestDaemonMetricsOverUnixSocket(t *testing.T) {
 // at all in the daemon's namespace. With a host:port, the same check sees
 // the listener (so it can fail) and the log says TCP was asked for.
 func TestDaemonMetricsOffByDefault(t *testing.T) {
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	d := startDaemon(t, bin, dir)
-	d.waitServing(t)
-	if n := tcpListeners(t, d.cmd.Process.Pid); n != 0 {
-		t.Errorf("%d TCP listeners without --metrics", n)
+	d := startDaemon(t)
+	if l := d.tcpListeners(t); len(l) != 0 {
+		t.Errorf("TCP listeners without --metrics: %v", l)
 	}
-	entries, _ := os.ReadDir(filepath.Join(dir, "sock"))
+	entries, _ := os.ReadDir(filepath.Dir(d.sock))
 	for _, e := range entries {
-		if e.Name() != "mt.sock" {
+		if e.Name() != filepath.Base(d.sock) {
 			t.Errorf("unexpected socket %s", e.Name())
 		}
 	}
@@ -115,51 +93,11 @@ func TestDaemonMetricsOffByDefault(t *testing.T) {
 		t.Errorf("log mentions metrics without --metrics:\n%s", d.out)
 	}
 
-	dir2 := t.TempDir()
-	d2 := startDaemon(t, bin, dir2, "--metrics", "127.0.0.1:9323")
-	d2.waitServing(t)
-	if n := tcpListeners(t, d2.cmd.Process.Pid); n != 1 {
-		t.Errorf("%d TCP listeners with --metrics 127.0.0.1:9323, want 1", n)
+	d2 := startDaemon(t, "--metrics", "127.0.0.1:9323")
+	if l := d2.tcpListeners(t); len(l) != 1 {
+		t.Errorf("TCP listeners with --metrics 127.0.0.1:9323: %v, want 1", l)
 	}
 	if !strings.Contains(d2.out.String(), "metrics served over TCP") {
 		t.Errorf("no log line about TCP:\n%s", d2.out)
 	}
-	for _, dd := range []*daemon{d, d2} {
-		dd.cmd.Process.Signal(syscall.SIGTERM)
-		dd.cmd.Wait()
-	}
-}
-
-// A bad --metrics value stops the start with a message naming the flag.
-func TestMetricsFlagRefusesBadValues(t *testing.T) {
-	for _, bad := range []string{"9323", "unix:rel.sock", "example.com:80"} {
-		if _, err := parseFlags([]string{"--metrics", bad}); err == nil || !strings.Contains(err.Error(), "--metrics") {
-			t.Errorf("--metrics %q: %v", bad, err)
-		}
-	}
-	t.Setenv("MYNET_METRICS", "unix:/run/mynet/metrics.sock")
-	if c, err := parseFlags(nil); err != nil || c.metrics.Path != "/run/mynet/metrics.sock" {
-		t.Errorf("MYNET_METRICS: %+v %v", c.metrics, err)
-	}
-}
-
-// tcpListeners counts sockets in state LISTEN (0A) in the network namespace
-// of pid, from /proc/PID/net/tcp and tcp6.
-func tcpListeners(t *testing.T, pid int) int {
-	t.Helper()
-	n := 0
-	for _, f := range []string{"tcp", "tcp6"} {
-		fh, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			if fields := strings.Fields(sc.Text()); len(fields) > 3 && fields[3] == "0A" {
-				n++
-			}
-		}
-		fh.Close()
-	}
-	return n
 }
