@@ -3,13 +3,15 @@
 package integration
 
 // Stopping and starting dockerd the way integration/setup.sh does, for the
-// tests that restart the engine (restart_test.go, plugin_test.go).
+// tests that restart the engine (restart, soak, managed plugin), and waiting
+// until nobody else uses it.
 
 import (
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -147,5 +149,120 @@ func ensureDockerd(t *testing.T) {
 	t.Logf("no dockerd after the test: starting one")
 	if _, err := startDockerd(); err != nil {
 		t.Errorf("could not restore dockerd: %v", err)
+	}
+}
+
+// e2eWaitNoBench waits until no benchmark container (mbench-*) and no
+// network of another mynet instance exists: the tests below delete mynet's
+// shared chains or restart dockerd, which would break them.
+func e2eWaitNoBench(t *testing.T, d time.Duration) (clear bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	logged := false
+	for {
+		var busy []string
+		out, _ := dockerCmd("ps", "-a", "--filter", "name=mbench-", "--format", "{{.Names}}")
+		busy = append(busy, strings.Fields(out)...)
+		out, _ = dockerCmd("network", "ls", "--format", "{{.Name}}:{{.Driver}}")
+		for _, l := range strings.Fields(out) {
+			name, drv, _ := strings.Cut(l, ":")
+			if strings.HasPrefix(drv, "mynet") && drv != pluginName {
+				busy = append(busy, "network "+name+" ("+drv+")")
+			}
+		}
+		if len(busy) == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			t.Logf("still busy after %s: %v", d, busy)
+			return false
+		}
+		if !logged {
+			t.Logf("waiting for another mynet user to finish: %v", busy)
+			logged = true
+		}
+		time.Sleep(5 * time.Second)
+	}
+}
+
+// ptAncestors is the set of this process and its ancestors.
+func ptAncestors() map[int]bool {
+	m := map[int]bool{}
+	for pid := os.Getpid(); pid > 1 && !m[pid]; {
+		m[pid] = true
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			break
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			break
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 {
+			break
+		}
+		pid, _ = strconv.Atoi(f[1])
+	}
+	return m
+}
+
+var ptTagsIntegration = regexp.MustCompile(`(^|\s)-tags[= ]\S*integration`)
+
+// ptBusy lists what else uses dockerd: `go test -tags integration` runs other
+// than this one, benchmark scripts, benchmark containers and networks of
+// other mynet instances.
+func ptBusy() []string {
+	var busy []string
+	mine := ptAncestors()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || mine[pid] {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		cmd := strings.Join(argv, " ")
+		base := filepath.Base(argv[0])
+		goTest := base == "go" && len(argv) > 1 && argv[1] == "test" && ptTagsIntegration.MatchString(cmd)
+		if goTest || base == "integration.test" || strings.Contains(cmd, "bench.sh") {
+			busy = append(busy, fmt.Sprintf("pid %d: %s", pid, cmd))
+		}
+	}
+	out, _ := dockerCmd("ps", "-a", "--filter", "name=mbench-", "--format", "{{.Names}}")
+	busy = append(busy, strings.Fields(out)...)
+	out, _ = dockerCmd("network", "ls", "--format", "{{.Name}}|{{.Driver}}")
+	for _, l := range strings.Fields(out) {
+		n, drv, _ := strings.Cut(l, "|")
+		if strings.HasPrefix(drv, "mynet") && drv != pluginName && drv != ptPluginName+":latest" && drv != ptRegAlias+":latest" {
+			busy = append(busy, "network "+n+" ("+drv+")")
+		}
+	}
+	return busy
+}
+
+func ptWaitQuiet(t *testing.T, d time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	logged := false
+	for {
+		busy := ptBusy()
+		if len(busy) == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			t.Logf("still busy: %v", busy)
+			return false
+		}
+		if !logged {
+			t.Logf("waiting before restarting dockerd: %v", busy)
+			logged = true
+		}
+		time.Sleep(5 * time.Second)
 	}
 }

@@ -14,55 +14,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
-
-// e2eEnsurePlugin restarts the shared plugin if a test left it stopped.
-func e2eEnsurePlugin(t *testing.T) {
-	if plugin.Running() {
-		return
-	}
-	t.Logf("plugin not running after the test; starting it again")
-	if err := plugin.Start(); err != nil {
-		t.Errorf("restart plugin after the test: %v", err)
-	}
-}
-
-// e2eWaitNoBench waits until no benchmark container (mbench-*) and no
-// network of another mynet instance exists: the tests below delete mynet's
-// shared chains or restart dockerd, which would break them.
-func e2eWaitNoBench(t *testing.T, d time.Duration) (clear bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	logged := false
-	for {
-		var busy []string
-		out, _ := dockerCmd("ps", "-a", "--filter", "name=mbench-", "--format", "{{.Names}}")
-		busy = append(busy, strings.Fields(out)...)
-		out, _ = dockerCmd("network", "ls", "--format", "{{.Name}}:{{.Driver}}")
-		for _, l := range strings.Fields(out) {
-			name, drv, _ := strings.Cut(l, ":")
-			if strings.HasPrefix(drv, "mynet") && drv != pluginName {
-				busy = append(busy, "network "+name+" ("+drv+")")
-			}
-		}
-		if len(busy) == 0 {
-			return true
-		}
-		if time.Now().After(deadline) {
-			t.Logf("still busy after %s: %v", d, busy)
-			return false
-		}
-		if !logged {
-			t.Logf("waiting for another mynet user to finish: %v", busy)
-			logged = true
-		}
-		time.Sleep(5 * time.Second)
-	}
-}
 
 // e2eRestartSetup is a network on our IPAM with a web server publishing a
 // host port and a client, checked before the disruption.
@@ -202,81 +157,6 @@ func TestRestartPlugin(t *testing.T) {
 	}
 }
 
-// e2eIPT runs iptables/ip6tables and fails the test on error.
-func e2eIPT(t *testing.T, tool string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(tool, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", tool, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// e2eWipeOurFirewall deletes what a reboot deletes: every jump to a MYNET
-// chain and every MYNET chain, in iptables and ip6tables. With only set, it
-// deletes just those networks' rules and chains (another mynet instance is
-// alive and keeps the shared chains).
-func e2eWipeOurFirewall(t *testing.T, only map[string]bool) {
-	t.Helper()
-	ours := func(rule string) bool {
-		if only == nil {
-			return strings.Contains(rule, "-j MYNET-") || strings.Contains(rule, "mynet")
-		}
-		for id := range only {
-			if strings.Contains(rule, id) {
-				return true
-			}
-		}
-		return false
-	}
-	for _, tool := range []string{"iptables", "ip6tables"} {
-		for _, table := range []string{"filter", "nat"} {
-			out := e2eIPT(t, tool, "-t", table, "-S")
-			var chains []string
-			rulesOf := map[string][]string{}
-			var order []string
-			for _, l := range strings.Split(out, "\n") {
-				f := strings.Fields(l)
-				if len(f) < 2 {
-					continue
-				}
-				switch f[0] {
-				case "-N":
-					if strings.HasPrefix(f[1], "MYNET-") {
-						chains = append(chains, f[1])
-					}
-				case "-A":
-					if _, ok := rulesOf[f[1]]; !ok {
-						order = append(order, f[1])
-					}
-					rulesOf[f[1]] = append(rulesOf[f[1]], l)
-				}
-			}
-			// Delete matching rules by number, last first.
-			for _, ch := range order {
-				rs := rulesOf[ch]
-				for i := len(rs) - 1; i >= 0; i-- {
-					if ours(rs[i]) && (only != nil || !strings.HasPrefix(ch, "MYNET-")) {
-						e2eIPT(t, tool, "-t", table, "-D", ch, strconv.Itoa(i+1))
-					}
-				}
-			}
-			for _, ch := range chains {
-				if only != nil && !ours(ch) {
-					continue
-				}
-				e2eIPT(t, tool, "-t", table, "-F", ch)
-			}
-			for _, ch := range chains {
-				if only != nil && !ours(ch) {
-					continue
-				}
-				e2eIPT(t, tool, "-t", table, "-X", ch)
-			}
-		}
-	}
-}
-
 // A host reboot, simulated: with the plugin down, our bridge and all our
 // iptables/ip6tables chains and jumps disappear; the containers (and their
 // veths) stay. Starting the plugin must bring their network back.
@@ -381,22 +261,6 @@ func TestRestartHostReboot(t *testing.T) {
 	}
 	checkICC("after the reboot")
 	s.afterRestart(t, name)
-}
-
-// e2eFirstRules returns the first rule of each built-in chain we jump from.
-func e2eFirstRules() map[string]string {
-	m := map[string]string{}
-	for _, c := range []struct{ table, chain string }{{"filter", "FORWARD"}, {"nat", "PREROUTING"}, {"nat", "OUTPUT"}, {"nat", "POSTROUTING"}} {
-		out, _ := exec.Command("iptables", "-t", c.table, "-S", c.chain).Output()
-		for _, l := range strings.Split(string(out), "\n") {
-			// Our FORWARD jump goes right after Docker's DOCKER-USER jump.
-			if strings.HasPrefix(l, "-A ") && l != "-A FORWARD -j DOCKER-USER" {
-				m[c.table+"/"+c.chain] = l
-				break
-			}
-		}
-	}
-	return m
 }
 
 // dockerd restart without live-restore: containers with --restart always

@@ -1,0 +1,421 @@
+//go:build integration
+
+package integration
+
+// Networks and containers that clean themselves up, commands run in
+// containers, and the probes that tell whether a container reaches an
+// address (ping, TCP, HTTP).
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// netCreate creates network name (`docker network create ARGS... NAME`), fails the
+// test on error and registers its removal (containers attached to it first).
+func netCreate(t *testing.T, name string, args ...string) NetworkInfo {
+	t.Helper()
+	if !strings.HasPrefix(name, namePrefix) {
+		t.Fatalf("network name %q must start with %q", name, namePrefix)
+	}
+	t.Cleanup(func() { netRemove(t, name) })
+	mustDocker(t, append(append([]string{"network", "create"}, args...), name)...)
+	return netInspect(t, name)
+}
+
+// netRemove removes a network if it still exists, after its containers.
+// Failures are reported: a network that cannot be deleted is a bug.
+func netRemove(t *testing.T, name string) {
+	t.Helper()
+	out, err := dockerCmd("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", name)
+	if err != nil {
+		return // already gone
+	}
+	for _, c := range strings.Fields(out) {
+		_, _ = docker(t, "rm", "-f", c)
+	}
+	if out, err := docker(t, "network", "rm", name); err != nil {
+		report := t.Errorf
+		if t.Failed() {
+			report = t.Logf
+		}
+		report("cleanup: docker network rm %s: %v\n%s", name, err, out)
+	}
+}
+
+// runContainer starts a detached busybox `sleep 3600` named name with the given
+// `docker run` options, fails the test on error and registers its removal.
+func runContainer(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := tryRunContainer(t, name, args...)
+	if err != nil {
+		t.Fatalf("docker run %s: %v\n%s", name, err, out)
+	}
+	return out
+}
+
+// tryRunContainer is runContainer that returns the error (and docker's output)
+// instead of failing; the container is removed at cleanup either way.
+func tryRunContainer(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	if !strings.HasPrefix(name, namePrefix) {
+		t.Fatalf("container name %q must start with %q", name, namePrefix)
+	}
+	t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", name) })
+	cmd := []string{"run", "-d", "--name", name}
+	cmd = append(cmd, args...)
+	cmd = append(cmd, testImage, "sleep", "3600")
+	out, err := docker(t, cmd...)
+	return strings.TrimSpace(out), err
+}
+
+// e2eTryRun starts a detached container `name` with `docker run` options
+// runArgs and command cmd (default `sleep 3600`), and registers its removal.
+func e2eTryRun(t *testing.T, name string, runArgs []string, cmd ...string) (string, error) {
+	t.Helper()
+	if !strings.HasPrefix(name, namePrefix) {
+		t.Fatalf("container name %q must start with %q", name, namePrefix)
+	}
+	t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", name) })
+	a := append([]string{"run", "-d", "--name", name}, runArgs...)
+	a = append(a, testImage)
+	if len(cmd) == 0 {
+		cmd = []string{"sleep", "3600"}
+	}
+	out, err := docker(t, append(a, cmd...)...)
+	return strings.TrimSpace(out), err
+}
+
+// e2eRun is e2eTryRun that fails the test on error.
+func e2eRun(t *testing.T, name string, runArgs []string, cmd ...string) {
+	t.Helper()
+	if out, err := e2eTryRun(t, name, runArgs, cmd...); err != nil {
+		t.Fatalf("docker run %s: %v\n%s", name, err, out)
+	}
+}
+
+// e2eHTTPD is the command of a container that serves token on port 80.
+func e2eHTTPD(token string) []string {
+	return []string{"sh", "-c", "mkdir -p /www && echo " + token + " > /www/index.html && exec httpd -f -p 80 -h /www"}
+}
+
+// NetworkInfo is the part of `docker network inspect` the tests read.
+type NetworkInfo struct {
+	Name       string
+	ID         string `json:"Id"`
+	Driver     string
+	EnableIPv6 bool
+	IPAM       struct {
+		Driver  string
+		Options map[string]string
+		Config  []struct {
+			Subnet     string
+			IPRange    string
+			Gateway    string
+			AuxAddress map[string]string `json:"AuxiliaryAddresses"`
+		}
+	}
+	Containers map[string]struct {
+		Name        string
+		EndpointID  string
+		IPv4Address string
+		IPv6Address string
+	}
+	Options map[string]string
+}
+
+// Subnets returns the network's subnets as prefixes.
+func (n NetworkInfo) Subnets() []netip.Prefix {
+	var ps []netip.Prefix
+	for _, c := range n.IPAM.Config {
+		if p, err := netip.ParsePrefix(c.Subnet); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// BridgeName is the Linux bridge Docker's bridge driver uses for this network.
+func (n NetworkInfo) BridgeName() string {
+	if b := n.Options["com.docker.network.bridge.name"]; b != "" {
+		return b
+	}
+	if len(n.ID) < 12 {
+		return ""
+	}
+	return "br-" + n.ID[:12]
+}
+
+func netInspect(t testing.TB, name string) NetworkInfo {
+	t.Helper()
+	out := mustDocker(t, "network", "inspect", name)
+	var nets []NetworkInfo
+	if err := json.Unmarshal([]byte(out), &nets); err != nil || len(nets) != 1 {
+		t.Fatalf("docker network inspect %s: cannot parse (%v): %s", name, err, out)
+	}
+	return nets[0]
+}
+
+// allNetworks inspects every Docker network.
+func allNetworks() ([]NetworkInfo, error) {
+	out, err := dockerCmd("network", "ls", "-q")
+	if err != nil {
+		return nil, fmt.Errorf("docker network ls: %v: %s", err, out)
+	}
+	ids := strings.Fields(out)
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var nets []NetworkInfo
+	out, err = dockerCmd(append([]string{"network", "inspect"}, ids...)...)
+	if err == nil {
+		if err := json.Unmarshal([]byte(out), &nets); err != nil {
+			return nil, fmt.Errorf("parse docker network inspect: %w", err)
+		}
+		return nets, nil
+	}
+	// A network removed between `ls` and `inspect` (another test's cleanup)
+	// fails the batch: inspect one by one, skipping the ones that went away.
+	nets = nil
+	for _, id := range ids {
+		out, err := dockerCmd("network", "inspect", id)
+		if err != nil {
+			if strings.Contains(out, "No such network") {
+				continue
+			}
+			return nil, fmt.Errorf("docker network inspect %s: %v: %s", id, err, out)
+		}
+		var one []NetworkInfo
+		if err := json.Unmarshal([]byte(out), &one); err != nil {
+			return nil, fmt.Errorf("parse docker network inspect: %w", err)
+		}
+		nets = append(nets, one...)
+	}
+	return nets, nil
+}
+
+// EndpointInfo is one entry of a container's NetworkSettings.Networks.
+type EndpointInfo struct {
+	NetworkID           string
+	EndpointID          string
+	IPAddress           string
+	IPPrefixLen         int
+	Gateway             string
+	GlobalIPv6Address   string
+	GlobalIPv6PrefixLen int
+	IPv6Gateway         string
+	MacAddress          string
+}
+
+// containerNet returns the container's settings on network netName.
+func containerNet(t testing.TB, ctr, netName string) EndpointInfo {
+	t.Helper()
+	out := mustDocker(t, "inspect", "--type", "container", ctr)
+	var cs []struct {
+		NetworkSettings struct{ Networks map[string]EndpointInfo }
+	}
+	if err := json.Unmarshal([]byte(out), &cs); err != nil || len(cs) != 1 {
+		t.Fatalf("docker inspect %s: cannot parse (%v): %s", ctr, err, out)
+	}
+	ep, ok := cs[0].NetworkSettings.Networks[netName]
+	if !ok {
+		t.Fatalf("container %s is not attached to network %s", ctr, netName)
+	}
+	return ep
+}
+
+// containerIP returns the container's IPv4 address on network netName.
+func containerIP(t testing.TB, ctr, netName string) netip.Addr {
+	t.Helper()
+	ep := containerNet(t, ctr, netName)
+	a, err := netip.ParseAddr(ep.IPAddress)
+	if err != nil {
+		t.Fatalf("container %s on %s: IPv4 address %q: %v", ctr, netName, ep.IPAddress, err)
+	}
+	return a
+}
+
+// e2eContainerPid is the pid of the container's init (its namespaces).
+func e2eContainerPid(t testing.TB, ctr string) int {
+	t.Helper()
+	out := mustDocker(t, "inspect", "-f", "{{.State.Pid}}", ctr)
+	var pid int
+	if _, err := fmt.Sscan(out, &pid); err != nil || pid <= 0 {
+		t.Fatalf("container %s: pid %q", ctr, out)
+	}
+	return pid
+}
+
+// e2eBridgeOf is the Linux bridge of one of our networks.
+func e2eBridgeOf(n NetworkInfo) string {
+	if b := n.Options["com.docker.network.bridge.name"]; b != "" {
+		return b
+	}
+	return "mn-" + n.ID[:12]
+}
+
+// e2eIPAMs are the two IPAM setups every main test runs with.
+var e2eIPAMs = []struct {
+	name string
+	args []string // extra `docker network create` arguments
+}{
+	{"docker-ipam", nil},
+	{"mynet-ipam", []string{"--ipam-driver", pluginName}},
+}
+
+// e2eNetArgs builds `docker network create` arguments for our driver.
+func e2eNetArgs(ipam []string, extra ...string) []string {
+	a := []string{"-d", pluginName}
+	a = append(a, ipam...)
+	return append(a, extra...)
+}
+
+// e2eExec runs cmd in container ctr and returns its trimmed combined output.
+func e2eExec(ctr string, cmd ...string) (string, error) {
+	out, err := dockerCmd(append([]string{"exec", ctr}, cmd...)...)
+	return strings.TrimSpace(out), err
+}
+
+// e2eMustExec is e2eExec that fails the test on error.
+func e2eMustExec(t testing.TB, ctr string, cmd ...string) string {
+	t.Helper()
+	out, err := e2eExec(ctr, cmd...)
+	if err != nil {
+		t.Fatalf("docker exec %s %s: %v\n%s", ctr, strings.Join(cmd, " "), err, out)
+	}
+	return out
+}
+
+// ping runs ping (ping6 for IPv6) inside container from, retrying for a few
+// seconds (a fresh interface may still be doing DAD or ARP).
+func ping(t testing.TB, from string, to netip.Addr) error {
+	t.Helper()
+	tool := "ping"
+	if to.Is6() {
+		tool = "ping6"
+	}
+	var out string
+	var err error
+	for i := 0; i < 5; i++ {
+		out, err = dockerCmd("exec", from, tool, "-c", "1", "-W", "2", to.String())
+		if err == nil {
+			return nil
+		}
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("%s %s from %s: %v\n%s", tool, to, from, err, strings.TrimSpace(out))
+}
+
+// e2eNoPing checks that `to` does NOT answer pings from container from. The
+// probe must really have been sent (a missing route or a dead container is
+// not accepted as "unreachable").
+func e2eNoPing(from string, to netip.Addr) error {
+	tool := "ping"
+	if to.Is6() {
+		tool = "ping6"
+	}
+	// -W 1: busybox waits 10 s for late answers otherwise, even with -w.
+	out, err := e2eExec(from, tool, "-c", "2", "-W", "1", "-w", "3", to.String())
+	if err == nil {
+		return fmt.Errorf("%s %s from %s answered, but must not:\n%s", tool, to, from, out)
+	}
+	if !strings.Contains(out, "packets transmitted") || !strings.Contains(out, " 0 packets received") {
+		return fmt.Errorf("%s %s from %s failed without sending probes (cannot tell whether it is blocked): %v\n%s", tool, to, from, err, out)
+	}
+	return nil
+}
+
+// e2ePingName pings a name (Docker's embedded DNS) from a container, retrying.
+func e2ePingName(from, name string) error {
+	var out string
+	err := e2eEventually(10*time.Second, func() error {
+		var err error
+		out, err = e2eExec(from, "ping", "-c", "1", "-W", "2", name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("ping %s from %s: %v\n%s", name, from, err, out)
+	}
+	return nil
+}
+
+// e2eFetchFrom sends an HTTP/1.0 GET to ip:port from inside container ctr
+// with busybox nc and returns what came back.
+func e2eFetchFrom(ctr string, ip netip.Addr, port int) (string, error) {
+	return e2eExec(ctr, "sh", "-c", fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 %s %d`, ip, port))
+}
+
+// e2eFetchFromHas retries e2eFetchFrom until the answer contains want.
+func e2eFetchFromHas(ctr string, ip netip.Addr, port int, want string) error {
+	var out string
+	err := e2eEventually(10*time.Second, func() error {
+		var err error
+		out, err = e2eFetchFrom(ctr, ip, port)
+		if err == nil && !strings.Contains(out, want) {
+			err = fmt.Errorf("answer lacks %q", want)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("GET http://%s:%d/ from container %s: %v\n%s", ip, port, ctr, err, out)
+	}
+	return nil
+}
+
+// e2eHTTPGet sends an HTTP/1.0 GET from this (host) process and returns the answer.
+func e2eHTTPGet(addr netip.AddrPort, timeout time.Duration) (string, error) {
+	c, err := net.DialTimeout("tcp", addr.String(), timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return e2eHTTPOn(c, timeout)
+}
+
+func e2eHTTPOn(c net.Conn, timeout time.Duration) (string, error) {
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// e2eHTTPGetHas retries e2eHTTPGet until the answer contains want.
+func e2eHTTPGetHas(addr netip.AddrPort, want string, d time.Duration) error {
+	var out string
+	err := e2eEventually(d, func() error {
+		var err error
+		out, err = e2eHTTPGet(addr, 2*time.Second)
+		if err == nil && !strings.Contains(out, want) {
+			err = fmt.Errorf("answer lacks %q", want)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("GET http://%s/ from the host: %v\n%s", addr, err, out)
+	}
+	return nil
+}
+
+// e2eNoHTTP checks that addr does NOT serve token from the host.
+func e2eNoHTTP(addr netip.AddrPort, token string) error {
+	out, err := e2eHTTPGet(addr, 2*time.Second)
+	if err == nil && strings.Contains(out, token) {
+		return fmt.Errorf("http://%s/ served %q, must not", addr, token)
+	}
+	return nil
+}
+
+// e2eRand is a short random hex string for unique names.
+func e2eRand() string { return fmt.Sprintf("%06x", rand.IntN(1<<24)) }
+
+// e2eToken is a random string a server returns, to prove who answered.
+func e2eToken(what string) string { return "mit-" + what + "-" + e2eRand() }
