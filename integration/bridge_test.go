@@ -20,7 +20,7 @@ import (
 // Same network: by IP and by name, both ways. Two mynet networks: isolated
 // both ways. mynet and Docker's bridge: isolated both ways.
 func TestBridgeReachAndIsolation(t *testing.T) {
-	for i, ipam := range e2eIPAMs {
+	for i, ipam := range ipamSetups {
 		t.Run(ipam.name, func(t *testing.T) {
 			withPlugin(t)
 			lc := assertNoBridgeLeftovers(t)
@@ -28,23 +28,23 @@ func TestBridgeReachAndIsolation(t *testing.T) {
 			a := "mit-reach-a" + sfx
 			b := "mit-reach-b" + sfx
 			d := "mit-reach-d" + sfx
-			lc.net(a, e2eNetArgs(ipam.args, "--subnet", e2eV4Subnet(t, 81).String())...)
-			lc.net(b, e2eNetArgs(ipam.args, "--subnet", e2eV4Subnet(t, 82).String())...)
-			lc.net(d, "-d", "bridge", "--subnet", e2eV4Subnet(t, 83).String())
+			lc.net(a, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 81).String())...)
+			lc.net(b, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 82).String())...)
+			lc.net(d, "-d", "bridge", "--subnet", freeV4Subnet(t, 83).String())
 			a1, a2, b1, d1 := "mit-reach-a1-"+sfx, "mit-reach-a2-"+sfx, "mit-reach-b1-"+sfx, "mit-reach-d1-"+sfx
-			e2eRun(t, a1, []string{"--network", a})
-			e2eRun(t, a2, []string{"--network", a})
-			e2eRun(t, b1, []string{"--network", b})
-			e2eRun(t, d1, []string{"--network", d})
+			run(t, a1, []string{"--network", a})
+			run(t, a2, []string{"--network", a})
+			run(t, b1, []string{"--network", b})
+			run(t, d1, []string{"--network", d})
 			ipA1, ipA2 := containerIP(t, a1, a), containerIP(t, a2, a)
 			ipB1, ipD1 := containerIP(t, b1, b), containerIP(t, d1, d)
 
 			// No docker_gwbridge: the container has exactly lo and eth0.
-			if out := e2eMustExec(t, a1, "ls", "/sys/class/net"); strings.Join(strings.Fields(out), " ") != "eth0 lo" {
+			if out := mustDockerExec(t, a1, "ls", "/sys/class/net"); strings.Join(strings.Fields(out), " ") != "eth0 lo" {
 				t.Errorf("%s has interfaces %q, want eth0 and lo only", a1, out)
 			}
 			for _, c := range []struct{ from, name string }{{a1, a2}, {a2, a1}} {
-				if err := e2ePingName(c.from, c.name); err != nil {
+				if err := pingName(c.from, c.name); err != nil {
 					t.Error(err)
 				}
 			}
@@ -75,7 +75,7 @@ func TestBridgeReachAndIsolation(t *testing.T) {
 				{"mynet A -> docker bridge", a1, ipD1},
 				{"docker bridge -> mynet A", d1, ipA1},
 			} {
-				if err := e2eNoPing(c.from, c.to); err != nil {
+				if err := noPing(c.from, c.to); err != nil {
 					t.Errorf("%s must be isolated: %v", c.what, err)
 				}
 			}
@@ -89,16 +89,16 @@ func TestBridgeReachAndIsolation(t *testing.T) {
 func TestBridgeInternal(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	out := e2eNewOutside(t)
+	out := newOutside(t)
 	srv := out.serveTCP(t)
 
-	subI := e2eV4Subnet(t, 84)
-	subN := e2eV4Subnet(t, 85)
+	subI := freeV4Subnet(t, 84)
+	subN := freeV4Subnet(t, 85)
 	lc.net("mit-int-i", "-d", pluginName, "--internal", "--subnet", subI.String())
 	lc.net("mit-int-n", "-d", pluginName, "--subnet", subN.String())
-	e2eRun(t, "mit-int-i1", []string{"--network", "mit-int-i", "--cap-add", "NET_ADMIN"})
-	e2eRun(t, "mit-int-i2", []string{"--network", "mit-int-i"})
-	e2eRun(t, "mit-int-n1", []string{"--network", "mit-int-n"})
+	run(t, "mit-int-i1", []string{"--network", "mit-int-i", "--cap-add", "NET_ADMIN"})
+	run(t, "mit-int-i2", []string{"--network", "mit-int-i"})
+	run(t, "mit-int-n1", []string{"--network", "mit-int-n"})
 	ipI1, ipI2 := containerIP(t, "mit-int-i1", "mit-int-i"), containerIP(t, "mit-int-i2", "mit-int-i")
 	ipN1 := containerIP(t, "mit-int-n1", "mit-int-n")
 	gwI := netip.MustParseAddr(containerNet(t, "mit-int-i1", "mit-int-i").Gateway)
@@ -112,7 +112,7 @@ func TestBridgeInternal(t *testing.T) {
 	// Docker gives an internal network no default route; give the container
 	// routes through the gateway so that packets reach the host's firewall.
 	for _, p := range []netip.Prefix{subN, out.prefix} {
-		if o, err := e2eExec("mit-int-i1", "ip", "route", "add", p.String(), "via", gwI.String()); err != nil && !strings.Contains(o, "exists") {
+		if o, err := dockerExec("mit-int-i1", "ip", "route", "add", p.String(), "via", gwI.String()); err != nil && !strings.Contains(o, "exists") {
 			t.Fatalf("route %s via %s in mit-int-i1: %v\n%s", p, gwI, err, o)
 		}
 	}
@@ -127,10 +127,10 @@ func TestBridgeInternal(t *testing.T) {
 		t.Errorf("control: a normal mynet container cannot reach the outside namespace: %v", err)
 	}
 
-	if err := e2eNoPing("mit-int-i1", ipN1); err != nil {
+	if err := noPing("mit-int-i1", ipN1); err != nil {
 		t.Errorf("internal -> other network: %v", err)
 	}
-	if err := e2eNoPing("mit-int-n1", ipI1); err != nil {
+	if err := noPing("mit-int-n1", ipI1); err != nil {
 		t.Errorf("other network -> internal: %v", err)
 	}
 	if err := srv.expectNoConnFrom(t, "mit-int-i1"); err != nil {
@@ -145,12 +145,12 @@ func TestBridgeInternal(t *testing.T) {
 func TestBridgeICCOff(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	lc.net("mit-icc", e2eNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", e2eV4Subnet(t, 86).String(),
+	lc.net("mit-icc", mynetNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", freeV4Subnet(t, 86).String(),
 		"-o", "com.docker.network.bridge.enable_icc=false")...)
-	port := e2eFreePort(t)
-	token := e2eToken("icc")
-	e2eRun(t, "mit-icc-1", []string{"--network", "mit-icc", "-p", fmt.Sprintf("%d:80", port)}, e2eHTTPD(token)...)
-	e2eRun(t, "mit-icc-2", []string{"--network", "mit-icc"})
+	port := freePort(t)
+	token := newToken("icc")
+	run(t, "mit-icc-1", []string{"--network", "mit-icc", "-p", fmt.Sprintf("%d:80", port)}, webServerCmd(token)...)
+	run(t, "mit-icc-2", []string{"--network", "mit-icc"})
 	ip1, ip2 := containerIP(t, "mit-icc-1", "mit-icc"), containerIP(t, "mit-icc-2", "mit-icc")
 	gw := netip.MustParseAddr(containerNet(t, "mit-icc-1", "mit-icc").Gateway)
 	for _, c := range []string{"mit-icc-1", "mit-icc-2"} {
@@ -158,22 +158,22 @@ func TestBridgeICCOff(t *testing.T) {
 			t.Errorf("gateway with ICC off: %v", err)
 		}
 	}
-	if err := e2eNoPing("mit-icc-1", ip2); err != nil {
+	if err := noPing("mit-icc-1", ip2); err != nil {
 		t.Errorf("ICC off: %v", err)
 	}
-	if err := e2eNoPing("mit-icc-2", ip1); err != nil {
+	if err := noPing("mit-icc-2", ip1); err != nil {
 		t.Errorf("ICC off: %v", err)
 	}
 	// A published port stays reachable through the host address (like
 	// Docker's bridge with ICC off); the container's own address does not.
-	host := e2eHostAddr(t)
-	if err := e2eHTTPGetHas(netip.AddrPortFrom(host, uint16(port)), token, 10*time.Second); err != nil {
+	host := hostIPv4(t)
+	if err := httpGetHas(netip.AddrPortFrom(host, uint16(port)), token, 10*time.Second); err != nil {
 		t.Errorf("control, from the host: %v", err)
 	}
-	if err := e2eFetchFromHas("mit-icc-2", host, port, token); err != nil {
+	if err := fetchFromHas("mit-icc-2", host, port, token); err != nil {
 		t.Errorf("ICC off, published port through the host address: %v", err)
 	}
-	if out, err := e2eFetchFrom("mit-icc-2", ip1, 80); err == nil || strings.Contains(out, token) {
+	if out, err := fetchFrom("mit-icc-2", ip1, 80); err == nil || strings.Contains(out, token) {
 		t.Errorf("ICC off, but mit-icc-2 reached %s:80 directly (%v): %q", ip1, err, out)
 	}
 }
@@ -193,15 +193,15 @@ func TestBridgeMTU(t *testing.T) {
 			lc := assertNoBridgeLeftovers(t)
 			name := fmt.Sprintf("mit-mtu-%d", i)
 			ctr := name + "-c"
-			ipam := e2eIPAMs[i%2].args
-			n := lc.net(name, e2eNetArgs(ipam, "--subnet", e2eV4Subnet(t, 87).String(), "-o", c.opt)...)
-			e2eRun(t, ctr, []string{"--network", name})
+			ipam := ipamSetups[i%2].args
+			n := lc.net(name, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 87).String(), "-o", c.opt)...)
+			run(t, ctr, []string{"--network", name})
 			want := fmt.Sprint(c.mtu)
-			if got := e2eMustExec(t, ctr, "cat", "/sys/class/net/"+c.ifname+"/mtu"); got != want {
+			if got := mustDockerExec(t, ctr, "cat", "/sys/class/net/"+c.ifname+"/mtu"); got != want {
 				t.Errorf("MTU of %s in the container = %s, want %s", c.ifname, got, want)
 			}
 			ep := containerNet(t, ctr, name)
-			for _, l := range []string{e2eBridgeOf(n), "mnh" + ep.EndpointID[:12]} {
+			for _, l := range []string{mynetBridge(n), "mnh" + ep.EndpointID[:12]} {
 				b, err := os.ReadFile(filepath.Join("/sys/class/net", l, "mtu"))
 				if got := strings.TrimSpace(string(b)); err != nil || got != want {
 					t.Errorf("MTU of host link %s = %q (%v), want %s", l, got, err, want)
@@ -214,9 +214,9 @@ func TestBridgeMTU(t *testing.T) {
 func TestBridgeIfacePrefix(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	lc.net("mit-ifp", e2eNetArgs(nil, "--subnet", e2eV4Subnet(t, 87).String(), "-o", "com.docker.network.container_iface_prefix=lan")...)
-	e2eRun(t, "mit-ifp-c", []string{"--network", "mit-ifp"})
-	if out := e2eMustExec(t, "mit-ifp-c", "ls", "/sys/class/net"); strings.Join(strings.Fields(out), " ") != "lan0 lo" {
+	lc.net("mit-ifp", mynetNetArgs(nil, "--subnet", freeV4Subnet(t, 87).String(), "-o", "com.docker.network.container_iface_prefix=lan")...)
+	run(t, "mit-ifp-c", []string{"--network", "mit-ifp"})
+	if out := mustDockerExec(t, "mit-ifp-c", "ls", "/sys/class/net"); strings.Join(strings.Fields(out), " ") != "lan0 lo" {
 		t.Errorf("interfaces in the container = %q, want lan0 and lo", out)
 	}
 }
@@ -224,22 +224,22 @@ func TestBridgeIfacePrefix(t *testing.T) {
 // Dual stack: IPv6 addresses, ping6 both ways, and IPv6 isolation between
 // two networks.
 func TestBridgeIPv6(t *testing.T) {
-	for i, ipam := range e2eIPAMs {
+	for i, ipam := range ipamSetups {
 		t.Run(ipam.name, func(t *testing.T) {
 			withPlugin(t)
 			lc := assertNoBridgeLeftovers(t)
 			sfx := fmt.Sprint(i)
-			v6a, v6b := e2eV6Subnet(t), e2eV6Subnet(t)
+			v6a, v6b := freeV6Subnet(t), freeV6Subnet(t)
 			for v6b.Overlaps(v6a) {
-				v6b = e2eV6Subnet(t)
+				v6b = freeV6Subnet(t)
 			}
 			a, b := "mit-v6-a"+sfx, "mit-v6-b"+sfx
-			lc.net(a, e2eNetArgs(ipam.args, "--ipv6", "--subnet", e2eV4Subnet(t, 88).String(), "--subnet", v6a.String())...)
-			lc.net(b, e2eNetArgs(ipam.args, "--ipv6", "--subnet", e2eV4Subnet(t, 89).String(), "--subnet", v6b.String())...)
+			lc.net(a, mynetNetArgs(ipam.args, "--ipv6", "--subnet", freeV4Subnet(t, 88).String(), "--subnet", v6a.String())...)
+			lc.net(b, mynetNetArgs(ipam.args, "--ipv6", "--subnet", freeV4Subnet(t, 89).String(), "--subnet", v6b.String())...)
 			c1, c2, c3 := "mit-v6-1-"+sfx, "mit-v6-2-"+sfx, "mit-v6-3-"+sfx
-			e2eRun(t, c1, []string{"--network", a})
-			e2eRun(t, c2, []string{"--network", a})
-			e2eRun(t, c3, []string{"--network", b})
+			run(t, c1, []string{"--network", a})
+			run(t, c2, []string{"--network", a})
+			run(t, c3, []string{"--network", b})
 			addr6 := func(ctr, netName string, sub netip.Prefix) netip.Addr {
 				ep := containerNet(t, ctr, netName)
 				ip, err := netip.ParseAddr(ep.GlobalIPv6Address)
@@ -249,7 +249,7 @@ func TestBridgeIPv6(t *testing.T) {
 				if ep.IPv6Gateway == "" {
 					t.Errorf("%s: no IPv6 gateway (%+v)", ctr, ep)
 				}
-				if o := e2eMustExec(t, ctr, "ip", "-6", "addr", "show", "dev", "eth0"); !strings.Contains(o, ip.String()+"/") {
+				if o := mustDockerExec(t, ctr, "ip", "-6", "addr", "show", "dev", "eth0"); !strings.Contains(o, ip.String()+"/") {
 					t.Errorf("%s: eth0 lacks %s:\n%s", ctr, ip, o)
 				}
 				return ip
@@ -269,10 +269,10 @@ func TestBridgeIPv6(t *testing.T) {
 			if err := ping(t, c3, netip.MustParseAddr(containerNet(t, c3, b).IPv6Gateway)); err != nil {
 				t.Errorf("control: %v", err)
 			}
-			if err := e2eNoPing(c1, ip3); err != nil {
+			if err := noPing(c1, ip3); err != nil {
 				t.Errorf("IPv6 isolation A -> B: %v", err)
 			}
-			if err := e2eNoPing(c3, ip1); err != nil {
+			if err := noPing(c3, ip1); err != nil {
 				t.Errorf("IPv6 isolation B -> A: %v", err)
 			}
 		})
@@ -281,24 +281,24 @@ func TestBridgeIPv6(t *testing.T) {
 
 // docker network connect / disconnect of a running container.
 func TestBridgeConnectDisconnect(t *testing.T) {
-	for i, ipam := range e2eIPAMs {
+	for i, ipam := range ipamSetups {
 		t.Run(ipam.name, func(t *testing.T) {
 			withPlugin(t)
 			lc := assertNoBridgeLeftovers(t)
 			sfx := fmt.Sprint(i)
 			a, b := "mit-conn-a"+sfx, "mit-conn-b"+sfx
-			lc.net(a, e2eNetArgs(ipam.args, "--subnet", e2eV4Subnet(t, 90).String())...)
-			lc.net(b, e2eNetArgs(ipam.args, "--subnet", e2eV4Subnet(t, 91).String())...)
+			lc.net(a, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 90).String())...)
+			lc.net(b, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 91).String())...)
 			c1, c2, c3 := "mit-conn-1-"+sfx, "mit-conn-2-"+sfx, "mit-conn-3-"+sfx
-			e2eRun(t, c1, []string{"--network", a})
-			e2eRun(t, c2, []string{"--network", a})
-			e2eRun(t, c3, []string{"--network", b})
+			run(t, c1, []string{"--network", a})
+			run(t, c2, []string{"--network", a})
+			run(t, c3, []string{"--network", b})
 			ip2, ip3 := containerIP(t, c2, a), containerIP(t, c3, b)
 
 			mustDocker(t, "network", "connect", b, c1)
 			epB := containerNet(t, c1, b)
 			ip1b := netip.MustParseAddr(epB.IPAddress)
-			if o := e2eMustExec(t, c1, "ip", "-o", "-4", "addr", "show", "dev", "eth1"); !strings.Contains(o, ip1b.String()+"/") {
+			if o := mustDockerExec(t, c1, "ip", "-o", "-4", "addr", "show", "dev", "eth1"); !strings.Contains(o, ip1b.String()+"/") {
 				t.Errorf("after connect, eth1 of %s lacks %s:\n%s", c1, ip1b, o)
 			}
 			if err := ping(t, c1, ip3); err != nil {
@@ -310,21 +310,21 @@ func TestBridgeConnectDisconnect(t *testing.T) {
 			if err := ping(t, c1, ip2); err != nil {
 				t.Errorf("after connect, to the first network: %v", err)
 			}
-			if err := e2ePingName(c3, c1); err != nil {
+			if err := pingName(c3, c1); err != nil {
 				t.Errorf("after connect, by name: %v", err)
 			}
 
 			mustDocker(t, "network", "disconnect", b, c1)
-			if o, err := e2eExec(c1, "ip", "-o", "addr"); err != nil || strings.Contains(o, ip1b.String()+"/") || strings.Contains(o, "eth1") {
+			if o, err := dockerExec(c1, "ip", "-o", "addr"); err != nil || strings.Contains(o, ip1b.String()+"/") || strings.Contains(o, "eth1") {
 				t.Errorf("after disconnect, %s still has eth1/%s (%v):\n%s", c1, ip1b, err, o)
 			}
-			if host := "mnh" + epB.EndpointID[:12]; e2eLinkExists(host) {
+			if host := "mnh" + epB.EndpointID[:12]; linkExists(host) {
 				t.Errorf("after disconnect, host veth %s still exists", host)
 			}
 			if err := ping(t, c1, ip2); err != nil {
 				t.Errorf("after disconnect, first network: %v", err)
 			}
-			if err := e2eNoPing(c1, ip3); err != nil {
+			if err := noPing(c1, ip3); err != nil {
 				t.Errorf("after disconnect, the old network must be unreachable: %v", err)
 			}
 		})
@@ -333,23 +333,23 @@ func TestBridgeConnectDisconnect(t *testing.T) {
 
 // A container on two mynet networks from its start.
 func TestBridgeTwoNetworks(t *testing.T) {
-	for i, ipam := range e2eIPAMs {
+	for i, ipam := range ipamSetups {
 		t.Run(ipam.name, func(t *testing.T) {
 			withPlugin(t)
 			lc := assertNoBridgeLeftovers(t)
 			sfx := fmt.Sprint(i)
 			a, b := "mit-two-a"+sfx, "mit-two-b"+sfx
-			lc.net(a, e2eNetArgs(ipam.args, "--subnet", e2eV4Subnet(t, 92).String())...)
-			lc.net(b, e2eNetArgs(ipam.args, "--subnet", e2eV4Subnet(t, 93).String())...)
+			lc.net(a, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 92).String())...)
+			lc.net(b, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 93).String())...)
 			both, pa, pb := "mit-two-both-"+sfx, "mit-two-pa-"+sfx, "mit-two-pb-"+sfx
 			t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", both) })
 			mustDocker(t, "create", "--name", both, "--network", a, testImage, "sleep", "3600")
 			mustDocker(t, "network", "connect", b, both)
 			mustDocker(t, "start", both)
-			e2eRun(t, pa, []string{"--network", a})
-			e2eRun(t, pb, []string{"--network", b})
+			run(t, pa, []string{"--network", a})
+			run(t, pb, []string{"--network", b})
 			ipA, ipB := containerIP(t, both, a), containerIP(t, both, b)
-			if o := e2eMustExec(t, both, "ip", "-o", "-4", "addr"); !strings.Contains(o, ipA.String()+"/") || !strings.Contains(o, ipB.String()+"/") {
+			if o := mustDockerExec(t, both, "ip", "-o", "-4", "addr"); !strings.Contains(o, ipA.String()+"/") || !strings.Contains(o, ipB.String()+"/") {
 				t.Errorf("%s should have %s and %s:\n%s", both, ipA, ipB, o)
 			}
 			for _, c := range []struct {
@@ -361,7 +361,7 @@ func TestBridgeTwoNetworks(t *testing.T) {
 				}
 			}
 			// The two-legged container does not join the networks.
-			if err := e2eNoPing(pa, containerIP(t, pb, b)); err != nil {
+			if err := noPing(pa, containerIP(t, pb, b)); err != nil {
 				t.Errorf("a -> b through nothing: %v", err)
 			}
 		})
@@ -385,16 +385,16 @@ func TestBridgeBadOptions(t *testing.T) {
 		{"com.docker.network.container_iface_prefix=e-th", []string{"com.docker.network.container_iface_prefix"}},
 		{"backend=bogus", []string{"backend", "bogus", "bridge"}},
 	}
-	for i, ipam := range e2eIPAMs {
+	for i, ipam := range ipamSetups {
 		t.Run(ipam.name, func(t *testing.T) {
 			withPlugin(t)
 			assertNoBridgeLeftovers(t)
-			sub := e2eV4Subnet(t, 94)
+			sub := freeV4Subnet(t, 94)
 			for j, c := range cases {
 				name := fmt.Sprintf("mit-bad-%d-%d", i, j)
-				before := e2eSnapshot()
+				before := takeSnapshot()
 				t.Cleanup(func() { _, _ = dockerCmd("network", "rm", name) })
-				out, err := docker(t, append([]string{"network", "create"}, e2eNetArgs(ipam.args, "--subnet", sub.String(), "-o", c.opt, name)...)...)
+				out, err := docker(t, append([]string{"network", "create"}, mynetNetArgs(ipam.args, "--subnet", sub.String(), "-o", c.opt, name)...)...)
 				if err == nil {
 					t.Errorf("-o %s: docker network create succeeded, want an error", c.opt)
 					continue
@@ -408,8 +408,8 @@ func TestBridgeBadOptions(t *testing.T) {
 					t.Errorf("-o %s: network %s exists after a failed create", c.opt, name)
 				}
 				var d []string
-				_ = e2eEventually(5*time.Second, func() error {
-					d = before.diff(e2eSnapshot(), ipam.args == nil)
+				_ = eventually(5*time.Second, func() error {
+					d = before.diff(takeSnapshot(), ipam.args == nil)
 					if len(d) > 0 {
 						return fmt.Errorf("changed")
 					}
@@ -428,17 +428,17 @@ func TestBridgeBadOptions(t *testing.T) {
 func TestBridgeGivenBridgeName(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	br := "mitbr" + e2eRand()
+	br := "mitbr" + randHex()
 	if out, err := exec.Command("ip", "link", "add", br, "type", "bridge").CombinedOutput(); err != nil {
 		t.Fatalf("ip link add %s type bridge: %v\n%s", br, err, out)
 	}
 	lc.keepLinks[br] = true
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", br).Run() })
 
-	sub := e2eV4Subnet(t, 95)
+	sub := freeV4Subnet(t, 95)
 	n := lc.net("mit-brname-1", "-d", pluginName, "--subnet", sub.String(), "-o", "com.docker.network.bridge.name="+br)
-	e2eRun(t, "mit-brname-c1", []string{"--network", n.Name})
-	e2eRun(t, "mit-brname-c2", []string{"--network", n.Name})
+	run(t, "mit-brname-c1", []string{"--network", n.Name})
+	run(t, "mit-brname-c2", []string{"--network", n.Name})
 	if err := ping(t, "mit-brname-c1", containerIP(t, "mit-brname-c2", n.Name)); err != nil {
 		t.Errorf("on a given bridge: %v", err)
 	}
@@ -447,8 +447,8 @@ func TestBridgeGivenBridgeName(t *testing.T) {
 		t.Errorf("host veth of mit-brname-c1 is not on %s: %q", br, b)
 	}
 
-	before := e2eSnapshot()
-	out, err := docker(t, "network", "create", "-d", pluginName, "--subnet", e2eV4Subnet(t, 96).String(),
+	before := takeSnapshot()
+	out, err := docker(t, "network", "create", "-d", pluginName, "--subnet", freeV4Subnet(t, 96).String(),
 		"-o", "com.docker.network.bridge.name="+br, "mit-brname-2")
 	t.Cleanup(func() { _, _ = dockerCmd("network", "rm", "mit-brname-2") })
 	if err == nil {
@@ -456,23 +456,23 @@ func TestBridgeGivenBridgeName(t *testing.T) {
 	} else if !strings.Contains(out, br) || !strings.Contains(out, "com.docker.network.bridge.name") {
 		t.Errorf("error for a shared bridge does not name the bridge and the option:\n%s", out)
 	}
-	for _, x := range before.diff(e2eSnapshot(), true) {
+	for _, x := range before.diff(takeSnapshot(), true) {
 		t.Errorf("failed create changed the host: %s", x)
 	}
 
 	// A given name that does not exist yet: created, and deleted with the network.
-	br3 := "mitbn" + e2eRand()
-	lc.net("mit-brname-3", "-d", pluginName, "--subnet", e2eV4Subnet(t, 96).String(), "-o", "com.docker.network.bridge.name="+br3)
-	if !e2eLinkExists(br3) {
+	br3 := "mitbn" + randHex()
+	lc.net("mit-brname-3", "-d", pluginName, "--subnet", freeV4Subnet(t, 96).String(), "-o", "com.docker.network.bridge.name="+br3)
+	if !linkExists(br3) {
 		t.Errorf("bridge %s was not created", br3)
 	}
 	netRemove(t, "mit-brname-3")
-	if e2eLinkExists(br3) {
+	if linkExists(br3) {
 		t.Errorf("bridge %s, created for network mit-brname-3, still exists after the network was removed", br3)
 	}
 
 	netRemove(t, "mit-brname-1")
-	if !e2eLinkExists(br) {
+	if !linkExists(br) {
 		t.Errorf("bridge %s existed before the network and was deleted with it", br)
 	}
 	addrs, _ := linkAddrs(br)
@@ -487,25 +487,25 @@ func TestBridgeGivenBridgeName(t *testing.T) {
 // network: the gateway is on the bridge and is the containers' default
 // route; addresses and MACs are the ones asked for (else 02:42:<IPv4>).
 func TestBridgeGatewayRangeMAC(t *testing.T) {
-	for i, ipam := range e2eIPAMs {
+	for i, ipam := range ipamSetups {
 		t.Run(ipam.name, func(t *testing.T) {
 			withPlugin(t)
 			lc := assertNoBridgeLeftovers(t)
-			sub := e2eV4Subnet(t, 109)
+			sub := freeV4Subnet(t, 109)
 			gw := nthAddr(sub, 254)
 			rng := netip.PrefixFrom(nthAddr(sub, 128), sub.Bits()+1)
 			aux := nthAddr(sub, 130)
 			fixed := nthAddr(sub, 200)
 			name := fmt.Sprintf("mit-gw-%d", i)
-			n := lc.net(name, e2eNetArgs(ipam.args, "--subnet", sub.String(), "--ip-range", rng.String(),
+			n := lc.net(name, mynetNetArgs(ipam.args, "--subnet", sub.String(), "--ip-range", rng.String(),
 				"--gateway", gw.String(), "--aux-address", "r="+aux.String())...)
-			if addrs, err := linkAddrs(e2eBridgeOf(n)); err != nil || !slicesContains(addrs, netip.PrefixFrom(gw, sub.Bits())) {
-				t.Errorf("bridge %s has %v (%v), want %s/%d", e2eBridgeOf(n), addrs, err, gw, sub.Bits())
+			if addrs, err := linkAddrs(mynetBridge(n)); err != nil || !slicesContains(addrs, netip.PrefixFrom(gw, sub.Bits())) {
+				t.Errorf("bridge %s has %v (%v), want %s/%d", mynetBridge(n), addrs, err, gw, sub.Bits())
 			}
 			const mac = "02:aa:bb:cc:dd:0e"
 			c1, c2 := name+"-fixed", name+"-auto"
-			e2eRun(t, c1, []string{"--network", name, "--ip", fixed.String(), "--mac-address", mac})
-			e2eRun(t, c2, []string{"--network", name})
+			run(t, c1, []string{"--network", name, "--ip", fixed.String(), "--mac-address", mac})
+			run(t, c2, []string{"--network", name})
 			if got := containerIP(t, c1, name); got != fixed {
 				t.Errorf("--ip %s: got %s", fixed, got)
 			}
@@ -514,18 +514,18 @@ func TestBridgeGatewayRangeMAC(t *testing.T) {
 				t.Errorf("%s got %s, want one in --ip-range %s other than the aux address %s and the gateway", c2, ip2, rng, aux)
 			}
 			for _, c := range []string{c1, c2} {
-				if r := e2eMustExec(t, c, "ip", "route", "show", "default"); !strings.Contains(r, "via "+gw.String()) {
+				if r := mustDockerExec(t, c, "ip", "route", "show", "default"); !strings.Contains(r, "via "+gw.String()) {
 					t.Errorf("%s default route %q, want via %s", c, r, gw)
 				}
 				if err := ping(t, c, gw); err != nil {
 					t.Errorf("gateway %s: %v", gw, err)
 				}
 			}
-			if got := e2eMustExec(t, c1, "cat", "/sys/class/net/eth0/address"); got != mac {
+			if got := mustDockerExec(t, c1, "cat", "/sys/class/net/eth0/address"); got != mac {
 				t.Errorf("--mac-address %s: eth0 has %s", mac, got)
 			}
 			b := ip2.As4()
-			if want, got := fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3]), e2eMustExec(t, c2, "cat", "/sys/class/net/eth0/address"); got != want {
+			if want, got := fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3]), mustDockerExec(t, c2, "cat", "/sys/class/net/eth0/address"); got != want {
 				t.Errorf("default MAC of %s (%s) = %s, want %s", c2, ip2, got, want)
 			}
 			if err := ping(t, c2, fixed); err != nil {
@@ -550,14 +550,14 @@ func slicesContains(ps []netip.Prefix, p netip.Prefix) bool {
 func TestBridgeOverlapRefused(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	sub := e2eV4Subnet(t, 112)
+	sub := freeV4Subnet(t, 112)
 	lc.net("mit-ovl-a", "-d", pluginName, "--subnet", sub.String())
 	for i, extra := range [][]string{
 		{"--ipam-driver", pluginName, "--subnet", sub.String()},
 		{"--ipam-driver", pluginName, "--subnet", netip.PrefixFrom(sub.Addr(), sub.Bits()+1).String()},
 	} {
 		name := fmt.Sprintf("mit-ovl-b%d", i)
-		before := e2eSnapshot()
+		before := takeSnapshot()
 		t.Cleanup(func() { _, _ = dockerCmd("network", "rm", name) })
 		out, err := docker(t, append(append([]string{"network", "create", "-d", pluginName}, extra...), name)...)
 		if err == nil {
@@ -567,7 +567,7 @@ func TestBridgeOverlapRefused(t *testing.T) {
 		if !strings.Contains(out, "overlap") || !strings.Contains(out, sub.Addr().String()) {
 			t.Errorf("overlap error does not say overlap and name the subnet:\n%s", out)
 		}
-		for _, x := range before.diff(e2eSnapshot(), false) {
+		for _, x := range before.diff(takeSnapshot(), false) {
 			t.Errorf("refused overlapping network changed the host: %s", x)
 		}
 	}

@@ -76,9 +76,9 @@ func tryRunContainer(t *testing.T, name string, args ...string) (string, error) 
 	return strings.TrimSpace(out), err
 }
 
-// e2eTryRun starts a detached container `name` with `docker run` options
+// tryRun starts a detached container `name` with `docker run` options
 // runArgs and command cmd (default `sleep 3600`), and registers its removal.
-func e2eTryRun(t *testing.T, name string, runArgs []string, cmd ...string) (string, error) {
+func tryRun(t *testing.T, name string, runArgs []string, cmd ...string) (string, error) {
 	t.Helper()
 	if !strings.HasPrefix(name, namePrefix) {
 		t.Fatalf("container name %q must start with %q", name, namePrefix)
@@ -93,16 +93,16 @@ func e2eTryRun(t *testing.T, name string, runArgs []string, cmd ...string) (stri
 	return strings.TrimSpace(out), err
 }
 
-// e2eRun is e2eTryRun that fails the test on error.
-func e2eRun(t *testing.T, name string, runArgs []string, cmd ...string) {
+// run is tryRun that fails the test on error.
+func run(t *testing.T, name string, runArgs []string, cmd ...string) {
 	t.Helper()
-	if out, err := e2eTryRun(t, name, runArgs, cmd...); err != nil {
+	if out, err := tryRun(t, name, runArgs, cmd...); err != nil {
 		t.Fatalf("docker run %s: %v\n%s", name, err, out)
 	}
 }
 
-// e2eHTTPD is the command of a container that serves token on port 80.
-func e2eHTTPD(token string) []string {
+// webServerCmd is the command of a container that serves token on port 80.
+func webServerCmd(token string) []string {
 	return []string{"sh", "-c", "mkdir -p /www && echo " + token + " > /www/index.html && exec httpd -f -p 80 -h /www"}
 }
 
@@ -242,8 +242,8 @@ func containerIP(t testing.TB, ctr, netName string) netip.Addr {
 	return a
 }
 
-// e2eContainerPid is the pid of the container's init (its namespaces).
-func e2eContainerPid(t testing.TB, ctr string) int {
+// containerPid is the pid of the container's init (its namespaces).
+func containerPid(t testing.TB, ctr string) int {
 	t.Helper()
 	out := mustDocker(t, "inspect", "-f", "{{.State.Pid}}", ctr)
 	var pid int
@@ -253,16 +253,16 @@ func e2eContainerPid(t testing.TB, ctr string) int {
 	return pid
 }
 
-// e2eBridgeOf is the Linux bridge of one of our networks.
-func e2eBridgeOf(n NetworkInfo) string {
+// mynetBridge is the Linux bridge of one of our networks.
+func mynetBridge(n NetworkInfo) string {
 	if b := n.Options["com.docker.network.bridge.name"]; b != "" {
 		return b
 	}
 	return "mn-" + n.ID[:12]
 }
 
-// e2eIPAMs are the two IPAM setups every main test runs with.
-var e2eIPAMs = []struct {
+// ipamSetups are the two IPAM setups every main test runs with.
+var ipamSetups = []struct {
 	name string
 	args []string // extra `docker network create` arguments
 }{
@@ -270,23 +270,23 @@ var e2eIPAMs = []struct {
 	{"mynet-ipam", []string{"--ipam-driver", pluginName}},
 }
 
-// e2eNetArgs builds `docker network create` arguments for our driver.
-func e2eNetArgs(ipam []string, extra ...string) []string {
+// mynetNetArgs builds `docker network create` arguments for our driver.
+func mynetNetArgs(ipam []string, extra ...string) []string {
 	a := []string{"-d", pluginName}
 	a = append(a, ipam...)
 	return append(a, extra...)
 }
 
-// e2eExec runs cmd in container ctr and returns its trimmed combined output.
-func e2eExec(ctr string, cmd ...string) (string, error) {
+// dockerExec runs cmd in container ctr and returns its trimmed combined output.
+func dockerExec(ctr string, cmd ...string) (string, error) {
 	out, err := dockerCmd(append([]string{"exec", ctr}, cmd...)...)
 	return strings.TrimSpace(out), err
 }
 
-// e2eMustExec is e2eExec that fails the test on error.
-func e2eMustExec(t testing.TB, ctr string, cmd ...string) string {
+// mustDockerExec is dockerExec that fails the test on error.
+func mustDockerExec(t testing.TB, ctr string, cmd ...string) string {
 	t.Helper()
-	out, err := e2eExec(ctr, cmd...)
+	out, err := dockerExec(ctr, cmd...)
 	if err != nil {
 		t.Fatalf("docker exec %s %s: %v\n%s", ctr, strings.Join(cmd, " "), err, out)
 	}
@@ -313,16 +313,16 @@ func ping(t testing.TB, from string, to netip.Addr) error {
 	return fmt.Errorf("%s %s from %s: %v\n%s", tool, to, from, err, strings.TrimSpace(out))
 }
 
-// e2eNoPing checks that `to` does NOT answer pings from container from. The
+// noPing checks that `to` does NOT answer pings from container from. The
 // probe must really have been sent (a missing route or a dead container is
 // not accepted as "unreachable").
-func e2eNoPing(from string, to netip.Addr) error {
+func noPing(from string, to netip.Addr) error {
 	tool := "ping"
 	if to.Is6() {
 		tool = "ping6"
 	}
 	// -W 1: busybox waits 10 s for late answers otherwise, even with -w.
-	out, err := e2eExec(from, tool, "-c", "2", "-W", "1", "-w", "3", to.String())
+	out, err := dockerExec(from, tool, "-c", "2", "-W", "1", "-w", "3", to.String())
 	if err == nil {
 		return fmt.Errorf("%s %s from %s answered, but must not:\n%s", tool, to, from, out)
 	}
@@ -332,12 +332,12 @@ func e2eNoPing(from string, to netip.Addr) error {
 	return nil
 }
 
-// e2ePingName pings a name (Docker's embedded DNS) from a container, retrying.
-func e2ePingName(from, name string) error {
+// pingName pings a name (Docker's embedded DNS) from a container, retrying.
+func pingName(from, name string) error {
 	var out string
-	err := e2eEventually(10*time.Second, func() error {
+	err := eventually(10*time.Second, func() error {
 		var err error
-		out, err = e2eExec(from, "ping", "-c", "1", "-W", "2", name)
+		out, err = dockerExec(from, "ping", "-c", "1", "-W", "2", name)
 		return err
 	})
 	if err != nil {
@@ -346,18 +346,18 @@ func e2ePingName(from, name string) error {
 	return nil
 }
 
-// e2eFetchFrom sends an HTTP/1.0 GET to ip:port from inside container ctr
+// fetchFrom sends an HTTP/1.0 GET to ip:port from inside container ctr
 // with busybox nc and returns what came back.
-func e2eFetchFrom(ctr string, ip netip.Addr, port int) (string, error) {
-	return e2eExec(ctr, "sh", "-c", fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 %s %d`, ip, port))
+func fetchFrom(ctr string, ip netip.Addr, port int) (string, error) {
+	return dockerExec(ctr, "sh", "-c", fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 %s %d`, ip, port))
 }
 
-// e2eFetchFromHas retries e2eFetchFrom until the answer contains want.
-func e2eFetchFromHas(ctr string, ip netip.Addr, port int, want string) error {
+// fetchFromHas retries fetchFrom until the answer contains want.
+func fetchFromHas(ctr string, ip netip.Addr, port int, want string) error {
 	var out string
-	err := e2eEventually(10*time.Second, func() error {
+	err := eventually(10*time.Second, func() error {
 		var err error
-		out, err = e2eFetchFrom(ctr, ip, port)
+		out, err = fetchFrom(ctr, ip, port)
 		if err == nil && !strings.Contains(out, want) {
 			err = fmt.Errorf("answer lacks %q", want)
 		}
@@ -369,17 +369,17 @@ func e2eFetchFromHas(ctr string, ip netip.Addr, port int, want string) error {
 	return nil
 }
 
-// e2eHTTPGet sends an HTTP/1.0 GET from this (host) process and returns the answer.
-func e2eHTTPGet(addr netip.AddrPort, timeout time.Duration) (string, error) {
+// httpGet sends an HTTP/1.0 GET from this (host) process and returns the answer.
+func httpGet(addr netip.AddrPort, timeout time.Duration) (string, error) {
 	c, err := net.DialTimeout("tcp", addr.String(), timeout)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	return e2eHTTPOn(c, timeout)
+	return httpOn(c, timeout)
 }
 
-func e2eHTTPOn(c net.Conn, timeout time.Duration) (string, error) {
+func httpOn(c net.Conn, timeout time.Duration) (string, error) {
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
 		return "", err
@@ -388,12 +388,12 @@ func e2eHTTPOn(c net.Conn, timeout time.Duration) (string, error) {
 	return string(b), err
 }
 
-// e2eHTTPGetHas retries e2eHTTPGet until the answer contains want.
-func e2eHTTPGetHas(addr netip.AddrPort, want string, d time.Duration) error {
+// httpGetHas retries httpGet until the answer contains want.
+func httpGetHas(addr netip.AddrPort, want string, d time.Duration) error {
 	var out string
-	err := e2eEventually(d, func() error {
+	err := eventually(d, func() error {
 		var err error
-		out, err = e2eHTTPGet(addr, 2*time.Second)
+		out, err = httpGet(addr, 2*time.Second)
 		if err == nil && !strings.Contains(out, want) {
 			err = fmt.Errorf("answer lacks %q", want)
 		}
@@ -405,17 +405,17 @@ func e2eHTTPGetHas(addr netip.AddrPort, want string, d time.Duration) error {
 	return nil
 }
 
-// e2eNoHTTP checks that addr does NOT serve token from the host.
-func e2eNoHTTP(addr netip.AddrPort, token string) error {
-	out, err := e2eHTTPGet(addr, 2*time.Second)
+// noHTTP checks that addr does NOT serve token from the host.
+func noHTTP(addr netip.AddrPort, token string) error {
+	out, err := httpGet(addr, 2*time.Second)
 	if err == nil && strings.Contains(out, token) {
 		return fmt.Errorf("http://%s/ served %q, must not", addr, token)
 	}
 	return nil
 }
 
-// e2eRand is a short random hex string for unique names.
-func e2eRand() string { return fmt.Sprintf("%06x", rand.IntN(1<<24)) }
+// randHex is a short random hex string for unique names.
+func randHex() string { return fmt.Sprintf("%06x", rand.IntN(1<<24)) }
 
-// e2eToken is a random string a server returns, to prove who answered.
-func e2eToken(what string) string { return "mit-" + what + "-" + e2eRand() }
+// newToken is a random string a server returns, to prove who answered.
+func newToken(what string) string { return "mit-" + what + "-" + randHex() }

@@ -123,7 +123,7 @@ func stopDockerd(t *testing.T, pid int) {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM dockerd %d: %v", pid, err)
 	}
-	if err := e2eEventually(90*time.Second, func() error {
+	if err := eventually(90*time.Second, func() error {
 		if !procGone(pid) {
 			return fmt.Errorf("dockerd %d still running", pid)
 		}
@@ -140,7 +140,7 @@ func ensureDockerd(t *testing.T) {
 	}
 	// One may be starting still.
 	if pid, err := exec.Command("pidof", "dockerd").Output(); err == nil && len(strings.Fields(string(pid))) > 0 {
-		if e2eEventually(60*time.Second, func() error { _, err := dockerCmd("info"); return err }) == nil {
+		if eventually(60*time.Second, func() error { _, err := dockerCmd("info"); return err }) == nil {
 			return
 		}
 		t.Errorf("dockerd %s runs but does not answer", strings.TrimSpace(string(pid)))
@@ -152,10 +152,10 @@ func ensureDockerd(t *testing.T) {
 	}
 }
 
-// e2eWaitNoBench waits until no benchmark container (mbench-*) and no
+// waitNoBench waits until no benchmark container (mbench-*) and no
 // network of another mynet instance exists: the tests below delete mynet's
 // shared chains or restart dockerd, which would break them.
-func e2eWaitNoBench(t *testing.T, d time.Duration) (clear bool) {
+func waitNoBench(t *testing.T, d time.Duration) (clear bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	logged := false

@@ -53,13 +53,13 @@ func driftKinds(ds []doctor.Drift) map[string]int {
 
 func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 	p := withPlugin(t)
-	defer e2eEnsurePlugin(t)
+	defer ensurePlugin(t)
 	lc := assertNoBridgeLeftovers(t)
 	const name = "mit-doc"
-	subnet := e2eV4Subnet(t, 130)
+	subnet := freeV4Subnet(t, 130)
 	n := lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", subnet.String())
 	for _, c := range []string{"mit-doc-1", "mit-doc-2", "mit-doc-3"} {
-		e2eRun(t, c, []string{"--network", name})
+		run(t, c, []string{"--network", name})
 	}
 	if ds, code := runDoctor(t, "--grace", "0s"); code != 0 || len(ds) != 0 {
 		t.Fatalf("before any drift: exit %d, drifts %+v", code, ds)
@@ -100,7 +100,7 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 3. The bridge deleted by hand (the periodic check re-adds rules, not links).
-	br := e2eBridgeOf(n)
+	br := mynetBridge(n)
 	if out, err := exec.Command("ip", "link", "del", br).CombinedOutput(); err != nil {
 		t.Fatalf("ip link del %s: %v\n%s", br, err, out)
 	}
@@ -146,17 +146,17 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 	}
 	// Repaired for real: the bridge is back with the survivors on it, the
 	// forgotten endpoint's veth is gone, both addresses can be had again.
-	if !e2eLinkExists(br) {
+	if !linkExists(br) {
 		t.Errorf("bridge %s not re-created", br)
 	}
-	if e2eLinkExists("mnh" + gone.EndpointID[:12]) {
+	if linkExists("mnh" + gone.EndpointID[:12]) {
 		t.Errorf("veth of the forgotten endpoint is still there")
 	}
 	if err := ping(t, "mit-doc-1", containerIP(t, "mit-doc-3", name)); err != nil {
 		t.Errorf("after the repair: %v", err)
 	}
 	for i, ip := range []string{gone.IPAddress, lost.String()} {
-		e2eRun(t, fmt.Sprintf("mit-doc-again%d", i), []string{"--network", name, "--ip", ip})
+		run(t, fmt.Sprintf("mit-doc-again%d", i), []string{"--network", name, "--ip", ip})
 	}
 }
 
@@ -166,7 +166,7 @@ func TestDoctorDuringLoad(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
 	const name = "mit-docload"
-	lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", e2eV4Subnet(t, 131).String())
+	lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", freeV4Subnet(t, 131).String())
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	var fixed []doctor.Drift
@@ -188,7 +188,7 @@ func TestDoctorDuringLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if out, err := e2eTryRun(t, c, []string{"--network", name}); err != nil {
+			if out, err := tryRun(t, c, []string{"--network", name}); err != nil {
 				t.Errorf("docker run %s: %v\n%s", c, err, out)
 			}
 		}()

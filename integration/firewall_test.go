@@ -18,9 +18,9 @@ import (
 	"testing"
 )
 
-// e2eRuleLines is `TOOL` output without comments and counters, each rule
+// ruleLines is `TOOL` output without comments and counters, each rule
 // line prefixed with its table.
-func e2eRuleLines(tool string) []string {
+func ruleLines(tool string) []string {
 	out, err := exec.Command(tool).Output()
 	if err != nil {
 		return []string{"ERROR " + tool + ": " + err.Error()}
@@ -42,33 +42,33 @@ func e2eRuleLines(tool string) []string {
 
 var reDNAT = regexp.MustCompile(`-p (\w+) .*--dport (\d+) .*--to-destination ([0-9a-f.:\[\]]+):(\d+)`)
 
-// e2eDNAT is one DNAT rule of ours.
-type e2eDNAT struct {
+// dnatRule is one DNAT rule of ours.
+type dnatRule struct {
 	proto    string
 	hostPort int
 	dest     string // "ip:port"
 	line     string
 }
 
-func e2eDNATRules() []e2eDNAT {
-	var rs []e2eDNAT
-	for _, l := range e2eRuleLines("iptables-save") {
+func dnatRules() []dnatRule {
+	var rs []dnatRule
+	for _, l := range ruleLines("iptables-save") {
 		if !strings.HasPrefix(l, "nat: -A MYNET-DNAT ") || !strings.Contains(l, "-j DNAT") {
 			continue
 		}
 		if m := reDNAT.FindStringSubmatch(l); m != nil {
 			p, _ := strconv.Atoi(m[2])
-			rs = append(rs, e2eDNAT{proto: m[1], hostPort: p, dest: m[3] + ":" + m[4], line: l})
+			rs = append(rs, dnatRule{proto: m[1], hostPort: p, dest: m[3] + ":" + m[4], line: l})
 		}
 	}
 	return rs
 }
 
-// e2eHostPortsTo are the host ports our DNAT rules send to ip:cport.
-func e2eHostPortsTo(proto string, ip netip.Addr, cport int) []int {
+// hostPortsTo are the host ports our DNAT rules send to ip:cport.
+func hostPortsTo(proto string, ip netip.Addr, cport int) []int {
 	var ps []int
 	want := fmt.Sprintf("%s:%d", ip, cport)
-	for _, r := range e2eDNATRules() {
+	for _, r := range dnatRules() {
 		if r.proto == proto && r.dest == want {
 			ps = append(ps, r.hostPort)
 		}
@@ -76,10 +76,10 @@ func e2eHostPortsTo(proto string, ip netip.Addr, cport int) []int {
 	return ps
 }
 
-// e2eDNATFor are our DNAT rules for a host port.
-func e2eDNATFor(proto string, port int) []string {
+// dnatFor are our DNAT rules for a host port.
+func dnatFor(proto string, port int) []string {
 	var ls []string
-	for _, r := range e2eDNATRules() {
+	for _, r := range dnatRules() {
 		if r.proto == proto && r.hostPort == port {
 			ls = append(ls, r.line)
 		}
@@ -87,8 +87,8 @@ func e2eDNATFor(proto string, port int) []string {
 	return ls
 }
 
-// e2eHeld reports whether a socket on the host holds proto/port (ss -l).
-func e2eHeld(t testing.TB, proto string, port int) bool {
+// portHeld reports whether a socket on the host holds proto/port (ss -l).
+func portHeld(t testing.TB, proto string, port int) bool {
 	t.Helper()
 	flag := "-Hltn"
 	if proto == "udp" {
@@ -106,10 +106,10 @@ func e2eHeld(t testing.TB, proto string, port int) bool {
 	return false
 }
 
-// e2ePortFree reports whether proto/port can be bound on all addresses and
+// portFree reports whether proto/port can be bound on all addresses and
 // no rule of ours uses it.
-func e2ePortFree(proto string, port int) bool {
-	if len(e2eDNATFor(proto, port)) > 0 {
+func portFree(proto string, port int) bool {
+	if len(dnatFor(proto, port)) > 0 {
 		return false
 	}
 	for _, nw := range []string{proto + "4", proto + "6"} {
@@ -131,15 +131,15 @@ func e2ePortFree(proto string, port int) bool {
 	return true
 }
 
-// e2eFreePorts returns the first of n consecutive free host ports (tcp and
+// freePorts returns the first of n consecutive free host ports (tcp and
 // udp), below the ephemeral range.
-func e2eFreePorts(t testing.TB, n int) int {
+func freePorts(t testing.TB, n int) int {
 	t.Helper()
 next:
 	for try := 0; try < 200; try++ {
 		start := 20000 + rand.IntN(9000)
 		for p := start; p < start+n; p++ {
-			if !e2ePortFree("tcp", p) || !e2ePortFree("udp", p) {
+			if !portFree("tcp", p) || !portFree("udp", p) {
 				continue next
 			}
 		}
@@ -149,10 +149,10 @@ next:
 	return 0
 }
 
-func e2eFreePort(t testing.TB) int { t.Helper(); return e2eFreePorts(t, 1) }
+func freePort(t testing.TB) int { t.Helper(); return freePorts(t, 1) }
 
-// e2eIPT runs iptables/ip6tables and fails the test on error.
-func e2eIPT(t *testing.T, tool string, args ...string) string {
+// iptCmd runs iptables/ip6tables and fails the test on error.
+func iptCmd(t *testing.T, tool string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(tool, args...).CombinedOutput()
 	if err != nil {
@@ -161,11 +161,11 @@ func e2eIPT(t *testing.T, tool string, args ...string) string {
 	return string(out)
 }
 
-// e2eWipeOurFirewall deletes what a reboot deletes: every jump to a MYNET
+// wipeOurFirewall deletes what a reboot deletes: every jump to a MYNET
 // chain and every MYNET chain, in iptables and ip6tables. With only set, it
 // deletes just those networks' rules and chains (another mynet instance is
 // alive and keeps the shared chains).
-func e2eWipeOurFirewall(t *testing.T, only map[string]bool) {
+func wipeOurFirewall(t *testing.T, only map[string]bool) {
 	t.Helper()
 	ours := func(rule string) bool {
 		if only == nil {
@@ -180,7 +180,7 @@ func e2eWipeOurFirewall(t *testing.T, only map[string]bool) {
 	}
 	for _, tool := range []string{"iptables", "ip6tables"} {
 		for _, table := range []string{"filter", "nat"} {
-			out := e2eIPT(t, tool, "-t", table, "-S")
+			out := iptCmd(t, tool, "-t", table, "-S")
 			var chains []string
 			rulesOf := map[string][]string{}
 			var order []string
@@ -206,7 +206,7 @@ func e2eWipeOurFirewall(t *testing.T, only map[string]bool) {
 				rs := rulesOf[ch]
 				for i := len(rs) - 1; i >= 0; i-- {
 					if ours(rs[i]) && (only != nil || !strings.HasPrefix(ch, "MYNET-")) {
-						e2eIPT(t, tool, "-t", table, "-D", ch, strconv.Itoa(i+1))
+						iptCmd(t, tool, "-t", table, "-D", ch, strconv.Itoa(i+1))
 					}
 				}
 			}
@@ -214,20 +214,20 @@ func e2eWipeOurFirewall(t *testing.T, only map[string]bool) {
 				if only != nil && !ours(ch) {
 					continue
 				}
-				e2eIPT(t, tool, "-t", table, "-F", ch)
+				iptCmd(t, tool, "-t", table, "-F", ch)
 			}
 			for _, ch := range chains {
 				if only != nil && !ours(ch) {
 					continue
 				}
-				e2eIPT(t, tool, "-t", table, "-X", ch)
+				iptCmd(t, tool, "-t", table, "-X", ch)
 			}
 		}
 	}
 }
 
-// e2eFirstRules returns the first rule of each built-in chain we jump from.
-func e2eFirstRules() map[string]string {
+// firstRules returns the first rule of each built-in chain we jump from.
+func firstRules() map[string]string {
 	m := map[string]string{}
 	for _, c := range []struct{ table, chain string }{{"filter", "FORWARD"}, {"nat", "PREROUTING"}, {"nat", "OUTPUT"}, {"nat", "POSTROUTING"}} {
 		out, _ := exec.Command("iptables", "-t", c.table, "-S", c.chain).Output()

@@ -389,8 +389,8 @@ func startOnSteadyThread(cmd *exec.Cmd) error {
 	return <-errc
 }
 
-// e2eEventually retries fn every 500 ms until it succeeds or d has passed.
-func e2eEventually(d time.Duration, fn func() error) error {
+// eventually retries fn every 500 ms until it succeeds or d has passed.
+func eventually(d time.Duration, fn func() error) error {
 	deadline := time.Now().Add(d)
 	for {
 		err := fn()
@@ -401,8 +401,8 @@ func e2eEventually(d time.Duration, fn func() error) error {
 	}
 }
 
-// e2eEnsurePlugin restarts the shared plugin if a test left it stopped.
-func e2eEnsurePlugin(t *testing.T) {
+// ensurePlugin restarts the shared plugin if a test left it stopped.
+func ensurePlugin(t *testing.T) {
 	if plugin.Running() {
 		return
 	}

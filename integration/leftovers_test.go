@@ -23,12 +23,12 @@ import (
 	"github.com/mynet/mynet/state"
 )
 
-// e2eLeak watches one test: the networks it created and everything of
+// leakCheck watches one test: the networks it created and everything of
 // ours (links, rules, addresses, state records) that appears during it.
-type e2eLeak struct {
+type leakCheck struct {
 	t      *testing.T
 	nets   []NetworkInfo
-	before e2eInv
+	before inventory
 	// keepLinks are links the test made itself (e.g. a pre-existing bridge
 	// handed to a network) and removes itself.
 	keepLinks map[string]bool
@@ -40,13 +40,13 @@ type e2eLeak struct {
 // MYNET-*-<id> chain, no address of their subnets, no network, endpoint or
 // pool record in the plugin's state. Call it FIRST in a test, so its cleanup
 // runs last.
-func assertNoBridgeLeftovers(t *testing.T) *e2eLeak {
+func assertNoBridgeLeftovers(t *testing.T) *leakCheck {
 	t.Helper()
-	lc := &e2eLeak{t: t, before: e2eInventory(), keepLinks: map[string]bool{}}
+	lc := &leakCheck{t: t, before: takeInventory(), keepLinks: map[string]bool{}}
 	t.Cleanup(func() {
 		var probs, first []string
 		start := time.Now()
-		_ = e2eEventually(15*time.Second, func() error {
+		_ = eventually(15*time.Second, func() error {
 			probs = lc.problems()
 			if first == nil {
 				first = probs
@@ -67,7 +67,7 @@ func assertNoBridgeLeftovers(t *testing.T) *e2eLeak {
 }
 
 // net creates a network (removed at cleanup) and watches it.
-func (lc *e2eLeak) net(name string, args ...string) NetworkInfo {
+func (lc *leakCheck) net(name string, args ...string) NetworkInfo {
 	lc.t.Helper()
 	n := netCreate(lc.t, name, args...)
 	lc.nets = append(lc.nets, n)
@@ -75,11 +75,11 @@ func (lc *e2eLeak) net(name string, args ...string) NetworkInfo {
 }
 
 // watch adds a network created some other way (compose).
-func (lc *e2eLeak) watch(n NetworkInfo) { lc.nets = append(lc.nets, n) }
+func (lc *leakCheck) watch(n NetworkInfo) { lc.nets = append(lc.nets, n) }
 
-func (lc *e2eLeak) problems() []string {
-	inv := e2eInventory()
-	dv, err := e2eDockerNow()
+func (lc *leakCheck) problems() []string {
+	inv := takeInventory()
+	dv, err := dockerNow()
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -93,7 +93,7 @@ func (lc *e2eLeak) problems() []string {
 			add("network %s (%s) still exists in Docker", n.Name, id12)
 			continue
 		}
-		if br := e2eBridgeOf(n); !lc.keepLinks[br] {
+		if br := mynetBridge(n); !lc.keepLinks[br] {
 			if _, ok := inv.links[br]; ok {
 				add("bridge %s of removed network %s", br, n.Name)
 			}
@@ -181,12 +181,12 @@ func (lc *e2eLeak) problems() []string {
 	return ps
 }
 
-// e2eInv is what exists of ours on the host at one moment.
-type e2eInv struct {
+// inventory is what exists of ours on the host at one moment.
+type inventory struct {
 	links map[string]string       // link name -> master
 	rules map[string]bool         // "ip4|ip6 table: line" for lines that mention mynet/MYNET
 	addrs map[netip.Prefix]string // host address -> link
-	st    e2eState                // plugin state (a copy of the file)
+	st    storeRecords            // plugin state (a copy of the file)
 	stErr error
 }
 
@@ -197,8 +197,8 @@ var (
 	reLinkEndpt = regexp.MustCompile(`^mn[hc]([0-9a-f]{12})$`)
 )
 
-func e2eInventory() e2eInv {
-	inv := e2eInv{links: map[string]string{}, rules: map[string]bool{}, addrs: map[netip.Prefix]string{}}
+func takeInventory() inventory {
+	inv := inventory{links: map[string]string{}, rules: map[string]bool{}, addrs: map[netip.Prefix]string{}}
 	if out, err := exec.Command("ip", "-j", "link", "show").Output(); err == nil {
 		var ls []struct{ Ifname, Master string }
 		if json.Unmarshal(out, &ls) == nil {
@@ -226,28 +226,28 @@ func e2eInventory() e2eInv {
 		}
 	}
 	for fam, tool := range map[string]string{"ip4": "iptables-save", "ip6": "ip6tables-save"} {
-		for _, l := range e2eRuleLines(tool) {
+		for _, l := range ruleLines(tool) {
 			if strings.Contains(strings.ToLower(l), "mynet") {
 				inv.rules[fam+" "+l] = true
 			}
 		}
 	}
-	inv.st, inv.stErr = e2eReadState()
+	inv.st, inv.stErr = readStore()
 	return inv
 }
 
-// e2eState is the plugin's records, read from a copy of its state file (the
+// storeRecords is the plugin's records, read from a copy of its state file (the
 // running plugin holds the file's lock, so the product's store cannot open
 // the file itself, not even read-only).
-type e2eState struct {
+type storeRecords struct {
 	networks  map[string]state.Network
 	endpoints map[string]state.Endpoint
 	pools     map[string]state.Pool
 	raw       [32]byte // sha256 of the file
 }
 
-func e2eReadState() (e2eState, error) {
-	st := e2eState{networks: map[string]state.Network{}, endpoints: map[string]state.Endpoint{}, pools: map[string]state.Pool{}}
+func readStore() (storeRecords, error) {
+	st := storeRecords{networks: map[string]state.Network{}, endpoints: map[string]state.Endpoint{}, pools: map[string]state.Pool{}}
 	data, err := os.ReadFile(plugin.State)
 	if err != nil {
 		return st, err
@@ -296,16 +296,16 @@ func e2eReadState() (e2eState, error) {
 	return st, err
 }
 
-// e2eDockerView is what Docker knows now: network ids, endpoint ids and the
+// dockerView is what Docker knows now: network ids, endpoint ids and the
 // subnets of networks that use our IPAM (all as 12-character prefixes).
-type e2eDockerView struct {
+type dockerView struct {
 	nets  map[string]bool
 	eps   map[string]bool
 	pools map[netip.Prefix]bool
 }
 
-func e2eDockerNow() (e2eDockerView, error) {
-	v := e2eDockerView{nets: map[string]bool{}, eps: map[string]bool{}, pools: map[netip.Prefix]bool{}}
+func dockerNow() (dockerView, error) {
+	v := dockerView{nets: map[string]bool{}, eps: map[string]bool{}, pools: map[netip.Prefix]bool{}}
 	nets, err := allNetworks()
 	if err != nil {
 		return v, err
@@ -328,19 +328,19 @@ func e2eDockerNow() (e2eDockerView, error) {
 	return v, nil
 }
 
-// e2eSnap is what a failed request must not change: our links, rules and
+// hostSnapshot is what a failed request must not change: our links, rules and
 // state. Other users (a benchmark on another mynet instance) may create and
 // remove networks meanwhile; diff tells their objects apart by asking Docker.
-type e2eSnap struct {
+type hostSnapshot struct {
 	links  map[string]bool
 	rules  map[string]bool // "ip4|ip6 table: rule" of ours (mention mynet)
-	st     e2eState
+	st     storeRecords
 	stErr  error
 	logOff int64
 }
 
-func e2eSnapshot() e2eSnap {
-	s := e2eSnap{links: map[string]bool{}, rules: map[string]bool{}, logOff: plugin.LogSize()}
+func takeSnapshot() hostSnapshot {
+	s := hostSnapshot{links: map[string]bool{}, rules: map[string]bool{}, logOff: plugin.LogSize()}
 	if out, err := exec.Command("ip", "-o", "link").Output(); err == nil {
 		for _, l := range strings.Split(string(out), "\n") {
 			if f := strings.Fields(l); len(f) > 1 {
@@ -349,13 +349,13 @@ func e2eSnapshot() e2eSnap {
 		}
 	}
 	for fam, tool := range map[string]string{"ip4": "iptables-save", "ip6": "ip6tables-save"} {
-		for _, l := range e2eRuleLines(tool) {
+		for _, l := range ruleLines(tool) {
 			if strings.Contains(strings.ToLower(l), "mynet") {
 				s.rules[fam+" "+l] = true
 			}
 		}
 	}
-	s.st, s.stErr = e2eReadState()
+	s.st, s.stErr = readStore()
 	return s
 }
 
@@ -363,7 +363,7 @@ func e2eSnapshot() e2eSnap {
 // plugin's (debug, text) log.
 var reFailedCreate = regexp.MustCompile(`call=NetworkDriver.CreateNetwork ids="network=([0-9a-f]{12})`)
 
-func e2eDiffSets(what string, before, after map[string]bool) []string {
+func diffSets(what string, before, after map[string]bool) []string {
 	var d []string
 	for k := range after {
 		if !before[k] {
@@ -388,9 +388,9 @@ func e2eDiffSets(what string, before, after map[string]bool) []string {
 //   - any change to our rules that belong to no network (base chains, jumps);
 //   - any change to the plugin's state records, and with rawMustMatch any
 //     byte of the state file (nothing should have been written).
-func (s e2eSnap) diff(after e2eSnap, rawMustMatch bool) []string {
+func (s hostSnapshot) diff(after hostSnapshot, rawMustMatch bool) []string {
 	var d []string
-	dv, err := e2eDockerNow()
+	dv, err := dockerNow()
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -428,7 +428,7 @@ func (s e2eSnap) diff(after e2eSnap, rawMustMatch bool) []string {
 		}
 		return out
 	}
-	d = append(d, e2eDiffSets("base rule", base(s.rules), base(after.rules))...)
+	d = append(d, diffSets("base rule", base(s.rules), base(after.rules))...)
 	for l := range after.rules {
 		for _, id := range ids(l) {
 			if failed[id] || (!s.rules[l] && !dv.nets[id]) {
@@ -451,7 +451,7 @@ func (s e2eSnap) diff(after e2eSnap, rawMustMatch bool) []string {
 	if s.stErr != nil || after.stErr != nil {
 		return append(d, fmt.Sprintf("state unreadable: before %v, after %v", s.stErr, after.stErr))
 	}
-	keys := func(st e2eState) map[string]bool {
+	keys := func(st storeRecords) map[string]bool {
 		m := map[string]bool{}
 		for k, n := range st.networks {
 			b, _ := json.Marshal(n)
@@ -467,7 +467,7 @@ func (s e2eSnap) diff(after e2eSnap, rawMustMatch bool) []string {
 		}
 		return m
 	}
-	d = append(d, e2eDiffSets("state record", keys(s.st), keys(after.st))...)
+	d = append(d, diffSets("state record", keys(s.st), keys(after.st))...)
 	if rawMustMatch && !bytes.Equal(s.st.raw[:], after.st.raw[:]) {
 		d = append(d, "state file bytes changed (nothing should have been written)")
 	}

@@ -26,9 +26,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// e2eHostAddr is a global IPv4 address of the host that is not on a bridge
+// hostIPv4 is a global IPv4 address of the host that is not on a bridge
 // or veth (Docker's, ours, or a test's).
-func e2eHostAddr(t testing.TB) netip.Addr {
+func hostIPv4(t testing.TB) netip.Addr {
 	t.Helper()
 	out, err := exec.Command("ip", "-4", "-o", "addr", "show", "scope", "global").Output()
 	if err != nil {
@@ -83,7 +83,7 @@ func linkAddrs(dev string) ([]netip.Prefix, error) {
 	return ps, nil
 }
 
-func e2eLinkExists(name string) bool {
+func linkExists(name string) bool {
 	_, err := os.Stat(filepath.Join("/sys/class/net", name))
 	return err == nil
 }
@@ -270,29 +270,29 @@ next:
 	return netip.Prefix{}
 }
 
-// e2eV6Subnet picks a free random ULA /64 for a test.
-func e2eV6Subnet(t testing.TB) netip.Prefix {
+// freeV6Subnet picks a free random ULA /64 for a test.
+func freeV6Subnet(t testing.TB) netip.Prefix {
 	return freeSubnet(t, fmt.Sprintf("fd4d:6974:%x::/64", rand.IntN(0xffff)))
 }
 
-// e2eV4Subnet picks a free /24 near 10.<base>.x.0.
-func e2eV4Subnet(t testing.TB, base int) netip.Prefix {
+// freeV4Subnet picks a free /24 near 10.<base>.x.0.
+func freeV4Subnet(t testing.TB, base int) netip.Prefix {
 	return freeSubnet(t, fmt.Sprintf("10.%d.%d.0/24", base, rand.IntN(200)))
 }
 
-func e2eIP(t testing.TB, args ...string) {
+func ipCmd(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
-// e2eInNetns runs fn on a thread that has joined the network namespace at
+// inNetns runs fn on a thread that has joined the network namespace at
 // nsPath. Sockets that fn opens stay in that namespace and may be used from
 // any goroutine afterwards. The thread is never handed back to the Go
 // scheduler (it exits with the goroutine), so no other code runs in the
 // namespace by accident.
-func e2eInNetns(nsPath string, fn func() error) error {
+func inNetns(nsPath string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
@@ -338,12 +338,12 @@ func lanParent(t *testing.T, tag string, subnet netip.Prefix) (string, netip.Add
 	return parent, lanHost
 }
 
-// e2eOutside is a network namespace of the test's own that stands for the
+// outsideNS is a network namespace of the test's own that stands for the
 // world beyond the host: a veth pair host <-> outside with a /30, and in the
 // outside namespace a route to that /30 only. It cannot route to container
 // subnets, so a TCP connection from a container to it completes only if the
 // host masqueraded the container's address to its own /30 address.
-type e2eOutside struct {
+type outsideNS struct {
 	name     string // network namespace (ip netns)
 	hostIf   string
 	nsIf     string
@@ -352,30 +352,30 @@ type e2eOutside struct {
 	nsAddr   netip.Addr   // outside end, second address
 }
 
-func (o *e2eOutside) nsPath() string { return "/run/netns/" + o.name }
+func (o *outsideNS) nsPath() string { return "/run/netns/" + o.name }
 
-// e2eNewOutside creates the namespace and the veth pair; both go at cleanup.
-func e2eNewOutside(t *testing.T) *e2eOutside {
+// newOutside creates the namespace and the veth pair; both go at cleanup.
+func newOutside(t *testing.T) *outsideNS {
 	t.Helper()
-	r := e2eRand()
+	r := randHex()
 	p := freeSubnet(t, fmt.Sprintf("10.199.%d.0/30", rand.IntN(250)))
-	o := &e2eOutside{name: "mit-out-" + r, hostIf: "mitoh" + r, nsIf: "mitoo" + r, prefix: p,
+	o := &outsideNS{name: "mit-out-" + r, hostIf: "mitoh" + r, nsIf: "mitoo" + r, prefix: p,
 		hostAddr: nthAddr(p, 1), nsAddr: nthAddr(p, 2)}
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "netns", "del", o.name).Run()
 		_ = exec.Command("ip", "link", "del", o.hostIf).Run()
 	})
-	e2eIP(t, "netns", "add", o.name)
-	e2eIP(t, "link", "add", o.hostIf, "type", "veth", "peer", "name", o.nsIf)
-	e2eIP(t, "link", "set", o.nsIf, "netns", o.name)
-	e2eIP(t, "addr", "add", netip.PrefixFrom(o.hostAddr, 30).String(), "dev", o.hostIf)
-	e2eIP(t, "link", "set", o.hostIf, "up")
-	e2eIP(t, "-n", o.name, "addr", "add", netip.PrefixFrom(o.nsAddr, 30).String(), "dev", o.nsIf)
-	e2eIP(t, "-n", o.name, "link", "set", o.nsIf, "up")
-	e2eIP(t, "-n", o.name, "link", "set", "lo", "up")
+	ipCmd(t, "netns", "add", o.name)
+	ipCmd(t, "link", "add", o.hostIf, "type", "veth", "peer", "name", o.nsIf)
+	ipCmd(t, "link", "set", o.nsIf, "netns", o.name)
+	ipCmd(t, "addr", "add", netip.PrefixFrom(o.hostAddr, 30).String(), "dev", o.hostIf)
+	ipCmd(t, "link", "set", o.hostIf, "up")
+	ipCmd(t, "-n", o.name, "addr", "add", netip.PrefixFrom(o.nsAddr, 30).String(), "dev", o.nsIf)
+	ipCmd(t, "-n", o.name, "link", "set", o.nsIf, "up")
+	ipCmd(t, "-n", o.name, "link", "set", "lo", "up")
 	// The host end must be usable before a test relies on it (no DAD for v4,
 	// but the link must be up on both sides).
-	if err := e2eEventually(5*time.Second, func() error {
+	if err := eventually(5*time.Second, func() error {
 		b, err := os.ReadFile("/sys/class/net/" + o.hostIf + "/operstate")
 		if err != nil || strings.TrimSpace(string(b)) != "up" {
 			return fmt.Errorf("%s operstate %q: %v", o.hostIf, b, err)
@@ -389,31 +389,31 @@ func e2eNewOutside(t *testing.T) *e2eOutside {
 
 // addV6 gives the pair a /64 of its own (host ::1, outside ::2), with a
 // route in the outside namespace to that /64 only.
-func (o *e2eOutside) addV6(t *testing.T) (host, outside netip.Addr) {
+func (o *outsideNS) addV6(t *testing.T) (host, outside netip.Addr) {
 	t.Helper()
 	p := freeSubnet(t, fmt.Sprintf("fd4d:6974:ff%02x::/64", rand.IntN(250)))
 	host, outside = nthAddr(p, 1), nthAddr(p, 2)
-	e2eIP(t, "addr", "add", netip.PrefixFrom(host, 64).String(), "dev", o.hostIf, "nodad")
-	e2eIP(t, "-n", o.name, "addr", "add", netip.PrefixFrom(outside, 64).String(), "dev", o.nsIf, "nodad")
+	ipCmd(t, "addr", "add", netip.PrefixFrom(host, 64).String(), "dev", o.hostIf, "nodad")
+	ipCmd(t, "-n", o.name, "addr", "add", netip.PrefixFrom(outside, 64).String(), "dev", o.nsIf, "nodad")
 	return host, outside
 }
 
 // addRoute lets the outside namespace reach p through the host.
-func (o *e2eOutside) addRoute(t *testing.T, p netip.Prefix) {
+func (o *outsideNS) addRoute(t *testing.T, p netip.Prefix) {
 	t.Helper()
-	e2eIP(t, "-n", o.name, "route", "add", p.String(), "via", o.hostAddr.String())
+	ipCmd(t, "-n", o.name, "route", "add", p.String(), "via", o.hostAddr.String())
 }
 
 // exec runs a host binary inside the outside namespace.
-func (o *e2eOutside) exec(cmd ...string) (string, error) {
+func (o *outsideNS) exec(cmd ...string) (string, error) {
 	out, err := exec.Command("ip", append([]string{"netns", "exec", o.name}, cmd...)...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
 
 // dial opens a TCP connection from the outside namespace.
-func (o *e2eOutside) dial(addr netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+func (o *outsideNS) dial(addr netip.AddrPort, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := e2eInNetns(o.nsPath(), func() error {
+	err := inNetns(o.nsPath(), func() error {
 		var err error
 		c, err = net.DialTimeout("tcp", addr.String(), timeout)
 		return err
@@ -422,46 +422,46 @@ func (o *e2eOutside) dial(addr netip.AddrPort, timeout time.Duration) (net.Conn,
 }
 
 // httpGet sends an HTTP/1.0 GET from the outside namespace.
-func (o *e2eOutside) httpGet(addr netip.AddrPort, timeout time.Duration) (string, error) {
+func (o *outsideNS) httpGet(addr netip.AddrPort, timeout time.Duration) (string, error) {
 	c, err := o.dial(addr, timeout)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	return e2eHTTPOn(c, timeout)
+	return httpOn(c, timeout)
 }
 
-// e2eConnRec is one connection the outside server accepted.
-type e2eConnRec struct {
+// connRecord is one connection the outside server accepted.
+type connRecord struct {
 	from netip.Addr
 	line string
 }
 
-// e2eOutsideServer is a TCP listener in the outside namespace that records
+// outsideServer is a TCP listener in the outside namespace that records
 // the peer address and first line of every connection and answers "OK".
-type e2eOutsideServer struct {
+type outsideServer struct {
 	addr netip.AddrPort
 	mu   sync.Mutex
-	got  []e2eConnRec
+	got  []connRecord
 }
 
-func (o *e2eOutside) serveTCP(t *testing.T) *e2eOutsideServer {
+func (o *outsideNS) serveTCP(t *testing.T) *outsideServer {
 	t.Helper()
 	return o.serveTCPOn(t, o.nsAddr)
 }
 
 // serveTCPOn listens on addr (an address of the outside namespace).
-func (o *e2eOutside) serveTCPOn(t *testing.T, addr netip.Addr) *e2eOutsideServer {
+func (o *outsideNS) serveTCPOn(t *testing.T, addr netip.Addr) *outsideServer {
 	t.Helper()
 	var ln net.Listener
-	if err := e2eInNetns(o.nsPath(), func() error {
+	if err := inNetns(o.nsPath(), func() error {
 		var err error
 		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 		return err
 	}); err != nil {
 		t.Fatalf("listen in %s: %v", o.name, err)
 	}
-	s := &e2eOutsideServer{addr: ln.Addr().(*net.TCPAddr).AddrPort()}
+	s := &outsideServer{addr: ln.Addr().(*net.TCPAddr).AddrPort()}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -475,7 +475,7 @@ func (o *e2eOutside) serveTCPOn(t *testing.T, addr netip.Addr) *e2eOutsideServer
 				line, _ := bufio.NewReader(c).ReadString('\n')
 				from := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
 				s.mu.Lock()
-				s.got = append(s.got, e2eConnRec{from: from, line: strings.TrimSpace(line)})
+				s.got = append(s.got, connRecord{from: from, line: strings.TrimSpace(line)})
 				s.mu.Unlock()
 				fmt.Fprintf(c, "OK %s\n", from)
 			}(c)
@@ -484,7 +484,7 @@ func (o *e2eOutside) serveTCPOn(t *testing.T, addr netip.Addr) *e2eOutsideServer
 	return s
 }
 
-func (s *e2eOutsideServer) find(token string) (e2eConnRec, bool) {
+func (s *outsideServer) find(token string) (connRecord, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.got {
@@ -492,16 +492,16 @@ func (s *e2eOutsideServer) find(token string) (e2eConnRec, bool) {
 			return r, true
 		}
 	}
-	return e2eConnRec{}, false
+	return connRecord{}, false
 }
 
 // connectFrom makes container ctr connect to the server and send a token;
 // it returns the record of that connection, if the server got one.
-func (s *e2eOutsideServer) connectFrom(ctr string) (e2eConnRec, bool, string) {
-	token := e2eToken("outside")
-	out, _ := e2eExec(ctr, "sh", "-c", fmt.Sprintf("echo %s | nc -w 3 %s %d", token, s.addr.Addr(), s.addr.Port()))
-	var rec e2eConnRec
-	ok := e2eEventually(2*time.Second, func() error {
+func (s *outsideServer) connectFrom(ctr string) (connRecord, bool, string) {
+	token := newToken("outside")
+	out, _ := dockerExec(ctr, "sh", "-c", fmt.Sprintf("echo %s | nc -w 3 %s %d", token, s.addr.Addr(), s.addr.Port()))
+	var rec connRecord
+	ok := eventually(2*time.Second, func() error {
 		var found bool
 		if rec, found = s.find(token); !found {
 			return fmt.Errorf("not yet")
@@ -513,11 +513,11 @@ func (s *e2eOutsideServer) connectFrom(ctr string) (e2eConnRec, bool, string) {
 
 // expectFrom checks that ctr can connect to the server and that the server
 // sees the connection coming from wantSrc.
-func (s *e2eOutsideServer) expectFrom(ctr string, wantSrc netip.Addr, d time.Duration) error {
-	var rec e2eConnRec
+func (s *outsideServer) expectFrom(ctr string, wantSrc netip.Addr, d time.Duration) error {
+	var rec connRecord
 	var ok bool
 	var out string
-	_ = e2eEventually(d, func() error {
+	_ = eventually(d, func() error {
 		if rec, ok, out = s.connectFrom(ctr); !ok {
 			return fmt.Errorf("no connection")
 		}
@@ -533,7 +533,7 @@ func (s *e2eOutsideServer) expectFrom(ctr string, wantSrc netip.Addr, d time.Dur
 }
 
 // expectNoConnFrom checks that ctr can NOT open a connection to the server.
-func (s *e2eOutsideServer) expectNoConnFrom(t *testing.T, ctr string) error {
+func (s *outsideServer) expectNoConnFrom(t *testing.T, ctr string) error {
 	if rec, ok, out := s.connectFrom(ctr); ok {
 		return fmt.Errorf("container %s opened a TCP connection to %s in the outside namespace (seen from %s; nc said %q), must not", ctr, s.addr, rec.from, out)
 	}

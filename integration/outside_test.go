@@ -16,15 +16,15 @@ import (
 // Outbound NAT: a container reaches the outside namespace, which sees the
 // host's /30 address (it has no route to the container subnet at all).
 func TestBridgeOutsideNAT(t *testing.T) {
-	for i, ipam := range e2eIPAMs {
+	for i, ipam := range ipamSetups {
 		t.Run(ipam.name, func(t *testing.T) {
 			withPlugin(t)
 			lc := assertNoBridgeLeftovers(t)
-			out := e2eNewOutside(t)
+			out := newOutside(t)
 			srv := out.serveTCP(t)
 			name := fmt.Sprintf("mit-nat-%d", i)
-			lc.net(name, e2eNetArgs(ipam.args, "--subnet", e2eV4Subnet(t, 97).String())...)
-			e2eRun(t, name+"-c", []string{"--network", name})
+			lc.net(name, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 97).String())...)
+			run(t, name+"-c", []string{"--network", name})
 			if err := srv.expectFrom(name+"-c", out.hostAddr, 10*time.Second); err != nil {
 				t.Error(err)
 			}
@@ -38,11 +38,11 @@ func TestBridgeOutsideNAT(t *testing.T) {
 func TestBridgeOutsideNoMasquerade(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	out := e2eNewOutside(t)
+	out := newOutside(t)
 	srv := out.serveTCP(t)
-	sub := e2eV4Subnet(t, 98)
+	sub := freeV4Subnet(t, 98)
 	lc.net("mit-nomasq", "-d", pluginName, "--subnet", sub.String(), "-o", "com.docker.network.bridge.enable_ip_masquerade=false")
-	e2eRun(t, "mit-nomasq-c", []string{"--network", "mit-nomasq"})
+	run(t, "mit-nomasq-c", []string{"--network", "mit-nomasq"})
 	ip := containerIP(t, "mit-nomasq-c", "mit-nomasq")
 	if err := ping(t, "mit-nomasq-c", netip.MustParseAddr(containerNet(t, "mit-nomasq-c", "mit-nomasq").Gateway)); err != nil {
 		t.Fatalf("control: %v", err)
@@ -62,11 +62,11 @@ func TestBridgeOutsideNoMasquerade(t *testing.T) {
 func TestBridgeOutsideNATv6(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	out := e2eNewOutside(t)
+	out := newOutside(t)
 	hostV6, nsV6 := out.addV6(t)
 	srv := out.serveTCPOn(t, nsV6)
-	lc.net("mit-nat6", "-d", pluginName, "--ipv6", "--subnet", e2eV4Subnet(t, 99).String(), "--subnet", e2eV6Subnet(t).String())
-	e2eRun(t, "mit-nat6-c", []string{"--network", "mit-nat6"})
+	lc.net("mit-nat6", "-d", pluginName, "--ipv6", "--subnet", freeV4Subnet(t, 99).String(), "--subnet", freeV6Subnet(t).String())
+	run(t, "mit-nat6-c", []string{"--network", "mit-nat6"})
 	gw6, err := netip.ParseAddr(containerNet(t, "mit-nat6-c", "mit-nat6").IPv6Gateway)
 	if err != nil {
 		t.Fatalf("no IPv6 gateway: %v", err)

@@ -24,44 +24,44 @@ import (
 // the host address), the container itself, the outside namespace; held by a
 // socket; gone when the container stops, back when it starts.
 func TestPortsTCP(t *testing.T) {
-	for i, ipam := range e2eIPAMs {
+	for i, ipam := range ipamSetups {
 		t.Run(ipam.name, func(t *testing.T) {
 			withPlugin(t)
 			lc := assertNoBridgeLeftovers(t)
-			out := e2eNewOutside(t)
-			host := e2eHostAddr(t)
+			out := newOutside(t)
+			host := hostIPv4(t)
 			name := fmt.Sprintf("mit-ptcp-%d", i)
 			srv, cli := name+"-srv", name+"-cli"
-			lc.net(name, e2eNetArgs(ipam.args, "--subnet", e2eV4Subnet(t, 101).String())...)
-			port := e2eFreePort(t)
-			token := e2eToken("tcp")
-			e2eRun(t, srv, []string{"--network", name, "-p", fmt.Sprintf("%d:80", port)}, e2eHTTPD(token)...)
-			e2eRun(t, cli, []string{"--network", name})
+			lc.net(name, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 101).String())...)
+			port := freePort(t)
+			token := newToken("tcp")
+			run(t, srv, []string{"--network", name, "-p", fmt.Sprintf("%d:80", port)}, webServerCmd(token)...)
+			run(t, cli, []string{"--network", name})
 			ip := containerIP(t, srv, name)
-			if ps := e2eHostPortsTo("tcp", ip, 80); len(ps) != 1 || ps[0] != port {
+			if ps := hostPortsTo("tcp", ip, 80); len(ps) != 1 || ps[0] != port {
 				t.Errorf("DNAT rules to %s:80 are for host ports %v, want [%d]", ip, ps, port)
 			}
-			if !e2eHeld(t, "tcp", port) {
+			if !portHeld(t, "tcp", port) {
 				t.Errorf("no socket holds host port %d/tcp", port)
 			}
-			if err := e2eFetchFromHas(cli, ip, 80, token); err != nil {
+			if err := fetchFromHas(cli, ip, 80, token); err != nil {
 				t.Fatalf("control, direct: %v", err)
 			}
 			hp := uint16(port)
-			if err := e2eHTTPGetHas(netip.AddrPortFrom(host, hp), token, 10*time.Second); err != nil {
+			if err := httpGetHas(netip.AddrPortFrom(host, hp), token, 10*time.Second); err != nil {
 				t.Errorf("host address: %v", err)
 			}
-			if err := e2eHTTPGetHas(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), hp), token, 10*time.Second); err != nil {
+			if err := httpGetHas(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), hp), token, 10*time.Second); err != nil {
 				t.Errorf("127.0.0.1: %v", err)
 			}
-			if err := e2eFetchFromHas(cli, host, port, token); err != nil {
+			if err := fetchFromHas(cli, host, port, token); err != nil {
 				t.Errorf("hairpin from another container of the network: %v", err)
 			}
-			if err := e2eFetchFromHas(srv, host, port, token); err != nil {
+			if err := fetchFromHas(srv, host, port, token); err != nil {
 				t.Errorf("hairpin from the container itself: %v", err)
 			}
 			var o string
-			if err := e2eEventually(10*time.Second, func() error {
+			if err := eventually(10*time.Second, func() error {
 				var err error
 				o, err = out.httpGet(netip.AddrPortFrom(out.hostAddr, hp), 2*time.Second)
 				if err == nil && !strings.Contains(o, token) {
@@ -73,23 +73,23 @@ func TestPortsTCP(t *testing.T) {
 			}
 
 			mustDocker(t, "stop", "-t", "1", srv)
-			if err := e2eEventually(5*time.Second, func() error {
-				if ls := e2eDNATFor("tcp", port); len(ls) > 0 {
+			if err := eventually(5*time.Second, func() error {
+				if ls := dnatFor("tcp", port); len(ls) > 0 {
 					return fmt.Errorf("DNAT rules for host port %d remain after the container stopped: %v", port, ls)
 				}
-				if e2eHeld(t, "tcp", port) {
+				if portHeld(t, "tcp", port) {
 					return fmt.Errorf("host port %d/tcp is still held after the container stopped", port)
 				}
 				return nil
 			}); err != nil {
 				t.Error(err)
 			}
-			if _, err := e2eHTTPGet(netip.AddrPortFrom(host, hp), 2*time.Second); err == nil {
+			if _, err := httpGet(netip.AddrPortFrom(host, hp), 2*time.Second); err == nil {
 				t.Errorf("host port %d still accepts connections after the container stopped", port)
 			}
 
 			mustDocker(t, "start", srv)
-			if err := e2eHTTPGetHas(netip.AddrPortFrom(host, hp), token, 15*time.Second); err != nil {
+			if err := httpGetHas(netip.AddrPortFrom(host, hp), token, 15*time.Second); err != nil {
 				t.Errorf("after docker start: %v", err)
 			}
 		})
@@ -100,17 +100,17 @@ func TestPortsTCP(t *testing.T) {
 func TestPortsLoopbackOnly(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	out := e2eNewOutside(t)
-	host := e2eHostAddr(t)
-	lc.net("mit-plo", "-d", pluginName, "--subnet", e2eV4Subnet(t, 102).String())
-	port := e2eFreePort(t)
+	out := newOutside(t)
+	host := hostIPv4(t)
+	lc.net("mit-plo", "-d", pluginName, "--subnet", freeV4Subnet(t, 102).String())
+	port := freePort(t)
 	hp := uint16(port)
-	token := e2eToken("lo")
-	e2eRun(t, "mit-plo-srv", []string{"--network", "mit-plo", "-p", fmt.Sprintf("127.0.0.1:%d:80", port)}, e2eHTTPD(token)...)
-	if err := e2eHTTPGetHas(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), hp), token, 10*time.Second); err != nil {
+	token := newToken("lo")
+	run(t, "mit-plo-srv", []string{"--network", "mit-plo", "-p", fmt.Sprintf("127.0.0.1:%d:80", port)}, webServerCmd(token)...)
+	if err := httpGetHas(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), hp), token, 10*time.Second); err != nil {
 		t.Errorf("127.0.0.1: %v", err)
 	}
-	if err := e2eNoHTTP(netip.AddrPortFrom(host, hp), token); err != nil {
+	if err := noHTTP(netip.AddrPortFrom(host, hp), token); err != nil {
 		t.Errorf("published on 127.0.0.1 only: %v", err)
 	}
 	if o, err := out.httpGet(netip.AddrPortFrom(out.hostAddr, hp), 2*time.Second); err == nil && strings.Contains(o, token) {
@@ -118,14 +118,14 @@ func TestPortsLoopbackOnly(t *testing.T) {
 	}
 }
 
-// e2eUDPEcho serves udp :cport inside container ctr's network namespace (the
+// udpEcho serves udp :cport inside container ctr's network namespace (the
 // busybox of the test image has no `nc -u`): every datagram is answered with
 // "pong <datagram>".
-func e2eUDPEcho(t *testing.T, ctr string, cport int) func() {
+func udpEcho(t *testing.T, ctr string, cport int) func() {
 	t.Helper()
-	pid := e2eContainerPid(t, ctr)
+	pid := containerPid(t, ctr)
 	var pc net.PacketConn
-	if err := e2eInNetns(fmt.Sprintf("/proc/%d/ns/net", pid), func() error {
+	if err := inNetns(fmt.Sprintf("/proc/%d/ns/net", pid), func() error {
 		var err error
 		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", cport))
 		return err
@@ -147,10 +147,10 @@ func e2eUDPEcho(t *testing.T, ctr string, cport int) func() {
 	return stop
 }
 
-// e2eUDPAsk sends one datagram over c and waits for the echo.
-func e2eUDPAsk(c net.Conn) error {
+// udpAsk sends one datagram over c and waits for the echo.
+func udpAsk(c net.Conn) error {
 	defer c.Close()
-	msg := e2eToken("udp")
+	msg := newToken("udp")
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte(msg)); err != nil {
 		return err
@@ -169,53 +169,53 @@ func e2eUDPAsk(c net.Conn) error {
 func TestPortsUDP(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	out := e2eNewOutside(t)
-	host := e2eHostAddr(t)
-	lc.net("mit-pudp", e2eNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", e2eV4Subnet(t, 103).String())...)
-	port := e2eFreePort(t)
-	e2eRun(t, "mit-pudp-srv", []string{"--network", "mit-pudp", "-p", fmt.Sprintf("%d:5000/udp", port)})
+	out := newOutside(t)
+	host := hostIPv4(t)
+	lc.net("mit-pudp", mynetNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", freeV4Subnet(t, 103).String())...)
+	port := freePort(t)
+	run(t, "mit-pudp-srv", []string{"--network", "mit-pudp", "-p", fmt.Sprintf("%d:5000/udp", port)})
 	ip := containerIP(t, "mit-pudp-srv", "mit-pudp")
-	stop := e2eUDPEcho(t, "mit-pudp-srv", 5000)
-	if ps := e2eHostPortsTo("udp", ip, 5000); len(ps) != 1 || ps[0] != port {
+	stop := udpEcho(t, "mit-pudp-srv", 5000)
+	if ps := hostPortsTo("udp", ip, 5000); len(ps) != 1 || ps[0] != port {
 		t.Errorf("DNAT rules to %s:5000/udp are for host ports %v, want [%d]", ip, ps, port)
 	}
-	if !e2eHeld(t, "udp", port) {
+	if !portHeld(t, "udp", port) {
 		t.Errorf("no socket holds host port %d/udp", port)
 	}
 	for _, a := range []netip.Addr{host, netip.MustParseAddr("127.0.0.1")} {
 		dst := netip.AddrPortFrom(a, uint16(port))
-		if err := e2eEventually(10*time.Second, func() error {
+		if err := eventually(10*time.Second, func() error {
 			c, err := net.Dial("udp4", dst.String())
 			if err != nil {
 				return err
 			}
-			return e2eUDPAsk(c)
+			return udpAsk(c)
 		}); err != nil {
 			t.Errorf("udp to %s from the host: %v", dst, err)
 		}
 	}
 	dst := netip.AddrPortFrom(out.hostAddr, uint16(port))
-	if err := e2eEventually(10*time.Second, func() error {
+	if err := eventually(10*time.Second, func() error {
 		var c net.Conn
-		if err := e2eInNetns(out.nsPath(), func() error {
+		if err := inNetns(out.nsPath(), func() error {
 			var err error
 			c, err = net.Dial("udp4", dst.String())
 			return err
 		}); err != nil {
 			return err
 		}
-		return e2eUDPAsk(c)
+		return udpAsk(c)
 	}); err != nil {
 		t.Errorf("udp to %s from the outside namespace: %v", dst, err)
 	}
 
 	stop()
 	mustDocker(t, "stop", "-t", "1", "mit-pudp-srv")
-	if err := e2eEventually(5*time.Second, func() error {
-		if ls := e2eDNATFor("udp", port); len(ls) > 0 {
+	if err := eventually(5*time.Second, func() error {
+		if ls := dnatFor("udp", port); len(ls) > 0 {
 			return fmt.Errorf("DNAT rules for %d/udp remain after the container stopped: %v", port, ls)
 		}
-		if e2eHeld(t, "udp", port) {
+		if portHeld(t, "udp", port) {
 			return fmt.Errorf("host port %d/udp is still held after the container stopped", port)
 		}
 		return nil
@@ -229,34 +229,34 @@ func TestPortsUDP(t *testing.T) {
 func TestPortsRandomAndRange(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	host := e2eHostAddr(t)
-	lc.net("mit-prnd", "-d", pluginName, "--subnet", e2eV4Subnet(t, 104).String())
+	host := hostIPv4(t)
+	lc.net("mit-prnd", "-d", pluginName, "--subnet", freeV4Subnet(t, 104).String())
 
-	tok := e2eToken("rnd")
-	e2eRun(t, "mit-prnd-0", []string{"--network", "mit-prnd", "-p", "80"}, e2eHTTPD(tok)...)
+	tok := newToken("rnd")
+	run(t, "mit-prnd-0", []string{"--network", "mit-prnd", "-p", "80"}, webServerCmd(tok)...)
 	ip := containerIP(t, "mit-prnd-0", "mit-prnd")
-	ps := e2eHostPortsTo("tcp", ip, 80)
+	ps := hostPortsTo("tcp", ip, 80)
 	if len(ps) != 1 || ps[0] <= 0 {
 		t.Errorf("-p 80: DNAT rules to %s:80 are for host ports %v, want exactly one", ip, ps)
 	} else {
-		if !e2eHeld(t, "tcp", ps[0]) {
+		if !portHeld(t, "tcp", ps[0]) {
 			t.Errorf("-p 80: chosen host port %d is not held", ps[0])
 		}
-		if err := e2eHTTPGetHas(netip.AddrPortFrom(host, uint16(ps[0])), tok, 10*time.Second); err != nil {
+		if err := httpGetHas(netip.AddrPortFrom(host, uint16(ps[0])), tok, 10*time.Second); err != nil {
 			t.Errorf("-p 80 (host port %d): %v", ps[0], err)
 		}
 	}
 
 	const n = 6
-	start := e2eFreePorts(t, n)
+	start := freePorts(t, n)
 	rng := fmt.Sprintf("%d-%d:80", start, start+n-1)
 	seen := map[int]string{}
 	for j := 0; j < 2; j++ {
 		ctr := fmt.Sprintf("mit-prnd-r%d", j)
-		tok := e2eToken("range")
-		e2eRun(t, ctr, []string{"--network", "mit-prnd", "-p", rng}, e2eHTTPD(tok)...)
+		tok := newToken("range")
+		run(t, ctr, []string{"--network", "mit-prnd", "-p", rng}, webServerCmd(tok)...)
 		ip := containerIP(t, ctr, "mit-prnd")
-		ps := e2eHostPortsTo("tcp", ip, 80)
+		ps := hostPortsTo("tcp", ip, 80)
 		if len(ps) != 1 || ps[0] < start || ps[0] >= start+n {
 			t.Errorf("-p %s: %s got host ports %v, want one in the range", rng, ctr, ps)
 			continue
@@ -265,7 +265,7 @@ func TestPortsRandomAndRange(t *testing.T) {
 			t.Errorf("-p %s: %s and %s both got host port %d", rng, other, ctr, ps[0])
 		}
 		seen[ps[0]] = ctr
-		if err := e2eHTTPGetHas(netip.AddrPortFrom(host, uint16(ps[0])), tok, 10*time.Second); err != nil {
+		if err := httpGetHas(netip.AddrPortFrom(host, uint16(ps[0])), tok, 10*time.Second); err != nil {
 			t.Errorf("-p %s, %s on %d: %v", rng, ctr, ps[0], err)
 		}
 	}
@@ -276,27 +276,27 @@ func TestPortsRandomAndRange(t *testing.T) {
 func TestPortsConflicts(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	host := e2eHostAddr(t)
-	lc.net("mit-pcfl", "-d", pluginName, "--subnet", e2eV4Subnet(t, 105).String())
+	host := hostIPv4(t)
+	lc.net("mit-pcfl", "-d", pluginName, "--subnet", freeV4Subnet(t, 105).String())
 
-	port := e2eFreePort(t)
-	tok := e2eToken("first")
-	e2eRun(t, "mit-pcfl-1", []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port)}, e2eHTTPD(tok)...)
-	out, err := e2eTryRun(t, "mit-pcfl-2", []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port)}, e2eHTTPD("second")...)
+	port := freePort(t)
+	tok := newToken("first")
+	run(t, "mit-pcfl-1", []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port)}, webServerCmd(tok)...)
+	out, err := tryRun(t, "mit-pcfl-2", []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port)}, webServerCmd("second")...)
 	if err == nil {
 		t.Errorf("a second container got host port %d too", port)
 	} else if !strings.Contains(out, "already in use") || !strings.Contains(out, strconv.Itoa(port)) {
 		t.Errorf("second container on host port %d: error lacks %q and the port:\n%s", port, "already in use", out)
 	}
-	if err := e2eHTTPGetHas(netip.AddrPortFrom(host, uint16(port)), tok, 10*time.Second); err != nil {
+	if err := httpGetHas(netip.AddrPortFrom(host, uint16(port)), tok, 10*time.Second); err != nil {
 		t.Errorf("the first container's port after the conflict: %v", err)
 	}
-	if ls := e2eDNATFor("tcp", port); len(ls) != 1 {
+	if ls := dnatFor("tcp", port); len(ls) != 1 {
 		t.Errorf("DNAT rules for host port %d after the conflict: %v, want exactly the first container's", port, ls)
 	}
 
 	for _, proto := range []string{"tcp", "udp"} {
-		hport := e2eFreePort(t)
+		hport := freePort(t)
 		var closer func() error
 		if proto == "tcp" {
 			l, err := net.Listen("tcp", fmt.Sprintf(":%d", hport))
@@ -312,13 +312,13 @@ func TestPortsConflicts(t *testing.T) {
 			closer = c.Close
 		}
 		ctr := "mit-pcfl-host-" + proto
-		out, err := e2eTryRun(t, ctr, []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80/%s", hport, proto)})
+		out, err := tryRun(t, ctr, []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80/%s", hport, proto)})
 		if err == nil {
 			t.Errorf("docker run -p %d/%s succeeded although a host process listens on it", hport, proto)
 		} else if !strings.Contains(out, "already in use") || !strings.Contains(out, strconv.Itoa(hport)) {
 			t.Errorf("host process on %d/%s: error lacks %q and the port:\n%s", hport, proto, "already in use", out)
 		}
-		if ls := e2eDNATFor(proto, hport); len(ls) > 0 {
+		if ls := dnatFor(proto, hport); len(ls) > 0 {
 			t.Errorf("DNAT rules for host port %d/%s after a failed run: %v", hport, proto, ls)
 		}
 		closer()
@@ -330,29 +330,29 @@ func TestPortsConflicts(t *testing.T) {
 func TestPortsHostIP(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	host := e2eHostAddr(t)
+	host := hostIPv4(t)
 	lo := netip.MustParseAddr("127.0.0.1")
 
-	lc.net("mit-phip", "-d", pluginName, "--subnet", e2eV4Subnet(t, 107).String())
-	port := e2eFreePort(t)
-	tok := e2eToken("hostip")
-	e2eRun(t, "mit-phip-a", []string{"--network", "mit-phip", "-p", fmt.Sprintf("%s:%d:80", host, port)}, e2eHTTPD(tok)...)
-	if err := e2eHTTPGetHas(netip.AddrPortFrom(host, uint16(port)), tok, 10*time.Second); err != nil {
+	lc.net("mit-phip", "-d", pluginName, "--subnet", freeV4Subnet(t, 107).String())
+	port := freePort(t)
+	tok := newToken("hostip")
+	run(t, "mit-phip-a", []string{"--network", "mit-phip", "-p", fmt.Sprintf("%s:%d:80", host, port)}, webServerCmd(tok)...)
+	if err := httpGetHas(netip.AddrPortFrom(host, uint16(port)), tok, 10*time.Second); err != nil {
 		t.Errorf("-p %s:%d:80: %v", host, port, err)
 	}
-	if err := e2eNoHTTP(netip.AddrPortFrom(lo, uint16(port)), tok); err != nil {
+	if err := noHTTP(netip.AddrPortFrom(lo, uint16(port)), tok); err != nil {
 		t.Errorf("-p %s:%d:80 must not answer on 127.0.0.1: %v", host, port, err)
 	}
 
-	lc.net("mit-phip-lo", "-d", pluginName, "--subnet", e2eV4Subnet(t, 108).String(),
+	lc.net("mit-phip-lo", "-d", pluginName, "--subnet", freeV4Subnet(t, 108).String(),
 		"-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1")
-	port2 := e2eFreePort(t)
-	tok2 := e2eToken("binding")
-	e2eRun(t, "mit-phip-b", []string{"--network", "mit-phip-lo", "-p", fmt.Sprintf("%d:80", port2)}, e2eHTTPD(tok2)...)
-	if err := e2eHTTPGetHas(netip.AddrPortFrom(lo, uint16(port2)), tok2, 10*time.Second); err != nil {
+	port2 := freePort(t)
+	tok2 := newToken("binding")
+	run(t, "mit-phip-b", []string{"--network", "mit-phip-lo", "-p", fmt.Sprintf("%d:80", port2)}, webServerCmd(tok2)...)
+	if err := httpGetHas(netip.AddrPortFrom(lo, uint16(port2)), tok2, 10*time.Second); err != nil {
 		t.Errorf("host_binding_ipv4=127.0.0.1, -p %d:80, on 127.0.0.1: %v", port2, err)
 	}
-	if err := e2eNoHTTP(netip.AddrPortFrom(host, uint16(port2)), tok2); err != nil {
+	if err := noHTTP(netip.AddrPortFrom(host, uint16(port2)), tok2); err != nil {
 		t.Errorf("host_binding_ipv4=127.0.0.1, -p %d:80 must not answer on %s: %v", port2, host, err)
 	}
 }

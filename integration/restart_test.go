@@ -19,9 +19,9 @@ import (
 	"time"
 )
 
-// e2eRestartSetup is a network on our IPAM with a web server publishing a
+// restartSetup is a network on our IPAM with a web server publishing a
 // host port and a client, checked before the disruption.
-type e2eRestartSetup struct {
+type restartSetup struct {
 	net          NetworkInfo
 	srv, cli     string
 	srvIP, cliIP netip.Addr
@@ -30,16 +30,16 @@ type e2eRestartSetup struct {
 	host         netip.Addr
 }
 
-func e2eRestartPrepare(t *testing.T, lc *e2eLeak, name string, restartAlways bool) *e2eRestartSetup {
+func prepareRestart(t *testing.T, lc *leakCheck, name string, restartAlways bool) *restartSetup {
 	t.Helper()
-	s := &e2eRestartSetup{srv: name + "-srv", cli: name + "-cli", host: e2eHostAddr(t), port: e2eFreePort(t), token: e2eToken("restart")}
-	s.net = lc.net(name, e2eNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", e2eV4Subnet(t, 110).String())...)
+	s := &restartSetup{srv: name + "-srv", cli: name + "-cli", host: hostIPv4(t), port: freePort(t), token: newToken("restart")}
+	s.net = lc.net(name, mynetNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", freeV4Subnet(t, 110).String())...)
 	var extra []string
 	if restartAlways {
 		extra = []string{"--restart", "always"}
 	}
-	e2eRun(t, s.srv, append([]string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)}, extra...), e2eHTTPD(s.token)...)
-	e2eRun(t, s.cli, append([]string{"--network", name}, extra...))
+	run(t, s.srv, append([]string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)}, extra...), webServerCmd(s.token)...)
+	run(t, s.cli, append([]string{"--network", name}, extra...))
 	s.srvIP, s.cliIP = containerIP(t, s.srv, name), containerIP(t, s.cli, name)
 	if err := s.check(t, "before", 10*time.Second); err != nil {
 		t.Fatalf("before the restart: %v", err)
@@ -49,14 +49,14 @@ func e2eRestartPrepare(t *testing.T, lc *e2eLeak, name string, restartAlways boo
 
 // check: both containers reach each other, the port answers from the host
 // address and 127.0.0.1 and from the client (hairpin).
-func (s *e2eRestartSetup) check(t *testing.T, when string, d time.Duration) error {
+func (s *restartSetup) check(t *testing.T, when string, d time.Duration) error {
 	t.Helper()
 	var errs []string
 	pingWithin := func(from string, to netip.Addr) {
 		var out string
-		err := e2eEventually(d, func() error {
+		err := eventually(d, func() error {
 			var err error
-			out, err = e2eExec(from, "ping", "-c", "1", "-W", "1", to.String())
+			out, err = dockerExec(from, "ping", "-c", "1", "-W", "1", to.String())
 			return err
 		})
 		if err != nil {
@@ -66,11 +66,11 @@ func (s *e2eRestartSetup) check(t *testing.T, when string, d time.Duration) erro
 	pingWithin(s.cli, s.srvIP)
 	pingWithin(s.srv, s.cliIP)
 	for _, a := range []netip.Addr{s.host, netip.MustParseAddr("127.0.0.1")} {
-		if err := e2eHTTPGetHas(netip.AddrPortFrom(a, uint16(s.port)), s.token, d); err != nil {
+		if err := httpGetHas(netip.AddrPortFrom(a, uint16(s.port)), s.token, d); err != nil {
 			errs = append(errs, when+": published port: "+err.Error())
 		}
 	}
-	if err := e2eFetchFromHas(s.cli, s.host, s.port, s.token); err != nil {
+	if err := fetchFromHas(s.cli, s.host, s.port, s.token); err != nil {
 		errs = append(errs, when+": hairpin: "+err.Error())
 	}
 	if len(errs) > 0 {
@@ -81,15 +81,15 @@ func (s *e2eRestartSetup) check(t *testing.T, when string, d time.Duration) erro
 
 // afterRestart: everything works again, the host port is held again (a
 // second claim fails), and new containers get new, distinct addresses.
-func (s *e2eRestartSetup) afterRestart(t *testing.T, name string) {
+func (s *restartSetup) afterRestart(t *testing.T, name string) {
 	t.Helper()
 	if err := s.check(t, "after the restart", 20*time.Second); err != nil {
 		t.Error(err)
 	}
-	if !e2eHeld(t, "tcp", s.port) {
+	if !portHeld(t, "tcp", s.port) {
 		t.Errorf("after the restart, host port %d/tcp is not held", s.port)
 	}
-	out, err := e2eTryRun(t, name+"-dup", []string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)})
+	out, err := tryRun(t, name+"-dup", []string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)})
 	if err == nil {
 		t.Errorf("after the restart, a new container got host port %d of a running one", s.port)
 	} else if !strings.Contains(out, "already in use") {
@@ -101,7 +101,7 @@ func (s *e2eRestartSetup) afterRestart(t *testing.T, name string) {
 	seen := map[netip.Addr]string{s.srvIP: s.srv, s.cliIP: s.cli, gw: "gateway"}
 	for i := 0; i < 3; i++ {
 		ctr := fmt.Sprintf("%s-new%d", name, i)
-		e2eRun(t, ctr, []string{"--network", name})
+		run(t, ctr, []string{"--network", name})
 		ip := containerIP(t, ctr, name)
 		if other, dup := seen[ip]; dup {
 			t.Errorf("after the restart, %s got %s, already used by %s", ctr, ip, other)
@@ -114,11 +114,11 @@ func (s *e2eRestartSetup) afterRestart(t *testing.T, name string) {
 
 	// What the restarted plugin restored is also what it removes.
 	mustDocker(t, "stop", "-t", "1", s.srv)
-	if err := e2eEventually(5*time.Second, func() error {
-		if ls := e2eDNATFor("tcp", s.port); len(ls) > 0 {
+	if err := eventually(5*time.Second, func() error {
+		if ls := dnatFor("tcp", s.port); len(ls) > 0 {
 			return fmt.Errorf("DNAT rules for host port %d remain after the container stopped: %v", s.port, ls)
 		}
-		if e2eHeld(t, "tcp", s.port) {
+		if portHeld(t, "tcp", s.port) {
 			return fmt.Errorf("host port %d/tcp is still held after the container stopped", s.port)
 		}
 		return nil
@@ -132,10 +132,10 @@ func TestRestartPlugin(t *testing.T) {
 	for i, how := range []string{"SIGKILL", "SIGTERM"} {
 		t.Run(how, func(t *testing.T) {
 			p := withPlugin(t)
-			defer e2eEnsurePlugin(t)
+			defer ensurePlugin(t)
 			lc := assertNoBridgeLeftovers(t)
 			name := fmt.Sprintf("mit-rst-%d", i)
-			s := e2eRestartPrepare(t, lc, name, false)
+			s := prepareRestart(t, lc, name, false)
 			var err error
 			if how == "SIGKILL" {
 				err = p.Kill()
@@ -162,11 +162,11 @@ func TestRestartPlugin(t *testing.T) {
 // veths) stay. Starting the plugin must bring their network back.
 func TestRestartHostReboot(t *testing.T) {
 	p := withPlugin(t)
-	defer e2eEnsurePlugin(t)
+	defer ensurePlugin(t)
 	lc := assertNoBridgeLeftovers(t)
 	const name = "mit-reboot"
-	s := e2eRestartPrepare(t, lc, name, false)
-	br := e2eBridgeOf(s.net)
+	s := prepareRestart(t, lc, name, false)
+	br := mynetBridge(s.net)
 	var hostIfs []string
 	for _, c := range []string{s.srv, s.cli} {
 		hostIfs = append(hostIfs, "mnh"+containerNet(t, c, name).EndpointID[:12])
@@ -174,12 +174,12 @@ func TestRestartHostReboot(t *testing.T) {
 	// A second network with non-default options: ICC off, MTU, dual stack.
 	// Restore must rebuild it as it was, not with defaults.
 	const icc = "mit-reboot-icc"
-	v6 := e2eV6Subnet(t)
-	nICC := lc.net(icc, "-d", pluginName, "--ipv6", "--subnet", e2eV4Subnet(t, 111).String(), "--subnet", v6.String(),
+	v6 := freeV6Subnet(t)
+	nICC := lc.net(icc, "-d", pluginName, "--ipv6", "--subnet", freeV4Subnet(t, 111).String(), "--subnet", v6.String(),
 		"-o", "com.docker.network.bridge.enable_icc=false", "-o", "com.docker.network.driver.mtu=1400")
-	e2eRun(t, icc+"-1", []string{"--network", icc})
-	e2eRun(t, icc+"-2", []string{"--network", icc})
-	brICC := e2eBridgeOf(nICC)
+	run(t, icc+"-1", []string{"--network", icc})
+	run(t, icc+"-2", []string{"--network", icc})
+	brICC := mynetBridge(nICC)
 	ep1 := containerNet(t, icc+"-1", icc)
 	iccIP2 := containerIP(t, icc+"-2", icc)
 	iccGW, iccGW6 := netip.MustParseAddr(ep1.Gateway), netip.MustParseAddr(ep1.IPv6Gateway)
@@ -192,10 +192,10 @@ func TestRestartHostReboot(t *testing.T) {
 		if err := ping(t, icc+"-1", iccGW6); err != nil {
 			t.Errorf("%s: ICC-off network, IPv6 gateway: %v", when, err)
 		}
-		if err := e2eNoPing(icc+"-1", iccIP2); err != nil {
+		if err := noPing(icc+"-1", iccIP2); err != nil {
 			t.Errorf("%s: ICC off: %v", when, err)
 		}
-		if err := e2eNoPing(icc+"-1", s.srvIP); err != nil {
+		if err := noPing(icc+"-1", s.srvIP); err != nil {
 			t.Errorf("%s: isolation between the two networks: %v", when, err)
 		}
 		if b, err := os.ReadFile("/sys/class/net/" + brICC + "/mtu"); err != nil || strings.TrimSpace(string(b)) != "1400" {
@@ -204,7 +204,7 @@ func TestRestartHostReboot(t *testing.T) {
 	}
 	checkICC("before")
 
-	everything := e2eWaitNoBench(t, 10*time.Minute)
+	everything := waitNoBench(t, 10*time.Minute)
 	if err := p.Stop(); err != nil {
 		t.Fatalf("stop the plugin: %v", err)
 	}
@@ -214,9 +214,9 @@ func TestRestartHostReboot(t *testing.T) {
 		}
 	}
 	if everything {
-		e2eWipeOurFirewall(t, nil)
+		wipeOurFirewall(t, nil)
 		for _, tool := range []string{"iptables-save", "ip6tables-save"} {
-			for _, l := range e2eRuleLines(tool) {
+			for _, l := range ruleLines(tool) {
 				if strings.Contains(strings.ToLower(l), "mynet") {
 					t.Fatalf("%s still has a rule of ours after the wipe: %s", tool, l)
 				}
@@ -224,10 +224,10 @@ func TestRestartHostReboot(t *testing.T) {
 		}
 	} else {
 		t.Logf("another mynet instance is alive: deleting only network %s's rules and chains", s.net.ID[:12])
-		e2eWipeOurFirewall(t, map[string]bool{s.net.ID[:12]: true, nICC.ID[:12]: true})
+		wipeOurFirewall(t, map[string]bool{s.net.ID[:12]: true, nICC.ID[:12]: true})
 	}
 	// The simulation really broke the network.
-	if err := e2eNoPing(s.cli, s.srvIP); err != nil {
+	if err := noPing(s.cli, s.srvIP); err != nil {
 		t.Fatalf("after deleting bridge %s, the containers still talk: the simulation is broken: %v", br, err)
 	}
 
@@ -246,7 +246,7 @@ func TestRestartHostReboot(t *testing.T) {
 		t.Errorf("plugin log has no \"repaired\" line naming bridge %s:\n%s", br, p.LogSince(off, 40))
 	}
 	for _, b := range []string{br, brICC} {
-		if !e2eLinkExists(b) {
+		if !linkExists(b) {
 			t.Fatalf("bridge %s not re-created", b)
 		}
 	}
@@ -269,13 +269,13 @@ func TestRestartHostReboot(t *testing.T) {
 // within ~10 s. Named ZZ to run last.
 func TestRestartZZDockerd(t *testing.T) {
 	withPlugin(t)
-	if !e2eWaitNoBench(t, 15*time.Minute) {
+	if !waitNoBench(t, 15*time.Minute) {
 		t.Fatalf("a benchmark or another mynet instance is still using dockerd after 15 minutes; not restarting dockerd under it")
 	}
 	defer ensureDockerd(t)
 	lc := assertNoBridgeLeftovers(t)
 	const name = "mit-dockerd"
-	s := e2eRestartPrepare(t, lc, name, true)
+	s := prepareRestart(t, lc, name, true)
 
 	pid := dockerdPID(t)
 	stopDockerd(t, pid)
@@ -297,7 +297,7 @@ func TestRestartZZDockerd(t *testing.T) {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			ours := strings.Contains(e2eFirstRules()["filter/FORWARD"], "MYNET-")
+			ours := strings.Contains(firstRules()["filter/FORWARD"], "MYNET-")
 			switch {
 			case !ours && displaced == 0:
 				displaced = time.Since(watchStart)
@@ -315,8 +315,8 @@ func TestRestartZZDockerd(t *testing.T) {
 	t.Logf("dockerd is back (pid %d) %.1fs after it was started", newPid, up.Sub(watchStart).Seconds())
 
 	var first map[string]string
-	if err := e2eEventually(12*time.Second, func() error {
-		first = e2eFirstRules()
+	if err := eventually(12*time.Second, func() error {
+		first = firstRules()
 		for k, l := range first {
 			if !strings.Contains(l, "MYNET-") {
 				return fmt.Errorf("%s first rule (after DOCKER-USER) is %q", k, l)
@@ -340,7 +340,7 @@ func TestRestartZZDockerd(t *testing.T) {
 	t.Log(<-watched)
 
 	for _, c := range []string{s.srv, s.cli} {
-		if err := e2eEventually(90*time.Second, func() error {
+		if err := eventually(90*time.Second, func() error {
 			out, err := dockerCmd("inspect", "-f", "{{.State.Running}}", c)
 			if err != nil || strings.TrimSpace(out) != "true" {
 				return fmt.Errorf("%s running=%q: %v", c, strings.TrimSpace(out), err)
