@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,75 +21,70 @@ import (
 // Same network: by IP and by name, both ways. Two mynet networks: isolated
 // both ways. mynet and Docker's bridge: isolated both ways.
 func TestBridgeReachAndIsolation(t *testing.T) {
-	for i, ipam := range ipamSetups {
-		t.Run(ipam.name, func(t *testing.T) {
-			withPlugin(t)
-			lc := assertNoBridgeLeftovers(t)
-			sfx := fmt.Sprintf("%d", i)
-			a := "mit-reach-a" + sfx
-			b := "mit-reach-b" + sfx
-			d := "mit-reach-d" + sfx
-			lc.net(a, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 81).String())...)
-			lc.net(b, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 82).String())...)
-			lc.net(d, "-d", "bridge", "--subnet", freeV4Subnet(t, 83).String())
-			a1, a2, b1, d1 := "mit-reach-a1-"+sfx, "mit-reach-a2-"+sfx, "mit-reach-b1-"+sfx, "mit-reach-d1-"+sfx
-			run(t, a1, []string{"--network", a})
-			run(t, a2, []string{"--network", a})
-			run(t, b1, []string{"--network", b})
-			run(t, d1, []string{"--network", d})
-			ipA1, ipA2 := containerIP(t, a1, a), containerIP(t, a2, a)
-			ipB1, ipD1 := containerIP(t, b1, b), containerIP(t, d1, d)
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		sfx := fmt.Sprintf("%d", i)
+		a := "mit-reach-a" + sfx
+		b := "mit-reach-b" + sfx
+		d := "mit-reach-d" + sfx
+		lc.net(a, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 81).String())...)
+		lc.net(b, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 82).String())...)
+		lc.net(d, "-d", "bridge", "--subnet", freeV4Subnet(t, 83).String())
+		a1, a2, b1, d1 := "mit-reach-a1-"+sfx, "mit-reach-a2-"+sfx, "mit-reach-b1-"+sfx, "mit-reach-d1-"+sfx
+		runContainer(t, a1, "--network", a)
+		runContainer(t, a2, "--network", a)
+		runContainer(t, b1, "--network", b)
+		runContainer(t, d1, "--network", d)
+		ipA1, ipA2 := containerIP(t, a1, a), containerIP(t, a2, a)
+		ipB1, ipD1 := containerIP(t, b1, b), containerIP(t, d1, d)
 
-			// No docker_gwbridge: the container has exactly lo and eth0.
-			if out := mustDockerExec(t, a1, "ls", "/sys/class/net"); strings.Join(strings.Fields(out), " ") != "eth0 lo" {
-				t.Errorf("%s has interfaces %q, want eth0 and lo only", a1, out)
+		// No docker_gwbridge: the container has exactly lo and eth0.
+		if out := mustDockerExec(t, a1, "ls", "/sys/class/net"); strings.Join(strings.Fields(out), " ") != "eth0 lo" {
+			t.Errorf("%s has interfaces %q, want eth0 and lo only", a1, out)
+		}
+		for _, c := range []struct{ from, name string }{{a1, a2}, {a2, a1}} {
+			if err := pingName(c.from, c.name); err != nil {
+				t.Error(err)
 			}
-			for _, c := range []struct{ from, name string }{{a1, a2}, {a2, a1}} {
-				if err := pingName(c.from, c.name); err != nil {
-					t.Error(err)
-				}
+		}
+		for _, c := range []struct {
+			from string
+			to   netip.Addr
+		}{{a1, ipA2}, {a2, ipA1}} {
+			if err := ping(t, c.from, c.to); err != nil {
+				t.Errorf("same mynet network: %v", err)
 			}
-			for _, c := range []struct {
-				from string
-				to   netip.Addr
-			}{{a1, ipA2}, {a2, ipA1}} {
-				if err := ping(t, c.from, c.to); err != nil {
-					t.Errorf("same mynet network: %v", err)
-				}
+		}
+		// The peers on the other side must be alive and reachable on
+		// their own networks for the negative checks to mean something.
+		for _, c := range []struct {
+			from string
+			gw   string
+		}{{b1, b}, {d1, d}} {
+			if err := ping(t, c.from, netip.MustParseAddr(containerNet(t, c.from, c.gw).Gateway)); err != nil {
+				t.Errorf("control: %v", err)
 			}
-			// The peers on the other side must be alive and reachable on
-			// their own networks for the negative checks to mean something.
-			for _, c := range []struct {
-				from string
-				gw   string
-			}{{b1, b}, {d1, d}} {
-				if err := ping(t, c.from, netip.MustParseAddr(containerNet(t, c.from, c.gw).Gateway)); err != nil {
-					t.Errorf("control: %v", err)
-				}
+		}
+		for _, c := range []struct {
+			what, from string
+			to         netip.Addr
+		}{
+			{"mynet A -> mynet B", a1, ipB1},
+			{"mynet B -> mynet A", b1, ipA1},
+			{"mynet A -> docker bridge", a1, ipD1},
+			{"docker bridge -> mynet A", d1, ipA1},
+		} {
+			if err := noPing(c.from, c.to); err != nil {
+				t.Errorf("%s must be isolated: %v", c.what, err)
 			}
-			for _, c := range []struct {
-				what, from string
-				to         netip.Addr
-			}{
-				{"mynet A -> mynet B", a1, ipB1},
-				{"mynet B -> mynet A", b1, ipA1},
-				{"mynet A -> docker bridge", a1, ipD1},
-				{"docker bridge -> mynet A", d1, ipA1},
-			} {
-				if err := noPing(c.from, c.to); err != nil {
-					t.Errorf("%s must be isolated: %v", c.what, err)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // --internal: own subnet only; neither another network nor an outside
 // namespace (which has a route back to the internal subnet, so only the
 // firewall can stop the traffic).
 func TestBridgeInternal(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	out := newOutside(t)
 	srv := out.serveTCP(t)
 
@@ -96,9 +92,9 @@ func TestBridgeInternal(t *testing.T) {
 	subN := freeV4Subnet(t, 85)
 	lc.net("mit-int-i", "-d", pluginName, "--internal", "--subnet", subI.String())
 	lc.net("mit-int-n", "-d", pluginName, "--subnet", subN.String())
-	run(t, "mit-int-i1", []string{"--network", "mit-int-i", "--cap-add", "NET_ADMIN"})
-	run(t, "mit-int-i2", []string{"--network", "mit-int-i"})
-	run(t, "mit-int-n1", []string{"--network", "mit-int-n"})
+	runContainer(t, "mit-int-i1", "--network", "mit-int-i", "--cap-add", "NET_ADMIN")
+	runContainer(t, "mit-int-i2", "--network", "mit-int-i")
+	runContainer(t, "mit-int-n1", "--network", "mit-int-n")
 	ipI1, ipI2 := containerIP(t, "mit-int-i1", "mit-int-i"), containerIP(t, "mit-int-i2", "mit-int-i")
 	ipN1 := containerIP(t, "mit-int-n1", "mit-int-n")
 	gwI := netip.MustParseAddr(containerNet(t, "mit-int-i1", "mit-int-i").Gateway)
@@ -143,14 +139,13 @@ func TestBridgeInternal(t *testing.T) {
 
 // enable_icc=false: containers do not reach each other; the gateway answers.
 func TestBridgeICCOff(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	lc.net("mit-icc", mynetNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", freeV4Subnet(t, 86).String(),
 		"-o", "com.docker.network.bridge.enable_icc=false")...)
 	port := freePort(t)
 	token := newToken("icc")
-	run(t, "mit-icc-1", []string{"--network", "mit-icc", "-p", fmt.Sprintf("%d:80", port)}, webServerCmd(token)...)
-	run(t, "mit-icc-2", []string{"--network", "mit-icc"})
+	runWebServer(t, "mit-icc-1", token, "--network", "mit-icc", "-p", fmt.Sprintf("%d:80", port))
+	runContainer(t, "mit-icc-2", "--network", "mit-icc")
 	ip1, ip2 := containerIP(t, "mit-icc-1", "mit-icc"), containerIP(t, "mit-icc-2", "mit-icc")
 	gw := netip.MustParseAddr(containerNet(t, "mit-icc-1", "mit-icc").Gateway)
 	for _, c := range []string{"mit-icc-1", "mit-icc-2"} {
@@ -189,13 +184,12 @@ func TestBridgeMTU(t *testing.T) {
 		{"mtu=1380", "eth0", 1380},
 	} {
 		t.Run(strings.SplitN(c.opt, "=", 2)[0], func(t *testing.T) {
-			withPlugin(t)
-			lc := assertNoBridgeLeftovers(t)
+			lc := bridgeTest(t)
 			name := fmt.Sprintf("mit-mtu-%d", i)
 			ctr := name + "-c"
 			ipam := ipamSetups[i%2].args
 			n := lc.net(name, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 87).String(), "-o", c.opt)...)
-			run(t, ctr, []string{"--network", name})
+			runContainer(t, ctr, "--network", name)
 			want := fmt.Sprint(c.mtu)
 			if got := mustDockerExec(t, ctr, "cat", "/sys/class/net/"+c.ifname+"/mtu"); got != want {
 				t.Errorf("MTU of %s in the container = %s, want %s", c.ifname, got, want)
@@ -212,10 +206,9 @@ func TestBridgeMTU(t *testing.T) {
 }
 
 func TestBridgeIfacePrefix(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	lc.net("mit-ifp", mynetNetArgs(nil, "--subnet", freeV4Subnet(t, 87).String(), "-o", "com.docker.network.container_iface_prefix=lan")...)
-	run(t, "mit-ifp-c", []string{"--network", "mit-ifp"})
+	runContainer(t, "mit-ifp-c", "--network", "mit-ifp")
 	if out := mustDockerExec(t, "mit-ifp-c", "ls", "/sys/class/net"); strings.Join(strings.Fields(out), " ") != "lan0 lo" {
 		t.Errorf("interfaces in the container = %q, want lan0 and lo", out)
 	}
@@ -224,148 +217,136 @@ func TestBridgeIfacePrefix(t *testing.T) {
 // Dual stack: IPv6 addresses, ping6 both ways, and IPv6 isolation between
 // two networks.
 func TestBridgeIPv6(t *testing.T) {
-	for i, ipam := range ipamSetups {
-		t.Run(ipam.name, func(t *testing.T) {
-			withPlugin(t)
-			lc := assertNoBridgeLeftovers(t)
-			sfx := fmt.Sprint(i)
-			v6a, v6b := freeV6Subnet(t), freeV6Subnet(t)
-			for v6b.Overlaps(v6a) {
-				v6b = freeV6Subnet(t)
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		sfx := fmt.Sprint(i)
+		v6a, v6b := freeV6Subnet(t), freeV6Subnet(t)
+		for v6b.Overlaps(v6a) {
+			v6b = freeV6Subnet(t)
+		}
+		a, b := "mit-v6-a"+sfx, "mit-v6-b"+sfx
+		lc.net(a, mynetNetArgs(ipam, "--ipv6", "--subnet", freeV4Subnet(t, 88).String(), "--subnet", v6a.String())...)
+		lc.net(b, mynetNetArgs(ipam, "--ipv6", "--subnet", freeV4Subnet(t, 89).String(), "--subnet", v6b.String())...)
+		c1, c2, c3 := "mit-v6-1-"+sfx, "mit-v6-2-"+sfx, "mit-v6-3-"+sfx
+		runContainer(t, c1, "--network", a)
+		runContainer(t, c2, "--network", a)
+		runContainer(t, c3, "--network", b)
+		addr6 := func(ctr, netName string, sub netip.Prefix) netip.Addr {
+			ep := containerNet(t, ctr, netName)
+			ip, err := netip.ParseAddr(ep.GlobalIPv6Address)
+			if err != nil || !sub.Contains(ip) {
+				t.Fatalf("%s: IPv6 address %q, want one in %s (%+v)", ctr, ep.GlobalIPv6Address, sub, ep)
 			}
-			a, b := "mit-v6-a"+sfx, "mit-v6-b"+sfx
-			lc.net(a, mynetNetArgs(ipam.args, "--ipv6", "--subnet", freeV4Subnet(t, 88).String(), "--subnet", v6a.String())...)
-			lc.net(b, mynetNetArgs(ipam.args, "--ipv6", "--subnet", freeV4Subnet(t, 89).String(), "--subnet", v6b.String())...)
-			c1, c2, c3 := "mit-v6-1-"+sfx, "mit-v6-2-"+sfx, "mit-v6-3-"+sfx
-			run(t, c1, []string{"--network", a})
-			run(t, c2, []string{"--network", a})
-			run(t, c3, []string{"--network", b})
-			addr6 := func(ctr, netName string, sub netip.Prefix) netip.Addr {
-				ep := containerNet(t, ctr, netName)
-				ip, err := netip.ParseAddr(ep.GlobalIPv6Address)
-				if err != nil || !sub.Contains(ip) {
-					t.Fatalf("%s: IPv6 address %q, want one in %s (%+v)", ctr, ep.GlobalIPv6Address, sub, ep)
-				}
-				if ep.IPv6Gateway == "" {
-					t.Errorf("%s: no IPv6 gateway (%+v)", ctr, ep)
-				}
-				if o := mustDockerExec(t, ctr, "ip", "-6", "addr", "show", "dev", "eth0"); !strings.Contains(o, ip.String()+"/") {
-					t.Errorf("%s: eth0 lacks %s:\n%s", ctr, ip, o)
-				}
-				return ip
+			if ep.IPv6Gateway == "" {
+				t.Errorf("%s: no IPv6 gateway (%+v)", ctr, ep)
 			}
-			ip1, ip2, ip3 := addr6(c1, a, v6a), addr6(c2, a, v6a), addr6(c3, b, v6b)
-			if err := ping(t, c1, ip2); err != nil {
-				t.Error(err)
+			if o := mustDockerExec(t, ctr, "ip", "-6", "addr", "show", "dev", "eth0"); !strings.Contains(o, ip.String()+"/") {
+				t.Errorf("%s: eth0 lacks %s:\n%s", ctr, ip, o)
 			}
-			if err := ping(t, c2, ip1); err != nil {
-				t.Error(err)
+			return ip
+		}
+		ip1, ip2, ip3 := addr6(c1, a, v6a), addr6(c2, a, v6a), addr6(c3, b, v6b)
+		if err := ping(t, c1, ip2); err != nil {
+			t.Error(err)
+		}
+		if err := ping(t, c2, ip1); err != nil {
+			t.Error(err)
+		}
+		if gw, err := netip.ParseAddr(containerNet(t, c1, a).IPv6Gateway); err == nil {
+			if err := ping(t, c1, gw); err != nil {
+				t.Errorf("IPv6 gateway: %v", err)
 			}
-			if gw, err := netip.ParseAddr(containerNet(t, c1, a).IPv6Gateway); err == nil {
-				if err := ping(t, c1, gw); err != nil {
-					t.Errorf("IPv6 gateway: %v", err)
-				}
-			}
-			if err := ping(t, c3, netip.MustParseAddr(containerNet(t, c3, b).IPv6Gateway)); err != nil {
-				t.Errorf("control: %v", err)
-			}
-			if err := noPing(c1, ip3); err != nil {
-				t.Errorf("IPv6 isolation A -> B: %v", err)
-			}
-			if err := noPing(c3, ip1); err != nil {
-				t.Errorf("IPv6 isolation B -> A: %v", err)
-			}
-		})
-	}
+		}
+		if err := ping(t, c3, netip.MustParseAddr(containerNet(t, c3, b).IPv6Gateway)); err != nil {
+			t.Errorf("control: %v", err)
+		}
+		if err := noPing(c1, ip3); err != nil {
+			t.Errorf("IPv6 isolation A -> B: %v", err)
+		}
+		if err := noPing(c3, ip1); err != nil {
+			t.Errorf("IPv6 isolation B -> A: %v", err)
+		}
+	})
 }
 
 // docker network connect / disconnect of a running container.
 func TestBridgeConnectDisconnect(t *testing.T) {
-	for i, ipam := range ipamSetups {
-		t.Run(ipam.name, func(t *testing.T) {
-			withPlugin(t)
-			lc := assertNoBridgeLeftovers(t)
-			sfx := fmt.Sprint(i)
-			a, b := "mit-conn-a"+sfx, "mit-conn-b"+sfx
-			lc.net(a, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 90).String())...)
-			lc.net(b, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 91).String())...)
-			c1, c2, c3 := "mit-conn-1-"+sfx, "mit-conn-2-"+sfx, "mit-conn-3-"+sfx
-			run(t, c1, []string{"--network", a})
-			run(t, c2, []string{"--network", a})
-			run(t, c3, []string{"--network", b})
-			ip2, ip3 := containerIP(t, c2, a), containerIP(t, c3, b)
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		sfx := fmt.Sprint(i)
+		a, b := "mit-conn-a"+sfx, "mit-conn-b"+sfx
+		lc.net(a, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 90).String())...)
+		lc.net(b, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 91).String())...)
+		c1, c2, c3 := "mit-conn-1-"+sfx, "mit-conn-2-"+sfx, "mit-conn-3-"+sfx
+		runContainer(t, c1, "--network", a)
+		runContainer(t, c2, "--network", a)
+		runContainer(t, c3, "--network", b)
+		ip2, ip3 := containerIP(t, c2, a), containerIP(t, c3, b)
 
-			mustDocker(t, "network", "connect", b, c1)
-			epB := containerNet(t, c1, b)
-			ip1b := netip.MustParseAddr(epB.IPAddress)
-			if o := mustDockerExec(t, c1, "ip", "-o", "-4", "addr", "show", "dev", "eth1"); !strings.Contains(o, ip1b.String()+"/") {
-				t.Errorf("after connect, eth1 of %s lacks %s:\n%s", c1, ip1b, o)
-			}
-			if err := ping(t, c1, ip3); err != nil {
-				t.Errorf("after connect, to the new network: %v", err)
-			}
-			if err := ping(t, c3, ip1b); err != nil {
-				t.Errorf("after connect, from the new network: %v", err)
-			}
-			if err := ping(t, c1, ip2); err != nil {
-				t.Errorf("after connect, to the first network: %v", err)
-			}
-			if err := pingName(c3, c1); err != nil {
-				t.Errorf("after connect, by name: %v", err)
-			}
+		mustDocker(t, "network", "connect", b, c1)
+		epB := containerNet(t, c1, b)
+		ip1b := netip.MustParseAddr(epB.IPAddress)
+		if o := mustDockerExec(t, c1, "ip", "-o", "-4", "addr", "show", "dev", "eth1"); !strings.Contains(o, ip1b.String()+"/") {
+			t.Errorf("after connect, eth1 of %s lacks %s:\n%s", c1, ip1b, o)
+		}
+		if err := ping(t, c1, ip3); err != nil {
+			t.Errorf("after connect, to the new network: %v", err)
+		}
+		if err := ping(t, c3, ip1b); err != nil {
+			t.Errorf("after connect, from the new network: %v", err)
+		}
+		if err := ping(t, c1, ip2); err != nil {
+			t.Errorf("after connect, to the first network: %v", err)
+		}
+		if err := pingName(c3, c1); err != nil {
+			t.Errorf("after connect, by name: %v", err)
+		}
 
-			mustDocker(t, "network", "disconnect", b, c1)
-			if o, err := dockerExec(c1, "ip", "-o", "addr"); err != nil || strings.Contains(o, ip1b.String()+"/") || strings.Contains(o, "eth1") {
-				t.Errorf("after disconnect, %s still has eth1/%s (%v):\n%s", c1, ip1b, err, o)
-			}
-			if host := "mnh" + epB.EndpointID[:12]; linkExists(host) {
-				t.Errorf("after disconnect, host veth %s still exists", host)
-			}
-			if err := ping(t, c1, ip2); err != nil {
-				t.Errorf("after disconnect, first network: %v", err)
-			}
-			if err := noPing(c1, ip3); err != nil {
-				t.Errorf("after disconnect, the old network must be unreachable: %v", err)
-			}
-		})
-	}
+		mustDocker(t, "network", "disconnect", b, c1)
+		if o, err := dockerExec(c1, "ip", "-o", "addr"); err != nil || strings.Contains(o, ip1b.String()+"/") || strings.Contains(o, "eth1") {
+			t.Errorf("after disconnect, %s still has eth1/%s (%v):\n%s", c1, ip1b, err, o)
+		}
+		if host := "mnh" + epB.EndpointID[:12]; linkExists(host) {
+			t.Errorf("after disconnect, host veth %s still exists", host)
+		}
+		if err := ping(t, c1, ip2); err != nil {
+			t.Errorf("after disconnect, first network: %v", err)
+		}
+		if err := noPing(c1, ip3); err != nil {
+			t.Errorf("after disconnect, the old network must be unreachable: %v", err)
+		}
+	})
 }
 
 // A container on two mynet networks from its start.
 func TestBridgeTwoNetworks(t *testing.T) {
-	for i, ipam := range ipamSetups {
-		t.Run(ipam.name, func(t *testing.T) {
-			withPlugin(t)
-			lc := assertNoBridgeLeftovers(t)
-			sfx := fmt.Sprint(i)
-			a, b := "mit-two-a"+sfx, "mit-two-b"+sfx
-			lc.net(a, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 92).String())...)
-			lc.net(b, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 93).String())...)
-			both, pa, pb := "mit-two-both-"+sfx, "mit-two-pa-"+sfx, "mit-two-pb-"+sfx
-			t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", both) })
-			mustDocker(t, "create", "--name", both, "--network", a, testImage, "sleep", "3600")
-			mustDocker(t, "network", "connect", b, both)
-			mustDocker(t, "start", both)
-			run(t, pa, []string{"--network", a})
-			run(t, pb, []string{"--network", b})
-			ipA, ipB := containerIP(t, both, a), containerIP(t, both, b)
-			if o := mustDockerExec(t, both, "ip", "-o", "-4", "addr"); !strings.Contains(o, ipA.String()+"/") || !strings.Contains(o, ipB.String()+"/") {
-				t.Errorf("%s should have %s and %s:\n%s", both, ipA, ipB, o)
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		sfx := fmt.Sprint(i)
+		a, b := "mit-two-a"+sfx, "mit-two-b"+sfx
+		lc.net(a, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 92).String())...)
+		lc.net(b, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 93).String())...)
+		both, pa, pb := "mit-two-both-"+sfx, "mit-two-pa-"+sfx, "mit-two-pb-"+sfx
+		t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", both) })
+		mustDocker(t, "create", "--name", both, "--network", a, testImage, "sleep", "3600")
+		mustDocker(t, "network", "connect", b, both)
+		mustDocker(t, "start", both)
+		runContainer(t, pa, "--network", a)
+		runContainer(t, pb, "--network", b)
+		ipA, ipB := containerIP(t, both, a), containerIP(t, both, b)
+		if o := mustDockerExec(t, both, "ip", "-o", "-4", "addr"); !strings.Contains(o, ipA.String()+"/") || !strings.Contains(o, ipB.String()+"/") {
+			t.Errorf("%s should have %s and %s:\n%s", both, ipA, ipB, o)
+		}
+		for _, c := range []struct {
+			from string
+			to   netip.Addr
+		}{{both, containerIP(t, pa, a)}, {both, containerIP(t, pb, b)}, {pa, ipA}, {pb, ipB}} {
+			if err := ping(t, c.from, c.to); err != nil {
+				t.Error(err)
 			}
-			for _, c := range []struct {
-				from string
-				to   netip.Addr
-			}{{both, containerIP(t, pa, a)}, {both, containerIP(t, pb, b)}, {pa, ipA}, {pb, ipB}} {
-				if err := ping(t, c.from, c.to); err != nil {
-					t.Error(err)
-				}
-			}
-			// The two-legged container does not join the networks.
-			if err := noPing(pa, containerIP(t, pb, b)); err != nil {
-				t.Errorf("a -> b through nothing: %v", err)
-			}
-		})
-	}
+		}
+		// The two-legged container does not join the networks.
+		if err := noPing(pa, containerIP(t, pb, b)); err != nil {
+			t.Errorf("a -> b through nothing: %v", err)
+		}
+	})
 }
 
 // Unknown options and bad values: refused by `docker network create` with a
@@ -385,60 +366,53 @@ func TestBridgeBadOptions(t *testing.T) {
 		{"com.docker.network.container_iface_prefix=e-th", []string{"com.docker.network.container_iface_prefix"}},
 		{"backend=bogus", []string{"backend", "bogus", "bridge"}},
 	}
-	for i, ipam := range ipamSetups {
-		t.Run(ipam.name, func(t *testing.T) {
-			withPlugin(t)
-			assertNoBridgeLeftovers(t)
-			sub := freeV4Subnet(t, 94)
-			for j, c := range cases {
-				name := fmt.Sprintf("mit-bad-%d-%d", i, j)
-				before := takeSnapshot()
-				t.Cleanup(func() { _, _ = dockerCmd("network", "rm", name) })
-				out, err := docker(t, append([]string{"network", "create"}, mynetNetArgs(ipam.args, "--subnet", sub.String(), "-o", c.opt, name)...)...)
-				if err == nil {
-					t.Errorf("-o %s: docker network create succeeded, want an error", c.opt)
-					continue
-				}
-				for _, w := range c.want {
-					if !strings.Contains(out, w) {
-						t.Errorf("-o %s: error does not contain %q:\n%s", c.opt, w, out)
-					}
-				}
-				if _, err := dockerCmd("network", "inspect", name); err == nil {
-					t.Errorf("-o %s: network %s exists after a failed create", c.opt, name)
-				}
-				var d []string
-				_ = eventually(5*time.Second, func() error {
-					d = before.diff(takeSnapshot(), ipam.args == nil)
-					if len(d) > 0 {
-						return fmt.Errorf("changed")
-					}
-					return nil
-				})
-				for _, x := range d {
-					t.Errorf("-o %s: failed create changed the host: %s", c.opt, x)
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, _ *leakCheck) {
+		sub := freeV4Subnet(t, 94)
+		for j, c := range cases {
+			name := fmt.Sprintf("mit-bad-%d-%d", i, j)
+			before := takeSnapshot()
+			t.Cleanup(func() { _, _ = dockerCmd("network", "rm", name) })
+			out, err := docker(t, append([]string{"network", "create"}, mynetNetArgs(ipam, "--subnet", sub.String(), "-o", c.opt, name)...)...)
+			if err == nil {
+				t.Errorf("-o %s: docker network create succeeded, want an error", c.opt)
+				continue
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("-o %s: error does not contain %q:\n%s", c.opt, w, out)
 				}
 			}
-		})
-	}
+			if _, err := dockerCmd("network", "inspect", name); err == nil {
+				t.Errorf("-o %s: network %s exists after a failed create", c.opt, name)
+			}
+			var d []string
+			_ = eventually(5*time.Second, func() error {
+				d = before.diff(takeSnapshot(), ipam == nil)
+				if len(d) > 0 {
+					return fmt.Errorf("changed")
+				}
+				return nil
+			})
+			for _, x := range d {
+				t.Errorf("-o %s: failed create changed the host: %s", c.opt, x)
+			}
+		}
+	})
 }
 
 // A bridge given by name: an existing one is used and never deleted; two
 // networks cannot share a bridge.
 func TestBridgeGivenBridgeName(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	br := "mitbr" + randHex()
-	if out, err := exec.Command("ip", "link", "add", br, "type", "bridge").CombinedOutput(); err != nil {
-		t.Fatalf("ip link add %s type bridge: %v\n%s", br, err, out)
-	}
+	mustRun(t, "ip", "link", "add", br, "type", "bridge")
 	lc.keepLinks[br] = true
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", br).Run() })
 
 	sub := freeV4Subnet(t, 95)
 	n := lc.net("mit-brname-1", "-d", pluginName, "--subnet", sub.String(), "-o", "com.docker.network.bridge.name="+br)
-	run(t, "mit-brname-c1", []string{"--network", n.Name})
-	run(t, "mit-brname-c2", []string{"--network", n.Name})
+	runContainer(t, "mit-brname-c1", "--network", n.Name)
+	runContainer(t, "mit-brname-c2", "--network", n.Name)
 	if err := ping(t, "mit-brname-c1", containerIP(t, "mit-brname-c2", n.Name)); err != nil {
 		t.Errorf("on a given bridge: %v", err)
 	}
@@ -487,69 +461,55 @@ func TestBridgeGivenBridgeName(t *testing.T) {
 // network: the gateway is on the bridge and is the containers' default
 // route; addresses and MACs are the ones asked for (else 02:42:<IPv4>).
 func TestBridgeGatewayRangeMAC(t *testing.T) {
-	for i, ipam := range ipamSetups {
-		t.Run(ipam.name, func(t *testing.T) {
-			withPlugin(t)
-			lc := assertNoBridgeLeftovers(t)
-			sub := freeV4Subnet(t, 109)
-			gw := nthAddr(sub, 254)
-			rng := netip.PrefixFrom(nthAddr(sub, 128), sub.Bits()+1)
-			aux := nthAddr(sub, 130)
-			fixed := nthAddr(sub, 200)
-			name := fmt.Sprintf("mit-gw-%d", i)
-			n := lc.net(name, mynetNetArgs(ipam.args, "--subnet", sub.String(), "--ip-range", rng.String(),
-				"--gateway", gw.String(), "--aux-address", "r="+aux.String())...)
-			if addrs, err := linkAddrs(mynetBridge(n)); err != nil || !slicesContains(addrs, netip.PrefixFrom(gw, sub.Bits())) {
-				t.Errorf("bridge %s has %v (%v), want %s/%d", mynetBridge(n), addrs, err, gw, sub.Bits())
-			}
-			const mac = "02:aa:bb:cc:dd:0e"
-			c1, c2 := name+"-fixed", name+"-auto"
-			run(t, c1, []string{"--network", name, "--ip", fixed.String(), "--mac-address", mac})
-			run(t, c2, []string{"--network", name})
-			if got := containerIP(t, c1, name); got != fixed {
-				t.Errorf("--ip %s: got %s", fixed, got)
-			}
-			ip2 := containerIP(t, c2, name)
-			if !rng.Contains(ip2) || ip2 == aux || ip2 == gw {
-				t.Errorf("%s got %s, want one in --ip-range %s other than the aux address %s and the gateway", c2, ip2, rng, aux)
-			}
-			for _, c := range []string{c1, c2} {
-				if r := mustDockerExec(t, c, "ip", "route", "show", "default"); !strings.Contains(r, "via "+gw.String()) {
-					t.Errorf("%s default route %q, want via %s", c, r, gw)
-				}
-				if err := ping(t, c, gw); err != nil {
-					t.Errorf("gateway %s: %v", gw, err)
-				}
-			}
-			if got := mustDockerExec(t, c1, "cat", "/sys/class/net/eth0/address"); got != mac {
-				t.Errorf("--mac-address %s: eth0 has %s", mac, got)
-			}
-			b := ip2.As4()
-			if want, got := fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3]), mustDockerExec(t, c2, "cat", "/sys/class/net/eth0/address"); got != want {
-				t.Errorf("default MAC of %s (%s) = %s, want %s", c2, ip2, got, want)
-			}
-			if err := ping(t, c2, fixed); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-}
-
-func slicesContains(ps []netip.Prefix, p netip.Prefix) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		sub := freeV4Subnet(t, 109)
+		gw := nthAddr(sub, 254)
+		rng := netip.PrefixFrom(nthAddr(sub, 128), sub.Bits()+1)
+		aux := nthAddr(sub, 130)
+		fixed := nthAddr(sub, 200)
+		name := fmt.Sprintf("mit-gw-%d", i)
+		n := lc.net(name, mynetNetArgs(ipam, "--subnet", sub.String(), "--ip-range", rng.String(),
+			"--gateway", gw.String(), "--aux-address", "r="+aux.String())...)
+		if addrs, err := linkAddrs(mynetBridge(n)); err != nil || !slices.Contains(addrs, netip.PrefixFrom(gw, sub.Bits())) {
+			t.Errorf("bridge %s has %v (%v), want %s/%d", mynetBridge(n), addrs, err, gw, sub.Bits())
 		}
-	}
-	return false
+		const mac = "02:aa:bb:cc:dd:0e"
+		c1, c2 := name+"-fixed", name+"-auto"
+		runContainer(t, c1, "--network", name, "--ip", fixed.String(), "--mac-address", mac)
+		runContainer(t, c2, "--network", name)
+		if got := containerIP(t, c1, name); got != fixed {
+			t.Errorf("--ip %s: got %s", fixed, got)
+		}
+		ip2 := containerIP(t, c2, name)
+		if !rng.Contains(ip2) || ip2 == aux || ip2 == gw {
+			t.Errorf("%s got %s, want one in --ip-range %s other than the aux address %s and the gateway", c2, ip2, rng, aux)
+		}
+		for _, c := range []string{c1, c2} {
+			if r := mustDockerExec(t, c, "ip", "route", "show", "default"); !strings.Contains(r, "via "+gw.String()) {
+				t.Errorf("%s default route %q, want via %s", c, r, gw)
+			}
+			if err := ping(t, c, gw); err != nil {
+				t.Errorf("gateway %s: %v", gw, err)
+			}
+		}
+		if got := mustDockerExec(t, c1, "cat", "/sys/class/net/eth0/address"); got != mac {
+			t.Errorf("--mac-address %s: eth0 has %s", mac, got)
+		}
+		b := ip2.As4()
+		if want, got := fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3]), mustDockerExec(t, c2, "cat", "/sys/class/net/eth0/address"); got != want {
+			t.Errorf("default MAC of %s (%s) = %s, want %s", c2, ip2, got, want)
+		}
+		if err := ping(t, c2, fixed); err != nil {
+			t.Error(err)
+		}
+	})
 }
 
-// Two mynet networks may not overlap: the second
-// one, on the other IPAM so that no IPAM stops it first, is refused by name
-// of the subnet, and leaves nothing behind.
+// Two mynet networks may not overlap: the second one, on the other IPAM so
+// that no IPAM stops it first, is refused by name of the subnet, and leaves
+// nothing behind.
 func TestBridgeOverlapRefused(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	sub := freeV4Subnet(t, 112)
 	lc.net("mit-ovl-a", "-d", pluginName, "--subnet", sub.String())
 	for i, extra := range [][]string{

@@ -63,8 +63,7 @@ func TestCompose(t *testing.T) {
 	}
 	for i, version := range []string{"2.4", "3.7"} {
 		t.Run("v"+version, func(t *testing.T) {
-			withPlugin(t)
-			lc := assertNoBridgeLeftovers(t)
+			lc := bridgeTest(t)
 			project := fmt.Sprintf("mit-compose%d", i)
 			netName := project + "_appnet"
 			sub := freeV4Subnet(t, 106)

@@ -54,56 +54,65 @@ func netRemove(t *testing.T, name string) {
 // `docker run` options, fails the test on error and registers its removal.
 func runContainer(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	out, err := tryRunContainer(t, name, args...)
-	if err != nil {
-		t.Fatalf("docker run %s: %v\n%s", name, err, out)
-	}
-	return out
+	return mustStartContainer(t, name, args, "sleep", "3600")
 }
 
 // tryRunContainer is runContainer that returns the error (and docker's output)
 // instead of failing; the container is removed at cleanup either way.
 func tryRunContainer(t *testing.T, name string, args ...string) (string, error) {
 	t.Helper()
-	if !strings.HasPrefix(name, namePrefix) {
-		t.Fatalf("container name %q must start with %q", name, namePrefix)
-	}
-	t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", name) })
-	cmd := []string{"run", "-d", "--name", name}
-	cmd = append(cmd, args...)
-	cmd = append(cmd, testImage, "sleep", "3600")
-	out, err := docker(t, cmd...)
-	return strings.TrimSpace(out), err
+	return startContainer(t, name, args, "sleep", "3600")
 }
 
-// tryRun starts a detached container `name` with `docker run` options
-// runArgs and command cmd (default `sleep 3600`), and registers its removal.
-func tryRun(t *testing.T, name string, runArgs []string, cmd ...string) (string, error) {
+// runWebServer is runContainer for a busybox httpd that answers token on
+// port 80, to prove which container answered.
+func runWebServer(t *testing.T, name, token string, args ...string) string {
+	t.Helper()
+	return mustStartContainer(t, name, args, webServer(token)...)
+}
+
+// tryRunWebServer is runWebServer that returns the error instead of failing.
+func tryRunWebServer(t *testing.T, name, token string, args ...string) (string, error) {
+	t.Helper()
+	return startContainer(t, name, args, webServer(token)...)
+}
+
+func webServer(token string) []string {
+	return []string{"sh", "-c", "mkdir -p /www && echo " + token + " > /www/index.html && exec httpd -f -p 80 -h /www"}
+}
+
+// startContainer runs `docker run -d --name NAME ARGS... IMAGE CMD...` and
+// registers the container's removal, whether the run worked or not.
+func startContainer(t *testing.T, name string, args []string, cmd ...string) (string, error) {
 	t.Helper()
 	if !strings.HasPrefix(name, namePrefix) {
 		t.Fatalf("container name %q must start with %q", name, namePrefix)
 	}
 	t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", name) })
-	a := append([]string{"run", "-d", "--name", name}, runArgs...)
+	a := append([]string{"run", "-d", "--name", name}, args...)
 	a = append(a, testImage)
-	if len(cmd) == 0 {
-		cmd = []string{"sleep", "3600"}
-	}
 	out, err := docker(t, append(a, cmd...)...)
 	return strings.TrimSpace(out), err
 }
 
-// run is tryRun that fails the test on error.
-func run(t *testing.T, name string, runArgs []string, cmd ...string) {
+func mustStartContainer(t *testing.T, name string, args []string, cmd ...string) string {
 	t.Helper()
-	if out, err := tryRun(t, name, runArgs, cmd...); err != nil {
+	out, err := startContainer(t, name, args, cmd...)
+	if err != nil {
 		t.Fatalf("docker run %s: %v\n%s", name, err, out)
 	}
+	return out
 }
 
-// webServerCmd is the command of a container that serves token on port 80.
-func webServerCmd(token string) []string {
-	return []string{"sh", "-c", "mkdir -p /www && echo " + token + " > /www/index.html && exec httpd -f -p 80 -h /www"}
+// waitRunning waits up to d until Docker says ctr runs.
+func waitRunning(ctr string, d time.Duration) error {
+	return eventually(d, func() error {
+		out, err := dockerCmd("inspect", "-f", "{{.State.Running}}", ctr)
+		if err != nil || strings.TrimSpace(out) != "true" {
+			return fmt.Errorf("%s running=%q: %v", ctr, strings.TrimSpace(out), err)
+		}
+		return nil
+	})
 }
 
 // NetworkInfo is the part of `docker network inspect` the tests read.
@@ -155,12 +164,42 @@ func (n NetworkInfo) BridgeName() string {
 
 func netInspect(t testing.TB, name string) NetworkInfo {
 	t.Helper()
-	out := mustDocker(t, "network", "inspect", name)
-	var nets []NetworkInfo
-	if err := json.Unmarshal([]byte(out), &nets); err != nil || len(nets) != 1 {
-		t.Fatalf("docker network inspect %s: cannot parse (%v): %s", name, err, out)
+	return mustInspect[NetworkInfo](t, "network", "inspect", name)
+}
+
+// mustInspect runs a `docker ... inspect` of one object and decodes it.
+func mustInspect[T any](t testing.TB, args ...string) T {
+	t.Helper()
+	v, err := decodeOne[T](mustDocker(t, args...))
+	if err != nil {
+		t.Fatalf("docker %s: %v", strings.Join(args, " "), err)
 	}
-	return nets[0]
+	return v
+}
+
+// inspect is mustInspect that returns the error.
+func inspect[T any](args ...string) (T, error) {
+	out, err := dockerCmd(args...)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out))
+	}
+	v, err := decodeOne[T](out)
+	if err != nil {
+		return v, fmt.Errorf("docker %s: %w", strings.Join(args, " "), err)
+	}
+	return v, nil
+}
+
+// decodeOne decodes what `docker inspect` prints for one object: a JSON
+// list of one.
+func decodeOne[T any](out string) (T, error) {
+	var vs []T
+	if err := json.Unmarshal([]byte(out), &vs); err != nil || len(vs) != 1 {
+		var zero T
+		return zero, fmt.Errorf("cannot parse (%v): %s", err, out)
+	}
+	return vs[0], nil
 }
 
 // allNetworks inspects every Docker network.
@@ -185,18 +224,14 @@ func allNetworks() ([]NetworkInfo, error) {
 	// fails the batch: inspect one by one, skipping the ones that went away.
 	nets = nil
 	for _, id := range ids {
-		out, err := dockerCmd("network", "inspect", id)
+		n, err := inspect[NetworkInfo]("network", "inspect", id)
 		if err != nil {
-			if strings.Contains(out, "No such network") {
+			if strings.Contains(err.Error(), "No such network") {
 				continue
 			}
-			return nil, fmt.Errorf("docker network inspect %s: %v: %s", id, err, out)
+			return nil, err
 		}
-		var one []NetworkInfo
-		if err := json.Unmarshal([]byte(out), &one); err != nil {
-			return nil, fmt.Errorf("parse docker network inspect: %w", err)
-		}
-		nets = append(nets, one...)
+		nets = append(nets, n)
 	}
 	return nets, nil
 }
@@ -217,14 +252,10 @@ type EndpointInfo struct {
 // containerNet returns the container's settings on network netName.
 func containerNet(t testing.TB, ctr, netName string) EndpointInfo {
 	t.Helper()
-	out := mustDocker(t, "inspect", "--type", "container", ctr)
-	var cs []struct {
+	c := mustInspect[struct {
 		NetworkSettings struct{ Networks map[string]EndpointInfo }
-	}
-	if err := json.Unmarshal([]byte(out), &cs); err != nil || len(cs) != 1 {
-		t.Fatalf("docker inspect %s: cannot parse (%v): %s", ctr, err, out)
-	}
-	ep, ok := cs[0].NetworkSettings.Networks[netName]
+	}](t, "inspect", "--type", "container", ctr)
+	ep, ok := c.NetworkSettings.Networks[netName]
 	if !ok {
 		t.Fatalf("container %s is not attached to network %s", ctr, netName)
 	}
@@ -368,6 +399,9 @@ func fetchFromHas(ctr string, ip netip.Addr, port int, want string) error {
 	}
 	return nil
 }
+
+// loopback is 127.0.0.1, where published ports answer too.
+var loopback = netip.MustParseAddr("127.0.0.1")
 
 // httpGet sends an HTTP/1.0 GET from this (host) process and returns the answer.
 func httpGet(addr netip.AddrPort, timeout time.Duration) (string, error) {

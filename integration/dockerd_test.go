@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -152,41 +153,47 @@ func ensureDockerd(t *testing.T) {
 	}
 }
 
-// waitNoBench waits until no benchmark container (mbench-*) and no
-// network of another mynet instance exists: the tests below delete mynet's
-// shared chains or restart dockerd, which would break them.
-func waitNoBench(t *testing.T, d time.Duration) (clear bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	logged := false
-	for {
-		var busy []string
-		out, _ := dockerCmd("ps", "-a", "--filter", "name=mbench-", "--format", "{{.Names}}")
-		busy = append(busy, strings.Fields(out)...)
-		out, _ = dockerCmd("network", "ls", "--format", "{{.Name}}:{{.Driver}}")
-		for _, l := range strings.Fields(out) {
-			name, drv, _ := strings.Cut(l, ":")
-			if strings.HasPrefix(drv, "mynet") && drv != pluginName {
-				busy = append(busy, "network "+name+" ("+drv+")")
-			}
+// dockerdUsers lists who else uses dockerd: `go test -tags integration`
+// runs other than this one, benchmark scripts and containers (mbench-*),
+// and networks of mynet instances other than the shared plugin and the
+// drivers in ours.
+func dockerdUsers(ours ...string) []string {
+	var busy []string
+	mine := ancestors()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || mine[pid] {
+			continue
 		}
-		if len(busy) == 0 {
-			return true
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
 		}
-		if time.Now().After(deadline) {
-			t.Logf("still busy after %s: %v", d, busy)
-			return false
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		cmd := strings.Join(argv, " ")
+		base := filepath.Base(argv[0])
+		goTest := base == "go" && len(argv) > 1 && argv[1] == "test" && reTagsIntegration.MatchString(cmd)
+		if goTest || base == "integration.test" || strings.Contains(cmd, "bench.sh") {
+			busy = append(busy, fmt.Sprintf("pid %d: %s", pid, cmd))
 		}
-		if !logged {
-			t.Logf("waiting for another mynet user to finish: %v", busy)
-			logged = true
-		}
-		time.Sleep(5 * time.Second)
 	}
+	out, _ := dockerCmd("ps", "-a", "--filter", "name=mbench-", "--format", "{{.Names}}")
+	busy = append(busy, strings.Fields(out)...)
+	out, _ = dockerCmd("network", "ls", "--format", "{{.Name}}|{{.Driver}}")
+	for _, l := range strings.Fields(out) {
+		n, drv, _ := strings.Cut(l, "|")
+		if strings.HasPrefix(drv, "mynet") && drv != pluginName && !slices.Contains(ours, drv) {
+			busy = append(busy, "network "+n+" ("+drv+")")
+		}
+	}
+	return busy
 }
 
-// ptAncestors is the set of this process and its ancestors.
-func ptAncestors() map[int]bool {
+var reTagsIntegration = regexp.MustCompile(`(^|\s)-tags[= ]\S*integration`)
+
+// ancestors is the set of this process and its ancestors.
+func ancestors() map[int]bool {
 	m := map[int]bool{}
 	for pid := os.Getpid(); pid > 1 && !m[pid]; {
 		m[pid] = true
@@ -208,61 +215,35 @@ func ptAncestors() map[int]bool {
 	return m
 }
 
-var ptTagsIntegration = regexp.MustCompile(`(^|\s)-tags[= ]\S*integration`)
-
-// ptBusy lists what else uses dockerd: `go test -tags integration` runs other
-// than this one, benchmark scripts, benchmark containers and networks of
-// other mynet instances.
-func ptBusy() []string {
-	var busy []string
-	mine := ptAncestors()
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || mine[pid] {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		cmd := strings.Join(argv, " ")
-		base := filepath.Base(argv[0])
-		goTest := base == "go" && len(argv) > 1 && argv[1] == "test" && ptTagsIntegration.MatchString(cmd)
-		if goTest || base == "integration.test" || strings.Contains(cmd, "bench.sh") {
-			busy = append(busy, fmt.Sprintf("pid %d: %s", pid, cmd))
-		}
-	}
-	out, _ := dockerCmd("ps", "-a", "--filter", "name=mbench-", "--format", "{{.Names}}")
-	busy = append(busy, strings.Fields(out)...)
-	out, _ = dockerCmd("network", "ls", "--format", "{{.Name}}|{{.Driver}}")
-	for _, l := range strings.Fields(out) {
-		n, drv, _ := strings.Cut(l, "|")
-		if strings.HasPrefix(drv, "mynet") && drv != pluginName && drv != ptPluginName+":latest" && drv != ptRegAlias+":latest" {
-			busy = append(busy, "network "+n+" ("+drv+")")
-		}
-	}
-	return busy
-}
-
-func ptWaitQuiet(t *testing.T, d time.Duration) bool {
+// waitDockerdIdle waits up to d until nobody else uses dockerd
+// (dockerdUsers) and says whether that came: the callers restart dockerd or
+// delete mynet's shared chains, which would break the others.
+func waitDockerdIdle(t *testing.T, d time.Duration, ours ...string) bool {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	logged := false
 	for {
-		busy := ptBusy()
+		busy := dockerdUsers(ours...)
 		if len(busy) == 0 {
 			return true
 		}
 		if time.Now().After(deadline) {
-			t.Logf("still busy: %v", busy)
+			t.Logf("still used by others after %s: %v", d, busy)
 			return false
 		}
 		if !logged {
-			t.Logf("waiting before restarting dockerd: %v", busy)
+			t.Logf("waiting for other users of dockerd to finish: %v", busy)
 			logged = true
 		}
 		time.Sleep(5 * time.Second)
+	}
+}
+
+// needDockerdAlone fails the test unless nobody else uses dockerd within
+// 15 minutes.
+func needDockerdAlone(t *testing.T, ours ...string) {
+	t.Helper()
+	if !waitDockerdIdle(t, 15*time.Minute, ours...) {
+		t.Fatalf("a benchmark, another integration run or another mynet instance still uses dockerd after 15 minutes; not restarting dockerd under it")
 	}
 }

@@ -59,7 +59,7 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 	subnet := freeV4Subnet(t, 130)
 	n := lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", subnet.String())
 	for _, c := range []string{"mit-doc-1", "mit-doc-2", "mit-doc-3"} {
-		run(t, c, []string{"--network", name})
+		runContainer(t, c, "--network", name)
 	}
 	if ds, code := runDoctor(t, "--grace", "0s"); code != 0 || len(ds) != 0 {
 		t.Fatalf("before any drift: exit %d, drifts %+v", code, ds)
@@ -101,9 +101,7 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 	}
 	// 3. The bridge deleted by hand (the periodic check re-adds rules, not links).
 	br := mynetBridge(n)
-	if out, err := exec.Command("ip", "link", "del", br).CombinedOutput(); err != nil {
-		t.Fatalf("ip link del %s: %v\n%s", br, err, out)
-	}
+	mustRun(t, "ip", "link", "del", br)
 
 	// Records younger than the grace are left alone (Docker may be about to
 	// use them): with an hour, the endpoint and address of minutes ago are
@@ -156,15 +154,14 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 		t.Errorf("after the repair: %v", err)
 	}
 	for i, ip := range []string{gone.IPAddress, lost.String()} {
-		run(t, fmt.Sprintf("mit-doc-again%d", i), []string{"--network", name, "--ip", ip})
+		runContainer(t, fmt.Sprintf("mit-doc-again%d", i), "--network", name, "--ip", ip)
 	}
 }
 
 // Safe at any time: doctor --fix while containers start in parallel repairs
 // nothing they use.
 func TestDoctorDuringLoad(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	const name = "mit-docload"
 	lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", freeV4Subnet(t, 131).String())
 	var wg sync.WaitGroup
@@ -188,7 +185,7 @@ func TestDoctorDuringLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if out, err := tryRun(t, c, []string{"--network", name}); err != nil {
+			if out, err := tryRunContainer(t, c, "--network", name); err != nil {
 				t.Errorf("docker run %s: %v\n%s", c, err, out)
 			}
 		}()

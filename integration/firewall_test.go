@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // ruleLines is `TOOL` output without comments and counters, each rule
@@ -106,6 +107,23 @@ func portHeld(t testing.TB, proto string, port int) bool {
 	return false
 }
 
+// stopUnpublishes stops container ctr, which publishes host port
+// proto/port, and checks that within 5 s no DNAT rule of ours is left for
+// the port and no socket holds it.
+func stopUnpublishes(t *testing.T, ctr, proto string, port int) error {
+	t.Helper()
+	mustDocker(t, "stop", "-t", "1", ctr)
+	return eventually(5*time.Second, func() error {
+		if ls := dnatFor(proto, port); len(ls) > 0 {
+			return fmt.Errorf("DNAT rules for host port %d/%s remain after the container stopped: %v", port, proto, ls)
+		}
+		if portHeld(t, proto, port) {
+			return fmt.Errorf("host port %d/%s is still held after the container stopped", port, proto)
+		}
+		return nil
+	})
+}
+
 // portFree reports whether proto/port can be bound on all addresses and
 // no rule of ours uses it.
 func portFree(proto string, port int) bool {
@@ -151,16 +169,6 @@ next:
 
 func freePort(t testing.TB) int { t.Helper(); return freePorts(t, 1) }
 
-// iptCmd runs iptables/ip6tables and fails the test on error.
-func iptCmd(t *testing.T, tool string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(tool, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", tool, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // wipeOurFirewall deletes what a reboot deletes: every jump to a MYNET
 // chain and every MYNET chain, in iptables and ip6tables. With only set, it
 // deletes just those networks' rules and chains (another mynet instance is
@@ -180,7 +188,7 @@ func wipeOurFirewall(t *testing.T, only map[string]bool) {
 	}
 	for _, tool := range []string{"iptables", "ip6tables"} {
 		for _, table := range []string{"filter", "nat"} {
-			out := iptCmd(t, tool, "-t", table, "-S")
+			out := mustRun(t, tool, "-t", table, "-S")
 			var chains []string
 			rulesOf := map[string][]string{}
 			var order []string
@@ -206,7 +214,7 @@ func wipeOurFirewall(t *testing.T, only map[string]bool) {
 				rs := rulesOf[ch]
 				for i := len(rs) - 1; i >= 0; i-- {
 					if ours(rs[i]) && (only != nil || !strings.HasPrefix(ch, "MYNET-")) {
-						iptCmd(t, tool, "-t", table, "-D", ch, strconv.Itoa(i+1))
+						mustRun(t, tool, "-t", table, "-D", ch, strconv.Itoa(i+1))
 					}
 				}
 			}
@@ -214,13 +222,13 @@ func wipeOurFirewall(t *testing.T, only map[string]bool) {
 				if only != nil && !ours(ch) {
 					continue
 				}
-				iptCmd(t, tool, "-t", table, "-F", ch)
+				mustRun(t, tool, "-t", table, "-F", ch)
 			}
 			for _, ch := range chains {
 				if only != nil && !ours(ch) {
 					continue
 				}
-				iptCmd(t, tool, "-t", table, "-X", ch)
+				mustRun(t, tool, "-t", table, "-X", ch)
 			}
 		}
 	}

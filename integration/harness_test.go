@@ -182,15 +182,7 @@ func (p *Plugin) Start() error {
 
 // activate performs Docker's handshake on the socket and checks both APIs are offered.
 func (p *Plugin) activate() error {
-	client := &http.Client{
-		Timeout: 2 * time.Second,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", p.SocketPath())
-			},
-		},
-	}
+	client := unixHTTPClient(p.SocketPath(), 2*time.Second)
 	defer client.CloseIdleConnections()
 	req, err := http.NewRequest(http.MethodPost, "http://plugin/Plugin.Activate", nil)
 	if err != nil {
@@ -218,6 +210,26 @@ func (p *Plugin) activate() error {
 		return fmt.Errorf("Plugin.Activate: Implements = %v, want NetworkDriver and IpamDriver", m.Implements)
 	}
 	return nil
+}
+
+// mustRun runs a host command, fails the test unless it succeeds and
+// returns its output.
+func mustRun(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// unixHTTPClient talks HTTP over the unix socket sock.
+func unixHTTPClient(sock string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
 }
 
 // signalAndWait sends sig and waits up to d for the process to exit.

@@ -34,6 +34,23 @@ type leakCheck struct {
 	keepLinks map[string]bool
 }
 
+// bridgeTest starts a test of networks of ours: the shared plugin runs, and
+// nothing of the test's networks may be left when it ends.
+func bridgeTest(t *testing.T) *leakCheck {
+	t.Helper()
+	withPlugin(t)
+	return assertNoBridgeLeftovers(t)
+}
+
+// forEachIPAM runs test as a subtest once per IPAM setup (Docker's, ours),
+// with the `docker network create` arguments of that IPAM; i tells the two
+// runs apart in names.
+func forEachIPAM(t *testing.T, test func(t *testing.T, i int, ipam []string, lc *leakCheck)) {
+	for i, setup := range ipamSetups {
+		t.Run(setup.name, func(t *testing.T) { test(t, i, setup.args, bridgeTest(t)) })
+	}
+}
+
 // assertNoBridgeLeftovers snapshots what exists now and, once the test and
 // all its cleanups (containers, networks) are done, checks that nothing of
 // the test's networks is left: no mn- link, no veth, no mynet:<id> rule, no
@@ -198,7 +215,7 @@ var (
 )
 
 func takeInventory() inventory {
-	inv := inventory{links: map[string]string{}, rules: map[string]bool{}, addrs: map[netip.Prefix]string{}}
+	inv := inventory{links: map[string]string{}, rules: map[string]bool{}}
 	if out, err := exec.Command("ip", "-j", "link", "show").Output(); err == nil {
 		var ls []struct{ Ifname, Master string }
 		if json.Unmarshal(out, &ls) == nil {
@@ -207,24 +224,7 @@ func takeInventory() inventory {
 			}
 		}
 	}
-	if out, err := exec.Command("ip", "-j", "addr", "show").Output(); err == nil {
-		var ls []struct {
-			Ifname   string
-			AddrInfo []struct {
-				Local     string `json:"local"`
-				PrefixLen int    `json:"prefixlen"`
-			} `json:"addr_info"`
-		}
-		if json.Unmarshal(out, &ls) == nil {
-			for _, l := range ls {
-				for _, a := range l.AddrInfo {
-					if ip, err := netip.ParseAddr(a.Local); err == nil {
-						inv.addrs[netip.PrefixFrom(ip, a.PrefixLen)] = l.Ifname
-					}
-				}
-			}
-		}
-	}
+	inv.addrs, _ = hostAddrs("")
 	for fam, tool := range map[string]string{"ip4": "iptables-save", "ip6": "ip6tables-save"} {
 		for _, l := range ruleLines(tool) {
 			if strings.Contains(strings.ToLower(l), "mynet") {
@@ -329,34 +329,16 @@ func dockerNow() (dockerView, error) {
 }
 
 // hostSnapshot is what a failed request must not change: our links, rules and
-// state. Other users (a benchmark on another mynet instance) may create and
-// remove networks meanwhile; diff tells their objects apart by asking Docker.
+// state, and where the plugin log stood. Other users (a benchmark on another
+// mynet instance) may create and remove networks meanwhile; diff tells their
+// objects apart by asking Docker.
 type hostSnapshot struct {
-	links  map[string]bool
-	rules  map[string]bool // "ip4|ip6 table: rule" of ours (mention mynet)
-	st     storeRecords
-	stErr  error
+	inventory
 	logOff int64
 }
 
 func takeSnapshot() hostSnapshot {
-	s := hostSnapshot{links: map[string]bool{}, rules: map[string]bool{}, logOff: plugin.LogSize()}
-	if out, err := exec.Command("ip", "-o", "link").Output(); err == nil {
-		for _, l := range strings.Split(string(out), "\n") {
-			if f := strings.Fields(l); len(f) > 1 {
-				s.links[strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0]] = true
-			}
-		}
-	}
-	for fam, tool := range map[string]string{"ip4": "iptables-save", "ip6": "ip6tables-save"} {
-		for _, l := range ruleLines(tool) {
-			if strings.Contains(strings.ToLower(l), "mynet") {
-				s.rules[fam+" "+l] = true
-			}
-		}
-	}
-	s.st, s.stErr = readStore()
-	return s
+	return hostSnapshot{logOff: plugin.LogSize(), inventory: takeInventory()}
 }
 
 // reFailedCreate finds the network id of a refused CreateNetwork in the
@@ -399,12 +381,12 @@ func (s hostSnapshot) diff(after hostSnapshot, rawMustMatch bool) []string {
 		failed[m[1]] = true
 	}
 	for id := range failed {
-		if after.links["mn-"+id] {
+		if _, ok := after.links["mn-"+id]; ok {
 			d = append(d, "bridge mn-"+id+" of the refused network exists")
 		}
 	}
 	for l := range after.links {
-		if s.links[l] || reLinkEndpt.MatchString(l) || !strings.HasPrefix(l, "mn") {
+		if _, had := s.links[l]; had || reLinkEndpt.MatchString(l) || !strings.HasPrefix(l, "mn") {
 			continue
 		}
 		if m := reLinkNet.FindStringSubmatch(l); m != nil && dv.nets[m[1]] {

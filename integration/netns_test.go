@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -59,11 +61,25 @@ func hostIPv4(t testing.TB) netip.Addr {
 
 // linkAddrs returns the addresses (with prefix length) configured on a host link.
 func linkAddrs(dev string) ([]netip.Prefix, error) {
-	out, err := exec.Command("ip", "-j", "addr", "show", "dev", dev).Output()
+	m, err := hostAddrs(dev)
+	ps := slices.Collect(maps.Keys(m))
+	slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return ps, err
+}
+
+// hostAddrs maps the addresses (with prefix length) on link dev, or on all
+// host links if dev is "", to their link.
+func hostAddrs(dev string) (map[netip.Prefix]string, error) {
+	args := []string{"-j", "addr", "show"}
+	if dev != "" {
+		args = append(args, "dev", dev)
+	}
+	out, err := exec.Command("ip", args...).Output()
 	if err != nil {
-		return nil, fmt.Errorf("ip addr show dev %s: %w", dev, err)
+		return nil, fmt.Errorf("ip %s: %w", strings.Join(args, " "), err)
 	}
 	var links []struct {
+		Ifname   string
 		AddrInfo []struct {
 			Local     string `json:"local"`
 			PrefixLen int    `json:"prefixlen"`
@@ -72,15 +88,15 @@ func linkAddrs(dev string) ([]netip.Prefix, error) {
 	if err := json.Unmarshal(out, &links); err != nil {
 		return nil, err
 	}
-	var ps []netip.Prefix
+	m := map[netip.Prefix]string{}
 	for _, l := range links {
 		for _, a := range l.AddrInfo {
 			if ip, err := netip.ParseAddr(a.Local); err == nil {
-				ps = append(ps, netip.PrefixFrom(ip, a.PrefixLen))
+				m[netip.PrefixFrom(ip, a.PrefixLen)] = l.Ifname
 			}
 		}
 	}
-	return ps, nil
+	return m, nil
 }
 
 func linkExists(name string) bool {
@@ -280,13 +296,6 @@ func freeV4Subnet(t testing.TB, base int) netip.Prefix {
 	return freeSubnet(t, fmt.Sprintf("10.%d.%d.0/24", base, rand.IntN(200)))
 }
 
-func ipCmd(t testing.TB, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
 // inNetns runs fn on a thread that has joined the network namespace at
 // nsPath. Sockets that fn opens stay in that namespace and may be used from
 // any goroutine afterwards. The thread is never handed back to the Go
@@ -316,26 +325,27 @@ func inNetns(nsPath string, fn func() error) error {
 // parent (never eth0). It returns the parent name and the LAN host's address.
 func lanParent(t *testing.T, tag string, subnet netip.Prefix) (string, netip.Addr) {
 	t.Helper()
-	ns := "mit-lan-" + tag
-	parent, peer := "mitpar"+tag, "mitlan"+tag
+	ns, parent, peer := "mit-lan-"+tag, "mitpar"+tag, "mitlan"+tag
 	lanHost := nthAddr(subnet, 254)
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	t.Cleanup(func() {
-		exec.Command("ip", "netns", "del", ns).Run()
-		exec.Command("ip", "link", "del", parent).Run()
-	})
-	run("ip", "netns", "add", ns)
-	run("ip", "link", "add", parent, "type", "veth", "peer", "name", peer)
-	run("ip", "link", "set", peer, "netns", ns)
-	run("ip", "link", "set", parent, "up")
-	run("ip", "netns", "exec", ns, "ip", "addr", "add", fmt.Sprintf("%s/%d", lanHost, subnet.Bits()), "dev", peer)
-	run("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
+	vethToNetns(t, ns, parent, peer)
+	mustRun(t, "ip", "-n", ns, "addr", "add", netip.PrefixFrom(lanHost, subnet.Bits()).String(), "dev", peer)
 	return parent, lanHost
+}
+
+// vethToNetns creates network namespace ns and a veth pair hostIf <-> nsIf
+// with nsIf in ns, both ends and ns's lo up; all of it goes at cleanup.
+func vethToNetns(t *testing.T, ns, hostIf, nsIf string) {
+	t.Helper()
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "del", ns).Run()
+		_ = exec.Command("ip", "link", "del", hostIf).Run()
+	})
+	mustRun(t, "ip", "netns", "add", ns)
+	mustRun(t, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", nsIf)
+	mustRun(t, "ip", "link", "set", nsIf, "netns", ns)
+	mustRun(t, "ip", "link", "set", hostIf, "up")
+	mustRun(t, "ip", "-n", ns, "link", "set", nsIf, "up")
+	mustRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
 }
 
 // outsideNS is a network namespace of the test's own that stands for the
@@ -361,18 +371,9 @@ func newOutside(t *testing.T) *outsideNS {
 	p := freeSubnet(t, fmt.Sprintf("10.199.%d.0/30", rand.IntN(250)))
 	o := &outsideNS{name: "mit-out-" + r, hostIf: "mitoh" + r, nsIf: "mitoo" + r, prefix: p,
 		hostAddr: nthAddr(p, 1), nsAddr: nthAddr(p, 2)}
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "netns", "del", o.name).Run()
-		_ = exec.Command("ip", "link", "del", o.hostIf).Run()
-	})
-	ipCmd(t, "netns", "add", o.name)
-	ipCmd(t, "link", "add", o.hostIf, "type", "veth", "peer", "name", o.nsIf)
-	ipCmd(t, "link", "set", o.nsIf, "netns", o.name)
-	ipCmd(t, "addr", "add", netip.PrefixFrom(o.hostAddr, 30).String(), "dev", o.hostIf)
-	ipCmd(t, "link", "set", o.hostIf, "up")
-	ipCmd(t, "-n", o.name, "addr", "add", netip.PrefixFrom(o.nsAddr, 30).String(), "dev", o.nsIf)
-	ipCmd(t, "-n", o.name, "link", "set", o.nsIf, "up")
-	ipCmd(t, "-n", o.name, "link", "set", "lo", "up")
+	vethToNetns(t, o.name, o.hostIf, o.nsIf)
+	mustRun(t, "ip", "addr", "add", netip.PrefixFrom(o.hostAddr, 30).String(), "dev", o.hostIf)
+	mustRun(t, "ip", "-n", o.name, "addr", "add", netip.PrefixFrom(o.nsAddr, 30).String(), "dev", o.nsIf)
 	// The host end must be usable before a test relies on it (no DAD for v4,
 	// but the link must be up on both sides).
 	if err := eventually(5*time.Second, func() error {
@@ -393,15 +394,15 @@ func (o *outsideNS) addV6(t *testing.T) (host, outside netip.Addr) {
 	t.Helper()
 	p := freeSubnet(t, fmt.Sprintf("fd4d:6974:ff%02x::/64", rand.IntN(250)))
 	host, outside = nthAddr(p, 1), nthAddr(p, 2)
-	ipCmd(t, "addr", "add", netip.PrefixFrom(host, 64).String(), "dev", o.hostIf, "nodad")
-	ipCmd(t, "-n", o.name, "addr", "add", netip.PrefixFrom(outside, 64).String(), "dev", o.nsIf, "nodad")
+	mustRun(t, "ip", "addr", "add", netip.PrefixFrom(host, 64).String(), "dev", o.hostIf, "nodad")
+	mustRun(t, "ip", "-n", o.name, "addr", "add", netip.PrefixFrom(outside, 64).String(), "dev", o.nsIf, "nodad")
 	return host, outside
 }
 
 // addRoute lets the outside namespace reach p through the host.
 func (o *outsideNS) addRoute(t *testing.T, p netip.Prefix) {
 	t.Helper()
-	ipCmd(t, "-n", o.name, "route", "add", p.String(), "via", o.hostAddr.String())
+	mustRun(t, "ip", "-n", o.name, "route", "add", p.String(), "via", o.hostAddr.String())
 }
 
 // exec runs a host binary inside the outside namespace.

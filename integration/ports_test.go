@@ -24,90 +24,76 @@ import (
 // the host address), the container itself, the outside namespace; held by a
 // socket; gone when the container stops, back when it starts.
 func TestPortsTCP(t *testing.T) {
-	for i, ipam := range ipamSetups {
-		t.Run(ipam.name, func(t *testing.T) {
-			withPlugin(t)
-			lc := assertNoBridgeLeftovers(t)
-			out := newOutside(t)
-			host := hostIPv4(t)
-			name := fmt.Sprintf("mit-ptcp-%d", i)
-			srv, cli := name+"-srv", name+"-cli"
-			lc.net(name, mynetNetArgs(ipam.args, "--subnet", freeV4Subnet(t, 101).String())...)
-			port := freePort(t)
-			token := newToken("tcp")
-			run(t, srv, []string{"--network", name, "-p", fmt.Sprintf("%d:80", port)}, webServerCmd(token)...)
-			run(t, cli, []string{"--network", name})
-			ip := containerIP(t, srv, name)
-			if ps := hostPortsTo("tcp", ip, 80); len(ps) != 1 || ps[0] != port {
-				t.Errorf("DNAT rules to %s:80 are for host ports %v, want [%d]", ip, ps, port)
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		out := newOutside(t)
+		host := hostIPv4(t)
+		name := fmt.Sprintf("mit-ptcp-%d", i)
+		srv, cli := name+"-srv", name+"-cli"
+		lc.net(name, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 101).String())...)
+		port := freePort(t)
+		token := newToken("tcp")
+		runWebServer(t, srv, token, "--network", name, "-p", fmt.Sprintf("%d:80", port))
+		runContainer(t, cli, "--network", name)
+		ip := containerIP(t, srv, name)
+		if ps := hostPortsTo("tcp", ip, 80); len(ps) != 1 || ps[0] != port {
+			t.Errorf("DNAT rules to %s:80 are for host ports %v, want [%d]", ip, ps, port)
+		}
+		if !portHeld(t, "tcp", port) {
+			t.Errorf("no socket holds host port %d/tcp", port)
+		}
+		if err := fetchFromHas(cli, ip, 80, token); err != nil {
+			t.Fatalf("control, direct: %v", err)
+		}
+		hp := uint16(port)
+		if err := httpGetHas(netip.AddrPortFrom(host, hp), token, 10*time.Second); err != nil {
+			t.Errorf("host address: %v", err)
+		}
+		if err := httpGetHas(netip.AddrPortFrom(loopback, hp), token, 10*time.Second); err != nil {
+			t.Errorf("127.0.0.1: %v", err)
+		}
+		if err := fetchFromHas(cli, host, port, token); err != nil {
+			t.Errorf("hairpin from another container of the network: %v", err)
+		}
+		if err := fetchFromHas(srv, host, port, token); err != nil {
+			t.Errorf("hairpin from the container itself: %v", err)
+		}
+		var o string
+		if err := eventually(10*time.Second, func() error {
+			var err error
+			o, err = out.httpGet(netip.AddrPortFrom(out.hostAddr, hp), 2*time.Second)
+			if err == nil && !strings.Contains(o, token) {
+				err = fmt.Errorf("answer lacks %s", token)
 			}
-			if !portHeld(t, "tcp", port) {
-				t.Errorf("no socket holds host port %d/tcp", port)
-			}
-			if err := fetchFromHas(cli, ip, 80, token); err != nil {
-				t.Fatalf("control, direct: %v", err)
-			}
-			hp := uint16(port)
-			if err := httpGetHas(netip.AddrPortFrom(host, hp), token, 10*time.Second); err != nil {
-				t.Errorf("host address: %v", err)
-			}
-			if err := httpGetHas(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), hp), token, 10*time.Second); err != nil {
-				t.Errorf("127.0.0.1: %v", err)
-			}
-			if err := fetchFromHas(cli, host, port, token); err != nil {
-				t.Errorf("hairpin from another container of the network: %v", err)
-			}
-			if err := fetchFromHas(srv, host, port, token); err != nil {
-				t.Errorf("hairpin from the container itself: %v", err)
-			}
-			var o string
-			if err := eventually(10*time.Second, func() error {
-				var err error
-				o, err = out.httpGet(netip.AddrPortFrom(out.hostAddr, hp), 2*time.Second)
-				if err == nil && !strings.Contains(o, token) {
-					err = fmt.Errorf("answer lacks %s", token)
-				}
-				return err
-			}); err != nil {
-				t.Errorf("from the outside namespace to %s:%d: %v\n%s", out.hostAddr, port, err, o)
-			}
+			return err
+		}); err != nil {
+			t.Errorf("from the outside namespace to %s:%d: %v\n%s", out.hostAddr, port, err, o)
+		}
 
-			mustDocker(t, "stop", "-t", "1", srv)
-			if err := eventually(5*time.Second, func() error {
-				if ls := dnatFor("tcp", port); len(ls) > 0 {
-					return fmt.Errorf("DNAT rules for host port %d remain after the container stopped: %v", port, ls)
-				}
-				if portHeld(t, "tcp", port) {
-					return fmt.Errorf("host port %d/tcp is still held after the container stopped", port)
-				}
-				return nil
-			}); err != nil {
-				t.Error(err)
-			}
-			if _, err := httpGet(netip.AddrPortFrom(host, hp), 2*time.Second); err == nil {
-				t.Errorf("host port %d still accepts connections after the container stopped", port)
-			}
+		if err := stopUnpublishes(t, srv, "tcp", port); err != nil {
+			t.Error(err)
+		}
+		if _, err := httpGet(netip.AddrPortFrom(host, hp), 2*time.Second); err == nil {
+			t.Errorf("host port %d still accepts connections after the container stopped", port)
+		}
 
-			mustDocker(t, "start", srv)
-			if err := httpGetHas(netip.AddrPortFrom(host, hp), token, 15*time.Second); err != nil {
-				t.Errorf("after docker start: %v", err)
-			}
-		})
-	}
+		mustDocker(t, "start", srv)
+		if err := httpGetHas(netip.AddrPortFrom(host, hp), token, 15*time.Second); err != nil {
+			t.Errorf("after docker start: %v", err)
+		}
+	})
 }
 
 // -p 127.0.0.1:PORT:80 answers on 127.0.0.1 only.
 func TestPortsLoopbackOnly(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	out := newOutside(t)
 	host := hostIPv4(t)
 	lc.net("mit-plo", "-d", pluginName, "--subnet", freeV4Subnet(t, 102).String())
 	port := freePort(t)
 	hp := uint16(port)
 	token := newToken("lo")
-	run(t, "mit-plo-srv", []string{"--network", "mit-plo", "-p", fmt.Sprintf("127.0.0.1:%d:80", port)}, webServerCmd(token)...)
-	if err := httpGetHas(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), hp), token, 10*time.Second); err != nil {
+	runWebServer(t, "mit-plo-srv", token, "--network", "mit-plo", "-p", fmt.Sprintf("127.0.0.1:%d:80", port))
+	if err := httpGetHas(netip.AddrPortFrom(loopback, hp), token, 10*time.Second); err != nil {
 		t.Errorf("127.0.0.1: %v", err)
 	}
 	if err := noHTTP(netip.AddrPortFrom(host, hp), token); err != nil {
@@ -167,13 +153,12 @@ func udpAsk(c net.Conn) error {
 }
 
 func TestPortsUDP(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	out := newOutside(t)
 	host := hostIPv4(t)
 	lc.net("mit-pudp", mynetNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", freeV4Subnet(t, 103).String())...)
 	port := freePort(t)
-	run(t, "mit-pudp-srv", []string{"--network", "mit-pudp", "-p", fmt.Sprintf("%d:5000/udp", port)})
+	runContainer(t, "mit-pudp-srv", "--network", "mit-pudp", "-p", fmt.Sprintf("%d:5000/udp", port))
 	ip := containerIP(t, "mit-pudp-srv", "mit-pudp")
 	stop := udpEcho(t, "mit-pudp-srv", 5000)
 	if ps := hostPortsTo("udp", ip, 5000); len(ps) != 1 || ps[0] != port {
@@ -182,7 +167,7 @@ func TestPortsUDP(t *testing.T) {
 	if !portHeld(t, "udp", port) {
 		t.Errorf("no socket holds host port %d/udp", port)
 	}
-	for _, a := range []netip.Addr{host, netip.MustParseAddr("127.0.0.1")} {
+	for _, a := range []netip.Addr{host, loopback} {
 		dst := netip.AddrPortFrom(a, uint16(port))
 		if err := eventually(10*time.Second, func() error {
 			c, err := net.Dial("udp4", dst.String())
@@ -210,16 +195,7 @@ func TestPortsUDP(t *testing.T) {
 	}
 
 	stop()
-	mustDocker(t, "stop", "-t", "1", "mit-pudp-srv")
-	if err := eventually(5*time.Second, func() error {
-		if ls := dnatFor("udp", port); len(ls) > 0 {
-			return fmt.Errorf("DNAT rules for %d/udp remain after the container stopped: %v", port, ls)
-		}
-		if portHeld(t, "udp", port) {
-			return fmt.Errorf("host port %d/udp is still held after the container stopped", port)
-		}
-		return nil
-	}); err != nil {
+	if err := stopUnpublishes(t, "mit-pudp-srv", "udp", port); err != nil {
 		t.Error(err)
 	}
 }
@@ -227,13 +203,12 @@ func TestPortsUDP(t *testing.T) {
 // `-p 80`: the plugin picks a host port; `-p A-B:80`: one in the range, a
 // different one for a second container.
 func TestPortsRandomAndRange(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	host := hostIPv4(t)
 	lc.net("mit-prnd", "-d", pluginName, "--subnet", freeV4Subnet(t, 104).String())
 
 	tok := newToken("rnd")
-	run(t, "mit-prnd-0", []string{"--network", "mit-prnd", "-p", "80"}, webServerCmd(tok)...)
+	runWebServer(t, "mit-prnd-0", tok, "--network", "mit-prnd", "-p", "80")
 	ip := containerIP(t, "mit-prnd-0", "mit-prnd")
 	ps := hostPortsTo("tcp", ip, 80)
 	if len(ps) != 1 || ps[0] <= 0 {
@@ -254,7 +229,7 @@ func TestPortsRandomAndRange(t *testing.T) {
 	for j := 0; j < 2; j++ {
 		ctr := fmt.Sprintf("mit-prnd-r%d", j)
 		tok := newToken("range")
-		run(t, ctr, []string{"--network", "mit-prnd", "-p", rng}, webServerCmd(tok)...)
+		runWebServer(t, ctr, tok, "--network", "mit-prnd", "-p", rng)
 		ip := containerIP(t, ctr, "mit-prnd")
 		ps := hostPortsTo("tcp", ip, 80)
 		if len(ps) != 1 || ps[0] < start || ps[0] >= start+n {
@@ -274,15 +249,14 @@ func TestPortsRandomAndRange(t *testing.T) {
 // Two containers asking for one host port, or a host process holding it:
 // `docker run` fails with a clear error and nothing is published.
 func TestPortsConflicts(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	host := hostIPv4(t)
 	lc.net("mit-pcfl", "-d", pluginName, "--subnet", freeV4Subnet(t, 105).String())
 
 	port := freePort(t)
 	tok := newToken("first")
-	run(t, "mit-pcfl-1", []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port)}, webServerCmd(tok)...)
-	out, err := tryRun(t, "mit-pcfl-2", []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port)}, webServerCmd("second")...)
+	runWebServer(t, "mit-pcfl-1", tok, "--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port))
+	out, err := tryRunWebServer(t, "mit-pcfl-2", "second", "--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port))
 	if err == nil {
 		t.Errorf("a second container got host port %d too", port)
 	} else if !strings.Contains(out, "already in use") || !strings.Contains(out, strconv.Itoa(port)) {
@@ -312,7 +286,7 @@ func TestPortsConflicts(t *testing.T) {
 			closer = c.Close
 		}
 		ctr := "mit-pcfl-host-" + proto
-		out, err := tryRun(t, ctr, []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80/%s", hport, proto)})
+		out, err := tryRunContainer(t, ctr, "--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80/%s", hport, proto))
 		if err == nil {
 			t.Errorf("docker run -p %d/%s succeeded although a host process listens on it", hport, proto)
 		} else if !strings.Contains(out, "already in use") || !strings.Contains(out, strconv.Itoa(hport)) {
@@ -328,19 +302,17 @@ func TestPortsConflicts(t *testing.T) {
 // A host IP in -p, and the network's default host IP
 // (com.docker.network.bridge.host_binding_ipv4).
 func TestPortsHostIP(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	host := hostIPv4(t)
-	lo := netip.MustParseAddr("127.0.0.1")
 
 	lc.net("mit-phip", "-d", pluginName, "--subnet", freeV4Subnet(t, 107).String())
 	port := freePort(t)
 	tok := newToken("hostip")
-	run(t, "mit-phip-a", []string{"--network", "mit-phip", "-p", fmt.Sprintf("%s:%d:80", host, port)}, webServerCmd(tok)...)
+	runWebServer(t, "mit-phip-a", tok, "--network", "mit-phip", "-p", fmt.Sprintf("%s:%d:80", host, port))
 	if err := httpGetHas(netip.AddrPortFrom(host, uint16(port)), tok, 10*time.Second); err != nil {
 		t.Errorf("-p %s:%d:80: %v", host, port, err)
 	}
-	if err := noHTTP(netip.AddrPortFrom(lo, uint16(port)), tok); err != nil {
+	if err := noHTTP(netip.AddrPortFrom(loopback, uint16(port)), tok); err != nil {
 		t.Errorf("-p %s:%d:80 must not answer on 127.0.0.1: %v", host, port, err)
 	}
 
@@ -348,8 +320,8 @@ func TestPortsHostIP(t *testing.T) {
 		"-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1")
 	port2 := freePort(t)
 	tok2 := newToken("binding")
-	run(t, "mit-phip-b", []string{"--network", "mit-phip-lo", "-p", fmt.Sprintf("%d:80", port2)}, webServerCmd(tok2)...)
-	if err := httpGetHas(netip.AddrPortFrom(lo, uint16(port2)), tok2, 10*time.Second); err != nil {
+	runWebServer(t, "mit-phip-b", tok2, "--network", "mit-phip-lo", "-p", fmt.Sprintf("%d:80", port2))
+	if err := httpGetHas(netip.AddrPortFrom(loopback, uint16(port2)), tok2, 10*time.Second); err != nil {
 		t.Errorf("host_binding_ipv4=127.0.0.1, -p %d:80, on 127.0.0.1: %v", port2, err)
 	}
 	if err := noHTTP(netip.AddrPortFrom(host, uint16(port2)), tok2); err != nil {

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -38,8 +37,8 @@ func prepareRestart(t *testing.T, lc *leakCheck, name string, restartAlways bool
 	if restartAlways {
 		extra = []string{"--restart", "always"}
 	}
-	run(t, s.srv, append([]string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)}, extra...), webServerCmd(s.token)...)
-	run(t, s.cli, append([]string{"--network", name}, extra...))
+	runWebServer(t, s.srv, s.token, append([]string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)}, extra...)...)
+	runContainer(t, s.cli, append([]string{"--network", name}, extra...)...)
 	s.srvIP, s.cliIP = containerIP(t, s.srv, name), containerIP(t, s.cli, name)
 	if err := s.check(t, "before", 10*time.Second); err != nil {
 		t.Fatalf("before the restart: %v", err)
@@ -65,7 +64,7 @@ func (s *restartSetup) check(t *testing.T, when string, d time.Duration) error {
 	}
 	pingWithin(s.cli, s.srvIP)
 	pingWithin(s.srv, s.cliIP)
-	for _, a := range []netip.Addr{s.host, netip.MustParseAddr("127.0.0.1")} {
+	for _, a := range []netip.Addr{s.host, loopback} {
 		if err := httpGetHas(netip.AddrPortFrom(a, uint16(s.port)), s.token, d); err != nil {
 			errs = append(errs, when+": published port: "+err.Error())
 		}
@@ -89,7 +88,7 @@ func (s *restartSetup) afterRestart(t *testing.T, name string) {
 	if !portHeld(t, "tcp", s.port) {
 		t.Errorf("after the restart, host port %d/tcp is not held", s.port)
 	}
-	out, err := tryRun(t, name+"-dup", []string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)})
+	out, err := tryRunContainer(t, name+"-dup", "--network", name, "-p", fmt.Sprintf("%d:80", s.port))
 	if err == nil {
 		t.Errorf("after the restart, a new container got host port %d of a running one", s.port)
 	} else if !strings.Contains(out, "already in use") {
@@ -101,7 +100,7 @@ func (s *restartSetup) afterRestart(t *testing.T, name string) {
 	seen := map[netip.Addr]string{s.srvIP: s.srv, s.cliIP: s.cli, gw: "gateway"}
 	for i := 0; i < 3; i++ {
 		ctr := fmt.Sprintf("%s-new%d", name, i)
-		run(t, ctr, []string{"--network", name})
+		runContainer(t, ctr, "--network", name)
 		ip := containerIP(t, ctr, name)
 		if other, dup := seen[ip]; dup {
 			t.Errorf("after the restart, %s got %s, already used by %s", ctr, ip, other)
@@ -113,16 +112,7 @@ func (s *restartSetup) afterRestart(t *testing.T, name string) {
 	}
 
 	// What the restarted plugin restored is also what it removes.
-	mustDocker(t, "stop", "-t", "1", s.srv)
-	if err := eventually(5*time.Second, func() error {
-		if ls := dnatFor("tcp", s.port); len(ls) > 0 {
-			return fmt.Errorf("DNAT rules for host port %d remain after the container stopped: %v", s.port, ls)
-		}
-		if portHeld(t, "tcp", s.port) {
-			return fmt.Errorf("host port %d/tcp is still held after the container stopped", s.port)
-		}
-		return nil
-	}); err != nil {
+	if err := stopUnpublishes(t, s.srv, "tcp", s.port); err != nil {
 		t.Errorf("after the restart: %v", err)
 	}
 }
@@ -177,8 +167,8 @@ func TestRestartHostReboot(t *testing.T) {
 	v6 := freeV6Subnet(t)
 	nICC := lc.net(icc, "-d", pluginName, "--ipv6", "--subnet", freeV4Subnet(t, 111).String(), "--subnet", v6.String(),
 		"-o", "com.docker.network.bridge.enable_icc=false", "-o", "com.docker.network.driver.mtu=1400")
-	run(t, icc+"-1", []string{"--network", icc})
-	run(t, icc+"-2", []string{"--network", icc})
+	runContainer(t, icc+"-1", "--network", icc)
+	runContainer(t, icc+"-2", "--network", icc)
 	brICC := mynetBridge(nICC)
 	ep1 := containerNet(t, icc+"-1", icc)
 	iccIP2 := containerIP(t, icc+"-2", icc)
@@ -204,14 +194,12 @@ func TestRestartHostReboot(t *testing.T) {
 	}
 	checkICC("before")
 
-	everything := waitNoBench(t, 10*time.Minute)
+	everything := waitDockerdIdle(t, 10*time.Minute)
 	if err := p.Stop(); err != nil {
 		t.Fatalf("stop the plugin: %v", err)
 	}
 	for _, b := range []string{br, brICC} {
-		if out, err := exec.Command("ip", "link", "del", b).CombinedOutput(); err != nil {
-			t.Fatalf("ip link del %s: %v\n%s", b, err, out)
-		}
+		mustRun(t, "ip", "link", "del", b)
 	}
 	if everything {
 		wipeOurFirewall(t, nil)
@@ -269,9 +257,7 @@ func TestRestartHostReboot(t *testing.T) {
 // within ~10 s. Named ZZ to run last.
 func TestRestartZZDockerd(t *testing.T) {
 	withPlugin(t)
-	if !waitNoBench(t, 15*time.Minute) {
-		t.Fatalf("a benchmark or another mynet instance is still using dockerd after 15 minutes; not restarting dockerd under it")
-	}
+	needDockerdAlone(t)
 	defer ensureDockerd(t)
 	lc := assertNoBridgeLeftovers(t)
 	const name = "mit-dockerd"
@@ -340,13 +326,7 @@ func TestRestartZZDockerd(t *testing.T) {
 	t.Log(<-watched)
 
 	for _, c := range []string{s.srv, s.cli} {
-		if err := eventually(90*time.Second, func() error {
-			out, err := dockerCmd("inspect", "-f", "{{.State.Running}}", c)
-			if err != nil || strings.TrimSpace(out) != "true" {
-				return fmt.Errorf("%s running=%q: %v", c, strings.TrimSpace(out), err)
-			}
-			return nil
-		}); err != nil {
+		if err := waitRunning(c, 90*time.Second); err != nil {
 			t.Fatalf("--restart always container did not come back: %v", err)
 		}
 	}

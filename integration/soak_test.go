@@ -12,12 +12,9 @@ package integration
 // kind); `make soak` a long one. SOAK_SEED replays a run.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -66,9 +63,7 @@ func envInt(key string, def int) int {
 
 func TestSoak(t *testing.T) {
 	withPlugin(t)
-	if !waitNoBench(t, 15*time.Minute) {
-		t.Fatalf("a benchmark or another mynet instance still uses dockerd after 15 minutes; not restarting dockerd under it")
-	}
+	needDockerdAlone(t)
 	defer ensureDockerd(t)
 	defer ensurePlugin(t)
 	lc := assertNoBridgeLeftovers(t)
@@ -276,7 +271,7 @@ func soakFault(t *testing.T, rng *rand.Rand, nets []*soakNet, kind string) {
 				}
 			}
 		}
-		if waitNoBench(t, 0) {
+		if waitDockerdIdle(t, 0) {
 			wipeOurFirewall(t, nil)
 		} else {
 			wipeOurFirewall(t, ours)
@@ -386,13 +381,7 @@ func soakRecover(t *testing.T, nets []*soakNet) {
 	}
 	for _, n := range nets {
 		for _, c := range n.keepCtrs {
-			if err := eventually(90*time.Second, func() error {
-				out, err := dockerCmd("inspect", "-f", "{{.State.Running}}", c)
-				if err != nil || strings.TrimSpace(out) != "true" {
-					return fmt.Errorf("%s running=%q: %v", c, strings.TrimSpace(out), err)
-				}
-				return nil
-			}); err != nil {
+			if err := waitRunning(c, 90*time.Second); err != nil {
 				t.Fatalf("after the fault: %v", err)
 			}
 		}
@@ -410,24 +399,13 @@ func soakRecover(t *testing.T, nets []*soakNet) {
 // so no record is too young to judge (--grace 0s).
 func soakDoctor(t *testing.T, st *soakStats, r int, kind string) {
 	t.Helper()
-	cmd := exec.Command(plugin.Bin, "doctor", "--fix", "--json", "--grace", "0s", "--state", plugin.State, "--name", pluginName)
-	out, err := cmd.CombinedOutput()
-	if strings.Contains(string(out), "unexpected argument") || strings.Contains(string(out), "unknown command") {
-		t.Logf("round %d: this build has no `mynet doctor`", r)
-		return
-	}
-	var drifts []struct {
-		Kind   string `json:"kind"`
-		Object string `json:"object"`
-		Fixed  bool   `json:"fixed"`
-	}
-	_ = json.Unmarshal(out, &drifts)
+	drifts, code := runDoctor(t, "--fix", "--grace", "0s")
 	for _, d := range drifts {
 		if d.Fixed {
 			st.doctorRepairs[kind]++
 		}
 	}
-	t.Logf("round %d: mynet doctor --fix (%v): %s", r, err, strings.TrimSpace(string(out)))
+	t.Logf("round %d: mynet doctor --fix: exit %d, %+v", r, code, drifts)
 }
 
 // soakInvariants checks, after a round: no address held twice; each running
@@ -443,7 +421,7 @@ func soakInvariants(t *testing.T, st *soakStats, lc *leakCheck, nets []*soakNet)
 	}
 	usage := soakPoolUsage(t)
 	for _, n := range nets {
-		info, err := soakInspect(n.name)
+		info, err := inspect[NetworkInfo]("network", "inspect", n.name)
 		if err != nil {
 			add("%v", err)
 			continue
@@ -538,25 +516,10 @@ func soakCtrOf(info NetworkInfo, epID string) string {
 	return ""
 }
 
-func soakInspect(name string) (NetworkInfo, error) {
-	out, err := dockerCmd("network", "inspect", name)
-	if err != nil {
-		return NetworkInfo{}, fmt.Errorf("docker network inspect %s: %v: %s", name, err, out)
-	}
-	var ns []NetworkInfo
-	if err := json.Unmarshal([]byte(out), &ns); err != nil || len(ns) != 1 {
-		return NetworkInfo{}, fmt.Errorf("parse docker network inspect %s: %v", name, err)
-	}
-	return ns[0], nil
-}
-
 // soakPoolUsage asks the running plugin for its pools over the admin socket.
 func soakPoolUsage(t *testing.T) map[netip.Prefix]ipam.PoolUsage {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", plugin.State+".sock")
-		}}}
+	c := unixHTTPClient(plugin.State+".sock", 10*time.Second)
 	defer c.CloseIdleConnections()
 	resp, err := c.Get("http://mynet/v1/snapshot")
 	if err != nil {
