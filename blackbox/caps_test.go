@@ -60,13 +60,13 @@ func TestCapabilityTable(t *testing.T) {
 			}
 			d.start(t)
 			if row.start != "" {
-				if d.running() || !strings.Contains(d.out.String(), row.start) {
-					t.Fatalf("start: running=%v, want an exit with %q:\n%s", d.running(), row.start, d.out)
+				if d.running() || !strings.Contains(d.log(), row.start) {
+					t.Fatalf("start: running=%v, want an exit with %q:\n%s", d.running(), row.start, d.log())
 				}
 				return
 			}
 			if !d.running() {
-				t.Fatalf("start failed:\n%s", d.out)
+				t.Fatalf("start failed:\n%s", d.log())
 			}
 			if row.unprivPort0 {
 				d.inNetns(t, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0")

@@ -98,7 +98,7 @@ func TestHostileRequests(t *testing.T) {
 		before = after
 	}
 	if t.Failed() {
-		t.Logf("daemon log:\n%s", d.out)
+		t.Logf("daemon log:\n%s", d.log())
 	}
 }
 

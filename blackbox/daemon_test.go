@@ -11,47 +11,29 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// buildDir holds the binary built for this test run; TestMain removes it.
-var buildDir string
+// bin is the real mynet command, built once by TestMain for all tests.
+var bin string
 
-func TestMain(m *testing.M) {
+func TestMain(m *testing.M) { os.Exit(buildAndRun(m)) }
+
+func buildAndRun(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "mynet-blackbox-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
-	buildDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
-// binary builds the real mynet command, once per test binary.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		builtBin = filepath.Join(buildDir, "mynet")
-		out, err := exec.Command("go", "build", "-o", builtBin, "github.com/mynet/mynet").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	defer os.RemoveAll(dir)
+	bin = filepath.Join(dir, "mynet")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/mynet/mynet").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "blackbox: go build: %v\n%s", err, out)
+		return 1
 	}
-	return builtBin
+	return m.Run()
 }
 
 // daemonName is the --name of every daemon started here: its socket is
@@ -65,13 +47,13 @@ type daemon struct {
 	wrap  []string // commands run inside the new namespace before the binary (setpriv, env)
 	flags []string // more daemon flags
 
-	dir   string // the daemon's temporary directory
-	state string // state file; the admin socket is state + ".sock"
-	sock  string // plugin socket
-	admin string
+	dir     string // the daemon's temporary directory
+	state   string // state file; the admin socket is state + ".sock"
+	sock    string // plugin socket
+	admin   string
+	logPath string // its stdout and stderr
 
 	cmd     *exec.Cmd
-	out     *logBuffer    // stdout and stderr
 	exited  chan struct{} // closed once cmd has been waited for
 	waitErr error         // how it exited, set before exited closes
 	client  *http.Client  // over sock
@@ -82,11 +64,11 @@ type daemon struct {
 func newDaemon(t *testing.T) *daemon {
 	dir := t.TempDir()
 	d := &daemon{
-		dir:    dir,
-		state:  filepath.Join(dir, "state", daemonName+".db"),
-		sock:   filepath.Join(dir, "sock", daemonName+".sock"),
-		out:    &logBuffer{},
-		exited: make(chan struct{}),
+		dir:     dir,
+		state:   filepath.Join(dir, "state", daemonName+".db"),
+		sock:    filepath.Join(dir, "sock", daemonName+".sock"),
+		logPath: filepath.Join(dir, "daemon.log"),
+		exited:  make(chan struct{}),
 	}
 	d.admin = d.state + ".sock"
 	d.client = unixClient(d.sock)
@@ -101,7 +83,7 @@ func startDaemon(t *testing.T, flags ...string) *daemon {
 	d.flags = flags
 	d.start(t)
 	if !d.running() {
-		t.Fatalf("daemon exited at start: %v\n%s", d.waitErr, d.out)
+		t.Fatalf("daemon exited at start: %v\n%s", d.waitErr, d.log())
 	}
 	return d
 }
@@ -117,11 +99,16 @@ func (d *daemon) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := append([]string{"-n"}, d.wrap...)
-	args = append(args, binary(t), "--name", daemonName, "--socket-dir", filepath.Dir(d.sock), "--state", d.state,
+	args = append(args, bin, "--name", daemonName, "--socket-dir", filepath.Dir(d.sock), "--state", d.state,
 		"--log-level", "debug",
 		"--firewall-check", "1h") // no periodic repair between two looks at the kernel
+	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close() // the daemon writes to its own copy
 	d.cmd = exec.Command("unshare", append(args, d.flags...)...)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the test binary
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -138,7 +125,7 @@ func (d *daemon) start(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("daemon neither served %s nor exited:\n%s", d.sock, d.out)
+	t.Fatalf("daemon neither served %s nor exited:\n%s", d.sock, d.log())
 }
 
 func (d *daemon) running() bool {
@@ -178,7 +165,7 @@ func (d *daemon) post(t *testing.T, path string, body []byte) (int, []byte) {
 	t.Helper()
 	r, err := d.client.Post("http://p"+path, "application/json", bytes.NewReader(body))
 	if err != nil {
-		t.Fatalf("POST %s: %v\n%s", path, err, d.out)
+		t.Fatalf("POST %s: %v\n%s", path, err, d.log())
 	}
 	defer r.Body.Close()
 	out, _ := io.ReadAll(r.Body)
@@ -225,23 +212,10 @@ func (d *daemon) tcpListeners(t *testing.T) []string {
 	return ports
 }
 
-// logBuffer is the daemon's output, written by exec's copier and read by
-// the test while the daemon still writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// log is what the daemon wrote so far.
+func (d *daemon) log() string {
+	b, _ := os.ReadFile(d.logPath)
+	return string(b)
 }
 
 // Request bodies of the network driver protocol. Ids are short patterns

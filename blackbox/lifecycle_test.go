@@ -31,7 +31,7 @@ func TestDaemonLockStaleSocketAndGracefulStop(t *testing.T) {
 
 	first.start(t)
 	if !first.running() {
-		t.Fatalf("daemon did not start over a stale socket:\n%s", first.out)
+		t.Fatalf("daemon did not start over a stale socket:\n%s", first.log())
 	}
 	st, _ := os.Stat(first.sock)
 	if st.Mode().Perm()&0o077 != 0 {
@@ -39,7 +39,7 @@ func TestDaemonLockStaleSocketAndGracefulStop(t *testing.T) {
 	}
 
 	start := time.Now()
-	out, err := exec.Command("unshare", "-n", binary(t), "--name", "second", "--socket-dir", filepath.Dir(first.sock),
+	out, err := exec.Command("unshare", "-n", bin, "--name", "second", "--socket-dir", filepath.Dir(first.sock),
 		"--state", first.state).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "in use by another mynet") {
 		t.Fatalf("second instance: %v %s", err, out)
@@ -52,7 +52,7 @@ func TestDaemonLockStaleSocketAndGracefulStop(t *testing.T) {
 		t.Fatalf("request pool: %s", msg)
 	}
 	if err := first.stop(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, first.out)
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, first.log())
 	}
 	if _, err := os.Stat(first.sock); !os.IsNotExist(err) {
 		t.Fatalf("socket left after SIGTERM: %v", err)
@@ -73,7 +73,6 @@ func TestDaemonLockStaleSocketAndGracefulStop(t *testing.T) {
 // The inspection commands read the daemon's view over the admin socket while
 // it runs, and the state file itself when it does not.
 func TestInspectionCommands(t *testing.T) {
-	bin := binary(t)
 	d := startDaemon(t)
 	for _, call := range []struct{ path, json string }{
 		{"/IpamDriver.RequestPool", `{"Pool":"10.72.0.0/24"}`},

@@ -31,7 +31,7 @@ func TestDaemonMetricsOverUnixSocket(t *testing.T) {
 	}
 	r, err := unixClient(msock).Get("http://m/metrics")
 	if err != nil {
-		t.Fatalf("scrape: %v\n%s", err, d.out)
+		t.Fatalf("scrape: %v\n%s", err, d.log())
 	}
 	body, _ := io.ReadAll(r.Body)
 	r.Body.Close()
@@ -64,14 +64,14 @@ func TestDaemonMetricsOverUnixSocket(t *testing.T) {
 		t.Logf("scrape:\n%s", text)
 	}
 	if err := d.stop(); err != nil {
-		t.Fatalf("exit: %v\n%s", err, d.out)
+		t.Fatalf("exit: %v\n%s", err, d.log())
 	}
 	if _, err := os.Stat(msock); !os.IsNotExist(err) {
 		t.Errorf("metrics socket left after SIGTERM: %v", err)
 	}
 	logLine := regexp.MustCompile(`msg=request call=NetworkDriver.CreateNetwork ids=\S+ took=\S+ netlink=\S+ iptables=\S+ bbolt=\S+`)
-	if !logLine.MatchString(d.out.String()) {
-		t.Errorf("no split request line for CreateNetwork in the log:\n%s", d.out)
+	if !logLine.MatchString(d.log()) {
+		t.Errorf("no split request line for CreateNetwork in the log:\n%s", d.log())
 	}
 }
 
@@ -89,15 +89,15 @@ func TestDaemonMetricsOffByDefault(t *testing.T) {
 			t.Errorf("unexpected socket %s", e.Name())
 		}
 	}
-	if strings.Contains(d.out.String(), "metrics") {
-		t.Errorf("log mentions metrics without --metrics:\n%s", d.out)
+	if strings.Contains(d.log(), "metrics") {
+		t.Errorf("log mentions metrics without --metrics:\n%s", d.log())
 	}
 
 	d2 := startDaemon(t, "--metrics", "127.0.0.1:9323")
 	if l := d2.tcpListeners(t); len(l) != 1 {
 		t.Errorf("TCP listeners with --metrics 127.0.0.1:9323: %v, want 1", l)
 	}
-	if !strings.Contains(d2.out.String(), "metrics served over TCP") {
-		t.Errorf("no log line about TCP:\n%s", d2.out)
+	if !strings.Contains(d2.log(), "metrics served over TCP") {
+		t.Errorf("no log line about TCP:\n%s", d2.log())
 	}
 }

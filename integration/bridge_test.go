@@ -4,6 +4,8 @@ package integration
 
 // The bridge backend end to end: reachability, isolation, --internal, ICC
 // off, MTU, IPv6, connect/disconnect, multi-homed containers, option errors,
+// outbound NAT seen from an outside namespace (which has no route to
+// container subnets, so what it sees proves whether the host masqueraded),
 // and "nothing is left behind" after every test.
 
 import (
@@ -22,12 +24,9 @@ import (
 // both ways. mynet and Docker's bridge: isolated both ways.
 func TestBridgeReachAndIsolation(t *testing.T) {
 	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
-		sfx := fmt.Sprintf("%d", i)
-		a := "mit-reach-a" + sfx
-		b := "mit-reach-b" + sfx
+		sfx := fmt.Sprint(i)
+		a, b := netPair(t, lc, ipam, "mit-reach", i, 81)
 		d := "mit-reach-d" + sfx
-		lc.net(a, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 81).String())...)
-		lc.net(b, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 82).String())...)
 		lc.net(d, "-d", "bridge", "--subnet", freeV4Subnet(t, 83).String())
 		a1, a2, b1, d1 := "mit-reach-a1-"+sfx, "mit-reach-a2-"+sfx, "mit-reach-b1-"+sfx, "mit-reach-d1-"+sfx
 		runContainer(t, a1, "--network", a)
@@ -50,9 +49,7 @@ func TestBridgeReachAndIsolation(t *testing.T) {
 			from string
 			to   netip.Addr
 		}{{a1, ipA2}, {a2, ipA1}} {
-			if err := ping(t, c.from, c.to); err != nil {
-				t.Errorf("same mynet network: %v", err)
-			}
+			expectPing(t, "same mynet network", c.from, c.to)
 		}
 		// The peers on the other side must be alive and reachable on
 		// their own networks for the negative checks to mean something.
@@ -60,9 +57,7 @@ func TestBridgeReachAndIsolation(t *testing.T) {
 			from string
 			gw   string
 		}{{b1, b}, {d1, d}} {
-			if err := ping(t, c.from, netip.MustParseAddr(containerNet(t, c.from, c.gw).Gateway)); err != nil {
-				t.Errorf("control: %v", err)
-			}
+			expectPing(t, "control", c.from, netip.MustParseAddr(containerNet(t, c.from, c.gw).Gateway))
 		}
 		for _, c := range []struct {
 			what, from string
@@ -99,12 +94,8 @@ func TestBridgeInternal(t *testing.T) {
 	ipN1 := containerIP(t, "mit-int-n1", "mit-int-n")
 	gwI := netip.MustParseAddr(containerNet(t, "mit-int-i1", "mit-int-i").Gateway)
 
-	if err := ping(t, "mit-int-i1", ipI2); err != nil {
-		t.Errorf("internal network, own subnet: %v", err)
-	}
-	if err := ping(t, "mit-int-i2", ipI1); err != nil {
-		t.Errorf("internal network, own subnet: %v", err)
-	}
+	expectPing(t, "internal network, own subnet", "mit-int-i1", ipI2)
+	expectPing(t, "internal network, own subnet", "mit-int-i2", ipI1)
 	// Docker gives an internal network no default route; give the container
 	// routes through the gateway so that packets reach the host's firewall.
 	for _, p := range []netip.Prefix{subN, out.prefix} {
@@ -116,19 +107,13 @@ func TestBridgeInternal(t *testing.T) {
 	out.addRoute(t, subN)
 
 	// Controls: the other network and the outside listener work.
-	if err := ping(t, "mit-int-n1", netip.MustParseAddr(containerNet(t, "mit-int-n1", "mit-int-n").Gateway)); err != nil {
-		t.Errorf("control: %v", err)
-	}
+	expectPing(t, "control", "mit-int-n1", netip.MustParseAddr(containerNet(t, "mit-int-n1", "mit-int-n").Gateway))
 	if err := srv.expectFrom("mit-int-n1", out.hostAddr, 10*time.Second); err != nil {
 		t.Errorf("control: a normal mynet container cannot reach the outside namespace: %v", err)
 	}
 
-	if err := noPing("mit-int-i1", ipN1); err != nil {
-		t.Errorf("internal -> other network: %v", err)
-	}
-	if err := noPing("mit-int-n1", ipI1); err != nil {
-		t.Errorf("other network -> internal: %v", err)
-	}
+	expectNoPing(t, "internal -> other network", "mit-int-i1", ipN1)
+	expectNoPing(t, "other network -> internal", "mit-int-n1", ipI1)
 	if err := srv.expectNoConnFrom(t, "mit-int-i1"); err != nil {
 		t.Errorf("internal -> outside namespace: %v", err)
 	}
@@ -149,16 +134,10 @@ func TestBridgeICCOff(t *testing.T) {
 	ip1, ip2 := containerIP(t, "mit-icc-1", "mit-icc"), containerIP(t, "mit-icc-2", "mit-icc")
 	gw := netip.MustParseAddr(containerNet(t, "mit-icc-1", "mit-icc").Gateway)
 	for _, c := range []string{"mit-icc-1", "mit-icc-2"} {
-		if err := ping(t, c, gw); err != nil {
-			t.Errorf("gateway with ICC off: %v", err)
-		}
+		expectPing(t, "gateway with ICC off", c, gw)
 	}
-	if err := noPing("mit-icc-1", ip2); err != nil {
-		t.Errorf("ICC off: %v", err)
-	}
-	if err := noPing("mit-icc-2", ip1); err != nil {
-		t.Errorf("ICC off: %v", err)
-	}
+	expectNoPing(t, "ICC off", "mit-icc-1", ip2)
+	expectNoPing(t, "ICC off", "mit-icc-2", ip1)
 	// A published port stays reachable through the host address (like
 	// Docker's bridge with ICC off); the container's own address does not.
 	host := hostIPv4(t)
@@ -245,26 +224,14 @@ func TestBridgeIPv6(t *testing.T) {
 			return ip
 		}
 		ip1, ip2, ip3 := addr6(c1, a, v6a), addr6(c2, a, v6a), addr6(c3, b, v6b)
-		if err := ping(t, c1, ip2); err != nil {
-			t.Error(err)
-		}
-		if err := ping(t, c2, ip1); err != nil {
-			t.Error(err)
-		}
+		expectPing(t, "", c1, ip2)
+		expectPing(t, "", c2, ip1)
 		if gw, err := netip.ParseAddr(containerNet(t, c1, a).IPv6Gateway); err == nil {
-			if err := ping(t, c1, gw); err != nil {
-				t.Errorf("IPv6 gateway: %v", err)
-			}
+			expectPing(t, "IPv6 gateway", c1, gw)
 		}
-		if err := ping(t, c3, netip.MustParseAddr(containerNet(t, c3, b).IPv6Gateway)); err != nil {
-			t.Errorf("control: %v", err)
-		}
-		if err := noPing(c1, ip3); err != nil {
-			t.Errorf("IPv6 isolation A -> B: %v", err)
-		}
-		if err := noPing(c3, ip1); err != nil {
-			t.Errorf("IPv6 isolation B -> A: %v", err)
-		}
+		expectPing(t, "control", c3, netip.MustParseAddr(containerNet(t, c3, b).IPv6Gateway))
+		expectNoPing(t, "IPv6 isolation A -> B", c1, ip3)
+		expectNoPing(t, "IPv6 isolation B -> A", c3, ip1)
 	})
 }
 
@@ -272,9 +239,7 @@ func TestBridgeIPv6(t *testing.T) {
 func TestBridgeConnectDisconnect(t *testing.T) {
 	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
 		sfx := fmt.Sprint(i)
-		a, b := "mit-conn-a"+sfx, "mit-conn-b"+sfx
-		lc.net(a, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 90).String())...)
-		lc.net(b, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 91).String())...)
+		a, b := netPair(t, lc, ipam, "mit-conn", i, 90)
 		c1, c2, c3 := "mit-conn-1-"+sfx, "mit-conn-2-"+sfx, "mit-conn-3-"+sfx
 		runContainer(t, c1, "--network", a)
 		runContainer(t, c2, "--network", a)
@@ -287,15 +252,9 @@ func TestBridgeConnectDisconnect(t *testing.T) {
 		if o := mustDockerExec(t, c1, "ip", "-o", "-4", "addr", "show", "dev", "eth1"); !strings.Contains(o, ip1b.String()+"/") {
 			t.Errorf("after connect, eth1 of %s lacks %s:\n%s", c1, ip1b, o)
 		}
-		if err := ping(t, c1, ip3); err != nil {
-			t.Errorf("after connect, to the new network: %v", err)
-		}
-		if err := ping(t, c3, ip1b); err != nil {
-			t.Errorf("after connect, from the new network: %v", err)
-		}
-		if err := ping(t, c1, ip2); err != nil {
-			t.Errorf("after connect, to the first network: %v", err)
-		}
+		expectPing(t, "after connect, to the new network", c1, ip3)
+		expectPing(t, "after connect, from the new network", c3, ip1b)
+		expectPing(t, "after connect, to the first network", c1, ip2)
 		if err := pingName(c3, c1); err != nil {
 			t.Errorf("after connect, by name: %v", err)
 		}
@@ -307,12 +266,8 @@ func TestBridgeConnectDisconnect(t *testing.T) {
 		if host := "mnh" + epB.EndpointID[:12]; linkExists(host) {
 			t.Errorf("after disconnect, host veth %s still exists", host)
 		}
-		if err := ping(t, c1, ip2); err != nil {
-			t.Errorf("after disconnect, first network: %v", err)
-		}
-		if err := noPing(c1, ip3); err != nil {
-			t.Errorf("after disconnect, the old network must be unreachable: %v", err)
-		}
+		expectPing(t, "after disconnect, first network", c1, ip2)
+		expectNoPing(t, "after disconnect, the old network must be unreachable", c1, ip3)
 	})
 }
 
@@ -320,9 +275,7 @@ func TestBridgeConnectDisconnect(t *testing.T) {
 func TestBridgeTwoNetworks(t *testing.T) {
 	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
 		sfx := fmt.Sprint(i)
-		a, b := "mit-two-a"+sfx, "mit-two-b"+sfx
-		lc.net(a, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 92).String())...)
-		lc.net(b, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 93).String())...)
+		a, b := netPair(t, lc, ipam, "mit-two", i, 92)
 		both, pa, pb := "mit-two-both-"+sfx, "mit-two-pa-"+sfx, "mit-two-pb-"+sfx
 		t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", both) })
 		mustDocker(t, "create", "--name", both, "--network", a, testImage, "sleep", "3600")
@@ -338,14 +291,10 @@ func TestBridgeTwoNetworks(t *testing.T) {
 			from string
 			to   netip.Addr
 		}{{both, containerIP(t, pa, a)}, {both, containerIP(t, pb, b)}, {pa, ipA}, {pb, ipB}} {
-			if err := ping(t, c.from, c.to); err != nil {
-				t.Error(err)
-			}
+			expectPing(t, "", c.from, c.to)
 		}
 		// The two-legged container does not join the networks.
-		if err := noPing(pa, containerIP(t, pb, b)); err != nil {
-			t.Errorf("a -> b through nothing: %v", err)
-		}
+		expectNoPing(t, "a -> b through nothing", pa, containerIP(t, pb, b))
 	})
 }
 
@@ -413,9 +362,7 @@ func TestBridgeGivenBridgeName(t *testing.T) {
 	n := lc.net("mit-brname-1", "-d", pluginName, "--subnet", sub.String(), "-o", "com.docker.network.bridge.name="+br)
 	runContainer(t, "mit-brname-c1", "--network", n.Name)
 	runContainer(t, "mit-brname-c2", "--network", n.Name)
-	if err := ping(t, "mit-brname-c1", containerIP(t, "mit-brname-c2", n.Name)); err != nil {
-		t.Errorf("on a given bridge: %v", err)
-	}
+	expectPing(t, "on a given bridge", "mit-brname-c1", containerIP(t, "mit-brname-c2", n.Name))
 	ep := containerNet(t, "mit-brname-c1", n.Name)
 	if b, _ := os.ReadFile("/sys/class/net/mnh" + ep.EndpointID[:12] + "/master/uevent"); !strings.Contains(string(b), "INTERFACE="+br) {
 		t.Errorf("host veth of mit-brname-c1 is not on %s: %q", br, b)
@@ -499,9 +446,7 @@ func TestBridgeGatewayRangeMAC(t *testing.T) {
 		if want, got := fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3]), mustDockerExec(t, c2, "cat", "/sys/class/net/eth0/address"); got != want {
 			t.Errorf("default MAC of %s (%s) = %s, want %s", c2, ip2, got, want)
 		}
-		if err := ping(t, c2, fixed); err != nil {
-			t.Error(err)
-		}
+		expectPing(t, "", c2, fixed)
 	})
 }
 
@@ -530,5 +475,65 @@ func TestBridgeOverlapRefused(t *testing.T) {
 		for _, x := range before.diff(takeSnapshot(), false) {
 			t.Errorf("refused overlapping network changed the host: %s", x)
 		}
+	}
+}
+
+// Outbound NAT: a container reaches the outside namespace, which sees the
+// host's /30 address (it has no route to the container subnet at all).
+func TestBridgeOutsideNAT(t *testing.T) {
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		out := newOutside(t)
+		srv := out.serveTCP(t)
+		name := fmt.Sprintf("mit-nat-%d", i)
+		lc.net(name, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 97).String())...)
+		runContainer(t, name+"-c", "--network", name)
+		if err := srv.expectFrom(name+"-c", out.hostAddr, 10*time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// enable_ip_masquerade=false: the outside cannot answer (no NAT, no route
+// back); once the outside gets a route to the subnet, it sees the
+// container's own address.
+func TestBridgeOutsideNoMasquerade(t *testing.T) {
+	lc := bridgeTest(t)
+	out := newOutside(t)
+	srv := out.serveTCP(t)
+	sub := freeV4Subnet(t, 98)
+	lc.net("mit-nomasq", "-d", pluginName, "--subnet", sub.String(), "-o", "com.docker.network.bridge.enable_ip_masquerade=false")
+	runContainer(t, "mit-nomasq-c", "--network", "mit-nomasq")
+	ip := containerIP(t, "mit-nomasq-c", "mit-nomasq")
+	if err := ping(t, "mit-nomasq-c", netip.MustParseAddr(containerNet(t, "mit-nomasq-c", "mit-nomasq").Gateway)); err != nil {
+		t.Fatalf("control: %v", err)
+	}
+	if err := srv.expectNoConnFrom(t, "mit-nomasq-c"); err != nil {
+		t.Errorf("masquerade off: %v", err)
+	}
+	out.addRoute(t, sub)
+	if err := srv.expectFrom("mit-nomasq-c", ip, 10*time.Second); err != nil {
+		t.Errorf("masquerade off, outside routes back: %v", err)
+	}
+}
+
+// IPv6 outbound NAT (README: ip6tables equivalents of every rule): a dual
+// stack container reaches an IPv6 listener in the outside namespace, which
+// has a route to its own /64 only and sees the host's address.
+func TestBridgeOutsideNATv6(t *testing.T) {
+	lc := bridgeTest(t)
+	out := newOutside(t)
+	hostV6, nsV6 := out.addV6(t)
+	srv := out.serveTCPOn(t, nsV6)
+	lc.net("mit-nat6", "-d", pluginName, "--ipv6", "--subnet", freeV4Subnet(t, 99).String(), "--subnet", freeV6Subnet(t).String())
+	runContainer(t, "mit-nat6-c", "--network", "mit-nat6")
+	gw6, err := netip.ParseAddr(containerNet(t, "mit-nat6-c", "mit-nat6").IPv6Gateway)
+	if err != nil {
+		t.Fatalf("no IPv6 gateway: %v", err)
+	}
+	if err := ping(t, "mit-nat6-c", gw6); err != nil {
+		t.Fatalf("control: %v", err)
+	}
+	if err := srv.expectFrom("mit-nat6-c", hostV6, 10*time.Second); err != nil {
+		t.Error(err)
 	}
 }

@@ -102,9 +102,7 @@ func TestCompose(t *testing.T) {
 					t.Errorf("by service name: %v", err)
 				}
 			}
-			if err := ping(t, client, webIP); err != nil {
-				t.Error(err)
-			}
+			expectPing(t, "", client, webIP)
 			for _, c := range []string{web, client} {
 				if got := mustDockerExec(t, c, "cat", "/sys/class/net/eth0/mtu"); got != "1400" {
 					t.Errorf("%s: eth0 MTU %s, want 1400 (driver_opts)", c, got)

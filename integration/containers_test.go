@@ -377,6 +377,32 @@ func pingName(from, name string) error {
 	return nil
 }
 
+// expectPing reports an error, after what, unless from pings to.
+func expectPing(t testing.TB, what, from string, to netip.Addr) {
+	t.Helper()
+	if err := ping(t, from, to); err != nil {
+		report(t, what, err)
+	}
+}
+
+// expectNoPing reports an error, after what, unless to stays silent to
+// pings from container from (see noPing).
+func expectNoPing(t testing.TB, what, from string, to netip.Addr) {
+	t.Helper()
+	if err := noPing(from, to); err != nil {
+		report(t, what, err)
+	}
+}
+
+func report(t testing.TB, what string, err error) {
+	t.Helper()
+	if what == "" {
+		t.Error(err)
+		return
+	}
+	t.Errorf("%s: %v", what, err)
+}
+
 // fetchFrom sends an HTTP/1.0 GET to ip:port from inside container ctr
 // with busybox nc and returns what came back.
 func fetchFrom(ctr string, ip netip.Addr, port int) (string, error) {

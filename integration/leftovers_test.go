@@ -51,6 +51,16 @@ func forEachIPAM(t *testing.T, test func(t *testing.T, i int, ipam []string, lc 
 	}
 }
 
+// netPair creates two networks of ours on ipam, NAME-a<i> and NAME-b<i>,
+// on free /24s near 10.<base>.x.0 and 10.<base+1>.x.0, both watched by lc.
+func netPair(t *testing.T, lc *leakCheck, ipam []string, name string, i, base int) (a, b string) {
+	t.Helper()
+	a, b = fmt.Sprintf("%s-a%d", name, i), fmt.Sprintf("%s-b%d", name, i)
+	lc.net(a, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, base).String())...)
+	lc.net(b, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, base+1).String())...)
+	return a, b
+}
+
 // assertNoBridgeLeftovers snapshots what exists now and, once the test and
 // all its cleanups (containers, networks) are done, checks that nothing of
 // the test's networks is left: no mn- link, no veth, no mynet:<id> rule, no

@@ -106,9 +106,7 @@ func (s *restartSetup) afterRestart(t *testing.T, name string) {
 			t.Errorf("after the restart, %s got %s, already used by %s", ctr, ip, other)
 		}
 		seen[ip] = ctr
-		if err := ping(t, ctr, s.srvIP); err != nil {
-			t.Errorf("after the restart, new container: %v", err)
-		}
+		expectPing(t, "after the restart, new container", ctr, s.srvIP)
 	}
 
 	// What the restarted plugin restored is also what it removes.
@@ -136,9 +134,7 @@ func TestRestartPlugin(t *testing.T) {
 				t.Fatalf("%s the plugin: %v", how, err)
 			}
 			// The data plane does not depend on the plugin process.
-			if err := ping(t, s.cli, s.srvIP); err != nil {
-				t.Errorf("while the plugin is down: %v", err)
-			}
+			expectPing(t, "while the plugin is down", s.cli, s.srvIP)
 			if err := p.Start(); err != nil {
 				t.Fatalf("start the plugin again: %v", err)
 			}
