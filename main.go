@@ -16,15 +16,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mynet/mynet/admin"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver"
-	"github.com/mynet/mynet/driver/admin"
-	"github.com/mynet/mynet/driver/doctor"
 	"github.com/mynet/mynet/driver/firewall"
-	"github.com/mynet/mynet/driver/metrics"
-	"github.com/mynet/mynet/driver/server"
-	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/metrics"
+	"github.com/mynet/mynet/server"
 	"github.com/mynet/mynet/state"
+	"github.com/mynet/mynet/timing"
 )
 
 type config struct {
@@ -150,7 +150,7 @@ func run(cfg config) error {
 	}
 
 	sock := filepath.Join(cfg.socketDir, cfg.name+".sock")
-	ln, err := admin.Listen(sock)
+	ln, err := server.Listen(sock)
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ func run(cfg config) error {
 	go netDriver.Run(ctx, cfg.firewallInterval)
 
 	adminSock := admin.SocketPath(cfg.state)
-	adminLn, err := admin.Listen(adminSock)
+	adminLn, err := server.Listen(adminSock)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func run(cfg config) error {
 				nets, eps := netDriver.Snapshot()
 				return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}
 			},
-			Doctor: func(r admin.DoctorRequest, grace time.Duration) []doctor.Drift {
+			Doctor: func(r admin.DoctorRequest, grace time.Duration) []drift.Drift {
 				span := timing.Begin() // its kernel and bbolt work is no request's
 				defer span.End()
 				drifts := netDriver.Doctor(r.View, r.HasView, r.Fix, grace)

@@ -15,8 +15,8 @@ import (
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/driver/ports"
-	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/state"
+	"github.com/mynet/mynet/timing"
 )
 
 // ErrBadRequest marks errors caused by the request itself.

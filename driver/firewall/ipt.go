@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/mynet/mynet/timing"
 )
 
 // backend runs iptables-save and iptables-restore (or the ip6tables ones) of
@@ -101,7 +103,7 @@ func isMultiBinary(base string) bool {
 // save returns the current filter and nat tables.
 func (b *backend) save() (*ruleset, error) {
 	b.runs++
-	defer spend(time.Now())
+	defer timing.Since(timing.Iptables, time.Now())
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Cmd{Path: b.savePath, Args: []string{b.saveArg0}, Stdout: &stdout, Stderr: &stderr}
 	if err := cmd.Run(); err != nil {
@@ -129,7 +131,7 @@ func (b *backend) apply(s *script) error {
 		return b.applyHook(text)
 	}
 	b.runs++
-	defer spend(time.Now())
+	defer timing.Since(timing.Iptables, time.Now())
 	args := []string{b.restoreArg0, "--noflush"}
 	if b.wait {
 		args = append(args, "--wait")

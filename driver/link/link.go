@@ -15,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/mynet/mynet/timing"
 )
 
 // MaxNameLen is the kernel's limit on interface names (IFNAMSIZ - 1).
@@ -49,7 +51,7 @@ func isNotFound(err error) bool {
 
 // Exists reports whether a link of that name exists.
 func Exists(name string) (bool, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	_, err := netlink.LinkByName(name)
 	if err == nil {
 		return true, nil
@@ -64,7 +66,7 @@ func Exists(name string) (bool, error) {
 // given MTU when mtu > 0. created says whether this call made it. A link of
 // that name that is not a bridge is an error.
 func EnsureBridge(name string, mtu int) (created bool, err error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	switch {
 	case err == nil:
@@ -100,7 +102,7 @@ func EnsureBridge(name string, mtu int) (created bool, err error) {
 
 // Delete removes a link. A missing link is fine.
 func Delete(name string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	return deleteLink(name)
 }
 
@@ -120,7 +122,7 @@ func deleteLink(name string) error {
 
 // EnsureAddr adds an address (with its prefix length) to a link unless present.
 func EnsureAddr(name string, p netip.Prefix) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("add %s to %s: %w", p, name, err)
@@ -137,7 +139,7 @@ func EnsureAddr(name string, p netip.Prefix) error {
 
 // DelAddr removes an address from a link. Missing link or address is fine.
 func DelAddr(name string, p netip.Prefix) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		if isNotFound(err) {
@@ -165,7 +167,7 @@ type Veth struct {
 // peer stays down in the host namespace for Docker to move. On failure
 // nothing is left behind.
 func CreateVeth(v Veth) (retErr error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	br, err := netlink.LinkByName(v.Bridge)
 	if err != nil {
 		return fmt.Errorf("find bridge %s: %w", v.Bridge, err)
@@ -202,7 +204,7 @@ func CreateVeth(v Veth) (retErr error) {
 
 // Attach puts a host-end link on a bridge with hairpin on and brings it up.
 func Attach(l netlink.Link, br netlink.Link) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	return attach(l, br)
 }
 
@@ -221,7 +223,7 @@ func attach(l netlink.Link, br netlink.Link) error {
 
 // AttachByName is Attach by link names.
 func AttachByName(name, bridge string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -235,7 +237,7 @@ func AttachByName(name, bridge string) error {
 
 // Master returns the name of the bridge a link is on ("" if none).
 func Master(name string) (string, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return "", err
@@ -254,7 +256,7 @@ func Master(name string) (string, error) {
 // ("" for none), from one netlink dump: a restart with thousands of links
 // asks once instead of two requests per link.
 func Masters() (map[string]string, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	links, err := dumpLinks()
 	if err != nil {
 		return nil, err
@@ -272,7 +274,7 @@ func Masters() (map[string]string, error) {
 
 // Names lists every link name in this namespace.
 func Names() ([]string, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	links, err := dumpLinks()
 	if err != nil {
 		return nil, err
@@ -289,7 +291,7 @@ func Names() ([]string, error) {
 // value. A managed plugin, whose /proc/sys is read-only, passes the place
 // where the host's /proc/sys/net is bound read-write.
 func SetSysctl(root, key, value string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	path := filepath.Join(root, key)
 	if cur, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(cur)) == value {
 		return nil
@@ -305,7 +307,7 @@ func SetSysctl(root, key, value string) error {
 // source, or reply source after DNAT), so a published port that moves, or an
 // address given to the next container, does not inherit stale UDP flows.
 func FlushConntrack(ip netip.Addr) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	family := netlink.InetFamily(unix.AF_INET)
 	if ip.Is6() {
 		family = unix.AF_INET6
@@ -326,7 +328,7 @@ func FlushConntrack(ip netip.Addr) error {
 
 // SetAlias marks a link (ifalias), e.g. with the mynet instance that owns it.
 func SetAlias(name, alias string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -342,7 +344,7 @@ func SetAlias(name, alias string) error {
 
 // Alias returns a link's alias ("" if none or if the link is missing).
 func Alias(name string) string {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return ""
