@@ -2,8 +2,9 @@
 
 package integration
 
-// The bridge backend end to end: reachability, isolation, --internal, ICC
-// off, MTU, IPv6, connect/disconnect, multi-homed containers, option errors,
+// The bridge backend end to end: reachability and isolation, multi-homed
+// containers, connect/disconnect, --internal, ICC off, MTU, IPv6, option
+// errors, given bridges, gateways and address ranges, overlaps,
 // outbound NAT seen from an outside namespace (which has no route to
 // container subnets, so what it sees proves whether the host masqueraded),
 // and "nothing is left behind" after every test.
@@ -75,6 +76,69 @@ func TestBridgeReachAndIsolation(t *testing.T) {
 	})
 }
 
+// A container on two mynet networks from its start.
+func TestBridgeTwoNetworks(t *testing.T) {
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		sfx := fmt.Sprint(i)
+		a, b := netPair(t, lc, ipam, "mit-two", i, 92)
+		both, pa, pb := "mit-two-both-"+sfx, "mit-two-pa-"+sfx, "mit-two-pb-"+sfx
+		t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", both) })
+		mustDocker(t, "create", "--name", both, "--network", a, testImage, "sleep", "3600")
+		mustDocker(t, "network", "connect", b, both)
+		mustDocker(t, "start", both)
+		runContainer(t, pa, "--network", a)
+		runContainer(t, pb, "--network", b)
+		ipA, ipB := containerIP(t, both, a), containerIP(t, both, b)
+		if o := mustDockerExec(t, both, "ip", "-o", "-4", "addr"); !strings.Contains(o, ipA.String()+"/") || !strings.Contains(o, ipB.String()+"/") {
+			t.Errorf("%s should have %s and %s:\n%s", both, ipA, ipB, o)
+		}
+		for _, c := range []struct {
+			from string
+			to   netip.Addr
+		}{{both, containerIP(t, pa, a)}, {both, containerIP(t, pb, b)}, {pa, ipA}, {pb, ipB}} {
+			expectPing(t, "", c.from, c.to)
+		}
+		// The two-legged container does not join the networks.
+		expectNoPing(t, "a -> b through nothing", pa, containerIP(t, pb, b))
+	})
+}
+
+// docker network connect / disconnect of a running container.
+func TestBridgeConnectDisconnect(t *testing.T) {
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		sfx := fmt.Sprint(i)
+		a, b := netPair(t, lc, ipam, "mit-conn", i, 90)
+		c1, c2, c3 := "mit-conn-1-"+sfx, "mit-conn-2-"+sfx, "mit-conn-3-"+sfx
+		runContainer(t, c1, "--network", a)
+		runContainer(t, c2, "--network", a)
+		runContainer(t, c3, "--network", b)
+		ip2, ip3 := containerIP(t, c2, a), containerIP(t, c3, b)
+
+		mustDocker(t, "network", "connect", b, c1)
+		epB := containerNet(t, c1, b)
+		ip1b := netip.MustParseAddr(epB.IPAddress)
+		if o := mustDockerExec(t, c1, "ip", "-o", "-4", "addr", "show", "dev", "eth1"); !strings.Contains(o, ip1b.String()+"/") {
+			t.Errorf("after connect, eth1 of %s lacks %s:\n%s", c1, ip1b, o)
+		}
+		expectPing(t, "after connect, to the new network", c1, ip3)
+		expectPing(t, "after connect, from the new network", c3, ip1b)
+		expectPing(t, "after connect, to the first network", c1, ip2)
+		if err := pingName(c3, c1); err != nil {
+			t.Errorf("after connect, by name: %v", err)
+		}
+
+		mustDocker(t, "network", "disconnect", b, c1)
+		if o, err := dockerExec(c1, "ip", "-o", "addr"); err != nil || strings.Contains(o, ip1b.String()+"/") || strings.Contains(o, "eth1") {
+			t.Errorf("after disconnect, %s still has eth1/%s (%v):\n%s", c1, ip1b, err, o)
+		}
+		if host := "mnh" + epB.EndpointID[:12]; linkExists(host) {
+			t.Errorf("after disconnect, host veth %s still exists", host)
+		}
+		expectPing(t, "after disconnect, first network", c1, ip2)
+		expectNoPing(t, "after disconnect, the old network must be unreachable", c1, ip3)
+	})
+}
+
 // --internal: own subnet only; neither another network nor an outside
 // namespace (which has a route back to the internal subnet, so only the
 // firewall can stop the traffic).
@@ -127,9 +191,7 @@ func TestBridgeICCOff(t *testing.T) {
 	lc := bridgeTest(t)
 	lc.net("mit-icc", mynetNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", freeV4Subnet(t, 86).String(),
 		"-o", "com.docker.network.bridge.enable_icc=false")...)
-	port := freePort(t)
-	token := newToken("icc")
-	runWebServer(t, "mit-icc-1", token, "--network", "mit-icc", "-p", fmt.Sprintf("%d:80", port))
+	port, token := runPublishedWebServer(t, "mit-icc-1", "", "--network", "mit-icc")
 	runContainer(t, "mit-icc-2", "--network", "mit-icc")
 	ip1, ip2 := containerIP(t, "mit-icc-1", "mit-icc"), containerIP(t, "mit-icc-2", "mit-icc")
 	gw := netip.MustParseAddr(containerNet(t, "mit-icc-1", "mit-icc").Gateway)
@@ -232,69 +294,6 @@ func TestBridgeIPv6(t *testing.T) {
 		expectPing(t, "control", c3, netip.MustParseAddr(containerNet(t, c3, b).IPv6Gateway))
 		expectNoPing(t, "IPv6 isolation A -> B", c1, ip3)
 		expectNoPing(t, "IPv6 isolation B -> A", c3, ip1)
-	})
-}
-
-// docker network connect / disconnect of a running container.
-func TestBridgeConnectDisconnect(t *testing.T) {
-	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
-		sfx := fmt.Sprint(i)
-		a, b := netPair(t, lc, ipam, "mit-conn", i, 90)
-		c1, c2, c3 := "mit-conn-1-"+sfx, "mit-conn-2-"+sfx, "mit-conn-3-"+sfx
-		runContainer(t, c1, "--network", a)
-		runContainer(t, c2, "--network", a)
-		runContainer(t, c3, "--network", b)
-		ip2, ip3 := containerIP(t, c2, a), containerIP(t, c3, b)
-
-		mustDocker(t, "network", "connect", b, c1)
-		epB := containerNet(t, c1, b)
-		ip1b := netip.MustParseAddr(epB.IPAddress)
-		if o := mustDockerExec(t, c1, "ip", "-o", "-4", "addr", "show", "dev", "eth1"); !strings.Contains(o, ip1b.String()+"/") {
-			t.Errorf("after connect, eth1 of %s lacks %s:\n%s", c1, ip1b, o)
-		}
-		expectPing(t, "after connect, to the new network", c1, ip3)
-		expectPing(t, "after connect, from the new network", c3, ip1b)
-		expectPing(t, "after connect, to the first network", c1, ip2)
-		if err := pingName(c3, c1); err != nil {
-			t.Errorf("after connect, by name: %v", err)
-		}
-
-		mustDocker(t, "network", "disconnect", b, c1)
-		if o, err := dockerExec(c1, "ip", "-o", "addr"); err != nil || strings.Contains(o, ip1b.String()+"/") || strings.Contains(o, "eth1") {
-			t.Errorf("after disconnect, %s still has eth1/%s (%v):\n%s", c1, ip1b, err, o)
-		}
-		if host := "mnh" + epB.EndpointID[:12]; linkExists(host) {
-			t.Errorf("after disconnect, host veth %s still exists", host)
-		}
-		expectPing(t, "after disconnect, first network", c1, ip2)
-		expectNoPing(t, "after disconnect, the old network must be unreachable", c1, ip3)
-	})
-}
-
-// A container on two mynet networks from its start.
-func TestBridgeTwoNetworks(t *testing.T) {
-	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
-		sfx := fmt.Sprint(i)
-		a, b := netPair(t, lc, ipam, "mit-two", i, 92)
-		both, pa, pb := "mit-two-both-"+sfx, "mit-two-pa-"+sfx, "mit-two-pb-"+sfx
-		t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", both) })
-		mustDocker(t, "create", "--name", both, "--network", a, testImage, "sleep", "3600")
-		mustDocker(t, "network", "connect", b, both)
-		mustDocker(t, "start", both)
-		runContainer(t, pa, "--network", a)
-		runContainer(t, pb, "--network", b)
-		ipA, ipB := containerIP(t, both, a), containerIP(t, both, b)
-		if o := mustDockerExec(t, both, "ip", "-o", "-4", "addr"); !strings.Contains(o, ipA.String()+"/") || !strings.Contains(o, ipB.String()+"/") {
-			t.Errorf("%s should have %s and %s:\n%s", both, ipA, ipB, o)
-		}
-		for _, c := range []struct {
-			from string
-			to   netip.Addr
-		}{{both, containerIP(t, pa, a)}, {both, containerIP(t, pb, b)}, {pa, ipA}, {pb, ipB}} {
-			expectPing(t, "", c.from, c.to)
-		}
-		// The two-legged container does not join the networks.
-		expectNoPing(t, "a -> b through nothing", pa, containerIP(t, pb, b))
 	})
 }
 
