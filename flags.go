@@ -10,8 +10,8 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/mynet/mynet/driver/admin"
-	"github.com/mynet/mynet/driver/metrics"
+	"github.com/mynet/mynet/admin"
+	"github.com/mynet/mynet/metrics"
 	"github.com/mynet/mynet/ipam"
 )
 
