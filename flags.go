@@ -11,8 +11,8 @@ import (
 	"unicode"
 
 	"github.com/mynet/mynet/admin"
-	"github.com/mynet/mynet/metrics"
 	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/metrics"
 )
 
 type config struct {
