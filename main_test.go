@@ -124,7 +124,7 @@ func TestDaemonLockStaleSocketAndGracefulStop(t *testing.T) {
 	}
 
 	// SIGTERM: the socket goes away and the state is closed (reopenable).
-	r, err := c.Post("http://p/IpamDriver.RequestPool", "", strings.NewReader(`{"Pool":"10.71.0.0/24"}`))
+	r, err := c.Post("http://p/IpamDriver.RequestPool", "", strings.NewReader(`{"AddressSpace":"LocalDefault","Pool":"10.71.0.0/24"}`))
 	if err != nil || r.StatusCode != 200 {
 		t.Fatalf("request pool: %v %v", err, r)
 	}
@@ -176,7 +176,7 @@ func TestInspectionCommands(t *testing.T) {
 	d := startDaemon(t, bin, dir)
 	c := d.waitServing(t)
 	for _, body := range []struct{ path, json string }{
-		{"/IpamDriver.RequestPool", `{"Pool":"10.72.0.0/24"}`},
+		{"/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.72.0.0/24"}`},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.72.0.0/24"}`},
 	} {
 		r, err := c.Post("http://p"+body.path, "", strings.NewReader(body.json))

@@ -26,7 +26,7 @@ func TestDaemonMetricsOverUnixSocket(t *testing.T) {
 	c := d.waitServing(t)
 	const netID = "0123456789abcdef0123"
 	for _, call := range []struct{ path, body string }{
-		{"/IpamDriver.RequestPool", `{"Pool":"10.77.0.0/24"}`},
+		{"/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.77.0.0/24"}`},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.77.0.0/24","Options":{"RequestAddressType":"com.docker.network.gateway"}}`},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.77.0.0/24"}`},
 		{"/NetworkDriver.CreateNetwork", `{"NetworkID":"` + netID + `","Options":{"com.docker.network.generic":{}},` +
