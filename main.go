@@ -75,9 +75,9 @@ func run(cfg config) error {
 	sock := filepath.Join(cfg.socketDir, cfg.name+".sock")
 	ln, err := server.Listen(sock)
 	if err != nil {
-		return err
+		return fmt.Errorf("plugin socket (--name, --socket-dir): %w", err)
 	}
-	defer os.Remove(sock)
+	defer ln.Close() // removes the socket while it is still ours
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -86,9 +86,9 @@ func run(cfg config) error {
 	adminSock := admin.SocketPath(cfg.state)
 	adminLn, err := server.Listen(adminSock)
 	if err != nil {
-		return err
+		return fmt.Errorf("admin socket (next to --state): %w", err)
 	}
-	defer os.Remove(adminSock)
+	defer adminLn.Close()
 	go func() {
 		if err := admin.Serve(ctx, adminLn, admin.Handlers{
 			Snapshot: func() admin.Snapshot {
@@ -118,11 +118,9 @@ func run(cfg config) error {
 		if err != nil {
 			return err
 		}
-		if cfg.metrics.Path != "" {
-			defer os.Remove(cfg.metrics.Path)
-		}
+		defer metricsLn.Close()
 		go func() {
-			if err := metrics.Serve(ctx, metricsLn, cfg.metrics, mets); err != nil {
+			if err := metrics.Serve(ctx, metricsLn, mets); err != nil {
 				log.Error("metrics", "err", err)
 			}
 		}()

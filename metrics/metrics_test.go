@@ -268,7 +268,7 @@ func TestServeOnUnixSocket(t *testing.T) {
 	m.Repair("links")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, a, m) }()
+	go func() { done <- Serve(ctx, ln, m) }()
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", a.Path)
 	}}}
