@@ -1,4 +1,4 @@
-package hostile
+package blackbox
 
 import (
 	"context"
@@ -37,8 +37,8 @@ func TestSocketTakeoverRefused(t *testing.T) {
 		target string // the path that must survive
 		says   string
 	}{
-		{"same --name and --socket-dir", []string{"--name", "hx", "--socket-dir", filepath.Dir(d.sock), "--state", filepath.Join(other, "b.db")}, d.sock, "in use"},
-		{"plugin socket on the other's admin socket", []string{"--name", "hx.db", "--socket-dir", filepath.Dir(d.state), "--state", filepath.Join(other, "c.db")}, d.admin, "in use"},
+		{"same --name and --socket-dir", []string{"--name", daemonName, "--socket-dir", filepath.Dir(d.sock), "--state", filepath.Join(other, "b.db")}, d.sock, "in use"},
+		{"plugin socket on the other's admin socket", []string{"--name", daemonName + ".db", "--socket-dir", filepath.Dir(d.state), "--state", filepath.Join(other, "c.db")}, d.admin, "in use"},
 		{"--metrics on the other's plugin socket", append(own("m1"), "--metrics", "unix:"+d.sock), d.sock, "in use"},
 		{"--metrics on the other's admin socket", append(own("m2"), "--metrics", "unix:"+d.admin), d.admin, "in use"},
 		{"--metrics on the other's state file", append(own("m3"), "--metrics", "unix:"+d.state), d.state, "not a socket"},
@@ -62,7 +62,7 @@ func TestSocketTakeoverRefused(t *testing.T) {
 	}
 	// The first daemon still owns its socket: it knows the pool it handed out.
 	if status, out := d.post(t, "/IpamDriver.RequestAddress", []byte(`{"PoolID":"LocalDefault/10.85.0.0/24"}`)); status != 200 {
-		t.Fatalf("the first daemon no longer answers on %s: %d %s\n%s", d.sock, status, out, d.out)
+		t.Fatalf("the first daemon no longer answers on %s: %d %s\n%s", d.sock, status, out, d.log())
 	}
 }
 
@@ -72,7 +72,7 @@ func runSecond(t *testing.T, args []string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", append([]string{"-n", binary(t), "--firewall-check", "1h"}, args...)...)
+	cmd := exec.CommandContext(ctx, "unshare", append([]string{"-n", bin, "--firewall-check", "1h"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {
