@@ -123,7 +123,7 @@ func TestRequestsOutcomesHistogramsAndPools(t *testing.T) {
 		path, body string
 		code       int
 	}{
-		{"/IpamDriver.RequestPool", `{"Pool":"10.75.0.0/24"}`, 200},
+		{"/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.75.0.0/24"}`, 200},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"` + pool + `"}`, 200},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"` + pool + `"}`, 200},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"` + pool + `","Address":"10.75.0.1"}`, 400}, // taken
@@ -189,7 +189,7 @@ func TestRequestsOutcomesHistogramsAndPools(t *testing.T) {
 func TestOverlappedCallsHaveNoSplit(t *testing.T) {
 	h, _, scrape := plugin(t)
 	bg := timing.Begin()
-	post(t, h, "/IpamDriver.RequestPool", `{"Pool":"10.76.0.0/24"}`)
+	post(t, h, "/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.76.0.0/24"}`)
 	bg.End()
 	f := scrape()
 	if got := counter(f, "mynet_requests_overlapped_total", "call", "IpamDriver.RequestPool"); got != 1 {
@@ -268,7 +268,7 @@ func TestServeOnUnixSocket(t *testing.T) {
 	m.Repair("links")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, a, m) }()
+	go func() { done <- Serve(ctx, ln, m) }()
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", a.Path)
 	}}}
