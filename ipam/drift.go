@@ -11,7 +11,7 @@ import (
 )
 
 // Doctor finds pools no Docker network uses and endpoint addresses no Docker
-// endpoint holds (an answer lost in a crash, a network removed while we were
+// endpoint holds and that are not one of the network's aux addresses (an answer lost in a crash, a network removed while we were
 // down) and, with fix, releases them. Records younger than grace before the
 // view was taken are left alone: Docker may be about to use them.
 func (d *Driver) Doctor(v drift.View, fix bool, grace time.Duration) []drift.Drift {
@@ -28,6 +28,11 @@ func (d *Driver) Doctor(v drift.View, fix bool, grace time.Duration) []drift.Dri
 			u := use{network: n.Name, addrs: map[netip.Addr]bool{}}
 			for _, ep := range n.Endpoints {
 				u.addrs[ep.IPv4], u.addrs[ep.IPv6] = true, true
+			}
+			// --aux-address reservations reach us as plain address
+			// requests: only Docker's IPAM config says what they are.
+			for _, a := range p.Aux {
+				u.addrs[a] = true
 			}
 			used[[2]netip.Prefix{p.Subnet.Masked(), p.IPRange.Masked()}] = u
 		}

@@ -50,3 +50,25 @@ func TestDoctorReleasesWhatDockerDoesNotUse(t *testing.T) {
 		}
 	}
 }
+
+// --aux-address reservations are requested like any other address (Docker
+// passes no option that tells them apart), so only Docker's IPAM config says
+// what they are: the doctor keeps them.
+func TestDoctorKeepsAuxAddresses(t *testing.T) {
+	e := newEnv(t, DefaultRanges)
+	p := e.pool("10.93.0.0/24", "10.93.0.128/25", false)
+	aux := e.addr(p.PoolID, "10.93.0.5", false) // outside the range, as aux addresses may be
+	lost := e.addr(p.PoolID, "10.93.0.200", false)
+	view := drift.View{FetchedAt: time.Now().Add(time.Minute), Networks: map[string]drift.Network{
+		"n1": {Name: "n1", OurIPAM: true, Pools: []drift.Pool{{
+			Subnet: netip.MustParsePrefix("10.93.0.0/24"), IPRange: netip.MustParsePrefix("10.93.0.128/25"),
+			Aux: []netip.Addr{netip.MustParsePrefix(aux).Addr()}}}},
+	}}
+	ds := e.d.Doctor(view, true, 0)
+	if len(ds) != 1 || ds[0].Object != "address "+netip.MustParsePrefix(lost).Addr().String() || !ds[0].Fixed {
+		t.Fatalf("want only the lost address %s released, got %+v", lost, ds)
+	}
+	if _, err := e.d.RequestAddress(AddressRequest{PoolID: p.PoolID, Address: "10.93.0.5"}); err == nil {
+		t.Errorf("aux address %s was released and handed out again", aux)
+	}
+}
