@@ -22,10 +22,15 @@ import (
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/metrics"
+	"github.com/mynet/mynet/reconcile"
 	"github.com/mynet/mynet/server"
 	"github.com/mynet/mynet/state"
-	"github.com/mynet/mynet/timing"
 )
+
+// dockerCallTimeout bounds each call the background reconcile makes to
+// Docker: it never holds a lock, but a hung dockerd should cost a run
+// seconds, not minutes.
+const dockerCallTimeout = 5 * time.Second
 
 type config struct {
 	name, state, socketDir string
@@ -33,7 +38,10 @@ type config struct {
 	defaultPools           string
 	sysctlRoot             string
 	firewallInterval       time.Duration
-	metrics                metrics.Addr // zero: no metrics listener
+	metrics                metrics.Addr  // zero: no metrics listener
+	reconcileEvery         time.Duration // 0: no background reconcile
+	reconcileGrace         time.Duration
+	dockerSocket           string // Docker API socket path, for the reconcile
 }
 
 func envOr(key, def string) string {
@@ -66,8 +74,26 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.firewallInterval, "firewall-check", 5*time.Second, "how often to re-assert firewall jumps that dockerd may have pushed down")
 	metricsAddr := fs.String("metrics", envOr("MYNET_METRICS", ""),
 		"serve Prometheus /metrics on unix:/path.sock or host:port; off when empty (env MYNET_METRICS)")
+	every := fs.String("reconcile-every", envOr("MYNET_RECONCILE_EVERY", "5m"),
+		"how often to compare with Docker's view and repair what Docker forgot; 0 turns it off (env MYNET_RECONCILE_EVERY)")
+	grace := fs.String("reconcile-grace", envOr("MYNET_RECONCILE_GRACE", "2m"),
+		"the reconcile leaves records younger than this alone: Docker may be about to use them (env MYNET_RECONCILE_GRACE)")
+	dockerHost := fs.String("docker-host", envOr("DOCKER_HOST", "unix:///var/run/docker.sock"),
+		"Docker API socket the reconcile reads Docker's view from (env DOCKER_HOST)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	var err error
+	if c.reconcileEvery, err = parseDuration("--reconcile-every", "MYNET_RECONCILE_EVERY", *every, time.Second); err != nil {
+		return c, err
+	}
+	if c.reconcileGrace, err = parseDuration("--reconcile-grace", "MYNET_RECONCILE_GRACE", *grace, 0); err != nil {
+		return c, err
+	}
+	if c.reconcileEvery > 0 {
+		if c.dockerSocket, err = drift.ParseDockerHost(*dockerHost); err != nil {
+			return c, fmt.Errorf("--docker-host (env DOCKER_HOST) %w, or turn the background reconcile off with --reconcile-every 0", err)
+		}
 	}
 	if *metricsAddr != "" {
 		a, err := metrics.ParseAddr(*metricsAddr)
@@ -83,6 +109,19 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("--name %q: give a plain name such as mynet", c.name)
 	}
 	return c, nil
+}
+
+// parseDuration reads a duration flag: 0, or from min up to a day.
+func parseDuration(flagName, env, s string, min time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err == nil && (d == 0 || d >= min && d <= 24*time.Hour) {
+		return d, nil
+	}
+	valid := "a duration from 0 to 24h such as 2m"
+	if min > 0 {
+		valid = fmt.Sprintf("0 (off) or a duration from %s to 24h such as 5m", min)
+	}
+	return 0, fmt.Errorf("%s (env %s) %q: give %s", flagName, env, s, valid)
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
@@ -160,6 +199,7 @@ func run(cfg config) error {
 	defer stop()
 	go netDriver.Run(ctx, cfg.firewallInterval)
 
+	repairer := reconcile.NewRepairer(netDriver, ipamDriver, log)
 	adminSock := admin.SocketPath(cfg.state)
 	adminLn, err := server.Listen(adminSock)
 	if err != nil {
@@ -172,17 +212,12 @@ func run(cfg config) error {
 				nets, eps := netDriver.Snapshot()
 				return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}
 			},
-			Doctor: func(r admin.DoctorRequest, grace time.Duration) []drift.Drift {
-				span := timing.Begin() // its kernel and bbolt work is no request's
-				defer span.End()
-				drifts := netDriver.Doctor(r.View, r.HasView, r.Fix, grace)
-				if r.HasView {
-					drifts = append(drifts, ipamDriver.Doctor(r.View, r.Fix, grace)...)
+			Doctor: func(r admin.DoctorRequest, grace time.Duration) ([]drift.Drift, error) {
+				run := reconcile.Run{View: r.View, HasView: r.HasView, Grace: grace, Force: r.Force, By: "doctor"}
+				if r.Fix {
+					run.Fix = drift.FixAll
 				}
-				for _, d := range drifts {
-					log.Info("doctor", "kind", d.Kind, "object", d.Object, "fixed", d.Fixed, "err", d.Error)
-				}
-				return drifts
+				return repairer.Do(run)
 			},
 		}); err != nil {
 			log.Error("admin socket", "err", err)
@@ -212,6 +247,23 @@ func run(cfg config) error {
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving", "socket", sock, "state", cfg.state, "default_pools", cfg.defaultPools)
 
+	// Docker is asked only from here on: dockerd waits for its plugins at
+	// boot, so a plugin that waited for dockerd first would deadlock it.
+	reconciled := make(chan struct{})
+	if cfg.reconcileEvery > 0 {
+		loop := &reconcile.Loop{Repairer: repairer, Every: cfg.reconcileEvery, Grace: cfg.reconcileGrace, Log: log, OnRun: mets.ReconcileRun,
+			View: func(ctx context.Context) (drift.View, error) {
+				return drift.Fetch(ctx, cfg.dockerSocket, dockerCallTimeout)
+			}}
+		go func() {
+			defer close(reconciled)
+			loop.Run(ctx)
+		}()
+		log.Info("background reconcile with Docker's view", "every", cfg.reconcileEvery, "grace", cfg.reconcileGrace, "docker", cfg.dockerSocket)
+	} else {
+		close(reconciled)
+	}
+
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve %s: %w", sock, err)
@@ -223,5 +275,6 @@ func run(cfg config) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
+	<-reconciled // a repair in progress ends before the store closes
 	return nil
 }
