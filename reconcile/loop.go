@@ -73,15 +73,23 @@ func (l *Loop) Once(ctx context.Context) string {
 	if l.missingSince == nil {
 		l.missingSince = map[string]time.Time{}
 	}
+	start := time.Now()
 	vctx, cancel := context.WithTimeout(ctx, viewTimeout)
 	v, err := l.View(vctx)
 	cancel()
 	if ctx.Err() != nil {
 		return "" // shutting down
 	}
+	done := func(outcome string) string {
+		log.Debug("reconcile run", "outcome", outcome, "view_at", v.FetchedAt, "took", time.Since(start))
+		if l.OnRun != nil {
+			l.OnRun(outcome, time.Now())
+		}
+		return outcome
+	}
 	if err != nil {
 		log.Warn("reconcile: no view from Docker, nothing repaired", "err", err)
-		return l.done(DockerUnreachable)
+		return done(DockerUnreachable)
 	}
 
 	seen := map[string]bool{}
@@ -102,10 +110,10 @@ func (l *Loop) Once(ctx context.Context) string {
 	switch {
 	case !ran:
 		log.Info("reconcile: skipped, a mynet doctor run is in progress")
-		return l.done(Busy)
+		return done(Busy)
 	case err != nil:
 		log.Warn("reconcile: nothing repaired", "err", err)
-		return l.done(NoSharedNetwork)
+		return done(NoSharedNetwork)
 	}
 	for key := range seen {
 		if _, ok := l.missingSince[key]; !ok {
@@ -127,12 +135,5 @@ func (l *Loop) Once(ctx context.Context) string {
 			log.Info("reconcile: Docker lacks it; removed if still missing at the next run", "kind", d.Kind, "object", d.Object, "next_run_in", l.Every)
 		}
 	}
-	return l.done(outcome)
-}
-
-func (l *Loop) done(outcome string) string {
-	if l.OnRun != nil {
-		l.OnRun(outcome, time.Now())
-	}
-	return outcome
+	return done(outcome)
 }
