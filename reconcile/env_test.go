@@ -32,7 +32,7 @@ import (
 // socket server the test controls (what Docker says, whether it answers).
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	store *state.Store
 	fw    *firewall.Firewall
 	net   *driver.Driver
@@ -62,7 +62,7 @@ func (s *syncBuffer) String() string {
 }
 
 // inNetns runs fn on a thread in a new network namespace.
-func inNetns(t *testing.T, fn func(e *env)) {
+func inNetns(t testing.TB, fn func(e *env)) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -215,7 +215,7 @@ type fakeDocker struct {
 	listener net.Listener
 }
 
-func newFakeDocker(t *testing.T, sock string, nets ...dockerNet) *fakeDocker {
+func newFakeDocker(t testing.TB, sock string, nets ...dockerNet) *fakeDocker {
 	t.Helper()
 	f := &fakeDocker{sock: sock, nets: nets, asked: make(chan struct{}, 100)}
 	ln, err := net.Listen("unix", sock)
