@@ -21,9 +21,11 @@ const (
 var Outcomes = []string{OK, RepairFailed, DockerUnreachable, NoSharedNetwork, Busy}
 
 // Loop reads Docker's view every interval and repairs what `mynet doctor
-// --fix` would, except that a network (or pool) Docker lacks is removed only
-// once it has been missing for a whole interval: a dockerd restoring its
-// networks must not lose them.
+// --fix` would, except that what Docker lacks (a network, an endpoint, a pool,
+// an address) is removed only once it has been missing for a whole interval:
+// one look at a dockerd that is restoring its networks, or at a view read
+// network by network while Docker works, must never remove what a container
+// uses.
 type Loop struct {
 	Repairer *Repairer
 	// View reads Docker's view; it must give up by ctx's deadline.
@@ -58,10 +60,15 @@ func (l *Loop) Run(ctx context.Context) {
 	}
 }
 
-// held: drift kinds that mean "Docker has no such network", repaired only
-// when seen again a whole interval later.
+// held: drift kinds that mean "Docker has no such thing", repaired only when
+// seen again a whole interval later. What the kernel lacks or has in excess
+// does not depend on Docker's view and is repaired at once.
 func held(kind string) bool {
-	return kind == drift.NetworkUnknownToDocker || kind == drift.PoolUnused
+	switch kind {
+	case drift.NetworkUnknownToDocker, drift.EndpointUnknownToDocker, drift.PoolUnused, drift.AddressUnused:
+		return true
+	}
+	return false
 }
 
 // Once runs one reconcile and returns its outcome.
