@@ -20,6 +20,7 @@ import (
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/metrics"
 	"github.com/mynet/mynet/reconcile"
@@ -179,11 +180,12 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	fw, err := firewall.NewWithConfig(log, firewall.Config{SysctlRoot: cfg.sysctlRoot})
+	sysctls := link.Sysctls{Root: cfg.sysctlRoot}
+	fw, err := firewall.NewWithConfig(log, firewall.Config{Sysctls: sysctls})
 	if err != nil {
 		return err
 	}
-	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, SysctlRoot: cfg.sysctlRoot, OnRepair: mets.Repair})
+	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, Sysctls: sysctls, OnRepair: mets.Repair})
 	if err != nil {
 		return err
 	}

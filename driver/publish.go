@@ -31,7 +31,8 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 	if len(mappings) == 0 || len(ep.Ports) > 0 || n.rec.Internal {
 		return nil // nothing asked, already done, or nothing may reach an internal network
 	}
-	if !d.backend(n.rec.Backend).publishes() {
+	b := d.backend(n.rec.Backend)
+	if !b.publishes() {
 		return badRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", mappings[0], n.rec.Backend)
 	}
 	bindings, err := d.reserve(n.rec, *ep, mappings)
@@ -43,21 +44,21 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 			d.ports.Release(bindings)
 		}
 	}()
-	if err := d.fw.AddPorts(fwNetwork(n.rec), bindings); err != nil {
+	if err := b.publish(n.rec, bindings); err != nil {
 		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
 	}
 	defer func() {
 		if retErr != nil {
-			retErr = errors.Join(retErr, d.fw.RemovePorts(fwNetwork(n.rec), bindings))
+			retErr = errors.Join(retErr, b.unpublish(n.rec, bindings))
 		}
 	}()
-	ep.Ports = toRecords(bindings)
+	ep.Ports = bindings
 	return d.saveEndpoint(*ep)
 }
 
 // reserve holds host ports for each mapping, routing IPv6 host addresses to
 // the container's IPv6 address and the rest to its IPv4 address.
-func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping) ([]ports.Binding, error) {
+func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping) ([]state.PortBinding, error) {
 	var v4, v6 []ports.Mapping
 	for _, m := range ms {
 		if !m.HostIP.IsValid() && n.HostBindingV4 != "" {
@@ -75,7 +76,7 @@ func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping)
 	if len(v6) > 0 && !ep.IPv6.IsValid() {
 		return nil, badRequest("endpoint %s has no IPv6 address to publish %s to", short(ep.ID), v6[0])
 	}
-	var out []ports.Binding
+	var out []state.PortBinding
 	if len(v4) > 0 {
 		b, err := d.ports.Reserve(ep.IPv4.Addr(), v4)
 		if err != nil {
@@ -112,28 +113,11 @@ func (d *Driver) RevokeExternalConnectivity(req *api.RevokeExternalConnectivityR
 
 // unpublish removes the rules and frees the host ports of ep.
 func (d *Driver) unpublish(n state.Network, ep state.Endpoint) error {
-	bindings := fromRecords(ep.Ports)
-	err := d.fw.RemovePorts(fwNetwork(n), bindings)
-	d.ports.Release(bindings)
+	err := d.backend(n.Backend).unpublish(n, ep.Ports)
+	d.ports.Release(ep.Ports)
 	d.flushConntrack(ep)
 	if err != nil {
 		return fmt.Errorf("unpublish ports of endpoint %s: %w", short(ep.ID), err)
 	}
 	return nil
-}
-
-func toRecords(bs []ports.Binding) []state.PortBinding {
-	out := make([]state.PortBinding, len(bs))
-	for i, b := range bs {
-		out[i] = state.PortBinding{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, ContainerIP: b.ContainerIP, ContainerPort: b.ContainerPort}
-	}
-	return out
-}
-
-func fromRecords(rs []state.PortBinding) []ports.Binding {
-	out := make([]ports.Binding, len(rs))
-	for i, r := range rs {
-		out[i] = ports.Binding{Proto: r.Proto, HostIP: r.HostIP, HostPort: r.HostPort, ContainerIP: r.ContainerIP, ContainerPort: r.ContainerPort}
-	}
-	return out
 }

@@ -7,11 +7,9 @@ package integration
 // mynet starting before dockerd (as at boot) makes either of them wait.
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -44,10 +42,7 @@ func withReconcile(t *testing.T, every, grace time.Duration) {
 // pluginPost makes a protocol call on the shared plugin's socket, as dockerd
 // would, and returns the status and body.
 func pluginPost(path, body string) (int, string, error) {
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", plugin.SocketPath())
-		}}}
+	c := unixHTTPClient(plugin.SocketPath(), 30*time.Second)
 	defer c.CloseIdleConnections()
 	r, err := c.Post("http://p/"+path, "application/json", strings.NewReader(body))
 	if err != nil {
@@ -88,15 +83,15 @@ var reReconcileRun = regexp.MustCompile(`msg="reconcile run" outcome=(\S+) view_
 // died mid-create): those two only after a whole interval.
 func TestReconcileRepairsWhatDockerForgot(t *testing.T) {
 	p := withPlugin(t)
-	defer e2eEnsurePlugin(t)
+	defer ensurePlugin(t)
 	lc := assertNoBridgeLeftovers(t)
 	const every, grace = 2 * time.Second, 3 * time.Second
 	withReconcile(t, every, grace)
 	const name = "mit-rec"
-	subnet := e2eV4Subnet(t, 132)
+	subnet := freeV4Subnet(t, 132)
 	n := lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", subnet.String())
 	for _, c := range []string{"mit-rec-1", "mit-rec-2", "mit-rec-3"} {
-		e2eRun(t, c, []string{"--network", name})
+		runContainer(t, c, "--network", name)
 	}
 	gone := containerNet(t, "mit-rec-2", name)
 	if err := p.Kill(); err != nil {
@@ -131,10 +126,10 @@ func TestReconcileRepairsWhatDockerForgot(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := time.Now()
-	br := e2eBridgeOf(n)
-	e2eIP(t, "link", "del", br)
+	br := mynetBridge(n)
+	mustRun(t, "ip", "link", "del", br)
 	// What dockerd asked for just before dying mid-create.
-	forgotSubnet := e2eV4Subnet(t, 133)
+	forgotSubnet := freeV4Subnet(t, 133)
 	forgotID := strings.Repeat(fmt.Sprintf("%016x", rand.Uint64()), 4)
 	forgotPool := fmt.Sprintf("LocalDefault/%s", forgotSubnet)
 	t.Cleanup(func() { // idempotent, if the test stops before the reconcile
@@ -147,7 +142,7 @@ func TestReconcileRepairsWhatDockerForgot(t *testing.T) {
 
 	want := []string{drift.EndpointUnknownToDocker, drift.AddressUnused, drift.LinksMissing, drift.NetworkUnknownToDocker, drift.PoolUnused}
 	var missing []string
-	err = e2eEventually(grace+10*every+30*time.Second, func() error {
+	err = eventually(grace+10*every+30*time.Second, func() error {
 		log := p.LogSince(off, 1<<20)
 		missing = nil
 		for _, k := range want {
@@ -177,7 +172,7 @@ func TestReconcileRepairsWhatDockerForgot(t *testing.T) {
 	}
 
 	// Repaired for real.
-	stNow, err := e2eReadState()
+	stNow, err := readStore()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,15 +185,15 @@ func TestReconcileRepairsWhatDockerForgot(t *testing.T) {
 	if _, ok := stNow.pools[forgotPool]; ok {
 		t.Errorf("the forgotten pool is still in the store")
 	}
-	if !e2eLinkExists(br) || e2eLinkExists("mn-"+forgotID[:12]) || e2eLinkExists("mnh"+gone.EndpointID[:12]) {
+	if !linkExists(br) || linkExists("mn-"+forgotID[:12]) || linkExists("mnh"+gone.EndpointID[:12]) {
 		t.Errorf("links: bridge %s back %v, forgotten network's bridge gone %v, forgotten veth gone %v",
-			br, e2eLinkExists(br), !e2eLinkExists("mn-"+forgotID[:12]), !e2eLinkExists("mnh"+gone.EndpointID[:12]))
+			br, linkExists(br), !linkExists("mn-"+forgotID[:12]), !linkExists("mnh"+gone.EndpointID[:12]))
 	}
 	if err := ping(t, "mit-rec-1", containerIP(t, "mit-rec-3", name)); err != nil {
 		t.Errorf("after the repair: %v", err)
 	}
 	for i, ip := range []string{gone.IPAddress, lost.String()} {
-		e2eRun(t, fmt.Sprintf("mit-rec-again%d", i), []string{"--network", name, "--ip", ip})
+		runContainer(t, fmt.Sprintf("mit-rec-again%d", i), "--network", name, "--ip", ip)
 	}
 	if ds, code := runDoctor(t, "--grace", "0s"); code != 0 || len(ds) != 0 {
 		t.Errorf("mynet doctor after the background repairs: exit %d, drifts %+v", code, ds)
@@ -212,11 +207,9 @@ func TestReconcileRepairsWhatDockerForgot(t *testing.T) {
 // then the reconcile compares again.
 func TestReconcileAcrossDockerdRestartAndBoot(t *testing.T) {
 	p := withPlugin(t)
-	if !e2eWaitNoBench(t, 15*time.Minute) {
-		t.Fatalf("a benchmark or another mynet instance still uses dockerd after 15 minutes; not restarting dockerd under it")
-	}
+	needDockerdAlone(t)
 	defer ensureDockerd(t)
-	defer e2eEnsurePlugin(t)
+	defer ensurePlugin(t)
 	lc := assertNoBridgeLeftovers(t)
 	const every, grace = time.Second, 30 * time.Second
 	withReconcile(t, every, grace)
@@ -242,7 +235,7 @@ func TestReconcileAcrossDockerdRestartAndBoot(t *testing.T) {
 			}
 		}
 	}
-	if err := e2eEventually(30*time.Second, func() error {
+	if err := eventually(30*time.Second, func() error {
 		if !slices.Contains(reconcileRuns(off), "docker_unreachable") {
 			return fmt.Errorf("no docker_unreachable run yet")
 		}
@@ -264,7 +257,7 @@ func TestReconcileAcrossDockerdRestartAndBoot(t *testing.T) {
 	}
 	t.Logf("MEASURED dockerd (pid %d) answered %.1fs after its start, mynet reconciling every %s", pid, time.Since(start).Seconds(), every)
 	for _, c := range ctrs {
-		if err := e2eEventually(90*time.Second, func() error {
+		if err := eventually(90*time.Second, func() error {
 			out, err := dockerCmd("inspect", "-f", "{{.State.Running}}", c)
 			if err != nil || strings.TrimSpace(out) != "true" {
 				return fmt.Errorf("%s running=%q: %v", c, strings.TrimSpace(out), err)
@@ -278,7 +271,7 @@ func TestReconcileAcrossDockerdRestartAndBoot(t *testing.T) {
 		t.Errorf("after the restart: %v", err)
 	}
 	back := p.LogSize()
-	if err := e2eEventually(30*time.Second, func() error {
+	if err := eventually(30*time.Second, func() error {
 		if !slices.Contains(reconcileRuns(back), "ok") {
 			return fmt.Errorf("no ok reconcile run since dockerd is back: %v", reconcileRuns(back))
 		}
@@ -288,8 +281,8 @@ func TestReconcileAcrossDockerdRestartAndBoot(t *testing.T) {
 	}
 	// Store and IPAM hold exactly what Docker uses on the network (after a
 	// grace for anything dockerd's restart left behind).
-	if err := e2eEventually(grace+10*every+30*time.Second, func() error {
-		stNow, err := e2eReadState()
+	if err := eventually(grace+10*every+30*time.Second, func() error {
+		stNow, err := readStore()
 		if err != nil {
 			return err
 		}

@@ -42,6 +42,7 @@ type env struct {
 
 	mu      sync.Mutex
 	repairs map[string]int // what OnRepair heard, by kind
+	viewAt  time.Time      // when the loop's views say they were read; zero: now
 }
 
 type syncBuffer struct {
@@ -117,10 +118,30 @@ func (e *env) repaired() map[string]int {
 	return m
 }
 
-// loop is the background loop as main wires it, against socket.
+// loop is the background loop as main wires it, against socket, except
+// that its views are stamped with the test's clock (later).
 func (e *env) loop(socket string, every time.Duration) *Loop {
 	return &Loop{Repairer: e.rep, Every: every, Log: slog.New(slog.NewTextHandler(e.log, nil)),
-		View: func(ctx context.Context) (drift.View, error) { return drift.Fetch(ctx, socket, time.Second) }}
+		View: func(ctx context.Context) (drift.View, error) {
+			v, err := drift.Fetch(ctx, socket, time.Second)
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if !e.viewAt.IsZero() {
+				v.FetchedAt = e.viewAt
+			}
+			return v, err
+		}}
+}
+
+// later moves the loop's clock d ahead of now (or of where it was moved), so
+// a test steps through intervals without sleeping through them.
+func (e *env) later(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.viewAt.IsZero() {
+		e.viewAt = time.Now()
+	}
+	e.viewAt = e.viewAt.Add(d)
 }
 
 func (e *env) pool(subnet string) string {

@@ -95,8 +95,9 @@ func TestLoopRepairsEachKind(t *testing.T) {
 	inNetns(t, func(e *env) {
 		poolA, unusedPool := e.plantDrift()
 		fake := newFakeDocker(t, filepath.Join(t.TempDir(), "docker.sock"), dockerHas()...)
-		const every = 500 * time.Millisecond
+		const every = time.Hour
 		l := e.loop(fake.sock, every)
+		e.later(0)
 		var outcomes []string
 		l.OnRun = func(o string, _ time.Time) { outcomes = append(outcomes, o) }
 
@@ -128,7 +129,7 @@ func TestLoopRepairsEachKind(t *testing.T) {
 		if !linkExists(brB) || !linkExists("mnh"+ep2[:12]) {
 			t.Errorf("held network B or endpoint ep2 lost its link")
 		}
-		time.Sleep(every)
+		e.later(every)
 		if o := l.Once(context.Background()); o != OK {
 			t.Fatalf("run after the interval: %s\n%s", o, e.log)
 		}
@@ -201,19 +202,20 @@ func TestLoopKeepsANetworkDockerHasAgain(t *testing.T) {
 		a := dockerHas()[0]
 		b := dockerNet{ID: netB, Name: "b", Driver: "mynet"}
 		fake := newFakeDocker(t, filepath.Join(t.TempDir(), "docker.sock"), a)
-		const every = 300 * time.Millisecond
+		const every = time.Hour
 		l := e.loop(fake.sock, every)
+		e.later(0)
 		l.Once(context.Background()) // B missing: held
 		fake.set(a, b)
-		time.Sleep(every)
+		e.later(every)
 		l.Once(context.Background()) // B back
 		fake.set(a)
-		time.Sleep(every)
+		e.later(every)
 		l.Once(context.Background()) // B missing again: held anew
 		if got := e.repaired(); got[drift.NetworkUnknownToDocker] != 0 || !linkExists(brB) {
 			t.Fatalf("network B removed although Docker had it at the run before: %v", got)
 		}
-		time.Sleep(every)
+		e.later(every)
 		l.Once(context.Background())
 		if got := e.repaired(); got[drift.NetworkUnknownToDocker] != 1 || linkExists(brB) {
 			t.Fatalf("network B missing for a whole interval is still there: %v", got)

@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -284,23 +281,6 @@ func Names() ([]string, error) {
 		out = append(out, l.name)
 	}
 	return out, nil
-}
-
-// SetSysctl writes a value under root, normally /proc/sys (key like
-// "net/ipv4/ip_forward"), skipping the write when it already holds the
-// value. A managed plugin, whose /proc/sys is read-only, passes the place
-// where the host's /proc/sys/net is bound read-write.
-func SetSysctl(root, key, value string) error {
-	defer timing.Since(timing.Netlink, time.Now())
-	path := filepath.Join(root, key)
-	if cur, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(cur)) == value {
-		return nil
-	}
-	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
-		return fmt.Errorf("set %s=%s: %w (set it on the host if mynet runs without write access to /proc/sys)",
-			strings.ReplaceAll(key, "/", "."), value, err)
-	}
-	return nil
 }
 
 // FlushConntrack forgets tracked flows from or to ip (original direction
