@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/mynet/mynet/admin"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/metrics"
 )
@@ -22,7 +23,10 @@ type config struct {
 	ranges                 []ipam.Range
 	sysctlRoot             string
 	firewallInterval       time.Duration
-	metrics                metrics.Addr // zero: no metrics listener
+	metrics                metrics.Addr  // zero: no metrics listener
+	reconcileEvery         time.Duration // 0: no background reconcile
+	reconcileGrace         time.Duration
+	dockerSocket           string // Docker API socket path, for the reconcile
 }
 
 // The periodic firewall check: often enough to catch dockerd pushing our
@@ -81,6 +85,13 @@ func parseFlags(args []string) (config, error) {
 	str(&firewallCheck, "firewall-check", "", "5s",
 		"how often to re-assert firewall jumps that dockerd may have pushed down: "+firewallCheckRange)
 	str(&metricsAddr, "metrics", "MYNET_METRICS", "", "serve Prometheus /metrics on unix:/path.sock or host:port; off when empty")
+	var every, grace, dockerHost string
+	str(&every, "reconcile-every", "MYNET_RECONCILE_EVERY", "5m",
+		"how often to compare with Docker's view and repair what Docker forgot; 0 turns it off")
+	str(&grace, "reconcile-grace", "MYNET_RECONCILE_GRACE", "2m",
+		"the reconcile leaves records younger than this alone: Docker may be about to use them")
+	str(&dockerHost, "docker-host", "DOCKER_HOST", "unix:///var/run/docker.sock",
+		"Docker API socket the reconcile reads Docker's view from")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -89,7 +100,11 @@ func parseFlags(args []string) (config, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if err := c.check(firewallCheck, metricsAddr); err != nil {
+	err := c.check(firewallCheck, metricsAddr)
+	if err == nil {
+		err = c.checkReconcile(every, grace, dockerHost)
+	}
+	if err != nil {
 		// Name the variable too when the value came from the environment.
 		if fe, ok := err.(*flagError); ok && !set[fe.flag] && env[fe.flag] != "" && os.Getenv(env[fe.flag]) != "" {
 			return c, fmt.Errorf("%w (from %s)", err, env[fe.flag])
@@ -155,6 +170,26 @@ func (c *config) check(firewallCheck, metricsAddr string) error {
 			return err
 		}
 		c.metrics = a
+	}
+	return nil
+}
+
+// checkReconcile reads the background reconcile's flags: an interval of 0
+// (off) or 1s to 24h, a grace of 0 to 24h, and a Docker socket when it runs.
+func (c *config) checkReconcile(every, grace, dockerHost string) error {
+	d, err := time.ParseDuration(every)
+	if err != nil || d != 0 && (d < time.Second || d > 24*time.Hour) {
+		return badFlag("reconcile-every", "%q: give 0 (off) or a duration from 1s to 24h such as 5m", every)
+	}
+	c.reconcileEvery = d
+	if d, err = time.ParseDuration(grace); err != nil || d < 0 || d > 24*time.Hour {
+		return badFlag("reconcile-grace", "%q: give a duration from 0 to 24h such as 2m", grace)
+	}
+	c.reconcileGrace = d
+	if c.reconcileEvery > 0 {
+		if c.dockerSocket, err = drift.ParseDockerHost(dockerHost); err != nil {
+			return badFlag("docker-host", "%v, or turn the background reconcile off with --reconcile-every 0", err)
+		}
 	}
 	return nil
 }

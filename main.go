@@ -21,10 +21,15 @@ import (
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/metrics"
+	"github.com/mynet/mynet/reconcile"
 	"github.com/mynet/mynet/server"
 	"github.com/mynet/mynet/state"
-	"github.com/mynet/mynet/timing"
 )
+
+// dockerCallTimeout bounds each call the background reconcile makes to
+// Docker: it never holds a lock, but a hung dockerd should cost a run
+// seconds, not minutes.
+const dockerCallTimeout = 5 * time.Second
 
 func main() {
 	if len(os.Args) > 1 {
@@ -83,6 +88,7 @@ func run(cfg config) error {
 	defer stop()
 	go netDriver.Run(ctx, cfg.firewallInterval)
 
+	repairer := reconcile.NewRepairer(netDriver, ipamDriver, log)
 	adminSock := admin.SocketPath(cfg.state)
 	adminLn, err := server.Listen(adminSock)
 	if err != nil {
@@ -95,17 +101,12 @@ func run(cfg config) error {
 				nets, eps := netDriver.Snapshot()
 				return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}
 			},
-			Doctor: func(r admin.DoctorRequest, grace time.Duration) []drift.Drift {
-				span := timing.Begin() // its kernel and bbolt work is no request's
-				defer span.End()
-				drifts := netDriver.Doctor(r.View, r.HasView, r.Fix, grace)
-				if r.HasView {
-					drifts = append(drifts, ipamDriver.Doctor(r.View, r.Fix, grace)...)
+			Doctor: func(r admin.DoctorRequest, grace time.Duration) ([]drift.Drift, error) {
+				run := reconcile.Run{View: r.View, HasView: r.HasView, Grace: grace, Force: r.Force, By: "doctor"}
+				if r.Fix {
+					run.Fix = drift.FixAll
 				}
-				for _, d := range drifts {
-					log.Info("doctor", "kind", d.Kind, "object", d.Object, "fixed", d.Fixed, "err", d.Error)
-				}
-				return drifts
+				return repairer.Do(run)
 			},
 		}); err != nil {
 			log.Error("admin socket", "err", err)
@@ -133,6 +134,23 @@ func run(cfg config) error {
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving", "socket", sock, "state", cfg.state, "default_pools", cfg.defaultPools)
 
+	// Docker is asked only from here on: dockerd waits for its plugins at
+	// boot, so a plugin that waited for dockerd first would deadlock it.
+	reconciled := make(chan struct{})
+	if cfg.reconcileEvery > 0 {
+		loop := &reconcile.Loop{Repairer: repairer, Every: cfg.reconcileEvery, Grace: cfg.reconcileGrace, Log: log, OnRun: mets.ReconcileRun,
+			View: func(ctx context.Context) (drift.View, error) {
+				return drift.Fetch(ctx, cfg.dockerSocket, dockerCallTimeout)
+			}}
+		go func() {
+			defer close(reconciled)
+			loop.Run(ctx)
+		}()
+		log.Info("background reconcile with Docker's view", "every", cfg.reconcileEvery, "grace", cfg.reconcileGrace, "docker", cfg.dockerSocket)
+	} else {
+		close(reconciled)
+	}
+
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve %s: %w", sock, err)
@@ -144,5 +162,6 @@ func run(cfg config) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
+	<-reconciled // a repair in progress ends before the store closes
 	return nil
 }
