@@ -168,3 +168,26 @@ COMMIT
 -A MYNET-S-aaaaaaaaaaaa -s 127.0.0.0/8 -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MASQUERADE
 COMMIT
 `
+
+// TestTwoFirewallsShareChains: two mynet instances in one namespace, the
+// second started before the first made any chain. The second's copy of the
+// ruleset lacks the chains the first made since; creating them again must
+// fail and be planned on a fresh read, never empty the first's chains.
+func TestTwoFirewallsShareChains(t *testing.T) {
+	l := newLab(t)
+	n := Network{ID: "a20000000000", Bridge: "myp0", ICC: true, Masquerade: true, Subnets: l.addBridge("myp0", "198.18.50.1/24", "")}
+	m := Network{ID: "a30000000000", Bridge: "myq0", ICC: true, Masquerade: true, Subnets: l.addBridge("myq0", "198.18.51.1/24", "")}
+	var other *Firewall
+	l.do(func() (err error) { other, err = New(nil); return })
+	l.do(func() error { _, err := other.OwnedNetworks(); return err }) // its start reads the ruleset
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	mine := strings.Count(l.save(v4), "mynet:a20000000000")
+	l.do(func() error { return other.AddNetwork(m) })
+	if got := strings.Count(l.save(v4), "mynet:a20000000000"); got != mine {
+		t.Errorf("the other instance's AddNetwork left %d of the first's %d rules", got, mine)
+	}
+	if got := strings.Count(l.save(v4), "mynet:a30000000000"); got == 0 {
+		t.Errorf("the other instance's network has no rules")
+	}
+	l.do(l.fw.Cleanup)
+}
