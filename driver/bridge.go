@@ -161,10 +161,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 			}
 		}
 	}
-	if d.rulesPresent[rec.Bridge] {
-		return nil
-	}
-	if d.rulesPresent != nil { // restoring: added in one batch (addPendingRules)
+	if d.restoring { // added in one batch (addPendingRules)
 		d.pendingRules = append(d.pendingRules, *rec)
 		return nil
 	}

@@ -50,7 +50,7 @@ type Driver struct {
 	endpoints map[string]*state.Endpoint
 	locks     map[string]*sync.Mutex // one per network: serialises its kernel work
 
-	rulesPresent map[string]bool   // during restore only: bridges whose rules exist
+	restoring    bool              // during restore only: rules are added in one batch (pendingRules)
 	linkMasters  map[string]string // during restore only: link name -> its master ("" none)
 	pendingRules []state.Network   // during restore only: networks whose rules go in one batch
 }

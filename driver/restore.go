@@ -35,16 +35,11 @@ func (d *Driver) restore() error {
 		}
 		d.networks[rec.ID] = &netEntry{rec: rec, cfg: cfg}
 	}
-	// One read of our rules instead of one iptables-save per network: the
-	// rules of networks already present are trusted (the periodic repair
-	// re-adds any that go missing later).
-	d.rulesPresent = map[string]bool{}
-	if owned, err := d.fw.Owned(); err == nil {
-		for _, b := range owned {
-			d.rulesPresent[b] = true
-		}
-	}
-	defer func() { d.rulesPresent = nil }()
+	// Every network's rules are compared with what this version wants, in
+	// one batch: present and current rules cost no iptables process, and
+	// rules of an older layout or partly gone are brought up to date.
+	d.restoring = true
+	defer func() { d.restoring = false }()
 	// Every record once, not all the others per network (quadratic): a
 	// setup that looks at the others (a shared VLAN parent) finds its own
 	// record among them harmless.
@@ -85,9 +80,9 @@ func (d *Driver) restore() error {
 	return nil
 }
 
-// addPendingRules programs the rules of the networks restored without
-// them in one batch; if the batch fails, network by network, so that one
-// broken network does not keep the others' rules out.
+// addPendingRules programs the rules of the restored networks in one batch;
+// if the batch fails, network by network, so that one broken network does
+// not keep the others' rules out.
 func (d *Driver) addPendingRules() {
 	pending := d.pendingRules
 	d.pendingRules = nil
@@ -98,10 +93,12 @@ func (d *Driver) addPendingRules() {
 	for i, rec := range pending {
 		fws[i] = fwNetwork(rec)
 	}
-	err := d.fw.AddNetworks(fws)
+	changed, err := d.fw.AddNetworks(fws)
 	if err == nil {
-		d.log.Info("repaired: re-added firewall rules", "networks", len(pending))
-		for range pending {
+		if len(changed) > 0 {
+			d.log.Info("repaired: re-added missing or outdated firewall rules", "networks", len(changed))
+		}
+		for range changed {
 			d.repaired(RepairFirewallRules)
 		}
 		return

@@ -252,7 +252,7 @@ func (rs *ruleset) replay(s *script) error {
 }
 
 // checkCache compares the cached copy of b with a fresh read (tests): every
-// chain of filter and nat, rule by rule.
+// chain of the tables we use, rule by rule.
 func (f *Firewall) checkCache(b *backend) error {
 	fresh, err := b.save()
 	if err != nil {
@@ -260,7 +260,7 @@ func (f *Firewall) checkCache(b *backend) error {
 	}
 	b.runs-- // not the caller's work
 	cached := b.cached
-	for _, tbl := range []string{tFilter, tNat} {
+	for _, tbl := range ourTables {
 		ct, ft := cached.table(tbl), fresh.table(tbl)
 		for name := range ct.chains {
 			if ft.chains[name] == nil && (!cached.stale || strings.HasPrefix(name, chainPrefix)) {
