@@ -173,8 +173,7 @@ func (d *Driver) findOrphans() []orphan {
 		return out
 	}
 	for _, o := range owned {
-		// Rules of a bridge another instance marked are that instance's.
-		if alias := link.Alias(o.Bridge); !ids[o.ID] && (alias == "" || alias == d.owner) {
+		if !ids[o.ID] && d.madeRules(o) {
 			out = append(out, orphan{
 				drift: drift.Drift{Kind: drift.OrphanRules, Object: "network " + o.ID,
 					Detail: fmt.Sprintf("firewall rules (bridge %s) no record claims", o.Bridge)},
@@ -183,6 +182,21 @@ func (d *Driver) findOrphans() []orphan {
 		}
 	}
 	return out
+}
+
+// madeRules tells whether this instance made the rules of o. They name the
+// instance that made them; rules that name none (an older mynet made them)
+// are ours on a bridge we marked, or on a bridge that is gone, where they
+// match nothing. On a bridge with no mark they may be another instance's:
+// they stay.
+func (d *Driver) madeRules(o firewall.OwnedNetwork) bool {
+	if o.Owner != "" {
+		return "mynet:"+o.Owner == d.owner
+	}
+	if ok, _ := link.Exists(o.Bridge); !ok {
+		return true
+	}
+	return link.Alias(o.Bridge) == d.owner
 }
 
 // missingLinks names the network-level links a record expects but the
