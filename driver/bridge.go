@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 
 	api "github.com/docker/go-plugins-helpers/network"
@@ -161,6 +162,9 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 			}
 		}
 	}
+	if err := d.noteSysctls(rec); err != nil {
+		return err
+	}
 	if d.restoring { // added in one batch (addPendingRules)
 		d.pendingRules = append(d.pendingRules, *rec)
 		return nil
@@ -171,10 +175,57 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 	return nil
 }
 
+// noteSysctls records in rec, on a bridge we did not create, the value that
+// each setting the firewall is about to change has now, unless it was noted
+// before (by the create, or a start before this one).
+func (d *Driver) noteSysctls(rec *state.Network) error {
+	if rec.BridgeCreated {
+		return nil
+	}
+	for key, value := range firewall.BridgeSysctls(fwNetwork(*rec)) {
+		if _, noted := rec.SysctlsBefore[key]; noted {
+			continue
+		}
+		cur, err := d.sysctls.Get(key)
+		if err != nil {
+			return err
+		}
+		if cur == value {
+			continue // nothing to put back
+		}
+		noted := maps.Clone(rec.SysctlsBefore) // the caller's copy of rec may share the map
+		if noted == nil {
+			noted = map[string]string{}
+		}
+		noted[key] = cur
+		rec.SysctlsBefore = noted
+	}
+	return nil
+}
+
+// putSysctlsBack gives the settings noted in rec their earlier values where
+// they still hold what the firewall wrote (a later change is someone
+// else's).
+func (d *Driver) putSysctlsBack(rec state.Network) error {
+	wrote := firewall.BridgeSysctls(fwNetwork(rec))
+	var errs []error
+	for key, prev := range rec.SysctlsBefore {
+		cur, err := d.sysctls.Get(key)
+		if err != nil || cur != wrote[key] {
+			continue // the bridge is gone, or the value is no longer ours
+		}
+		if _, _, err := d.sysctls.Set(key, prev); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // teardown removes the rules, then the bridge if we made it, else only our
-// addresses on it.
+// addresses on it. Settings go back first, so that route_localnet is never
+// on without the rules that guard it.
 func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
-	errs := []error{b.d.fw.RemoveNetwork(fwNetwork(rec))}
+	errs := []error{b.d.putSysctlsBack(rec), b.d.fw.RemoveNetwork(fwNetwork(rec))}
 	if rec.BridgeCreated {
 		errs = append(errs, link.Delete(rec.Bridge))
 	} else {

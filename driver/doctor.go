@@ -146,6 +146,10 @@ func (d *Driver) rebuildNetwork(id string) error {
 	if err := d.backend(rec.Backend).setup(&rec, d.networkRecords(id)); err != nil {
 		return err
 	}
+	d.saveNotedSysctls(n.rec, rec)
+	d.mu.Lock()
+	n.rec.SysctlsBefore = rec.SysctlsBefore
+	d.mu.Unlock()
 	var errs []error
 	for _, ep := range d.endpointsOf(id) {
 		errs = append(errs, d.backend(rec.Backend).restoreEndpoint(rec, ep))

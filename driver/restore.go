@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 
 	"github.com/mynet/mynet/drift"
@@ -54,6 +55,7 @@ func (d *Driver) restore() error {
 			d.log.Info("repaired: re-created missing links", "network", short(rec.ID), "links", missing)
 			d.repaired(RepairLinks)
 		}
+		d.saveNotedSysctls(n.rec, rec)
 		n.rec = rec
 	}
 	d.addPendingRules()
@@ -108,6 +110,27 @@ func (d *Driver) addPendingRules() {
 		if err := d.fw.AddNetwork(fws[i]); err != nil {
 			d.log.Error("restore network", "network", short(rec.ID), "backend", rec.Backend, "err", fmt.Errorf("firewall: %w", err))
 		}
+	}
+}
+
+// saveNotedSysctls stores the settings that setup noted in now.SysctlsBefore
+// and the stored record lacks (a network made by an older mynet, on a user's
+// bridge set up again since), so that they are put back however many starts
+// later the network goes.
+func (d *Driver) saveNotedSysctls(was, now state.Network) {
+	if maps.Equal(was.SysctlsBefore, now.SysctlsBefore) {
+		return
+	}
+	err := d.store.Update(func(tx *state.Tx) error {
+		stored, ok, err := tx.Network(now.ID)
+		if err != nil || !ok {
+			return err
+		}
+		stored.SysctlsBefore = now.SysctlsBefore
+		return tx.PutNetwork(stored)
+	})
+	if err != nil {
+		d.log.Warn("record the settings to put back on the bridge", "network", short(now.ID), "err", err)
 	}
 }
 

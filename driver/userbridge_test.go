@@ -2,6 +2,7 @@ package driver
 
 import (
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/state"
 	"github.com/vishvananda/netlink"
 )
 
@@ -98,6 +100,71 @@ func TestTwoInstancesRemoveOnlyTheirOwnRules(t *testing.T) {
 			if got := rulesNaming(t, id12); got != 0 {
 				t.Errorf("network %s: %d rules left after its delete", id12, got)
 			}
+		}
+	})
+}
+
+// route_localnet, which mynet sets on a bridge for -p 127.0.0.1:..., goes
+// back to what it was when the network on a user's bridge goes, also when
+// the delete comes after a restart. On a bridge mynet created there is
+// nothing to put back.
+func TestUserBridgeGetsRouteLocalnetBack(t *testing.T) {
+	inNetns(t, func(e *env) {
+		userBridge(t, "usr0")
+		const key = "net/ipv4/conf/usr0/route_localnet"
+		read := func() string {
+			t.Helper()
+			v, err := e.d.sysctls.Get(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		if v := read(); v != "0" {
+			t.Fatalf("a new bridge has route_localnet=%s", v)
+		}
+		e.createNetwork(netA, "10.74.0.0/24", "10.74.0.1/24", map[string]any{optBridgeName: "usr0"})
+		if v := read(); v != "1" {
+			t.Fatalf("route_localnet=%s on the network's bridge, want 1", v)
+		}
+		e.restart()
+		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
+			t.Fatal(err)
+		}
+		if v := read(); v != "0" {
+			t.Errorf("route_localnet=%s after the network went, want 0 as before", v)
+		}
+
+		// A network of an older mynet (no record of the value before) on a
+		// bridge the network configuration made again since: the start
+		// notes what it finds, and the delete puts it back.
+		e.createNetwork(netB, "10.75.0.0/24", "10.75.0.1/24", map[string]any{optBridgeName: "usr0"})
+		if err := e.store.Update(func(tx *state.Tx) error {
+			n, _, err := tx.Network(netB)
+			n.SysctlsBefore = nil
+			if err == nil {
+				err = tx.PutNetwork(n)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("/proc/sys/"+key, []byte("0"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.restart()
+		if v := read(); v != "1" {
+			t.Fatalf("route_localnet=%s after the start, want 1", v)
+		}
+		e.restart()
+		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netB}); err != nil {
+			t.Fatal(err)
+		}
+		if v := read(); v != "0" {
+			t.Errorf("route_localnet=%s after the older network went, want 0 as the start found it", v)
+		}
+		if left := e.leftovers(); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
 		}
 	})
 }
