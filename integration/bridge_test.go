@@ -300,7 +300,7 @@ type e2eInv struct {
 }
 
 var (
-	reRuleIDs   = regexp.MustCompile(`mynet:([0-9a-f]{12})|MYNET-I-([0-9a-f]{12})`)
+	reRuleIDs   = regexp.MustCompile(`mynet:([0-9a-f]{12})`)
 	reCounters  = regexp.MustCompile(`\[\d+:\d+\]`)
 	reLinkNet   = regexp.MustCompile(`^mn-([0-9a-f]{12})$`)
 	reLinkEndpt = regexp.MustCompile(`^mn[hc]([0-9a-f]{12})$`)
@@ -534,7 +534,7 @@ func (lc *e2eLeak) problems() []string {
 			continue
 		}
 		for _, m := range reRuleIDs.FindAllStringSubmatch(l, -1) {
-			id := m[1] + m[2]
+			id := m[1]
 			if !dv.nets[id] {
 				add("rule of no Docker network: %s", l)
 				break
@@ -1008,7 +1008,7 @@ func (s e2eSnap) diff(after e2eSnap, rawMustMatch bool) []string {
 	ids := func(l string) []string {
 		var out []string
 		for _, m := range reRuleIDs.FindAllStringSubmatch(l, -1) {
-			out = append(out, m[1]+m[2])
+			out = append(out, m[1])
 		}
 		return out
 	}
