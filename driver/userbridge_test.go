@@ -65,7 +65,7 @@ func TestTwoInstancesRemoveOnlyTheirOwnRules(t *testing.T) {
 			t.Fatalf("no rules: A %d, B %d", wantA, wantB)
 		}
 
-		for _, o := range b.d.findOrphans() {
+		for _, o := range b.d.findOrphans(survey{}) {
 			t.Errorf("instance B counts as its orphan: %s (%s)", o.drift.Object, o.drift.Detail)
 		}
 		b.restart()
