@@ -68,7 +68,7 @@ func run(cfg config) error {
 		return err
 	}
 	sysctls := link.Sysctls{Root: cfg.sysctlRoot}
-	fw, err := firewall.NewWithConfig(log, firewall.Config{Sysctls: sysctls})
+	fw, err := firewall.NewWithConfig(log, firewall.Config{Sysctls: sysctls, Owner: store.InstanceID()})
 	if err != nil {
 		return err
 	}

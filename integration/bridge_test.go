@@ -536,3 +536,82 @@ func TestBridgeOutsideNATv6(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// forwardPolicy sets the FORWARD policy of iptables and ip6tables for the
+// test and puts the previous ones back at cleanup.
+func forwardPolicy(t *testing.T, policy string) {
+	t.Helper()
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		out, err := exec.Command(tool, "-S", "FORWARD").Output()
+		if err != nil {
+			t.Fatalf("%s -S FORWARD: %v", tool, err)
+		}
+		var prev string
+		if f := strings.Fields(strings.SplitN(string(out), "\n", 2)[0]); len(f) == 3 && f[0] == "-P" {
+			prev = f[2]
+		}
+		if prev == "" {
+			t.Fatalf("%s: no FORWARD policy in %q", tool, out)
+		}
+		if prev == policy {
+			continue
+		}
+		if out, err := exec.Command(tool, "-P", "FORWARD", policy).CombinedOutput(); err != nil {
+			t.Fatalf("%s -P FORWARD %s: %v: %s", tool, policy, err, out)
+		}
+		t.Cleanup(func() {
+			if out, err := exec.Command(tool, "-P", "FORWARD", prev).CombinedOutput(); err != nil {
+				t.Errorf("%s -P FORWARD %s: %v: %s", tool, prev, err, out)
+			}
+		})
+	}
+}
+
+// The attacker's side: a neighbour (the outside namespace) routes the
+// container subnets, IPv4 and IPv6, through the host, and the FORWARD policy
+// is ACCEPT in both families (as dockerd leaves it when forwarding was on
+// before it started). It reaches the container's published port through the
+// host, and nothing on the container's own addresses: neither the published
+// container port nor any other.
+func TestBridgeOutsideNoDirectAccess(t *testing.T) {
+	lc := bridgeTest(t)
+	forwardPolicy(t, "ACCEPT")
+	out := newOutside(t)
+	hostV6, _ := out.addV6(t)
+	sub4, sub6 := freeV4Subnet(t, 103), freeV6Subnet(t)
+	lc.net("mit-direct", "-d", pluginName, "--ipv6", "--subnet", sub4.String(), "--subnet", sub6.String())
+	port := freePort(t)
+	token := newToken("direct")
+	runWebServer(t, "mit-direct-pub", token, "--network", "mit-direct", "-p", fmt.Sprintf("%d:80", port))
+	runWebServer(t, "mit-direct-unpub", token, "--network", "mit-direct")
+	out.addRoute(t, sub4)
+	mustRun(t, "ip", "-n", out.name, "-6", "route", "add", sub6.String(), "via", hostV6.String())
+
+	var o string
+	if err := eventually(10*time.Second, func() error {
+		var err error
+		o, err = out.httpGet(netip.AddrPortFrom(out.hostAddr, uint16(port)), 2*time.Second)
+		if err == nil && !strings.Contains(o, token) {
+			err = fmt.Errorf("answer lacks %s", token)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("control, the published port through the host: %v\n%s", err, o)
+	}
+	for _, ctr := range []string{"mit-direct-pub", "mit-direct-unpub"} {
+		ep := containerNet(t, ctr, "mit-direct")
+		for _, s := range []string{ep.IPAddress, ep.GlobalIPv6Address} {
+			ip, err := netip.ParseAddr(s)
+			if err != nil {
+				t.Fatalf("%s: address %q: %v", ctr, s, err)
+			}
+			if err := fetchFromHas("mit-direct-unpub", ip, 80, token); err != nil {
+				t.Errorf("control, from the same network to %s: %v", ip, err)
+			}
+			if c, err := out.dial(netip.AddrPortFrom(ip, 80), 2*time.Second); err == nil {
+				c.Close()
+				t.Errorf("the outside namespace opened a connection to %s:80 (%s) directly", ip, ctr)
+			}
+		}
+	}
+}
