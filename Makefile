@@ -2,13 +2,15 @@
 #
 #   make build   bin/mynet
 #   make test    the whole suite (installs what it needs; run as root)
+#   make blackbox  the built binary in fresh network namespaces, no Docker needed
 #   make bench   benchmarks
 #   make demo    README quick start against the local Docker engine
+#   make demo-stop  stop the mynet that make demo left running
 
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build test setup vet unit fuzz fuzz-corpus uml integration multihost bench demo plugin plugin-rootfs plugin-test soak clean
+.PHONY: all build test setup vet unit blackbox fuzz fuzz-corpus uml integration multihost bench demo demo-stop plugin plugin-rootfs plugin-test soak clean
 
 all: build
 
@@ -44,6 +46,11 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+# The black-box tests of the binary (hostile requests, capabilities,
+# signals, inspection commands, metrics); part of unit.
+blackbox:
+	$(GO) test -race -count=1 ./blackbox/
 
 integration:
 	$(GO) test -race -count=1 -p 1 -tags integration -timeout 40m ./integration/...
@@ -97,6 +104,9 @@ bench: setup
 
 demo:
 	bash integration/demo.sh
+
+demo-stop:
+	bash integration/demo.sh --stop
 
 # Managed plugin mynet:latest in the local engine, no registry needed; run
 # again to upgrade it in place (integration/plugin/README.md).

@@ -2,7 +2,7 @@ package driver
 
 import (
 	"errors"
-	"fmt"
+	"maps"
 	"net"
 
 	api "github.com/docker/go-plugins-helpers/network"
@@ -23,14 +23,12 @@ func (bridgeBackend) name(rec *state.Network) {
 
 func (bridgeBackend) check(rec state.Network, others []state.Network) error {
 	for _, o := range others {
-		if o.Backend == backendBridge && o.Bridge == rec.Bridge {
+		if bridged(o) && o.Bridge == rec.Bridge {
 			return badRequest("bridge %s is already used by mynet network %s: give another %s", rec.Bridge, short(o.ID), optBridgeName)
 		}
 	}
 	return nil
 }
-
-func (bridgeBackend) publishes() bool { return true }
 
 func (b bridgeBackend) createLink(n state.Network, ep *state.Endpoint, mac net.HardwareAddr) error {
 	ep.HostIf, ep.ContainerIf = hostIfName(ep.ID), containerIfName(ep.ID)
@@ -50,43 +48,6 @@ func (bridgeBackend) join(n state.Network, ep state.Endpoint, resp *api.JoinResp
 	}
 }
 
-// restoreEndpoint puts a surviving host veth back on its bridge and re-takes
-// its published ports.
-func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint) error {
-	d := b.d
-	var errs []error
-	if master, ok, err := d.masterOf(ep.HostIf); ok {
-		if err != nil || master != n.Bridge {
-			errs = append(errs, link.AttachByName(ep.HostIf, n.Bridge))
-			d.log.Info("repaired: re-attached endpoint to its bridge", "endpoint", short(ep.ID), "bridge", n.Bridge)
-			d.repaired(RepairEndpointAttach)
-		}
-	}
-	if len(ep.Ports) > 0 {
-		for _, b := range ep.Ports {
-			if err := d.ports.Restore(b); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		errs = append(errs, d.fw.AddPorts(fwNetwork(n), ep.Ports))
-	}
-	return errors.Join(errs...)
-}
-
-// masterOf says whether link name exists and names its master: from the
-// restore's one link dump when there is one, else asking the kernel.
-func (d *Driver) masterOf(name string) (master string, exists bool, err error) {
-	if d.linkMasters != nil {
-		master, exists = d.linkMasters[name]
-		return master, exists, nil
-	}
-	if exists, _ = link.Exists(name); !exists {
-		return "", false, nil
-	}
-	master, err = link.Master(name)
-	return master, true, err
-}
-
 // gateways returns the plain-IP gateways Join announces for ep.
 func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 	for _, s := range n.IPv4 {
@@ -104,21 +65,9 @@ func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 	return v4, v6
 }
 
-func fwNetwork(rec state.Network) firewall.Network {
-	n := firewall.Network{ID: rec.ID, Bridge: rec.Bridge, ICC: rec.ICC, Masquerade: rec.Masquerade, Internal: rec.Internal}
-	for _, s := range rec.IPv4 {
-		n.Subnets = append(n.Subnets, s.Pool)
-	}
-	if rec.EnableIPv6 {
-		for _, s := range rec.IPv6 {
-			n.Subnets = append(n.Subnets, s.Pool)
-		}
-	}
-	return n
-}
-
-// setup makes the kernel match rec: bridge, gateway addresses, forwarding,
-// firewall. It records in rec whether it created the bridge.
+// setup makes the kernel match rec: bridge, gateway addresses, forwarding.
+// It records in rec whether it created the bridge and, on a bridge it did
+// not create, the settings the rules are about to change (noteSysctls).
 func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr error) {
 	d := b.d
 	created, err := link.EnsureBridge(rec.Bridge, rec.MTU)
@@ -133,7 +82,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 		if retErr != nil {
 			undo := *rec
 			undo.BridgeCreated = created // never delete a bridge this call did not make
-			retErr = errors.Join(retErr, b.teardown(undo, nil))
+			retErr = errors.Join(retErr, removeBridge(undo))
 		}
 	}()
 	if _, _, err := d.sysctls.Set("net/ipv4/ip_forward", "1"); err != nil {
@@ -161,31 +110,109 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 			}
 		}
 	}
-	if d.rulesPresent[rec.Bridge] {
+	return d.noteSysctls(rec)
+}
+
+// noteSysctls records in rec, on a bridge we did not create, the value that
+// each setting the firewall is about to change has now, unless it was noted
+// before (by the create, or a start before this one).
+func (d *Driver) noteSysctls(rec *state.Network) error {
+	if rec.BridgeCreated {
 		return nil
 	}
-	if d.rulesPresent != nil { // restoring: added in one batch (addPendingRules)
-		d.pendingRules = append(d.pendingRules, *rec)
-		return nil
-	}
-	if err := d.fw.AddNetwork(fwNetwork(*rec)); err != nil {
-		return fmt.Errorf("firewall for network %s: %w", short(rec.ID), err)
+	for key, value := range firewall.BridgeSysctls(fwNetwork(*rec)) {
+		if _, noted := rec.SysctlsBefore[key]; noted {
+			continue
+		}
+		cur, err := d.sysctls.Get(key)
+		if err != nil {
+			return err
+		}
+		if cur == value {
+			continue // nothing to put back
+		}
+		noted := maps.Clone(rec.SysctlsBefore) // the caller's copy of rec may share the map
+		if noted == nil {
+			noted = map[string]string{}
+		}
+		noted[key] = cur
+		rec.SysctlsBefore = noted
 	}
 	return nil
 }
 
-// teardown removes the rules, then the bridge if we made it, else only our
-// addresses on it.
-func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
-	errs := []error{b.d.fw.RemoveNetwork(fwNetwork(rec))}
-	if rec.BridgeCreated {
-		errs = append(errs, link.Delete(rec.Bridge))
-	} else {
-		for _, s := range allSubnets(rec) {
-			if s.Gateway.IsValid() {
-				errs = append(errs, link.DelAddr(rec.Bridge, s.Gateway))
-			}
+// putSysctlsBack gives the settings noted in rec their earlier values where
+// they still hold what the firewall wrote (a later change is someone
+// else's).
+func (d *Driver) putSysctlsBack(rec state.Network) error {
+	wrote := firewall.BridgeSysctls(fwNetwork(rec))
+	var errs []error
+	for key, prev := range rec.SysctlsBefore {
+		cur, err := d.sysctls.Get(key)
+		if err != nil || cur != wrote[key] {
+			continue // the bridge is gone, or the value is no longer ours
+		}
+		if _, _, err := d.sysctls.Set(key, prev); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// teardown puts back the settings noted on a bridge we did not create (first,
+// so that route_localnet is never on without the rules that guard it), then
+// removes the rules and the bridge.
+func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
+	return errors.Join(b.d.putSysctlsBack(rec), b.d.fw.RemoveNetwork(fwNetwork(rec)), removeBridge(rec))
+}
+
+// removeBridge deletes the bridge if we made it, else only our addresses on it.
+func removeBridge(rec state.Network) error {
+	if rec.BridgeCreated {
+		return link.Delete(rec.Bridge)
+	}
+	var errs []error
+	for _, s := range allSubnets(rec) {
+		if s.Gateway.IsValid() {
+			errs = append(errs, link.DelAddr(rec.Bridge, s.Gateway))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// restoreEndpoint puts a surviving host veth back on its bridge and re-takes
+// its published ports.
+func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint, masters map[string]string) error {
+	d := b.d
+	var errs []error
+	if master, ok, err := masterOf(masters, ep.HostIf); ok {
+		if err != nil || master != n.Bridge {
+			errs = append(errs, link.AttachByName(ep.HostIf, n.Bridge))
+			d.log.Info("repaired: re-attached endpoint to its bridge", "endpoint", short(ep.ID), "bridge", n.Bridge)
+			d.repaired(RepairEndpointAttach)
+		}
+	}
+	if len(ep.Ports) > 0 {
+		for _, pb := range ep.Ports {
+			if err := d.ports.Restore(pb); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		errs = append(errs, b.publish(n, ep.Ports))
+	}
+	return errors.Join(errs...)
+}
+
+// masterOf says whether link name exists and names its master: from the
+// dump masters when there is one, else asking the kernel.
+func masterOf(masters map[string]string, name string) (master string, exists bool, err error) {
+	if masters != nil {
+		master, exists = masters[name]
+		return master, exists, nil
+	}
+	if exists, _ = link.Exists(name); !exists {
+		return "", false, nil
+	}
+	master, err = link.Master(name)
+	return master, true, err
 }

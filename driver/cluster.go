@@ -237,12 +237,11 @@ func (d *Driver) programRemotes(rec state.Network, want map[netip.Addr]link.Remo
 // VXLAN entries match (see clusterDrift), logging each repair.
 func (d *Driver) ReconcileEndpoints(ctx context.Context, grace time.Duration) {
 	d.clusterDrift(ctx, grace, func(dr drift.Drift, repair func() error) {
-		if err := repair(); err != nil {
+		if err := repair(); err != nil { // counts itself when it succeeds
 			d.log.Warn("cluster: "+dr.Detail, "object", dr.Object, "err", err)
 			return
 		}
 		d.log.Info("repaired: "+dr.Detail, "object", dr.Object)
-		d.repaired(dr.Kind)
 	})
 }
 
@@ -285,14 +284,14 @@ func (d *Driver) clusterDrift(ctx context.Context, grace time.Duration, report f
 		if err != nil || !maps.Equal(have, want) {
 			report(drift.Drift{Kind: drift.ClusterDataPlane, Object: "network " + short(rec.ID),
 				Detail: fmt.Sprintf("VXLAN device %s holds %d entries, the other hosts have %d endpoints: program them", rec.VXLAN, len(have), len(want))},
-				func() error {
+				d.counted(drift.ClusterDataPlane, func() error {
 					unlock := d.netLock(rec.ID)
 					defer unlock()
 					if _, ok := d.lookupNetwork(rec.ID); !ok {
 						return nil // deleted meanwhile
 					}
 					return d.programRemotes(rec, d.remotesOf(rec))
-				})
+				}))
 		}
 	}
 	for name, m := range mine {
@@ -303,7 +302,7 @@ func (d *Driver) clusterDrift(ctx context.Context, grace time.Duration, report f
 			}
 			report(drift.Drift{Kind: drift.ClusterEndpointRecord, Object: "endpoint " + short(l.ep.ID),
 				Detail: fmt.Sprintf("address %s of cluster network %s has no current record in etcd: publish it", ip, name)},
-				func() error { return d.publish(l.rec, l.ep) })
+				d.counted(RepairEndpointRecord, func() error { return d.publish(l.rec, l.ep) }))
 		}
 	}
 	for _, e := range d.cluster.View.All() {
@@ -312,7 +311,7 @@ func (d *Driver) clusterDrift(ctx context.Context, grace time.Duration, report f
 		}
 		report(drift.Drift{Kind: drift.ClusterEndpointRecord, Object: "address " + e.IP.String(),
 			Detail: fmt.Sprintf("etcd has a record of this host for %s in cluster network %s, but no endpoint here uses it: withdraw it", e.IP, e.Network)},
-			func() error { return d.cluster.Client.Withdraw(ctx, e.Network, e.IP) })
+			d.counted(RepairEndpointRecord, func() error { return d.cluster.Client.Withdraw(ctx, e.Network, e.IP) }))
 	}
 }
 

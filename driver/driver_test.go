@@ -68,7 +68,7 @@ func (e *env) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	fw, err := firewall.New(nil)
+	fw, err := firewall.NewWithConfig(nil, firewall.Config{Owner: s.InstanceID()}) // as main wires it
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -493,7 +493,7 @@ func TestStartRemovesOrphans(t *testing.T) {
 
 // BenchmarkStartWith200Networks2000Endpoints measures a restart (store open
 // to driver ready) with 200 bridge networks and 2,000 endpoints with real
-// bridges, veths and rules, the figure issue 8 asks for.
+// bridges, veths and rules.
 func BenchmarkStartWith200Networks2000Endpoints(b *testing.B) {
 	done := make(chan struct{})
 	go func() {
@@ -509,7 +509,7 @@ func BenchmarkStartWith200Networks2000Endpoints(b *testing.B) {
 			if err != nil {
 				fail(err)
 			}
-			fw, err := firewall.New(nil)
+			fw, err := firewall.NewWithConfig(nil, firewall.Config{Owner: s.InstanceID()})
 			if err != nil {
 				fail(err)
 			}

@@ -326,16 +326,16 @@ func TestVXLANTwoHostsShareOneSegment(t *testing.T) {
 		if err := link.DelRemote(vxlanName(vxNetA), netip.MustParseAddr("10.90.0.3"), "", netip.Addr{}); err != nil {
 			t.Fatal(err)
 		}
-		for _, fix := range []bool{false, true} {
+		for _, fix := range []drift.Fix{nil, drift.FixAll} {
 			drifts := a.d.Doctor(drift.View{}, false, fix, 0)
-			if len(drifts) != 1 || drifts[0].Kind != drift.ClusterDataPlane || drifts[0].Fixed != fix {
-				t.Fatalf("doctor (fix=%v) found %+v", fix, drifts)
+			if len(drifts) != 1 || drifts[0].Kind != drift.ClusterDataPlane || drifts[0].Fixed != (fix != nil) {
+				t.Fatalf("doctor (fix=%v) found %+v", fix != nil, drifts)
 			}
 		}
 		if r, _, _ := link.Remotes(vxlanName(vxNetA)); len(r) != 1 {
 			t.Fatalf("entries after doctor --fix: %+v", r)
 		}
-		if drifts := a.d.Doctor(drift.View{}, false, false, 0); len(drifts) != 0 {
+		if drifts := a.d.Doctor(drift.View{}, false, nil, 0); len(drifts) != 0 {
 			t.Fatalf("doctor after --fix: %+v", drifts)
 		}
 		// A record withdrawn behind the driver's back is published again.

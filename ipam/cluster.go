@@ -85,7 +85,13 @@ func (d *Driver) requestClusterPool(req PoolRequest, space, name string) (PoolRe
 		}
 	}
 	spec.Pick = func(taken []netip.Prefix) (netip.Prefix, error) {
-		p, _, err := d.pickAutomatic(false, taken)
+		avoid, err := d.host()
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("list host routes to choose a free pool: %w", err)
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		p, _, err := d.pickAutomatic(false, append(avoid, taken...))
 		return p, err
 	}
 	d.clusterMu.Lock()

@@ -36,14 +36,14 @@ func (d *Driver) ClusterNetwork(subnet netip.Prefix) (string, bool) {
 // runs at start, before the socket opens, and then periodically.
 func (d *Driver) ReconcileCluster(ctx context.Context, grace time.Duration) error {
 	var errs []error
-	d.ClusterDrift(ctx, grace, true, func(dr drift.Drift) {
+	for _, dr := range d.ClusterDrift(ctx, grace, drift.FixAll) {
 		switch {
 		case dr.Fixed:
 			d.log.Info("repaired: "+dr.Detail, "object", dr.Object)
 		case dr.Error != "":
 			errs = append(errs, fmt.Errorf("%s: %s: %s", dr.Object, dr.Detail, dr.Error))
 		}
-	})
+	}
 	return errors.Join(errs...)
 }
 
@@ -59,17 +59,20 @@ func (d *Driver) ReconcileCluster(ctx context.Context, grace time.Duration) erro
 //   - a membership there without a pool here (a pool released while etcd was
 //     away): give back what it holds there and leave.
 //
-// mynet doctor shows them; the reconcile repairs them.
-func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix bool, report func(drift.Drift)) {
+// mynet doctor shows them and repairs those fix approves (nil: none); the
+// reconcile repairs them all.
+func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix drift.Fix) []drift.Drift {
 	if d.cluster == nil {
-		return
+		return nil
 	}
+	var out []drift.Drift
+	report := func(dr drift.Drift) { out = append(out, dr) }
 	// Pool requests and releases wait: a pool read here as present must not
 	// be joined again after its release left.
 	d.clusterMu.Lock()
 	defer d.clusterMu.Unlock()
 	check := func(dr drift.Drift, repair func() error) {
-		if fix && repair != nil {
+		if repair != nil && fix != nil && fix(dr) {
 			if err := repair(); err != nil {
 				dr.Error = err.Error()
 			} else {
@@ -105,7 +108,7 @@ func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix bool
 	})
 	if err != nil {
 		report(drift.Drift{Kind: drift.ClusterMembership, Object: "store", Error: "read cluster pools: " + err.Error()})
-		return
+		return out
 	}
 	us := d.cluster.HostID()
 	have := map[string]bool{}
@@ -129,8 +132,8 @@ func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix bool
 				n, _, err = d.cluster.Join(ctx, cluster.PoolSpec{Name: name, Subnet: l.rec.Pool, Range: l.rec.Range, Options: opts})
 				return err
 			})
-			if !fix {
-				continue // the rest compares with a membership that is not there
+			if _, member := n.Members[us]; !member {
+				continue // not repaired: the rest compares with a membership that is not there
 			}
 		}
 		held, err := d.cluster.Addresses(ctx, name)
@@ -168,7 +171,7 @@ func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix bool
 		d.mu.Lock()
 		p := d.pools[l.rec.ID]
 		d.mu.Unlock()
-		if p != nil && fix {
+		if p != nil && fix != nil {
 			d.learnCluster(ctx, p)
 		}
 	}
@@ -176,7 +179,7 @@ func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix bool
 	nets, err := d.cluster.Networks(ctx)
 	if err != nil {
 		report(drift.Drift{Kind: drift.ClusterMembership, Object: "etcd", Error: err.Error()})
-		return
+		return out
 	}
 	for _, n := range nets {
 		if _, member := n.Members[us]; !member || have[n.Name] {
@@ -191,6 +194,7 @@ func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix bool
 		check(drift.Drift{Kind: drift.ClusterMembership, Object: "cluster network " + n.Name,
 			Detail: "a member in etcd but no pool of it on this host: leave"}, func() error { return d.cluster.Leave(ctx, n.Name) })
 	}
+	return out
 }
 
 // giveBackUnrecorded: addresses etcd says this host holds in name that mine

@@ -17,7 +17,6 @@ import (
 
 	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/cluster/etcdtest"
-	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/state"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -417,12 +416,12 @@ func TestClusterRestartAndReconcile(t *testing.T) {
 	}
 	// mynet doctor's view first: found, nothing changed.
 	var found []string
-	a.d.ClusterDrift(ctx, time.Hour, false, func(dr drift.Drift) {
+	for _, dr := range a.d.ClusterDrift(ctx, time.Hour, nil) {
 		if dr.Fixed || dr.Error != "" {
 			t.Errorf("report-only drift %+v", dr)
 		}
 		found = append(found, dr.Kind+" "+dr.Object)
-	})
+	}
 	sort.Strings(found)
 	if want := []string{"cluster_address address " + x.String(), "cluster_membership cluster network gone"}; !slices.Equal(found, want) {
 		t.Fatalf("drift found %q, want %q", found, want)

@@ -60,6 +60,10 @@ type Network struct {
 	Masquerade    bool   `json:"masquerade"`
 	HostBindingV4 string `json:"host_binding_ipv4,omitempty"`
 	IfacePrefix   string `json:"iface_prefix,omitempty"`
+	// SysctlsBefore: on a bridge mynet did not create, the settings it
+	// changed (key like "net/ipv4/conf/br0/route_localnet") and the value
+	// each had before; they are put back when the network goes.
+	SysctlsBefore map[string]string `json:"sysctls_before,omitempty"`
 
 	// Cluster network (--ipam-opt network=NAME) this network belongs to.
 	Cluster string `json:"cluster,omitempty"`
