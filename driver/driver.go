@@ -119,7 +119,7 @@ type Capabilities struct {
 // with --cluster its connectivity spans hosts. Scope global would need
 // swarm or Docker's old cluster store.
 func (d *Driver) GetCapabilities() Capabilities {
-	if d.cluster != nil {
+	if d != nil && d.cluster != nil {
 		return Capabilities{Scope: "local", ConnectivityScope: "global"}
 	}
 	return Capabilities{Scope: "local", ConnectivityScope: "local"}
