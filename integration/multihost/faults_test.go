@@ -22,7 +22,7 @@ func TestPluginKilledAndRestarted(t *testing.T) {
 
 	h2.stopMynet(syscall.SIGKILL)
 	t.Cleanup(func() {
-		if h2.mynet == nil {
+		if !h2.running() {
 			if err := h2.startMynet(L); err != nil {
 				t.Error(err)
 			}

@@ -54,13 +54,14 @@ const (
 
 // host is one simulated host.
 type host struct {
-	N     int
-	Name  string // its network namespace, mit-mhN
-	Addr  string // underlay address, the advertise address mynet finds itself
-	Dir   string
-	Eng   *engine.Engine
-	mu    sync.Mutex
-	mynet *exec.Cmd
+	N      int
+	Name   string // its network namespace, mit-mhN
+	Addr   string // underlay address, the advertise address mynet finds itself
+	Dir    string
+	Eng    *engine.Engine
+	mu     sync.Mutex
+	mynet  *exec.Cmd
+	exited chan struct{} // closed when that mynet has exited
 }
 
 // lab is the whole set-up, shared by the tests.
@@ -288,9 +289,9 @@ func (h *host) startMynet(l *lab) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%s: start mynet: %w", h.Name, err)
 	}
-	h.mynet = cmd
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
+	h.mynet, h.exited = cmd, exited
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if b, err := os.ReadFile(h.mynetLog()); err == nil && int64(len(b)) > from && strings.Contains(string(b[from:]), "msg=serving") {
@@ -308,35 +309,26 @@ func (h *host) startMynet(l *lab) error {
 // stopMynet signals this host's mynet (by its pid) and waits for it.
 func (h *host) stopMynet(sig syscall.Signal) {
 	h.mu.Lock()
-	cmd := h.mynet
+	cmd, exited := h.mynet, h.exited
 	h.mynet = nil
 	h.mu.Unlock()
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
 	cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() {
-		for cmd.ProcessState == nil && processAlive(cmd.Process.Pid) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-exited:
 	case <-time.After(40 * time.Second):
 		cmd.Process.Kill()
+		<-exited
 	}
 }
 
-func processAlive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+// running says whether this host's mynet was started and not stopped.
+func (h *host) running() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mynet != nil
 }
 
 func tailFile(path string, n int) string {
