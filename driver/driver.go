@@ -45,7 +45,15 @@ type Driver struct {
 	mu        sync.Mutex // guards the maps; never held across kernel calls
 	networks  map[string]*netEntry
 	endpoints map[string]*state.Endpoint
-	locks     map[string]*sync.Mutex // one per network: serialises its kernel work
+	// locks serialise each network's kernel work. An entry lives only while
+	// a call holds or waits for it, so ids that name no network (a hostile
+	// client's) and deleted networks leave nothing behind.
+	locks map[string]*netLockEntry
+}
+
+type netLockEntry struct {
+	mu    sync.Mutex
+	users int // calls holding or waiting for mu; guarded by Driver.mu
 }
 
 type netEntry struct {
@@ -58,7 +66,7 @@ type netEntry struct {
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
 		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctls: cfg.Sysctls, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log, onRepair: cfg.OnRepair,
-		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*sync.Mutex{},
+		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*netLockEntry{},
 	}
 	if d.log == nil {
 		d.log = slog.Default()
@@ -78,12 +86,20 @@ func (d *Driver) netLock(id string) func() {
 	d.mu.Lock()
 	l, ok := d.locks[id]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &netLockEntry{}
 		d.locks[id] = l
 	}
+	l.users++
 	d.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		d.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(d.locks, id)
+		}
+		d.mu.Unlock()
+	}
 }
 
 func (d *Driver) lookupNetwork(id string) (*netEntry, bool) {
