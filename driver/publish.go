@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/ports"
 	"github.com/mynet/mynet/state"
 )
@@ -45,6 +46,9 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 		}
 	}()
 	if err := b.publish(n.rec, bindings); err != nil {
+		if errors.Is(err, firewall.ErrNetworkNotProgrammed) {
+			return fmt.Errorf("publish ports of endpoint %s: the firewall rules of network %s are missing (removed by hand or by a firewall reload?): mynet's periodic check re-adds them within seconds, or run `mynet doctor --fix`; then start the container again", short(ep.ID), short(n.rec.ID))
+		}
 		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
 	}
 	defer func() {
