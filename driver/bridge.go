@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"slices"
 
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/firewall"
@@ -66,9 +67,10 @@ func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 }
 
 // setup makes the kernel match rec: bridge, gateway addresses, forwarding.
-// It records in rec whether it created the bridge and, on a bridge it did
-// not create, the settings the rules are about to change (noteSysctls).
-func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr error) {
+// When creating, it records in rec whether it created the bridge and, on a
+// bridge it did not create, the gateway addresses it added. On such a bridge
+// it also notes the settings the rules are about to change (noteSysctls).
+func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating bool) (retErr error) {
 	d := b.d
 	created, err := link.EnsureBridge(rec.Bridge, rec.MTU)
 	if err != nil {
@@ -89,10 +91,8 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 		return err
 	}
 	for _, s := range rec.IPv4 {
-		if s.Gateway.IsValid() {
-			if err := link.EnsureAddr(rec.Bridge, s.Gateway); err != nil {
-				return err
-			}
+		if err := ensureGateway(rec, s, creating); err != nil {
+			return err
 		}
 	}
 	if rec.EnableIPv6 && len(rec.IPv6) > 0 {
@@ -103,14 +103,29 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 			return err
 		}
 		for _, s := range rec.IPv6 {
-			if s.Gateway.IsValid() {
-				if err := link.EnsureAddr(rec.Bridge, s.Gateway); err != nil {
-					return err
-				}
+			if err := ensureGateway(rec, s, creating); err != nil {
+				return err
 			}
 		}
 	}
 	return d.noteSysctls(rec)
+}
+
+// ensureGateway puts the subnet's gateway on the bridge. When creating on a
+// bridge mynet did not make, an address it adds is recorded as mynet's: one
+// the bridge already had is the user's, and stays when the network goes.
+func ensureGateway(rec *state.Network, s state.Subnet, creating bool) error {
+	if !s.Gateway.IsValid() {
+		return nil
+	}
+	added, err := link.EnsureAddr(rec.Bridge, s.Gateway)
+	if err != nil {
+		return err
+	}
+	if added && creating && !rec.BridgeCreated {
+		rec.GatewaysAdded = append(slices.Clone(rec.GatewaysAdded), s.Gateway)
+	}
+	return nil
 }
 
 // noteSysctls records in rec, on a bridge we did not create, the value that
@@ -166,16 +181,15 @@ func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
 	return errors.Join(b.d.putSysctlsBack(rec), b.d.fw.RemoveNetwork(fwNetwork(rec)), removeBridge(rec))
 }
 
-// removeBridge deletes the bridge if we made it, else only our addresses on it.
+// removeBridge deletes the bridge if we made it, else only the addresses we
+// added to it.
 func removeBridge(rec state.Network) error {
 	if rec.BridgeCreated {
 		return link.Delete(rec.Bridge)
 	}
 	var errs []error
-	for _, s := range allSubnets(rec) {
-		if s.Gateway.IsValid() {
-			errs = append(errs, link.DelAddr(rec.Bridge, s.Gateway))
-		}
+	for _, gw := range rec.GatewaysAdded {
+		errs = append(errs, link.DelAddr(rec.Bridge, gw))
 	}
 	return errors.Join(errs...)
 }

@@ -44,7 +44,7 @@ func (l lowerBackend) check(rec state.Network, others []state.Network) error {
 	return nil
 }
 
-func (l lowerBackend) setup(rec *state.Network, others []state.Network) (retErr error) {
+func (l lowerBackend) setup(rec *state.Network, others []state.Network, creating bool) (retErr error) {
 	var created bool
 	var err error
 	if dummyParent(*rec) {

@@ -59,7 +59,7 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	if err := b.check(rec, others); err != nil {
 		return err
 	}
-	if err := b.setup(&rec, others); err != nil {
+	if err := b.setup(&rec, others, true); err != nil {
 		return err
 	}
 	defer func() {

@@ -65,7 +65,7 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 		recs[id] = rec // its endpoints are restored even if setup fails: their host ports stay held
 		b := d.backend(rec.Backend)
 		missing := missingLinks(rec)
-		if err := b.setup(&rec, all); err != nil {
+		if err := b.setup(&rec, all, false); err != nil {
 			errs = append(errs, d.rebuildFailed(rec, err))
 			continue
 		}

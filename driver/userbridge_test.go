@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -163,6 +164,81 @@ func TestUserBridgeGetsRouteLocalnetBack(t *testing.T) {
 		if v := read(); v != "0" {
 			t.Errorf("route_localnet=%s after the older network went, want 0 as the start found it", v)
 		}
+		if left := e.leftovers(); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	})
+}
+
+// bridgeAddrs lists the IPv4 addresses of a link.
+func bridgeAddrs(t *testing.T, name string) []string {
+	t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range addrs {
+		out = append(out, a.IPNet.String())
+	}
+	return out
+}
+
+// A user's bridge keeps the addresses it had: a failed create and the
+// delete of a network (also after a restart) remove only the gateway mynet
+// added.
+func TestUserBridgeKeepsItsOwnAddresses(t *testing.T) {
+	inNetns(t, func(e *env) {
+		userBridge(t, "usr0")
+		l, _ := netlink.LinkByName("usr0")
+		own, _ := netlink.ParseAddr("10.96.0.1/24")
+		if err := netlink.AddrAdd(l, own); err != nil {
+			t.Fatal(err)
+		}
+		want := func(when string, addrs ...string) {
+			t.Helper()
+			if got := bridgeAddrs(t, "usr0"); !slices.Equal(got, addrs) {
+				t.Errorf("%s: usr0 has %v, want %v", when, got, addrs)
+			}
+		}
+
+		// A create that fails after the gateway is on the bridge: its
+		// IPv6 half cannot read the bridge's settings.
+		root := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte("1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.d.sysctls = link.Sysctls{Root: root}
+		req := netReq(netA, "10.96.0.0/24", "10.96.0.1/24", map[string]any{optBridgeName: "usr0"})
+		req.Options[optEnableIPv6] = true
+		req.IPv6Data = []*api.IPAMData{{AddressSpace: "LocalDefault", Pool: "fd00:96::/64", Gateway: "fd00:96::1/64"}}
+		if err := e.d.CreateNetwork(req); err == nil {
+			t.Fatal("create succeeded without the bridge's IPv6 settings")
+		}
+		e.d.sysctls = link.Sysctls{}
+		want("after a failed create", "10.96.0.1/24")
+
+		userBridge(t, "usr1")
+		e.createNetwork(netA, "10.96.0.0/24", "10.96.0.1/24", map[string]any{optBridgeName: "usr0"})
+		e.createNetwork(netB, "10.97.0.0/24", "10.97.0.1/24", map[string]any{optBridgeName: "usr1"})
+		want("with its network", "10.96.0.1/24")
+		e.restart()
+		for _, id := range []string{netA, netB} {
+			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := bridgeAddrs(t, "usr1"); len(got) != 0 {
+			t.Errorf("usr1 keeps the gateway mynet added: %v", got)
+		}
+		want("after its network went", "10.96.0.1/24")
 		if left := e.leftovers(); len(left) > 0 {
 			t.Errorf("left behind: %v", left)
 		}

@@ -63,6 +63,10 @@ type Network struct {
 	// changed (key like "net/ipv4/conf/br0/route_localnet") and the value
 	// each had before; they are put back when the network goes.
 	SysctlsBefore map[string]string `json:"sysctls_before,omitempty"`
+	// GatewaysAdded: on a bridge mynet did not create, the gateway
+	// addresses its create added. An address the bridge already had is
+	// the user's and stays when the network goes.
+	GatewaysAdded []netip.Prefix `json:"gateways_added,omitempty"`
 
 	// macvlan / ipvlan backends.
 	Parent        string `json:"parent,omitempty"`
