@@ -72,6 +72,11 @@ func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 // it also notes the settings the rules are about to change (noteSysctls).
 func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating bool) (retErr error) {
 	d := b.d
+	if !creating && !rec.BridgeCreated {
+		if err := awaitLink(rec.Bridge, "bridge"); err != nil {
+			return err
+		}
+	}
 	created, err := link.EnsureBridge(rec.Bridge, rec.MTU)
 	if err != nil {
 		return err

@@ -74,6 +74,12 @@ func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 		if len(missing) == 0 && !noRules {
 			continue
 		}
+		if len(missing) > 0 && !madeLinks(n) {
+			report(drift.Drift{Kind: drift.LinksMissing, Object: "network " + short(n.ID),
+				Error:  "not mynet's to create: they existed when the network was created",
+				Detail: fmt.Sprintf("links %v of the user's are gone: mynet sets the network up again once the network configuration makes them", missing)}, nil)
+			continue
+		}
 		kind, detail := drift.LinksMissing, fmt.Sprintf("links %v are gone", missing)
 		if len(missing) == 0 {
 			kind, detail = drift.RulesMissing, fmt.Sprintf("the firewall rules of bridge %s are gone", n.Bridge)

@@ -49,6 +49,10 @@ type Driver struct {
 	// a call holds or waits for it, so ids that name no network (a hostile
 	// client's) and deleted networks leave nothing behind.
 	locks map[string]*netLockEntry
+	// waiting: networks a rebuild could not set up (a link of the user's
+	// not back yet, a parent gone), by id, with the error; each periodic
+	// check tries them again.
+	waiting map[string]string
 }
 
 type netLockEntry struct {
@@ -66,7 +70,7 @@ type netEntry struct {
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
 		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctls: cfg.Sysctls, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log, onRepair: cfg.OnRepair,
-		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*netLockEntry{},
+		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*netLockEntry{}, waiting: map[string]string{},
 	}
 	if d.log == nil {
 		d.log = slog.Default()

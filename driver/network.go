@@ -160,6 +160,7 @@ func (d *Driver) DeleteNetwork(req *api.DeleteNetworkRequest) error {
 	}
 	d.mu.Lock()
 	delete(d.networks, req.NetworkID)
+	delete(d.waiting, req.NetworkID)
 	d.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("delete network %s: %w", short(req.NetworkID), err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
@@ -239,6 +240,63 @@ func TestUserBridgeKeepsItsOwnAddresses(t *testing.T) {
 			t.Errorf("usr1 keeps the gateway mynet added: %v", got)
 		}
 		want("after its network went", "10.96.0.1/24")
+		if left := e.leftovers(); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	})
+}
+
+// A user's bridge missing at a start (mynet started before the network
+// configuration) is the user's to create: mynet does not make it in its
+// place, sets the network up again at a periodic check once it is back, and
+// never deletes it.
+func TestUserBridgeMissingAtStartIsAwaitedNotTaken(t *testing.T) {
+	inNetns(t, func(e *env) {
+		userBridge(t, "usr0")
+		e.createNetwork(netA, "10.98.0.0/24", "10.98.0.1/24", map[string]any{optBridgeName: "usr0"})
+		e.createEndpoint(netA, ep1, "10.98.0.2/24")
+		if err := link.Delete("usr0"); err != nil {
+			t.Fatal(err)
+		}
+		e.restart()
+		if ok, _ := link.Exists("usr0"); ok {
+			t.Fatalf("the start created the user's bridge (alias %q)", link.Alias("usr0"))
+		}
+		e.d.repairFirewall()
+		if ok, _ := link.Exists("usr0"); ok {
+			t.Fatal("the periodic check created the user's bridge")
+		}
+		ds := e.d.Doctor(drift.View{}, false, drift.FixAll, 0)
+		if len(ds) != 1 || ds[0].Kind != drift.LinksMissing || ds[0].Fixed || ds[0].Error == "" {
+			t.Errorf("doctor --fix: %+v, want the missing bridge reported and left to the user", ds)
+		}
+		if ok, _ := link.Exists("usr0"); ok {
+			t.Fatal("doctor --fix created the user's bridge")
+		}
+
+		userBridge(t, "usr0") // the network configuration comes up
+		e.d.repairFirewall()
+		if got := bridgeAddrs(t, "usr0"); !slices.Equal(got, []string{"10.98.0.1/24"}) {
+			t.Errorf("gateway on the bridge once back: %v", got)
+		}
+		if m, _ := link.Master(hostIfName(ep1)); m != "usr0" {
+			t.Errorf("endpoint not back on the bridge: master %q", m)
+		}
+		if v, _ := e.d.sysctls.Get("net/ipv4/conf/usr0/route_localnet"); v != "1" {
+			t.Errorf("route_localnet=%q on the bridge once back, want 1", v)
+		}
+		if got := e.repaired(); got[RepairLinks] != 1 {
+			t.Errorf("OnRepair heard %v, want one links repair", got)
+		}
+		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := link.Exists("usr0"); !ok {
+			t.Fatal("docker network rm deleted the user's bridge")
+		}
+		if alias := link.Alias("usr0"); alias != "" {
+			t.Errorf("the user's bridge carries mark %q", alias)
+		}
 		if left := e.leftovers(); len(left) > 0 {
 			t.Errorf("left behind: %v", left)
 		}
