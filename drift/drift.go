@@ -77,6 +77,7 @@ const (
 	EndpointLinkMissing     = "endpoint_link_missing"
 	OrphanLink              = "orphan_link"
 	OrphanRules             = "orphan_firewall_rules"
+	OrphanPort              = "orphan_published_port"
 )
 
 // ParseDockerHost gives the socket path of a unix:// Docker host, the only

@@ -220,21 +220,22 @@ func (d *Driver) removeEndpoint(n state.Network, ep state.Endpoint) error {
 	return errors.Join(d.forgetEndpoint(n, ep), d.releaseLinks(ep))
 }
 
-// forgetEndpoint unpublishes the endpoint's ports and drops its record.
-// Callers hold the network's lock.
+// forgetEndpoint drops the endpoint's record, then unpublishes its ports:
+// after a crash between the two, a start removes rules that no record
+// claims, where a record left behind would publish the ports again to
+// whichever container gets the address next. Callers hold the network's
+// lock.
 func (d *Driver) forgetEndpoint(n state.Network, ep state.Endpoint) error {
-	var errs []error
-	if len(ep.Ports) > 0 && n.ID != "" {
-		errs = append(errs, d.unpublish(n, ep))
-	}
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteEndpoint(ep.ID) }); err != nil {
-		errs = append(errs, fmt.Errorf("forget endpoint: %w", err))
+		return fmt.Errorf("delete endpoint %s: forget it: %w", short(ep.ID), err)
 	}
 	d.mu.Lock()
 	delete(d.endpoints, ep.ID)
 	d.mu.Unlock()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+	if len(ep.Ports) > 0 && n.ID != "" {
+		if err := d.unpublish(n, ep); err != nil {
+			return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+		}
 	}
 	return nil
 }

@@ -45,19 +45,27 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 			d.ports.Release(bindings)
 		}
 	}()
+	// The record comes before the rule: after a crash between the two, a
+	// start publishes what the record holds. A rule no record claimed would
+	// forward the host port to whichever container gets the address next
+	// (a start and mynet doctor remove such rules too).
+	ep.Ports = bindings
+	if err := d.saveEndpoint(*ep); err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			ep.Ports = nil
+			retErr = errors.Join(retErr, d.saveEndpoint(*ep))
+		}
+	}()
 	if err := b.publish(n.rec, bindings); err != nil {
 		if errors.Is(err, firewall.ErrNetworkNotProgrammed) {
 			return fmt.Errorf("publish ports of endpoint %s: the firewall rules of network %s are missing (removed by hand or by a firewall reload?): mynet's periodic check re-adds them within seconds, or run `mynet doctor --fix`; then start the container again", short(ep.ID), short(n.rec.ID))
 		}
 		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
 	}
-	defer func() {
-		if retErr != nil {
-			retErr = errors.Join(retErr, b.unpublish(n.rec, bindings))
-		}
-	}()
-	ep.Ports = bindings
-	return d.saveEndpoint(*ep)
+	return nil
 }
 
 // reserve holds host ports for each mapping, routing IPv6 host addresses to
@@ -108,11 +116,13 @@ func (d *Driver) RevokeExternalConnectivity(req *api.RevokeExternalConnectivityR
 	if !ok || !ok2 || len(ep.Ports) == 0 {
 		return nil
 	}
-	if err := d.unpublish(n.rec, *ep); err != nil {
+	// The record first, as in ProgramExternalConnectivity.
+	revoked := *ep
+	ep.Ports = nil
+	if err := d.saveEndpoint(*ep); err != nil {
 		return err
 	}
-	ep.Ports = nil
-	return d.saveEndpoint(*ep)
+	return d.unpublish(n.rec, revoked)
 }
 
 // unpublish removes the rules and frees the host ports of ep.

@@ -22,6 +22,7 @@ const (
 	RepairFirewallRules  = drift.RulesMissing     // a network's missing rules re-added
 	RepairOrphanLink     = drift.OrphanLink       // a link of ours no record claims, removed
 	RepairOrphanRules    = drift.OrphanRules      // rules of ours no record claims, removed
+	RepairOrphanPort     = drift.OrphanPort       // a published port no endpoint record claims, removed
 )
 
 func (d *Driver) repaired(kind string) {
