@@ -86,7 +86,7 @@ func TestDaemonReconcileNeverWaitsOnAHungDocker(t *testing.T) {
 	// The reconcile is inside its Docker call now. A call waiting on it would
 	// fail on the client's timeout.
 	for _, call := range []struct{ path, body string }{
-		{"/IpamDriver.RequestPool", `{"Pool":"10.78.0.0/24"}`},
+		{"/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.78.0.0/24"}`},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.78.0.0/24","Options":{"RequestAddressType":"com.docker.network.gateway"}}`},
 		{"/NetworkDriver.CreateNetwork", network("0123456789ab", "10.78.0.0/24")},
 		{"/NetworkDriver.CreateEndpoint", endpoint("0123456789ab", "fedcba98", "10.78.0.2/24")},
