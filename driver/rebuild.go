@@ -47,6 +47,7 @@ type survey struct {
 // periodic firewall check and mynet doctor --fix all rebuild here. Each
 // repair is logged and counted; one broken network does not stop the others.
 func (d *Driver) rebuild(ids []string, s survey) error {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids))) // a waiting network may also lack its rules
 	release := d.lockNetworks(ids)
 	defer release()
 	// Every record once, not all the others per network (quadratic): a
