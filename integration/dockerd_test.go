@@ -17,10 +17,11 @@ import (
 	"time"
 )
 
-const (
-	dockerdLog     = "/var/log/mynet-dockerd.log" // as integration/setup.sh
-	dockerdPidFile = "/run/mynet-dockerd.pid"
-)
+// dockerdLog is where the engine's output goes: integration/setup.sh's log,
+// or the log of the engine the suite runs inside.
+var dockerdLog = "/var/log/mynet-dockerd.log"
+
+const dockerdPidFile = "/run/mynet-dockerd.pid" // as integration/setup.sh
 
 func isDockerd(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -35,6 +36,13 @@ func isDockerd(pid int) bool {
 // (used only to find the pid; the signal goes to that pid).
 func dockerdPID(t *testing.T) int {
 	t.Helper()
+	if inEngine != nil {
+		pid := inEngine.DockerdPID()
+		if pid == 0 {
+			t.Fatalf("engine %s: no dockerd running (pid file %s)", inEngine.Name, inEngine.PidFile)
+		}
+		return pid
+	}
 	if b, err := os.ReadFile(dockerdPidFile); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && isDockerd(pid) {
 			return pid
@@ -85,6 +93,10 @@ func closeInheritedFDs() {
 // startDockerd starts dockerd in the background as integration/setup.sh
 // does (own session, log appended, pid file) and waits for `docker info`.
 func startDockerd() (int, error) {
+	if inEngine != nil {
+		err := inEngine.StartDockerd()
+		return inEngine.DockerdPID(), err
+	}
 	logf, err := os.OpenFile(dockerdLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, err
@@ -134,6 +146,14 @@ func stopDockerd(t *testing.T, pid int) {
 // ensureDockerd leaves a running engine behind, whatever happened.
 func ensureDockerd(t *testing.T) {
 	if _, err := dockerCmd("info"); err == nil {
+		return
+	}
+	if inEngine != nil {
+		if inEngine.DockerdPID() == 0 {
+			if err := inEngine.StartDockerd(); err != nil {
+				t.Errorf("could not restore dockerd: %v", err)
+			}
+		}
 		return
 	}
 	// One may be starting still.
