@@ -66,7 +66,7 @@ integration-engine:
 # deadline (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?=
 fuzz:
-	$(GO) test -run xxx -fuzz '^FuzzIPAMRequests$$' -fuzztime $(or $(FUZZTIME),20000x) ./driver/server/
+	$(GO) test -run xxx -fuzz '^FuzzIPAMRequests$$' -fuzztime $(or $(FUZZTIME),20000x) ./server/
 	$(GO) test -run xxx -fuzz '^FuzzAllocator$$' -fuzztime $(or $(FUZZTIME),15000x) ./ipam/
 	$(GO) test -run xxx -fuzz '^FuzzAddrSet$$' -fuzztime $(or $(FUZZTIME),150000x) ./ipam/
 	$(GO) test -run xxx -fuzz '^FuzzParsePortMap$$' -fuzztime $(or $(FUZZTIME),200000x) ./driver/ports/

@@ -16,15 +16,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mynet/mynet/admin"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver"
-	"github.com/mynet/mynet/driver/admin"
-	"github.com/mynet/mynet/driver/doctor"
 	"github.com/mynet/mynet/driver/firewall"
-	"github.com/mynet/mynet/driver/metrics"
-	"github.com/mynet/mynet/driver/server"
-	"github.com/mynet/mynet/driver/timing"
+	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/metrics"
+	"github.com/mynet/mynet/server"
 	"github.com/mynet/mynet/state"
+	"github.com/mynet/mynet/timing"
 )
 
 type config struct {
@@ -140,17 +141,18 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	fw, err := firewall.NewWithConfig(log, firewall.Config{SysctlRoot: cfg.sysctlRoot})
+	sysctls := link.Sysctls{Root: cfg.sysctlRoot}
+	fw, err := firewall.NewWithConfig(log, firewall.Config{Sysctls: sysctls})
 	if err != nil {
 		return err
 	}
-	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, SysctlRoot: cfg.sysctlRoot, OnRepair: mets.Repair})
+	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, Sysctls: sysctls, OnRepair: mets.Repair})
 	if err != nil {
 		return err
 	}
 
 	sock := filepath.Join(cfg.socketDir, cfg.name+".sock")
-	ln, err := admin.Listen(sock)
+	ln, err := server.Listen(sock)
 	if err != nil {
 		return err
 	}
@@ -161,7 +163,7 @@ func run(cfg config) error {
 	go netDriver.Run(ctx, cfg.firewallInterval)
 
 	adminSock := admin.SocketPath(cfg.state)
-	adminLn, err := admin.Listen(adminSock)
+	adminLn, err := server.Listen(adminSock)
 	if err != nil {
 		return err
 	}
@@ -172,7 +174,7 @@ func run(cfg config) error {
 				nets, eps := netDriver.Snapshot()
 				return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}
 			},
-			Doctor: func(r admin.DoctorRequest, grace time.Duration) []doctor.Drift {
+			Doctor: func(r admin.DoctorRequest, grace time.Duration) []drift.Drift {
 				span := timing.Begin() // its kernel and bbolt work is no request's
 				defer span.End()
 				drifts := netDriver.Doctor(r.View, r.HasView, r.Fix, grace)

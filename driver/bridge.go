@@ -63,13 +63,12 @@ func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint) error
 		}
 	}
 	if len(ep.Ports) > 0 {
-		bindings := fromRecords(ep.Ports)
-		for _, b := range bindings {
+		for _, b := range ep.Ports {
 			if err := d.ports.Restore(b); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		errs = append(errs, d.fw.AddPorts(fwNetwork(n), bindings))
+		errs = append(errs, d.fw.AddPorts(fwNetwork(n), ep.Ports))
 	}
 	return errors.Join(errs...)
 }
@@ -137,7 +136,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 			retErr = errors.Join(retErr, b.teardown(undo, nil))
 		}
 	}()
-	if err := link.SetSysctl(d.sysctlRoot, "net/ipv4/ip_forward", "1"); err != nil {
+	if _, _, err := d.sysctls.Set("net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
 	for _, s := range rec.IPv4 {
@@ -148,10 +147,10 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 		}
 	}
 	if rec.EnableIPv6 && len(rec.IPv6) > 0 {
-		if err := link.SetSysctl(d.sysctlRoot, "net/ipv6/conf/"+rec.Bridge+"/disable_ipv6", "0"); err != nil {
+		if _, _, err := d.sysctls.Set("net/ipv6/conf/"+rec.Bridge+"/disable_ipv6", "0"); err != nil {
 			return err
 		}
-		if err := link.SetSysctl(d.sysctlRoot, "net/ipv6/conf/all/forwarding", "1"); err != nil {
+		if _, _, err := d.sysctls.Set("net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return err
 		}
 		for _, s := range rec.IPv6 {

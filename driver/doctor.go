@@ -7,7 +7,7 @@ import (
 	"time"
 
 	api "github.com/docker/go-plugins-helpers/network"
-	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
 )
@@ -16,9 +16,9 @@ import (
 // with Docker's view; with fix it repairs each drift the way the protocol
 // call or the start-up restore would, under the network's lock, after
 // checking the drift still holds.
-func (d *Driver) Doctor(v doctor.View, hasView, fix bool, grace time.Duration) []doctor.Drift {
-	var out []doctor.Drift
-	report := func(dr doctor.Drift, repair func() error) {
+func (d *Driver) Doctor(v drift.View, hasView, fix bool, grace time.Duration) []drift.Drift {
+	var out []drift.Drift
+	report := func(dr drift.Drift, repair func() error) {
 		if fix && repair != nil {
 			if err := repair(); err != nil {
 				dr.Error = err.Error()
@@ -35,7 +35,7 @@ func (d *Driver) Doctor(v doctor.View, hasView, fix bool, grace time.Duration) [
 			if _, ok := v.Networks[n.ID]; ok || !v.Mature(n.Created, grace) {
 				continue
 			}
-			report(doctor.Drift{Kind: doctor.NetworkUnknownToDocker, Object: "network " + short(n.ID),
+			report(drift.Drift{Kind: drift.NetworkUnknownToDocker, Object: "network " + short(n.ID),
 				Detail: fmt.Sprintf("%s network (%s) that Docker no longer has: remove it with its endpoints", n.Backend, nameOf(n))},
 				func() error { return d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n.ID}) })
 		}
@@ -47,7 +47,7 @@ func (d *Driver) Doctor(v doctor.View, hasView, fix bool, grace time.Duration) [
 			if _, ok := dn.Endpoints[ep.ID]; ok {
 				continue
 			}
-			report(doctor.Drift{Kind: doctor.EndpointUnknownToDocker, Object: "endpoint " + short(ep.ID),
+			report(drift.Drift{Kind: drift.EndpointUnknownToDocker, Object: "endpoint " + short(ep.ID),
 				Detail: fmt.Sprintf("on network %s (%s), address %s: no container of Docker's uses it", dn.Name, short(ep.NetworkID), ep.IPv4)},
 				func() error {
 					return d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: ep.NetworkID, EndpointID: ep.ID})
@@ -60,10 +60,10 @@ func (d *Driver) Doctor(v doctor.View, hasView, fix bool, grace time.Duration) [
 
 // kernelDrift: links and rules the records expect but the kernel lacks, and
 // marked links or rules that no record claims.
-func (d *Driver) kernelDrift(report func(doctor.Drift, func() error)) {
+func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 	owned, err := d.fw.Owned()
 	if err != nil {
-		report(doctor.Drift{Kind: doctor.RulesMissing, Object: "firewall", Detail: "cannot list rules: " + err.Error()}, nil)
+		report(drift.Drift{Kind: drift.RulesMissing, Object: "firewall", Detail: "cannot list rules: " + err.Error()}, nil)
 	}
 	hasRules := map[string]bool{}
 	for _, b := range owned {
@@ -76,11 +76,11 @@ func (d *Driver) kernelDrift(report func(doctor.Drift, func() error)) {
 		if len(missing) == 0 && !noRules {
 			continue
 		}
-		kind, detail := doctor.LinksMissing, fmt.Sprintf("links %v are gone", missing)
+		kind, detail := drift.LinksMissing, fmt.Sprintf("links %v are gone", missing)
 		if len(missing) == 0 {
-			kind, detail = doctor.RulesMissing, fmt.Sprintf("the firewall rules of bridge %s are gone", n.Bridge)
+			kind, detail = drift.RulesMissing, fmt.Sprintf("the firewall rules of bridge %s are gone", n.Bridge)
 		}
-		report(doctor.Drift{Kind: kind, Object: "network " + short(n.ID), Detail: detail + ": re-create as at start-up"},
+		report(drift.Drift{Kind: kind, Object: "network " + short(n.ID), Detail: detail + ": re-create as at start-up"},
 			func() error { return d.rebuildNetwork(n.ID) })
 	}
 	for _, ep := range eps {
@@ -88,7 +88,7 @@ func (d *Driver) kernelDrift(report func(doctor.Drift, func() error)) {
 			continue // macvlan/ipvlan links live in the container's namespace
 		}
 		if ok, _ := link.Exists(ep.HostIf); !ok {
-			report(doctor.Drift{Kind: doctor.EndpointLinkMissing, Object: "endpoint " + short(ep.ID),
+			report(drift.Drift{Kind: drift.EndpointLinkMissing, Object: "endpoint " + short(ep.ID),
 				Error:  "cannot be repaired from outside the container",
 				Detail: fmt.Sprintf("host veth %s is gone, the container (address %s) is cut off: restart the container", ep.HostIf, ep.IPv4)}, nil)
 		}

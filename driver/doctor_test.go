@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/vishvananda/netns"
 )
 
-func kinds(ds []doctor.Drift) map[string]int {
+func kinds(ds []drift.Drift) map[string]int {
 	m := map[string]int{}
 	for _, d := range ds {
 		m[d.Kind]++
@@ -30,8 +30,8 @@ func TestDoctorFindsAndFixes(t *testing.T) {
 		e.createEndpoint(netA, ep1, "10.61.0.2/24")
 		e.createEndpoint(netA, ep2, "10.61.0.3/24")
 		// Docker knows network A with ep1 only; network B not at all.
-		view := doctor.View{FetchedAt: time.Now().Add(time.Minute), Networks: map[string]doctor.Network{
-			netA: {Name: "a", Endpoints: map[string]doctor.Endpoint{ep1: {Container: "c1"}}},
+		view := drift.View{FetchedAt: time.Now().Add(time.Minute), Networks: map[string]drift.Network{
+			netA: {Name: "a", Endpoints: map[string]drift.Endpoint{ep1: {Container: "c1"}}},
 		}}
 		// The kernel lost A's bridge; a marked link nobody claims appeared.
 		if err := link.Delete("mn-aaaaaaaaaaaa"); err != nil {
@@ -47,13 +47,13 @@ func TestDoctorFindsAndFixes(t *testing.T) {
 		// Young records are left alone whatever Docker says.
 		young := view
 		young.FetchedAt = time.Now()
-		if k := kinds(e.d.Doctor(young, true, false, time.Hour)); k[doctor.NetworkUnknownToDocker]+k[doctor.EndpointUnknownToDocker] != 0 {
+		if k := kinds(e.d.Doctor(young, true, false, time.Hour)); k[drift.NetworkUnknownToDocker]+k[drift.EndpointUnknownToDocker] != 0 {
 			t.Errorf("records younger than the grace were judged: %v", k)
 		}
 
 		ds := e.d.Doctor(view, true, false, 0)
 		k := kinds(ds)
-		if k[doctor.NetworkUnknownToDocker] != 1 || k[doctor.EndpointUnknownToDocker] != 1 || k[doctor.LinksMissing] != 1 || k[doctor.OrphanLink] != 1 {
+		if k[drift.NetworkUnknownToDocker] != 1 || k[drift.EndpointUnknownToDocker] != 1 || k[drift.LinksMissing] != 1 || k[drift.OrphanLink] != 1 {
 			t.Fatalf("drift: %+v", ds)
 		}
 		for _, d := range ds {
@@ -96,7 +96,7 @@ func TestDoctorLeavesCallsInFlightAlone(t *testing.T) {
 	inNetns(t, func(e *env) {
 		e.createNetwork(netA, "10.63.0.0/24", "10.63.0.1/24", nil)
 		done := make(chan struct{})
-		var fixed []doctor.Drift
+		var fixed []drift.Drift
 		ns, err := netns.Get()
 		if err != nil {
 			t.Fatal(err)
@@ -111,7 +111,7 @@ func TestDoctorLeavesCallsInFlightAlone(t *testing.T) {
 				return
 			}
 			for i := 0; i < 20; i++ {
-				for _, d := range e.d.Doctor(doctor.View{}, false, true, 0) {
+				for _, d := range e.d.Doctor(drift.View{}, false, true, 0) {
 					fixed = append(fixed, d)
 				}
 			}

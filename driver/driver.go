@@ -15,8 +15,8 @@ import (
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/driver/ports"
-	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/state"
+	"github.com/mynet/mynet/timing"
 )
 
 // ErrBadRequest marks errors caused by the request itself.
@@ -27,8 +27,8 @@ type Config struct {
 	Store    *state.Store
 	Firewall *firewall.Firewall
 	Log      *slog.Logger
-	// SysctlRoot is where sysctls are written; "" means /proc/sys.
-	SysctlRoot string
+	// Sysctls is where sysctls are written (the firewall's, too).
+	Sysctls link.Sysctls
 	// OnRepair, when set, is told of each repair (start-up restore, the
 	// periodic firewall check, mynet doctor --fix) by its drift kind.
 	OnRepair func(kind string)
@@ -36,13 +36,13 @@ type Config struct {
 
 // Driver serves the NetworkDriver protocol.
 type Driver struct {
-	store      *state.Store
-	owner      string // alias that marks our links: mynet:<state file instance id>
-	sysctlRoot string
-	fw         *firewall.Firewall
-	ports      *ports.Reserver
-	log        *slog.Logger
-	onRepair   func(kind string)
+	store    *state.Store
+	owner    string // alias that marks our links: mynet:<state file instance id>
+	sysctls  link.Sysctls
+	fw       *firewall.Firewall
+	ports    *ports.Reserver
+	log      *slog.Logger
+	onRepair func(kind string)
 
 	createMu  sync.Mutex // one CreateNetwork at a time
 	mu        sync.Mutex // guards the maps; never held across kernel calls
@@ -65,14 +65,11 @@ type netEntry struct {
 // deleted by hand), before the caller opens the socket.
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
-		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctlRoot: cfg.SysctlRoot, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log, onRepair: cfg.OnRepair,
+		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctls: cfg.Sysctls, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log, onRepair: cfg.OnRepair,
 		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*sync.Mutex{},
 	}
 	if d.log == nil {
 		d.log = slog.Default()
-	}
-	if d.sysctlRoot == "" {
-		d.sysctlRoot = "/proc/sys"
 	}
 	if err := d.restore(); err != nil {
 		return nil, err
@@ -176,7 +173,7 @@ func (d *Driver) repairFirewall() {
 			err := d.fw.AddNetwork(fwNetwork(n.rec))
 			for _, ep := range d.endpointsOf(rec.ID) {
 				if err == nil && len(ep.Ports) > 0 {
-					err = d.fw.AddPorts(fwNetwork(n.rec), fromRecords(ep.Ports))
+					err = d.fw.AddPorts(fwNetwork(n.rec), ep.Ports)
 				}
 			}
 			if err != nil {

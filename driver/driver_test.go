@@ -553,7 +553,10 @@ func TestSysctlsGoUnderTheGivenRoot(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		e.d.sysctlRoot = root
+		if err := os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte("0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.d.sysctls = link.Sysctls{Root: root}
 		e.createNetwork(netA, "10.91.0.0/24", "10.91.0.1/24", nil)
 		got, err := os.ReadFile(filepath.Join(root, "net/ipv4/ip_forward"))
 		if err != nil || string(got) != "1" {

@@ -51,13 +51,13 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 			retErr = errors.Join(retErr, d.fw.RemovePorts(fwNetwork(n.rec), bindings))
 		}
 	}()
-	ep.Ports = toRecords(bindings)
+	ep.Ports = bindings
 	return d.saveEndpoint(*ep)
 }
 
 // reserve holds host ports for each mapping, routing IPv6 host addresses to
 // the container's IPv6 address and the rest to its IPv4 address.
-func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping) ([]ports.Binding, error) {
+func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping) ([]state.PortBinding, error) {
 	var v4, v6 []ports.Mapping
 	for _, m := range ms {
 		if !m.HostIP.IsValid() && n.HostBindingV4 != "" {
@@ -75,7 +75,7 @@ func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping)
 	if len(v6) > 0 && !ep.IPv6.IsValid() {
 		return nil, badRequest("endpoint %s has no IPv6 address to publish %s to", short(ep.ID), v6[0])
 	}
-	var out []ports.Binding
+	var out []state.PortBinding
 	if len(v4) > 0 {
 		b, err := d.ports.Reserve(ep.IPv4.Addr(), v4)
 		if err != nil {
@@ -112,28 +112,11 @@ func (d *Driver) RevokeExternalConnectivity(req *api.RevokeExternalConnectivityR
 
 // unpublish removes the rules and frees the host ports of ep.
 func (d *Driver) unpublish(n state.Network, ep state.Endpoint) error {
-	bindings := fromRecords(ep.Ports)
-	err := d.fw.RemovePorts(fwNetwork(n), bindings)
-	d.ports.Release(bindings)
+	err := d.fw.RemovePorts(fwNetwork(n), ep.Ports)
+	d.ports.Release(ep.Ports)
 	d.flushConntrack(ep)
 	if err != nil {
 		return fmt.Errorf("unpublish ports of endpoint %s: %w", short(ep.ID), err)
 	}
 	return nil
-}
-
-func toRecords(bs []ports.Binding) []state.PortBinding {
-	out := make([]state.PortBinding, len(bs))
-	for i, b := range bs {
-		out[i] = state.PortBinding{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, ContainerIP: b.ContainerIP, ContainerPort: b.ContainerPort}
-	}
-	return out
-}
-
-func fromRecords(rs []state.PortBinding) []ports.Binding {
-	out := make([]ports.Binding, len(rs))
-	for i, r := range rs {
-		out[i] = ports.Binding{Proto: r.Proto, HostIP: r.HostIP, HostPort: r.HostPort, ContainerIP: r.ContainerIP, ContainerPort: r.ContainerPort}
-	}
-	return out
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"regexp"
 
-	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
@@ -122,7 +122,7 @@ var ourLinkName = regexp.MustCompile(`^mn[-hcd][0-9a-f]{12}$`)
 // between a kernel change and its record, or a record removed by hand,
 // leaves behind.
 type orphan struct {
-	drift  doctor.Drift
+	drift  drift.Drift
 	remove func() error
 }
 
@@ -165,7 +165,7 @@ func (d *Driver) findOrphans() []orphan {
 	for _, name := range names {
 		if ourLinkName.MatchString(name) && !claimed[name] && link.Alias(name) == d.owner {
 			out = append(out, orphan{
-				drift:  doctor.Drift{Kind: doctor.OrphanLink, Object: "link " + name, Detail: "a link no record claims"},
+				drift:  drift.Drift{Kind: drift.OrphanLink, Object: "link " + name, Detail: "a link no record claims"},
 				remove: func() error { return link.Delete(name) },
 			})
 		}
@@ -179,7 +179,7 @@ func (d *Driver) findOrphans() []orphan {
 		// Rules of a bridge another instance marked are that instance's.
 		if alias := link.Alias(o.Bridge); !ids[o.ID] && (alias == "" || alias == d.owner) {
 			out = append(out, orphan{
-				drift: doctor.Drift{Kind: doctor.OrphanRules, Object: "network " + o.ID,
+				drift: drift.Drift{Kind: drift.OrphanRules, Object: "network " + o.ID,
 					Detail: fmt.Sprintf("firewall rules (bridge %s) no record claims", o.Bridge)},
 				remove: func() error { return d.fw.RemoveNetwork(firewall.Network{ID: o.ID}) },
 			})

@@ -11,11 +11,12 @@ import (
 	"time"
 
 	api "github.com/docker/go-plugins-helpers/network"
-	"github.com/mynet/mynet/driver/firewall"
-	"github.com/mynet/mynet/driver/timing"
-	"github.com/mynet/mynet/state"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/state"
+	"github.com/mynet/mynet/timing"
 )
 
 // Per-call cost against the number of networks and endpoints that already

@@ -18,12 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/state"
 )
 
 // runDoctor runs `mynet doctor --json ARGS` and returns its drifts and exit code.
-func runDoctor(t *testing.T, args ...string) ([]doctor.Drift, int) {
+func runDoctor(t *testing.T, args ...string) ([]drift.Drift, int) {
 	t.Helper()
 	cmd := exec.Command(plugin.Bin, append([]string{"doctor", "--json", "--state", plugin.State, "--name", pluginName}, args...)...)
 	out, err := cmd.Output()
@@ -35,7 +35,7 @@ func runDoctor(t *testing.T, args ...string) ([]doctor.Drift, int) {
 		t.Errorf("mynet doctor: %v", err)
 		return nil, -1
 	}
-	var drifts []doctor.Drift
+	var drifts []drift.Drift
 	if jerr := json.Unmarshal(out, &drifts); jerr != nil {
 		t.Errorf("mynet doctor %v: exit %d, output not JSON (%v): %s %s", args, code, jerr, out, ee)
 		return nil, -1
@@ -43,7 +43,7 @@ func runDoctor(t *testing.T, args ...string) ([]doctor.Drift, int) {
 	return drifts, code
 }
 
-func driftKinds(ds []doctor.Drift) map[string]int {
+func driftKinds(ds []drift.Drift) map[string]int {
 	m := map[string]int{}
 	for _, d := range ds {
 		m[d.Kind]++
@@ -110,12 +110,12 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 	// not judged, the two-hour-old lost address is.
 	ds, code := runDoctor(t, "--grace", "1h")
 	kinds := driftKinds(ds)
-	if code != 4 || kinds[doctor.LinksMissing] != 1 || kinds[doctor.EndpointUnknownToDocker] != 0 || kinds[doctor.AddressUnused] != 1 {
+	if code != 4 || kinds[drift.LinksMissing] != 1 || kinds[drift.EndpointUnknownToDocker] != 0 || kinds[drift.AddressUnused] != 1 {
 		t.Errorf("--grace 1h: exit %d, want 4 with the missing bridge and the old lost address %s only; drifts %+v", code, lost, ds)
 	}
 	ds, code = runDoctor(t, "--grace", "0s")
 	kinds = driftKinds(ds)
-	if code != 4 || kinds[doctor.EndpointUnknownToDocker] != 1 || kinds[doctor.AddressUnused] != 2 || kinds[doctor.LinksMissing] != 1 {
+	if code != 4 || kinds[drift.EndpointUnknownToDocker] != 1 || kinds[drift.AddressUnused] != 2 || kinds[drift.LinksMissing] != 1 {
 		t.Fatalf("drift: exit %d, want 4 with one forgotten endpoint, two unused addresses (%s, %s), one missing bridge; got %+v", code, gone.IPAddress, lost, ds)
 	}
 	for _, d := range ds {
@@ -126,7 +126,7 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 	// The table form a user sees.
 	out, _ := exec.Command(plugin.Bin, "doctor", "--state", plugin.State, "--name", pluginName, "--grace", "0s").CombinedOutput()
 	t.Logf("mynet doctor:\n%s", out)
-	for _, want := range []string{doctor.EndpointUnknownToDocker, doctor.AddressUnused, doctor.LinksMissing, "run with --fix"} {
+	for _, want := range []string{drift.EndpointUnknownToDocker, drift.AddressUnused, drift.LinksMissing, "run with --fix"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("table output lacks %q:\n%s", want, out)
 		}
@@ -169,7 +169,7 @@ func TestDoctorDuringLoad(t *testing.T) {
 	lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", e2eV4Subnet(t, 131).String())
 	var wg sync.WaitGroup
 	done := make(chan struct{})
-	var fixed []doctor.Drift
+	var fixed []drift.Drift
 	go func() {
 		defer close(done)
 		for i := 0; i < 5; i++ {

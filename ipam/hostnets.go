@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/mynet/mynet/timing"
 )
 
 // HostNetworks lists what an automatic pool must not overlap on this host:
@@ -18,7 +20,7 @@ import (
 // nameservers of /etc/resolv.conf (Docker refuses pools that hold them).
 func HostNetworks() ([]netip.Prefix, error) {
 	start := time.Now()
-	defer func() { netlinkNanos.Add(int64(time.Since(start))) }()
+	defer timing.Since(timing.Netlink, start)
 	var out []netip.Prefix
 	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL,
 		&netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/mynet/mynet/timing"
 )
 
 // ErrClosed is returned by Update after Close.
@@ -26,7 +28,7 @@ type writeOp struct {
 // timer. fn may run more than once (when a write grouped with it fails), so
 // it must only touch the transaction.
 func (s *Store) Update(fn func(*Tx) error) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Bbolt, time.Now())
 	op := &writeOp{fn: fn, done: make(chan error, 1)}
 	// Holding the read lock while queueing means Close (which takes the write
 	// lock before stopping the writer) cannot strand an op in the queue.

@@ -2,6 +2,7 @@ package state
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -68,13 +69,29 @@ type Network struct {
 	Created time.Time `json:"created"`
 }
 
-// PortBinding is one published port of an endpoint.
+// PortBinding is one published port of an endpoint: the host port that
+// driver/ports holds and driver/firewall forwards to ContainerIP, stored as
+// it is held and programmed. HostIP zero means every host address.
 type PortBinding struct {
 	Proto         string     `json:"proto"`
 	HostIP        netip.Addr `json:"host_ip,omitzero"`
 	HostPort      uint16     `json:"host_port"`
 	ContainerIP   netip.Addr `json:"container_ip"`
 	ContainerPort uint16     `json:"container_port"`
+}
+
+// String renders the binding like "0.0.0.0:8080->10.0.0.2:80/tcp"; a zero
+// HostIP (every address) shows as 0.0.0.0.
+func (b PortBinding) String() string {
+	host := "0.0.0.0:" + strconv.Itoa(int(b.HostPort))
+	if b.HostIP.IsValid() {
+		host = netip.AddrPortFrom(b.HostIP, b.HostPort).String()
+	}
+	ctr := ":" + strconv.Itoa(int(b.ContainerPort))
+	if b.ContainerIP.IsValid() {
+		ctr = netip.AddrPortFrom(b.ContainerIP, b.ContainerPort).String()
+	}
+	return host + "->" + ctr + "/" + b.Proto
 }
 
 // Endpoint is one container interface on one of our networks.

@@ -15,6 +15,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/mynet/mynet/timing"
 )
 
 // ErrLocked means another process holds the state file open.
@@ -193,6 +195,6 @@ func (s *Store) Close() error {
 // View runs fn in a read transaction. Values read must not be kept past fn:
 // the typed getters already copy them.
 func (s *Store) View(fn func(*Tx) error) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Bbolt, time.Now())
 	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/timing"
 )
 
 func openTemp(t *testing.T) (*Store, string) {
@@ -235,20 +237,20 @@ func TestInstanceIDIsStablePerFile(t *testing.T) {
 	}
 }
 
-// Update and View add to Spent (a real write with its fsync, a real read).
-func TestUpdateAndViewAddToSpent(t *testing.T) {
+// Update and View report to timing (a real write with its fsync, a real read).
+func TestUpdateAndViewReportToTiming(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "spent.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	before := Spent()
+	before := timing.Cumulative().Bbolt
 	if err := s.Update(func(tx *Tx) error { return tx.PutNetwork(Network{ID: "n"}) }); err != nil {
 		t.Fatal(err)
 	}
-	afterUpdate := Spent()
+	afterUpdate := timing.Cumulative().Bbolt
 	s.View(func(tx *Tx) error { _, _, err := tx.Network("n"); return err })
-	if afterUpdate <= before || Spent() <= afterUpdate {
-		t.Fatalf("Spent %v -> %v (update) -> %v (view)", before, afterUpdate, Spent())
+	if afterUpdate <= before || timing.Cumulative().Bbolt <= afterUpdate {
+		t.Fatalf("Spent %v -> %v (update) -> %v (view)", before, afterUpdate, timing.Cumulative().Bbolt)
 	}
 }

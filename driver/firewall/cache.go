@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -80,6 +81,28 @@ func (f *Firewall) change(b *backend, plan func(st *ruleset, s *script) error) e
 		f.log.Info("iptables-restore failed on a copy of the ruleset older than others' changes; reading the ruleset and trying again", "family", b.fam.String(), "err", err)
 		st, err = f.refresh(b)
 	}
+}
+
+// changeEach plans with plan on the exact ruleset of each family (built-in
+// chains included) and commits the result; what(family) names the work in
+// errors. A family whose plan adds nothing runs no process.
+func (f *Firewall) changeEach(what func(family) string, plan func(b *backend, st *ruleset, s *script)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, b := range f.backends() {
+		st, err := f.exact(b)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s := newScript()
+		plan(b, st, s)
+		if err := f.commit(b, s, st); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what(b.fam), err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // refresh reads the ruleset of b, removes what an older mynet layout left

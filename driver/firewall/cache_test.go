@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mynet/mynet/state"
 )
 
 // sortedRules returns the chain declarations and rules of a save, sorted,
@@ -82,7 +84,7 @@ func TestMigratesOldLayout(t *testing.T) {
 	l := newLab(t)
 	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true,
 		Subnets: l.addBridge("myx0", "198.18.10.1/24", "")}
-	ports := []PortMapping{
+	ports := []state.PortBinding{
 		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80},
 		{Proto: "udp", HostIP: addr("192.0.2.1"), HostPort: 5353, ContainerIP: addr("198.18.10.2"), ContainerPort: 53},
 	}

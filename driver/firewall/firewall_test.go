@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
+	"github.com/mynet/mynet/state"
 )
 
 func pfx(s ...string) []netip.Prefix {
@@ -56,7 +57,7 @@ func TestIdempotentAndExactRemoval(t *testing.T) {
 		t.Errorf("EnsureBase with nothing changed ran %d iptables processes, want 0 (same nf_tables generation)", d)
 	}
 
-	ports := []PortMapping{
+	ports := []state.PortBinding{
 		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80},
 		{Proto: "udp", HostIP: addr("192.0.2.1"), HostPort: 5353, ContainerIP: addr("198.18.10.2"), ContainerPort: 53},
 		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("fd00:10::2"), ContainerPort: 80},
@@ -300,11 +301,11 @@ func TestTraffic(t *testing.T) {
 
 	t.Run("published ports", func(t *testing.T) {
 		l.policy("DROP")
-		portsA := []PortMapping{
+		portsA := []state.PortBinding{
 			{Proto: "tcp", HostPort: 8080, ContainerIP: a1.ip4, ContainerPort: 80},
 			{Proto: "tcp", HostPort: 8080, ContainerIP: a1.ip6, ContainerPort: 80},
 		}
-		portsB := []PortMapping{{Proto: "tcp", HostIP: host4, HostPort: 8081, ContainerIP: b1.ip4, ContainerPort: 80}}
+		portsB := []state.PortBinding{{Proto: "tcp", HostIP: host4, HostPort: 8081, ContainerIP: b1.ip4, ContainerPort: 80}}
 		l.do(func() error { return l.fw.AddPorts(netA, portsA) })
 		l.do(func() error { return l.fw.AddPorts(netB, portsB) })
 		// The self-hairpin needs the port in hairpin mode (bridge-nf-call-iptables=1
@@ -329,13 +330,13 @@ func TestTraffic(t *testing.T) {
 		)
 		// A port of another network on the same host port is refused.
 		err := l.hostDo(func() error {
-			return l.fw.AddPorts(netB, []PortMapping{{Proto: "tcp", HostPort: 8080, ContainerIP: b1.ip4, ContainerPort: 80}})
+			return l.fw.AddPorts(netB, []state.PortBinding{{Proto: "tcp", HostPort: 8080, ContainerIP: b1.ip4, ContainerPort: 80}})
 		})
 		if !errors.Is(err, ErrPortConflict) {
 			t.Errorf("conflicting port: got %v", err)
 		}
 		// sctp: programmed like the others, or a clear error.
-		sctp := []PortMapping{{Proto: "sctp", HostPort: 9000, ContainerIP: a1.ip4, ContainerPort: 9000}}
+		sctp := []state.PortBinding{{Proto: "sctp", HostPort: 9000, ContainerIP: a1.ip4, ContainerPort: 9000}}
 		if err := l.hostDo(func() error { return l.fw.AddPorts(netA, sctp) }); err != nil {
 			if !strings.Contains(err.Error(), "sctp") {
 				t.Errorf("sctp error does not name sctp: %v", err)
@@ -395,7 +396,7 @@ func TestSelfHairpinNeedsHairpinMode(t *testing.T) {
 	l.serve(c.ns, 80)
 	l.do(func() error { return l.fw.AddNetwork(n) })
 	l.do(func() error {
-		return l.fw.AddPorts(n, []PortMapping{{Proto: "tcp", HostPort: 8080, ContainerIP: c.ip4, ContainerPort: 80}})
+		return l.fw.AddPorts(n, []state.PortBinding{{Proto: "tcp", HostPort: 8080, ContainerIP: c.ip4, ContainerPort: 80}})
 	})
 	_, err := dial(c.ns, "192.0.2.1:8080")
 	t.Logf("self hairpin without hairpin mode: err=%v", err)
@@ -448,7 +449,7 @@ func TestRollback(t *testing.T) {
 	// AddPorts is all or nothing across families.
 	l.do(func() error { return l.fw.AddNetwork(n) })
 	withNet4 := l.save(v4)
-	ports := []PortMapping{
+	ports := []state.PortBinding{
 		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.6.2"), ContainerPort: 80},
 		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("fd00:6::2"), ContainerPort: 80},
 	}
@@ -491,7 +492,7 @@ func TestConcurrent(t *testing.T) {
 				if err := l.fw.AddNetwork(nw); err != nil {
 					return err
 				}
-				p := []PortMapping{{Proto: "tcp", HostPort: uint16(9000 + i), ContainerIP: nw.Subnets[0].Addr().Next().Next(), ContainerPort: 80}}
+				p := []state.PortBinding{{Proto: "tcp", HostPort: uint16(9000 + i), ContainerIP: nw.Subnets[0].Addr().Next().Next(), ContainerPort: 80}}
 				if err := l.fw.AddPorts(nw, p); err != nil {
 					return err
 				}
@@ -542,7 +543,7 @@ func TestConverge(t *testing.T) {
 
 	l.do(func() error { return l.fw.AddNetwork(n) })
 	l.do(func() error {
-		return l.fw.AddPorts(n, []PortMapping{{Proto: "tcp", HostPort: 80, ContainerIP: addr("198.18.8.2"), ContainerPort: 80}})
+		return l.fw.AddPorts(n, []state.PortBinding{{Proto: "tcp", HostPort: 80, ContainerIP: addr("198.18.8.2"), ContainerPort: 80}})
 	})
 	l.do(func() error { return l.fw.AddNetwork(changed) })
 	if got := l.save(v4); got != want {
@@ -556,7 +557,7 @@ func TestTiming(t *testing.T) {
 	l := newLab(t)
 	n := Network{ID: "123412341234", Bridge: "myt0", ICC: true, Masquerade: true,
 		Subnets: l.addBridge("myt0", "198.18.30.1/24", "fd00:30::1/64")}
-	p := []PortMapping{{Proto: "tcp", HostPort: 80, ContainerIP: addr("198.18.30.2"), ContainerPort: 80}}
+	p := []state.PortBinding{{Proto: "tcp", HostPort: 80, ContainerIP: addr("198.18.30.2"), ContainerPort: 80}}
 	l.do(l.fw.EnsureBase)
 	for _, step := range []struct {
 		name string

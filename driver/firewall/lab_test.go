@@ -38,9 +38,10 @@ func requireKernel(t *testing.T) {
 	}
 }
 
-// inNS runs fn on a fresh OS thread switched into ns; processes fn starts
-// are born in ns.
-func inNS(ns netns.NsHandle, fn func() error) error {
+// onFreshThread runs fn on a fresh locked OS thread and switches that
+// thread back to its network namespace afterwards; fn may switch it
+// elsewhere.
+func onFreshThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -51,11 +52,6 @@ func inNS(ns netns.NsHandle, fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns: %w", err)
-			return
-		}
 		ferr := fn()
 		if err := netns.Set(orig); err != nil {
 			// Leave the thread locked: it is destroyed with this goroutine.
@@ -66,6 +62,17 @@ func inNS(ns netns.NsHandle, fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// inNS runs fn on a fresh OS thread switched into ns; processes fn starts
+// are born in ns.
+func inNS(ns netns.NsHandle, fn func() error) error {
+	return onFreshThread(func() error {
+		if err := netns.Set(ns); err != nil {
+			return fmt.Errorf("setns: %w", err)
+		}
+		return fn()
+	})
 }
 
 type lab struct {
@@ -84,30 +91,12 @@ type lab struct {
 func (l *lab) newNamedNS(name string) netns.NsHandle {
 	l.t.Helper()
 	var h netns.NsHandle
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err = netns.NewNamed(name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			errc <- err // thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	err := onFreshThread(func() error {
+		var err error
+		h, err = netns.NewNamed(name) // also switches the thread into it
+		return err
+	})
+	if err != nil {
 		l.t.Fatalf("create netns %s: %v", name, err)
 	}
 	l.t.Cleanup(func() {

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mynet/mynet/state"
 )
 
 type family int
@@ -63,18 +65,6 @@ func shortID(id string) string {
 }
 
 func netComment(id12 string) string { return commentPrefix + id12 }
-
-// obsoleteChain reports chains of the layout before 2026-11 (a chain per
-// network and three per bridge network); they are removed on sight and the
-// networks re-added in the current layout.
-func obsoleteChain(name string) bool {
-	for _, p := range []string{"MYNET-F-", "MYNET-S-", "MYNET-D-"} {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return name == "MYNET-ISO-OUT" || name == "MYNET-ISO-IN"
-}
 
 // chainRef names a chain of a table.
 type chainRef struct{ table, name string }
@@ -282,7 +272,7 @@ func buildNetRules(n *Network, fam family, subnets []netip.Prefix) netRules {
 }
 
 // portRule is the DNAT rule of one published port.
-func portRule(id12 string, p PortMapping) rule {
+func portRule(id12 string, p state.PortBinding) rule {
 	var match []string
 	if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
 		match = append(match, "-d", netip.PrefixFrom(p.HostIP, p.HostIP.BitLen()).String())

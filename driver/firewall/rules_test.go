@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mynet/mynet/state"
 )
 
 func TestSplitRule(t *testing.T) {
@@ -84,7 +86,7 @@ func TestBuildNetRulesCounts(t *testing.T) {
 	n := Network{ID: "0123456789abcdef", Bridge: "br0", ICC: true, Masquerade: true,
 		Subnets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}}
 	nr := buildNetRules(&n, v4, n.Subnets)
-	// Docker's bridge driver: 8 rules per network (PROTOCOL.md 4.4).
+	// Docker's bridge driver: 8 rules per network.
 	if got := count(nr); got != 8 || len(nr.owned) != 0 {
 		t.Fatalf("v4: %d rules, %d owned chains; want 8 rules in shared chains", got, len(nr.owned))
 	}
@@ -135,19 +137,19 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	cip := netip.MustParseAddr("10.0.0.5")
-	for name, p := range map[string]PortMapping{
+	for name, p := range map[string]state.PortBinding{
 		"proto":      {Proto: "icmp", HostPort: 1, ContainerPort: 1, ContainerIP: cip},
 		"port 0":     {Proto: "tcp", HostPort: 0, ContainerPort: 1, ContainerIP: cip},
 		"no cip":     {Proto: "tcp", HostPort: 1, ContainerPort: 1},
 		"family":     {Proto: "tcp", HostPort: 1, ContainerPort: 1, ContainerIP: cip, HostIP: netip.MustParseAddr("2001:db8::1")},
 		"off subnet": {Proto: "tcp", HostPort: 1, ContainerPort: 1, ContainerIP: netip.MustParseAddr("10.9.0.5")},
 	} {
-		if _, err := good.portsByFamily([]PortMapping{p}); !errors.Is(err, ErrInvalid) {
+		if _, err := good.portsByFamily([]state.PortBinding{p}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: got %v", name, err)
 		}
 	}
 	// Unspecified host address of the other family means "any".
-	got, err := good.portsByFamily([]PortMapping{
+	got, err := good.portsByFamily([]state.PortBinding{
 		{Proto: "tcp", HostPort: 80, ContainerPort: 80, ContainerIP: cip, HostIP: netip.IPv6Unspecified()},
 		{Proto: "tcp", HostPort: 80, ContainerPort: 80, ContainerIP: cip},
 	})
@@ -157,13 +159,13 @@ func TestValidate(t *testing.T) {
 }
 
 func TestPortRule(t *testing.T) {
-	r := portRule("abc", PortMapping{Proto: "tcp", HostIP: netip.MustParseAddr("192.0.2.1"), HostPort: 8080,
+	r := portRule("abc", state.PortBinding{Proto: "tcp", HostIP: netip.MustParseAddr("192.0.2.1"), HostPort: 8080,
 		ContainerIP: netip.MustParseAddr("10.0.0.5"), ContainerPort: 80})
 	want := "-d 192.0.2.1/32 -p tcp -m tcp --dport 8080 -m comment --comment mynet:abc -j DNAT --to-destination 10.0.0.5:80"
 	if r.text() != want || r.chain != "MYNET-DNAT" {
 		t.Fatalf("got %s %s", r.chain, r.text())
 	}
-	r = portRule("abc", PortMapping{Proto: "udp", HostPort: 53, ContainerIP: netip.MustParseAddr("fd00::5"), ContainerPort: 5353})
+	r = portRule("abc", state.PortBinding{Proto: "udp", HostPort: 53, ContainerIP: netip.MustParseAddr("fd00::5"), ContainerPort: 5353})
 	if !strings.HasSuffix(r.text(), "--to-destination [fd00::5]:5353") || strings.Contains(r.text(), "-d ") {
 		t.Fatalf("got %s", r.text())
 	}

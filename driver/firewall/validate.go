@@ -1,14 +1,11 @@
 package firewall
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
+
+	"github.com/mynet/mynet/state"
 )
 
 func validID(id string) error {
@@ -82,9 +79,9 @@ func containsPrefix(ps []netip.Prefix, p netip.Prefix) bool {
 
 // portsByFamily validates ports and groups them by the container address
 // family, without duplicates.
-func (n *Network) portsByFamily(ports []PortMapping) (map[family][]PortMapping, error) {
-	out := map[family][]PortMapping{}
-	seen := map[PortMapping]bool{}
+func (n *Network) portsByFamily(ports []state.PortBinding) (map[family][]state.PortBinding, error) {
+	out := map[family][]state.PortBinding{}
+	seen := map[state.PortBinding]bool{}
 	for _, p := range ports {
 		switch p.Proto {
 		case "tcp", "udp", "sctp":
@@ -128,40 +125,4 @@ func inAny(ps []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// setSysctl writes val to key (relative to /proc/sys) unless it already has
-// that value; it returns the previous value and whether it wrote.
-func (f *Firewall) setSysctl(key, val string) (string, bool, error) {
-	path := filepath.Join(f.sysctlRoot, key)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", false, fmt.Errorf("read sysctl %s: %w", key, err)
-	}
-	prev := strings.TrimSpace(string(b))
-	if prev == val {
-		return prev, false, nil
-	}
-	if err := os.WriteFile(path, []byte(val), 0o644); err != nil {
-		return prev, false, fmt.Errorf("set sysctl %s=%s: %w", key, val, err)
-	}
-	return prev, true, nil
-}
-
-// ensureBridgeNF makes bridged traffic traverse iptables (name is
-// bridge-nf-call-iptables or bridge-nf-call-ip6tables), loading br_netfilter
-// if its sysctls are missing, like Docker does for enable_icc=false.
-func (f *Firewall) ensureBridgeNF(name string) error {
-	key := "net/bridge/" + name
-	if _, err := os.Stat(filepath.Join(f.sysctlRoot, key)); errors.Is(err, fs.ErrNotExist) {
-		if path, lookErr := exec.LookPath("modprobe"); lookErr == nil {
-			if out, err := exec.Command(path, "br_netfilter").CombinedOutput(); err != nil {
-				f.log.Warn("modprobe br_netfilter failed", "err", err, "output", strings.TrimSpace(string(out)))
-			}
-		}
-	}
-	if _, _, err := f.setSysctl(key, "1"); err != nil {
-		return fmt.Errorf("bridged traffic must pass iptables (is the br_netfilter module loaded?): %w", err)
-	}
-	return nil
 }

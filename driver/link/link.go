@@ -8,13 +8,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/mynet/mynet/timing"
 )
 
 // MaxNameLen is the kernel's limit on interface names (IFNAMSIZ - 1).
@@ -49,7 +48,7 @@ func isNotFound(err error) bool {
 
 // Exists reports whether a link of that name exists.
 func Exists(name string) (bool, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	_, err := netlink.LinkByName(name)
 	if err == nil {
 		return true, nil
@@ -64,7 +63,7 @@ func Exists(name string) (bool, error) {
 // given MTU when mtu > 0. created says whether this call made it. A link of
 // that name that is not a bridge is an error.
 func EnsureBridge(name string, mtu int) (created bool, err error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	switch {
 	case err == nil:
@@ -100,7 +99,7 @@ func EnsureBridge(name string, mtu int) (created bool, err error) {
 
 // Delete removes a link. A missing link is fine.
 func Delete(name string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	return deleteLink(name)
 }
 
@@ -120,7 +119,7 @@ func deleteLink(name string) error {
 
 // EnsureAddr adds an address (with its prefix length) to a link unless present.
 func EnsureAddr(name string, p netip.Prefix) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("add %s to %s: %w", p, name, err)
@@ -137,7 +136,7 @@ func EnsureAddr(name string, p netip.Prefix) error {
 
 // DelAddr removes an address from a link. Missing link or address is fine.
 func DelAddr(name string, p netip.Prefix) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		if isNotFound(err) {
@@ -165,7 +164,7 @@ type Veth struct {
 // peer stays down in the host namespace for Docker to move. On failure
 // nothing is left behind.
 func CreateVeth(v Veth) (retErr error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	br, err := netlink.LinkByName(v.Bridge)
 	if err != nil {
 		return fmt.Errorf("find bridge %s: %w", v.Bridge, err)
@@ -202,7 +201,7 @@ func CreateVeth(v Veth) (retErr error) {
 
 // Attach puts a host-end link on a bridge with hairpin on and brings it up.
 func Attach(l netlink.Link, br netlink.Link) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	return attach(l, br)
 }
 
@@ -221,7 +220,7 @@ func attach(l netlink.Link, br netlink.Link) error {
 
 // AttachByName is Attach by link names.
 func AttachByName(name, bridge string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -235,7 +234,7 @@ func AttachByName(name, bridge string) error {
 
 // Master returns the name of the bridge a link is on ("" if none).
 func Master(name string) (string, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return "", err
@@ -254,7 +253,7 @@ func Master(name string) (string, error) {
 // ("" for none), from one netlink dump: a restart with thousands of links
 // asks once instead of two requests per link.
 func Masters() (map[string]string, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	links, err := dumpLinks()
 	if err != nil {
 		return nil, err
@@ -272,7 +271,7 @@ func Masters() (map[string]string, error) {
 
 // Names lists every link name in this namespace.
 func Names() ([]string, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	links, err := dumpLinks()
 	if err != nil {
 		return nil, err
@@ -284,28 +283,11 @@ func Names() ([]string, error) {
 	return out, nil
 }
 
-// SetSysctl writes a value under root, normally /proc/sys (key like
-// "net/ipv4/ip_forward"), skipping the write when it already holds the
-// value. A managed plugin, whose /proc/sys is read-only, passes the place
-// where the host's /proc/sys/net is bound read-write.
-func SetSysctl(root, key, value string) error {
-	defer spend(time.Now())
-	path := filepath.Join(root, key)
-	if cur, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(cur)) == value {
-		return nil
-	}
-	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
-		return fmt.Errorf("set %s=%s: %w (set it on the host if mynet runs without write access to /proc/sys)",
-			strings.ReplaceAll(key, "/", "."), value, err)
-	}
-	return nil
-}
-
 // FlushConntrack forgets tracked flows from or to ip (original direction
 // source, or reply source after DNAT), so a published port that moves, or an
 // address given to the next container, does not inherit stale UDP flows.
 func FlushConntrack(ip netip.Addr) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	family := netlink.InetFamily(unix.AF_INET)
 	if ip.Is6() {
 		family = unix.AF_INET6
@@ -326,7 +308,7 @@ func FlushConntrack(ip netip.Addr) error {
 
 // SetAlias marks a link (ifalias), e.g. with the mynet instance that owns it.
 func SetAlias(name, alias string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
@@ -342,7 +324,7 @@ func SetAlias(name, alias string) error {
 
 // Alias returns a link's alias ("" if none or if the link is missing).
 func Alias(name string) string {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return ""

@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/mynet/mynet/timing"
 )
 
 // Modes, by the names Docker's macvlan and ipvlan drivers use.
@@ -47,7 +49,7 @@ func SplitVLAN(parent string) (name string, vid int, ok bool, err error) {
 // link is used as it is (created=false); a missing NAME.VID is created as an
 // 802.1q link on NAME (created=true). Loopback parents are refused.
 func EnsureParent(parent string) (created bool, retErr error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(parent)
 	if err == nil {
 		if l.Attrs().Flags&net.FlagLoopback != 0 {
@@ -92,7 +94,7 @@ func EnsureParent(parent string) (created bool, retErr error) {
 // EnsureDummy creates (or finds) an up dummy link: the parent of a network
 // that reaches nothing outside the host.
 func EnsureDummy(name string) (created bool, err error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err == nil {
 		if l.Type() != "dummy" {
@@ -110,7 +112,7 @@ func EnsureDummy(name string) (created bool, err error) {
 
 // SetUp brings a link up.
 func SetUp(name string) error {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	return setUp(name)
 }
 
@@ -127,7 +129,7 @@ func setUp(name string) error {
 
 // MTU returns a link's MTU.
 func MTU(name string) (int, error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return 0, err
@@ -146,7 +148,7 @@ type Lower struct {
 
 // CreateLower creates the link, down, in this namespace for Docker to move.
 func CreateLower(l Lower) (retErr error) {
-	defer spend(time.Now())
+	defer timing.Since(timing.Netlink, time.Now())
 	parent, err := netlink.LinkByName(l.Parent)
 	if err != nil {
 		return fmt.Errorf("parent %s: %w", l.Parent, err)

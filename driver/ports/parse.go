@@ -4,7 +4,7 @@
 // bridge, another mynet endpoint, any process) can take it. Docker detects
 // port conflicts by binding, and so does this package.
 //
-// Decisions (see PROTOCOL.md 2.2 and 4.4):
+// Decisions:
 //
 //   - A Mapping whose HostIP is unset ("" in the option, the zero netip.Addr)
 //     means "all addresses". It is held on 0.0.0.0 AND on [::] (IPV6_V6ONLY),
@@ -37,7 +37,7 @@ import (
 	"strings"
 )
 
-// Protocol names used in Mapping.Proto and Binding.Proto.
+// Protocol names used in Mapping.Proto and state.PortBinding.Proto.
 const (
 	TCP  = "tcp"
 	UDP  = "udp"
@@ -63,26 +63,6 @@ func (m Mapping) String() string {
 		}
 	}
 	return fmt.Sprintf("%s:%s->%d/%s", addrPortHost(m.HostIP), hp, m.ContainerPort, m.Proto)
-}
-
-// Binding is a reserved host port.
-type Binding struct {
-	Proto         string
-	HostIP        netip.Addr // zero = all addresses
-	HostPort      uint16
-	ContainerIP   netip.Addr
-	ContainerPort uint16
-}
-
-// String renders the binding like "0.0.0.0:8080->10.0.0.2:80/tcp".
-func (b Binding) String() string {
-	var c string
-	if b.ContainerIP.IsValid() {
-		c = netip.AddrPortFrom(b.ContainerIP, b.ContainerPort).String()
-	} else {
-		c = ":" + strconv.Itoa(int(b.ContainerPort))
-	}
-	return fmt.Sprintf("%s:%d->%s/%s", addrPortHost(b.HostIP), b.HostPort, c, b.Proto)
 }
 
 // addrPortHost renders an address for use before ":port".

@@ -186,14 +186,10 @@ func TestParsePortMapLongStringCut(t *testing.T) {
 	}
 }
 
-func TestMappingBindingString(t *testing.T) {
+func TestMappingString(t *testing.T) {
 	m := Mapping{Proto: TCP, HostPort: 8000, HostPortEnd: 8010, ContainerPort: 80}
 	if s := m.String(); s != "0.0.0.0:8000-8010->80/tcp" {
 		t.Errorf("Mapping.String = %q", s)
-	}
-	b := Binding{Proto: UDP, HostIP: netip.MustParseAddr("::1"), HostPort: 53, ContainerIP: netip.MustParseAddr("10.0.0.2"), ContainerPort: 5353}
-	if s := b.String(); s != "[::1]:53->10.0.0.2:5353/udp" {
-		t.Errorf("Binding.String = %q", s)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/mynet/mynet/state"
 )
 
 // ErrPortInUse is matched (errors.Is) by every *PortInUseError.
@@ -53,7 +55,7 @@ type protoPort struct {
 }
 
 type hold struct {
-	b   Binding
+	b   state.PortBinding
 	fds []int // holding sockets (one, or two for "all addresses")
 }
 
@@ -116,7 +118,7 @@ func (r *Reserver) EphemeralRange() (first, last uint16) { return r.first, r.las
 //     (permission, address not on this host, no SCTP) stops the search.
 //   - HostPort..HostPortEnd: the first free port of the range.
 //   - HostPort alone: that port, or a *PortInUseError.
-func (r *Reserver) Reserve(containerIP netip.Addr, ms []Mapping) ([]Binding, error) {
+func (r *Reserver) Reserve(containerIP netip.Addr, ms []Mapping) ([]state.PortBinding, error) {
 	containerIP = containerIP.Unmap()
 	norm := make([]Mapping, len(ms))
 	for i, m := range ms {
@@ -139,7 +141,7 @@ func (r *Reserver) Reserve(containerIP netip.Addr, ms []Mapping) ([]Binding, err
 		}
 		taken = append(taken, h)
 	}
-	out := make([]Binding, len(taken))
+	out := make([]state.PortBinding, len(taken))
 	for i, t := range taken {
 		out[i] = t.b
 	}
@@ -148,7 +150,7 @@ func (r *Reserver) Reserve(containerIP netip.Addr, ms []Mapping) ([]Binding, err
 
 // take reserves one normalized mapping; r.mu is held.
 func (r *Reserver) take(containerIP netip.Addr, m Mapping) (*hold, error) {
-	b := Binding{Proto: m.Proto, HostIP: m.HostIP, ContainerIP: containerIP, ContainerPort: m.ContainerPort}
+	b := state.PortBinding{Proto: m.Proto, HostIP: m.HostIP, ContainerIP: containerIP, ContainerPort: m.ContainerPort}
 	if m.HostPort == 0 {
 		return r.takeEphemeral(b)
 	}
@@ -170,7 +172,7 @@ func (r *Reserver) take(containerIP netip.Addr, m Mapping) (*hold, error) {
 		ErrNoFreePort, m.HostPort, m.HostPortEnd, m.Proto, displayIP(m.HostIP), m.ContainerPort)
 }
 
-func (r *Reserver) takeEphemeral(b Binding) (*hold, error) {
+func (r *Reserver) takeEphemeral(b state.PortBinding) (*hold, error) {
 	first, last := int(r.first), int(r.last)
 	size := last - first + 1
 	start := int(r.next[b.Proto])
@@ -211,7 +213,7 @@ func overlaps(a, b netip.Addr) bool {
 
 // hold checks b against this Reserver's holds, then binds the sockets and
 // records the hold; r.mu is held.
-func (r *Reserver) hold(b Binding) (*hold, error) {
+func (r *Reserver) hold(b state.PortBinding) (*hold, error) {
 	pp := protoPort{b.Proto, b.HostPort}
 	for a := range r.held[pp] {
 		if overlaps(a, b.HostIP) {
@@ -250,7 +252,7 @@ func (r *Reserver) drop(h *hold) {
 // Restore re-takes one specific binding, e.g. from the state store after a
 // plugin restart. Conflicts give the same *PortInUseError as Reserve.
 // Restoring a binding this Reserver already holds identically is a no-op.
-func (r *Reserver) Restore(b Binding) error {
+func (r *Reserver) Restore(b state.PortBinding) error {
 	m := Mapping{Proto: b.Proto, HostIP: b.HostIP, HostPort: b.HostPort, ContainerPort: b.ContainerPort}
 	if b.HostPort == 0 {
 		return fmt.Errorf("cannot restore %s: host port 0 is not a reserved port", b)
@@ -272,7 +274,7 @@ func (r *Reserver) Restore(b Binding) error {
 // Release closes the holding sockets of the given bindings. Bindings not
 // held (already released, never reserved, or now held for another
 // container) are ignored, so Release is idempotent.
-func (r *Reserver) Release(bs []Binding) {
+func (r *Reserver) Release(bs []state.PortBinding) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, b := range bs {
@@ -288,16 +290,16 @@ func (r *Reserver) Release(bs []Binding) {
 
 // Held returns the bindings currently held, sorted by protocol, host port
 // and host IP.
-func (r *Reserver) Held() []Binding {
+func (r *Reserver) Held() []state.PortBinding {
 	r.mu.Lock()
-	out := make([]Binding, 0, len(r.held))
+	out := make([]state.PortBinding, 0, len(r.held))
 	for _, m := range r.held {
 		for _, h := range m {
 			out = append(out, h.b)
 		}
 	}
 	r.mu.Unlock()
-	slices.SortFunc(out, func(a, b Binding) int {
+	slices.SortFunc(out, func(a, b state.PortBinding) int {
 		if c := strings.Compare(a.Proto, b.Proto); c != 0 {
 			return c
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mynet/mynet/state"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,7 +101,7 @@ func TestReserveExplicitTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Binding{
+	want := []state.PortBinding{
 		{Proto: TCP, HostPort: p, ContainerIP: ctr, ContainerPort: 80},
 		{Proto: UDP, HostPort: p, ContainerIP: ctr, ContainerPort: 53},
 	}
@@ -372,14 +373,14 @@ func TestReleaseIdempotent(t *testing.T) {
 	// Releasing a look-alike for another container does nothing.
 	other := bs[0]
 	other.ContainerIP = netip.MustParseAddr("10.213.0.3")
-	r.Release([]Binding{other})
+	r.Release([]state.PortBinding{other})
 	if len(r.Held()) != 2 {
 		t.Fatalf("look-alike released a hold: %v", r.Held())
 	}
 	r.Release(bs)
 	r.Release(bs)
 	r.Release(nil)
-	r.Release([]Binding{{Proto: "bogus"}})
+	r.Release([]state.PortBinding{{Proto: "bogus"}})
 	if h := r.Held(); len(h) != 0 {
 		t.Fatalf("held after release: %v", h)
 	}
@@ -431,7 +432,7 @@ func TestRestore(t *testing.T) {
 	if err := r2.Restore(b); !errors.Is(err, ErrPortInUse) {
 		t.Fatalf("look-alike restore: %v", err)
 	}
-	if err := r2.Restore(Binding{Proto: TCP, ContainerIP: ctr, ContainerPort: 80}); err == nil {
+	if err := r2.Restore(state.PortBinding{Proto: TCP, ContainerIP: ctr, ContainerPort: 80}); err == nil {
 		t.Fatal("restore of host port 0 accepted")
 	}
 }
@@ -441,7 +442,7 @@ func TestReserveConcurrent(t *testing.T) {
 	releaseAll(t, r)
 	const workers = 20
 	var wg sync.WaitGroup
-	results := make([][]Binding, workers)
+	results := make([][]state.PortBinding, workers)
 	errs := make([]error, workers)
 	for i := 0; i < workers; i++ {
 		wg.Add(1)
@@ -464,7 +465,7 @@ func TestReserveConcurrent(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
-	seen := map[string]Binding{}
+	seen := map[string]state.PortBinding{}
 	for i := range results {
 		if errs[i] != nil {
 			t.Fatalf("worker %d: %v", i, errs[i])

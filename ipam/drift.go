@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/state"
 )
 
@@ -14,7 +14,7 @@ import (
 // endpoint holds (an answer lost in a crash, a network removed while we were
 // down) and, with fix, releases them. Records younger than grace before the
 // view was taken are left alone: Docker may be about to use them.
-func (d *Driver) Doctor(v doctor.View, fix bool, grace time.Duration) []doctor.Drift {
+func (d *Driver) Doctor(v drift.View, fix bool, grace time.Duration) []drift.Drift {
 	type use struct {
 		network string
 		addrs   map[netip.Addr]bool
@@ -58,12 +58,12 @@ func (d *Driver) Doctor(v doctor.View, fix bool, grace time.Duration) []doctor.D
 		return nil
 	})
 	if err != nil {
-		return []doctor.Drift{{Kind: doctor.PoolUnused, Object: "store", Error: "read pools: " + err.Error()}}
+		return []drift.Drift{{Kind: drift.PoolUnused, Object: "store", Error: "read pools: " + err.Error()}}
 	}
 	sort.Slice(pools, func(i, j int) bool { return pools[i].ID < pools[j].ID })
 
-	var out []doctor.Drift
-	report := func(dr doctor.Drift, repair func() error) {
+	var out []drift.Drift
+	report := func(dr drift.Drift, repair func() error) {
 		if fix {
 			if err := repair(); err != nil {
 				dr.Error = err.Error()
@@ -80,14 +80,14 @@ func (d *Driver) Doctor(v doctor.View, fix bool, grace time.Duration) []doctor.D
 		u, ok := used[[2]netip.Prefix{p.Pool.Masked(), p.Range.Masked()}]
 		if !ok {
 			if v.Mature(p.Created, grace) {
-				report(doctor.Drift{Kind: doctor.PoolUnused, Object: "pool " + p.ID,
+				report(drift.Drift{Kind: drift.PoolUnused, Object: "pool " + p.ID,
 					Detail: "no Docker network uses it: release it with its addresses"},
 					func() error { return d.ReleasePool(p.ID) })
 			}
 			continue
 		}
 		for _, a := range leaked[p.ID] {
-			report(doctor.Drift{Kind: doctor.AddressUnused, Object: "address " + a.String(),
+			report(drift.Drift{Kind: drift.AddressUnused, Object: "address " + a.String(),
 				Detail: fmt.Sprintf("allocated in pool %s (network %s) but no Docker endpoint holds it", p.ID, u.network)},
 				func() error { return d.ReleaseAddress(p.ID, a.String()) })
 		}

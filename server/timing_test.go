@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mynet/mynet/driver/timing"
+	"github.com/mynet/mynet/timing"
 )
 
 // lockedBuffer is a log sink safe for the handler's goroutine.

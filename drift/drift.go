@@ -1,9 +1,9 @@
-// Package doctor holds what `mynet doctor` compares: Docker's own view of
+// Package drift holds what `mynet doctor` compares: Docker's own view of
 // networks and endpoints, read by the CLI from the Docker API (the daemon
 // never calls Docker: dockerd waits for plugins at boot, so a plugin that
 // waits for dockerd deadlocks it), and the drift found against the store
 // and the kernel.
-package doctor
+package drift
 
 import (
 	"context"

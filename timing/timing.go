@@ -1,7 +1,8 @@
 // Package timing splits the time of one piece of work (a protocol call) into
-// what it spent in netlink, iptables and bbolt. Those packages only add up
-// their own time in process-wide counters (calls carry no context); a Span
-// takes the difference of the counters across the work. The difference is
+// what it spent in netlink, iptables and bbolt. The packages doing that work
+// report each slow call here (calls carry no context, so the counters are
+// process-wide); a Span takes the difference of the counters across the
+// work. It imports nothing of ours: the others report to it. The difference is
 // the work's own only when nothing else ran meanwhile, so every piece of
 // work, foreground or background, goes through Begin/End, and a span that
 // overlapped another one says so instead of claiming the other's time.
@@ -10,12 +11,27 @@ package timing
 import (
 	"sync/atomic"
 	"time"
-
-	"github.com/mynet/mynet/driver/firewall"
-	"github.com/mynet/mynet/driver/link"
-	"github.com/mynet/mynet/ipam"
-	"github.com/mynet/mynet/state"
 )
+
+// Part is a slow subsystem whose time is counted.
+type Part int
+
+const (
+	Netlink  Part = iota // kernel calls over netlink, and /proc/sys writes
+	Iptables             // iptables-save and iptables-restore processes
+	Bbolt                // store transactions: waiting for the writer, the commit, the fsync
+	parts
+)
+
+var spent [parts]atomic.Int64
+
+// Since adds the time since start to part's counter:
+//
+//	defer timing.Since(timing.Netlink, time.Now())
+//
+// Each exported call of a reporting package counts itself once; they call
+// each other only through unexported cores, so nothing is counted twice.
+func Since(part Part, start time.Time) { spent[part].Add(int64(time.Since(start))) }
 
 // Split is time spent in each slow subsystem.
 type Split struct {
@@ -29,9 +45,9 @@ func (s Split) minus(o Split) Split {
 // Cumulative reads the process-wide counters.
 func Cumulative() Split {
 	return Split{
-		Netlink:  link.Spent() + ipam.NetlinkSpent(),
-		Iptables: firewall.Spent(),
-		Bbolt:    state.Spent(),
+		Netlink:  time.Duration(spent[Netlink].Load()),
+		Iptables: time.Duration(spent[Iptables].Load()),
+		Bbolt:    time.Duration(spent[Bbolt].Load()),
 	}
 }
 

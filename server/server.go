@@ -13,9 +13,10 @@ import (
 	"strings"
 
 	"github.com/docker/go-plugins-helpers/network"
+
 	"github.com/mynet/mynet/driver"
-	"github.com/mynet/mynet/driver/timing"
 	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/timing"
 )
 
 // maxBody bounds request bodies: Docker's largest (a CreateEndpoint with a

@@ -13,10 +13,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/state"
 )
@@ -35,16 +34,16 @@ func SocketPath(statePath string) string { return statePath + ".sock" }
 // DoctorRequest is what `mynet doctor` sends the daemon: Docker's view (the
 // CLI asks Docker; the daemon never does) and whether to repair.
 type DoctorRequest struct {
-	View    doctor.View `json:"view"`
-	HasView bool        `json:"has_view"` // false: --no-docker, kernel only
-	Fix     bool        `json:"fix"`
-	Grace   string      `json:"grace"` // a Go duration
+	View    drift.View `json:"view"`
+	HasView bool       `json:"has_view"` // false: --no-docker, kernel only
+	Fix     bool       `json:"fix"`
+	Grace   string     `json:"grace"` // a Go duration
 }
 
 // Handlers are what the admin socket serves.
 type Handlers struct {
 	Snapshot func() Snapshot
-	Doctor   func(DoctorRequest, time.Duration) []doctor.Drift
+	Doctor   func(DoctorRequest, time.Duration) []drift.Drift
 }
 
 // Serve answers GET /v1/snapshot and POST /v1/doctor on ln until ctx ends.
@@ -69,7 +68,7 @@ func Serve(ctx context.Context, ln net.Listener, h Handlers) error {
 		}
 		drifts := h.Doctor(req, grace)
 		if drifts == nil {
-			drifts = []doctor.Drift{}
+			drifts = []drift.Drift{}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(drifts)
@@ -83,34 +82,6 @@ func Serve(ctx context.Context, ln net.Listener, h Handlers) error {
 		return err
 	}
 	return nil
-}
-
-// Listen listens on a root-only unix socket at path, replacing a stale one
-// a crash left behind but never one another process still serves. The
-// daemon uses it for the plugin socket and the admin socket alike.
-func Listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	if _, err := os.Stat(path); err == nil {
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("socket %s is served by another process: stop it, or give this one another --name or --state", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	// Only root (dockerd, the operator) talks to us.
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
 }
 
 // Load asks the daemon for its snapshot, or reads the state file when no

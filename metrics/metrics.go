@@ -10,13 +10,14 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/mynet/mynet/driver"
-	"github.com/mynet/mynet/driver/timing"
-	"github.com/mynet/mynet/ipam"
-	"github.com/mynet/mynet/state"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mynet/mynet/driver"
+	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/state"
+	"github.com/mynet/mynet/timing"
 )
 
 // buckets run from 0.5 ms to about 4 s: a lone IPAM call takes about a

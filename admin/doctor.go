@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/drift"
 )
 
 // ExitDrift: mynet doctor found drift it did not (or could not) repair.
@@ -51,7 +51,7 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 	req := DoctorRequest{Fix: *fix, Grace: grace.String(), HasView: !*noDocker}
 	if !*noDocker {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		v, err := doctor.Fetch(ctx, sock, doctor.IPAMNameMatcher(*name))
+		v, err := drift.Fetch(ctx, sock, drift.IPAMNameMatcher(*name))
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "mynet doctor: %v\n", err)
@@ -104,7 +104,7 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 
 // askDoctor posts the request to the daemon, which holds the state and the
 // per-network locks the repairs need.
-func askDoctor(sock string, req DoctorRequest) ([]doctor.Drift, error) {
+func askDoctor(sock string, req DoctorRequest) ([]drift.Drift, error) {
 	body, _ := json.Marshal(req)
 	resp, err := client(sock, 5*time.Minute).Post("http://mynet/v1/doctor", "application/json", bytes.NewReader(body))
 	if err != nil {
@@ -118,7 +118,7 @@ func askDoctor(sock string, req DoctorRequest) ([]doctor.Drift, error) {
 		msg, _ := io.ReadAll(resp.Body)
 		return nil, fmt.Errorf("daemon answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
-	var out []doctor.Drift
+	var out []drift.Drift
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return nil, fmt.Errorf("decode doctor answer: %w", err)
 	}

@@ -14,13 +14,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mynet/mynet/driver/server"
-	"github.com/mynet/mynet/driver/timing"
-	"github.com/mynet/mynet/ipam"
-	"github.com/mynet/mynet/state"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/server"
+	"github.com/mynet/mynet/state"
+	"github.com/mynet/mynet/timing"
 )
 
 // plugin is the protocol server with a real IPAM on a real bbolt file,

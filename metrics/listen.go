@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mynet/mynet/driver/admin"
+	"github.com/mynet/mynet/server"
 )
 
 // Addr is where --metrics serves: a unix socket (Path) or a TCP host:port.
@@ -56,7 +56,7 @@ func (a Addr) String() string {
 // TCP, which it logs since anyone who reaches the port can read the metrics.
 func Listen(a Addr, log *slog.Logger) (net.Listener, error) {
 	if a.Path != "" {
-		return admin.Listen(a.Path)
+		return server.Listen(a.Path)
 	}
 	ln, err := net.Listen("tcp", a.TCP)
 	if err != nil {

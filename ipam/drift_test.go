@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mynet/mynet/driver/doctor"
+	"github.com/mynet/mynet/drift"
 )
 
 // Pools no Docker network uses and endpoint addresses no Docker endpoint
@@ -18,18 +18,18 @@ func TestDoctorReleasesWhatDockerDoesNotUse(t *testing.T) {
 	held, _ := e.d.RequestAddress(AddressRequest{PoolID: used.PoolID})
 	lost, _ := e.d.RequestAddress(AddressRequest{PoolID: used.PoolID})
 	heldIP := netip.MustParsePrefix(held.Address).Addr()
-	view := doctor.View{FetchedAt: time.Now().Add(time.Minute), Networks: map[string]doctor.Network{
-		"n1": {Name: "n1", OurIPAM: true, Pools: []doctor.Pool{{Subnet: netip.MustParsePrefix("10.91.0.0/24")}},
-			Endpoints: map[string]doctor.Endpoint{"e1": {IPv4: heldIP}}},
+	view := drift.View{FetchedAt: time.Now().Add(time.Minute), Networks: map[string]drift.Network{
+		"n1": {Name: "n1", OurIPAM: true, Pools: []drift.Pool{{Subnet: netip.MustParsePrefix("10.91.0.0/24")}},
+			Endpoints: map[string]drift.Endpoint{"e1": {IPv4: heldIP}}},
 		// Same subnet on a network of another IPAM: does not count.
-		"n2": {Name: "n2", Pools: []doctor.Pool{{Subnet: netip.MustParsePrefix("10.92.0.0/24")}}},
+		"n2": {Name: "n2", Pools: []drift.Pool{{Subnet: netip.MustParsePrefix("10.92.0.0/24")}}},
 	}}
 	if ds := e.d.Doctor(view, false, time.Hour); len(ds) != 0 {
 		t.Errorf("records younger than the grace were judged: %+v", ds)
 	}
 	ds := e.d.Doctor(view, false, 0)
-	if len(ds) != 2 || ds[0].Kind != doctor.AddressUnused || ds[0].Object != "address "+netip.MustParsePrefix(lost.Address).Addr().String() ||
-		ds[1].Kind != doctor.PoolUnused || ds[1].Object != "pool "+unused.PoolID {
+	if len(ds) != 2 || ds[0].Kind != drift.AddressUnused || ds[0].Object != "address "+netip.MustParsePrefix(lost.Address).Addr().String() ||
+		ds[1].Kind != drift.PoolUnused || ds[1].Object != "pool "+unused.PoolID {
 		t.Fatalf("drift: %+v (gateway %s, lost %s)", ds, gw.Address, lost.Address)
 	}
 	for _, d := range e.d.Doctor(view, true, 0) {

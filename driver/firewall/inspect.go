@@ -1,0 +1,62 @@
+package firewall
+
+import (
+	"slices"
+	"strings"
+)
+
+// OwnedNetworks returns the networks (12-char id and bridge) that have rules
+// of ours, sorted by bridge name.
+func (f *Firewall) OwnedNetworks() ([]OwnedNetwork, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := map[OwnedNetwork]bool{}
+	for _, b := range f.backends() {
+		st, err := f.exact(b)
+		if err != nil {
+			return nil, err
+		}
+		for _, tbl := range []string{tFilter, tNat} {
+			t := st.table(tbl)
+			for _, cname := range t.order {
+				for _, r := range t.chains[cname].rules {
+					id, ok := strings.CutPrefix(r.comment, commentPrefix)
+					if !ok {
+						continue
+					}
+					for i := 0; i+1 < len(r.tokens); i++ {
+						if (r.tokens[i] == "-i" || r.tokens[i] == "-o") && !strings.HasSuffix(r.tokens[i+1], "+") {
+							seen[OwnedNetwork{ID: id, Bridge: r.tokens[i+1]}] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	out := make([]OwnedNetwork, 0, len(seen))
+	for o := range seen {
+		out = append(out, o)
+	}
+	slices.SortFunc(out, func(a, b OwnedNetwork) int {
+		if c := strings.Compare(a.Bridge, b.Bridge); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// Owned returns the bridge names that currently have rules of ours.
+func (f *Firewall) Owned() ([]string, error) {
+	nets, err := f.OwnedNetworks()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, o := range nets {
+		if len(out) == 0 || out[len(out)-1] != o.Bridge {
+			out = append(out, o.Bridge)
+		}
+	}
+	return out, nil
+}

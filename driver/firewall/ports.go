@@ -1,0 +1,162 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mynet/mynet/state"
+)
+
+// AddPorts publishes ports of a container of network n: all or nothing.
+// Adding a port that is already published the same way is a no-op; a host
+// port (protocol, address, port) published by mynet to another target is
+// refused with ErrPortConflict. Host ports of Docker's own networks are not
+// seen here: hold the host port bound (as Docker does) to detect those. A
+// HostIP zero or unspecified means every host address of ContainerIP's
+// family.
+func (f *Firewall) AddPorts(n Network, ports []state.PortBinding) (retErr error) {
+	if _, err := n.validate(true); err != nil {
+		return err
+	}
+	if n.Internal {
+		return fmt.Errorf("%w: network %s is internal: no published ports", ErrInvalid, shortID(n.ID))
+	}
+	byFam, err := n.portsByFamily(ports)
+	if err != nil {
+		return err
+	}
+	id12 := shortID(n.ID)
+	for fam := range byFam {
+		if _, err := f.backend(fam); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+
+	var undo []*change
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		errs := []error{retErr}
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := f.undo(undo[i]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		retErr = errors.Join(errs...)
+	}()
+
+	for _, fam := range []family{v4, v6} {
+		pms := byFam[fam]
+		if len(pms) == 0 {
+			continue
+		}
+		b, _ := f.backend(fam)
+		ch := &change{b: b}
+		hasSCTP := false
+		err := f.change(b, func(st *ruleset, s *script) error {
+			if !programmed(st, id12) {
+				return fmt.Errorf("%w: network %s (%s): call AddNetwork first", ErrNetworkNotProgrammed, id12, fam)
+			}
+			f.baseOps(b, st, s)
+			ch.added, hasSCTP = nil, false
+			for i, p := range pms {
+				r := portRule(id12, p)
+				if err := checkConflict(st, r, pms[:i]); err != nil {
+					return err
+				}
+				if st.count(tNat, chDNAT, r.key()) == 0 {
+					s.appendRule(r)
+					ch.added = append(ch.added, r)
+					hasSCTP = hasSCTP || p.Proto == "sctp"
+				}
+			}
+			return nil
+		})
+		undo = append(undo, ch)
+		if errors.Is(err, ErrNetworkNotProgrammed) || errors.Is(err, ErrPortConflict) {
+			return err
+		}
+		if err != nil {
+			if hasSCTP {
+				return fmt.Errorf("publish %s ports of network %s (includes sctp; the kernel may lack sctp support): %w", fam, id12, err)
+			}
+			return fmt.Errorf("publish %s ports of network %s: %w", fam, id12, err)
+		}
+	}
+	return nil
+}
+
+// checkConflict looks for another DNAT rule of ours (or an earlier port of
+// the same request) that takes the same protocol and host port on an
+// overlapping host address.
+func checkConflict(st *ruleset, r rule, earlier []state.PortBinding) error {
+	pp, _ := parsePortRule(r.args)
+	overlaps := func(o parsedPort) bool {
+		return o.proto == pp.proto && o.port == pp.port && (o.hostIP == "" || pp.hostIP == "" || o.hostIP == pp.hostIP)
+	}
+	for _, e := range earlier {
+		er := portRule("", e)
+		if o, _ := parsePortRule(er.args); overlaps(o) && o.to != pp.to {
+			return fmt.Errorf("%w: %s port %s requested twice (to %s and %s)", ErrPortConflict, pp.proto, pp.port, o.to, pp.to)
+		}
+	}
+	ch := st.chain(tNat, chDNAT)
+	if ch == nil {
+		return nil
+	}
+	for _, e := range ch.rules {
+		o, ok := parsePortRule(e.tokens)
+		if !ok || !overlaps(o) || e.key == r.key() {
+			continue
+		}
+		host := o.hostIP
+		if host == "" {
+			host = "*"
+		}
+		return fmt.Errorf("%w: %s %s:%s is published by network %s to %s", ErrPortConflict, o.proto, host, o.port, strings.TrimPrefix(e.comment, commentPrefix), o.to)
+	}
+	return nil
+}
+
+// RemovePorts removes published ports; ports that are not there are
+// ignored.
+func (f *Firewall) RemovePorts(n Network, ports []state.PortBinding) error {
+	if err := validID(n.ID); err != nil {
+		return err
+	}
+	byFam, err := n.portsByFamily(ports)
+	if err != nil {
+		return err
+	}
+	id12 := shortID(n.ID)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for _, fam := range []family{v4, v6} {
+		pms := byFam[fam]
+		if len(pms) == 0 {
+			continue
+		}
+		b, err := f.backend(fam)
+		if err != nil {
+			continue // nothing of that family can exist
+		}
+		err = f.change(b, func(st *ruleset, s *script) error {
+			for _, p := range pms {
+				r := portRule(id12, p)
+				if st.count(tNat, r.chain, r.key()) > 0 {
+					s.deleteRule(r)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove %s ports of network %s: %w", fam, id12, err))
+		}
+	}
+	return errors.Join(errs...)
+}

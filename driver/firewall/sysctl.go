@@ -1,0 +1,56 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os/exec"
+	"strings"
+)
+
+// networkSysctls sets what the rules of n need from the kernel, adding to
+// undo how to put back what it changed.
+func (f *Firewall) networkSysctls(n *Network, byFam map[family][]netip.Prefix, undo *[]func() error) error {
+	if !n.ICC {
+		for fam, name := range map[family]string{v4: "bridge-nf-call-iptables", v6: "bridge-nf-call-ip6tables"} {
+			if len(byFam[fam]) == 0 {
+				continue
+			}
+			if err := f.ensureBridgeNF(name); err != nil {
+				return fmt.Errorf("network %s with enable_icc=false: %w", shortID(n.ID), err)
+			}
+		}
+	}
+	if !n.Internal && len(byFam[v4]) > 0 {
+		// 127.0.0.1:HOSTPORT is translated to a container address: the
+		// kernel routes a 127/8 source out of the bridge only with this.
+		key := "net/ipv4/conf/" + n.Bridge + "/route_localnet"
+		prev, changed, err := f.sysctls.Set(key, "1")
+		if err != nil {
+			return fmt.Errorf("network %s: %w", shortID(n.ID), err)
+		}
+		if changed {
+			*undo = append(*undo, func() error { _, _, err := f.sysctls.Set(key, prev); return err })
+		}
+	}
+	return nil
+}
+
+// ensureBridgeNF makes bridged traffic traverse iptables (name is
+// bridge-nf-call-iptables or bridge-nf-call-ip6tables), loading br_netfilter
+// if its sysctls are missing, like Docker does for enable_icc=false.
+func (f *Firewall) ensureBridgeNF(name string) error {
+	key := "net/bridge/" + name
+	if err := f.sysctls.Stat(key); errors.Is(err, fs.ErrNotExist) {
+		if path, lookErr := exec.LookPath("modprobe"); lookErr == nil {
+			if out, err := exec.Command(path, "br_netfilter").CombinedOutput(); err != nil {
+				f.log.Warn("modprobe br_netfilter failed", "err", err, "output", strings.TrimSpace(string(out)))
+			}
+		}
+	}
+	if _, _, err := f.sysctls.Set(key, "1"); err != nil {
+		return fmt.Errorf("bridged traffic must pass iptables (is the br_netfilter module loaded?): %w", err)
+	}
+	return nil
+}
