@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/firewall"
@@ -64,6 +65,9 @@ func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint) error
 	}
 	if len(ep.Ports) > 0 {
 		for _, b := range ep.Ports {
+			if b.HostPort == 0 {
+				continue // gateway mode routed: no host port
+			}
 			if err := d.ports.Restore(b); err != nil {
 				errs = append(errs, err)
 			}
@@ -87,14 +91,15 @@ func (d *Driver) masterOf(name string) (master string, exists bool, err error) {
 	return master, true, err
 }
 
-// gateways returns the plain-IP gateways Join announces for ep.
+// gateways returns the plain-IP gateways Join announces for ep: none for a
+// family in gateway mode isolated.
 func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 	for _, s := range n.IPv4 {
-		if s.Gateway.IsValid() {
+		if s.Gateway.IsValid() && n.GatewayModeV4 != gwIsolated {
 			v4 = s.Gateway.Addr().String()
 		}
 	}
-	if ep.IPv6.IsValid() {
+	if ep.IPv6.IsValid() && n.GatewayModeV6 != gwIsolated {
 		for _, s := range n.IPv6 {
 			if s.Gateway.IsValid() {
 				v6 = s.Gateway.Addr().String()
@@ -105,7 +110,8 @@ func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 }
 
 func fwNetwork(rec state.Network) firewall.Network {
-	n := firewall.Network{ID: rec.ID, Bridge: rec.Bridge, ICC: rec.ICC, Masquerade: rec.Masquerade, Internal: rec.Internal}
+	n := firewall.Network{ID: rec.ID, Bridge: rec.Bridge, ICC: rec.ICC, Masquerade: rec.Masquerade, Internal: rec.Internal,
+		GatewayModeV4: rec.GatewayModeV4, GatewayModeV6: rec.GatewayModeV6, TrustedIfs: rec.TrustedIfs}
 	for _, s := range rec.IPv4 {
 		n.Subnets = append(n.Subnets, s.Pool)
 	}
@@ -139,11 +145,9 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 	if _, _, err := d.sysctls.Set("net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
-	for _, s := range rec.IPv4 {
-		if s.Gateway.IsValid() {
-			if err := link.EnsureAddr(rec.Bridge, s.Gateway); err != nil {
-				return err
-			}
+	for _, s := range bridgeAddrs(*rec, false) {
+		if err := link.EnsureAddr(rec.Bridge, s); err != nil {
+			return err
 		}
 	}
 	if rec.EnableIPv6 && len(rec.IPv6) > 0 {
@@ -153,11 +157,9 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 		if _, _, err := d.sysctls.Set("net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return err
 		}
-		for _, s := range rec.IPv6 {
-			if s.Gateway.IsValid() {
-				if err := link.EnsureAddr(rec.Bridge, s.Gateway); err != nil {
-					return err
-				}
+		for _, s := range bridgeAddrs(*rec, true) {
+			if err := link.EnsureAddr(rec.Bridge, s); err != nil {
+				return err
 			}
 		}
 	}
@@ -181,11 +183,29 @@ func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
 	if rec.BridgeCreated {
 		errs = append(errs, link.Delete(rec.Bridge))
 	} else {
-		for _, s := range allSubnets(rec) {
-			if s.Gateway.IsValid() {
-				errs = append(errs, link.DelAddr(rec.Bridge, s.Gateway))
-			}
+		for _, a := range append(bridgeAddrs(rec, false), bridgeAddrs(rec, true)...) {
+			errs = append(errs, link.DelAddr(rec.Bridge, a))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// bridgeAddrs are the gateway addresses (with prefix length) of one family
+// that go on the bridge: none in gateway mode isolated, and no IPv4 one with
+// inhibit_ipv4 (the gateway is another machine on the bridge's LAN).
+func bridgeAddrs(rec state.Network, v6 bool) []netip.Prefix {
+	subnets, mode := rec.IPv4, rec.GatewayModeV4
+	if v6 {
+		subnets, mode = rec.IPv6, rec.GatewayModeV6
+	}
+	if mode == gwIsolated || (!v6 && rec.InhibitIPv4) {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, s := range subnets {
+		if s.Gateway.IsValid() {
+			out = append(out, s.Gateway)
+		}
+	}
+	return out
 }

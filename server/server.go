@@ -63,6 +63,7 @@ func NewWithConfig(c Config) http.Handler {
 	})
 
 	noBody(m, "/NetworkDriver.GetCapabilities", func() (any, error) { return nd.GetCapabilities(), nil })
+	route(m, "/NetworkDriver.GwAllocCheck", nd.GwAllocCheck)
 	route(m, "/NetworkDriver.CreateNetwork", empty(nd.CreateNetwork))
 	route(m, "/NetworkDriver.DeleteNetwork", empty(nd.DeleteNetwork))
 	route(m, "/NetworkDriver.CreateEndpoint", nd.CreateEndpoint)

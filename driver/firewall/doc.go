@@ -6,7 +6,8 @@
 // # Chain layout (same in iptables and ip6tables)
 //
 //	table   chain                 jumped from                           content
-//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  -j MYNET-ISO-1, then -j MYNET-FORWARD-<s> for s in 0..f
+//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  -j MYNET-ISO-1, then -j MYNET-FORWARD-<s> for s in 0..f,
+//	                                                                    then the open-port rules (see Gateway modes)
 //	filter  MYNET-FORWARD-<s>     MYNET-FORWARD                         3 rules per network of shard s
 //	filter  MYNET-ISO-1           MYNET-FORWARD rule 1                  Docker bridge to Docker bridge: RETURN; from a Docker
 //	                                                                    bridge: -j MYNET-ISO-2; then -j MYNET-ISO-1-<s>
@@ -69,6 +70,21 @@
 // connection to the container's address is not accepted by our rules (it falls
 // through to the rest of FORWARD and its policy). Hairpin and 127.0.0.1
 // connections are masqueraded so the answer comes back through the host.
+//
+// # Gateway modes and trusted interfaces
+//
+// Network.GatewayModeV4/V6 are Docker 28's gateway modes, per family. nat
+// (the default) is what the sections above describe. nat-unprotected adds
+// "! -i BR -o BR -j ACCEPT" to the network's shard: anything but another
+// bridge reaches every port of the containers' addresses. routed has no
+// outbound MASQUERADE, accepts ICMP to the bridge, and a published port has
+// no DNAT rule and no host port: it is an open-port rule "-d CTR ! -i BR -o
+// BR -p P --dport CPORT -j ACCEPT" in MYNET-FORWARD. With trusted interfaces
+// (nat), each published port also gets "-d CTR -i IF -o BR -p P --dport
+// CPORT -j ACCEPT" per interface, so it is reachable at the container's own
+// address from there. Open-port rules come after the shard jumps, so the
+// isolation checks run first. isolated is only for internal networks, whose
+// rules do not change; the caller keeps the gateway off the bridge.
 //
 // # Programming
 //

@@ -229,6 +229,15 @@ func buildNetRules(n *Network, fam family, subnets []netip.Prefix) netRules {
 		add(tFilter, chForward, []string{"-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, "ACCEPT")
 		add(tFilter, chForward, []string{"-i", br, "-o", br}, icc)
 		add(tFilter, chForward, []string{"-i", br, "!", "-o", br}, "ACCEPT")
+		switch n.gatewayMode(fam) {
+		case GatewayNATUnprotected:
+			// Direct access to every container port from anywhere but
+			// another bridge (isolation ran first).
+			add(tFilter, chForward, []string{"!", "-i", br, "-o", br}, "ACCEPT")
+		case GatewayRouted:
+			// Routed addresses answer pings, as Docker's routed mode.
+			add(tFilter, chForward, []string{"-o", br, "-p", icmpProto(fam)}, "ACCEPT")
+		}
 	case len(subnets) == 1:
 		s := subnets[0].String()
 		add(tFilter, chForward, []string{"-i", br, "-o", br}, icc)
@@ -255,7 +264,7 @@ func buildNetRules(n *Network, fam family, subnets []netip.Prefix) netRules {
 		return nr
 	}
 	for _, p := range subnets {
-		if n.Masquerade {
+		if n.Masquerade && n.gatewayMode(fam) != GatewayRouted {
 			add(tNat, chPost, []string{"-s", p.String(), "!", "-o", br}, "MASQUERADE")
 		}
 	}
@@ -269,6 +278,35 @@ func buildNetRules(n *Network, fam family, subnets []netip.Prefix) netRules {
 		add(tNat, chPost, []string{"-s", "127.0.0.0/8", "-o", br}, "MASQUERADE")
 	}
 	return nr
+}
+
+// icmpProto is ICMP's protocol name in iptables-save's output.
+func icmpProto(fam family) string {
+	if fam == v6 {
+		return "ipv6-icmp"
+	}
+	return "icmp"
+}
+
+// openRules are the filter rules that let a published port be reached at
+// the container's own address and port: from anywhere but another bridge in
+// gateway mode routed (where there is no DNAT), else from each trusted host
+// interface. They go in MYNET-FORWARD after the shard jumps, so isolation
+// runs first.
+func openRules(n *Network, fam family, p state.PortBinding) []rule {
+	id12 := shortID(n.ID)
+	dst := []string{"-d", netip.PrefixFrom(p.ContainerIP, p.ContainerIP.BitLen()).String()}
+	port := []string{"-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.ContainerPort))}
+	var rs []rule
+	if n.gatewayMode(fam) == GatewayRouted {
+		m := append(append(dst, "!", "-i", n.Bridge, "-o", n.Bridge), port...)
+		return append(rs, mk(tFilter, chForward, netComment(id12), m, "ACCEPT"))
+	}
+	for _, ifName := range n.TrustedIfs {
+		m := append(append(append([]string{}, dst...), "-i", ifName, "-o", n.Bridge), port...)
+		rs = append(rs, mk(tFilter, chForward, netComment(id12), m, "ACCEPT"))
+	}
+	return rs
 }
 
 // portRule is the DNAT rule of one published port.
