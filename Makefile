@@ -24,7 +24,7 @@ test:
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz
 	$(MAKE) uml
-	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/...
+	$(GO) test -race -count=1 -tags integration -timeout 40m -skip '$(ENGINE28_ONLY)' ./integration/...
 	$(MAKE) integration-engine
 
 # Kernel tests that need ipvlan, dummy and 802.1q links, which this host's
@@ -46,8 +46,12 @@ vet:
 unit:
 	$(GO) test -race -count=1 ./...
 
+# Tests of what only Docker 28 has (--ipv4=false): they fail on an older
+# engine, so the host's 20.10 run leaves them to integration-engine.
+ENGINE28_ONLY = ^TestDocker28IPv6Only$$
+
 integration:
-	$(GO) test -race -count=1 -tags integration -timeout 40m ./integration/...
+	$(GO) test -race -count=1 -tags integration -timeout 40m -skip '$(ENGINE28_ONLY)' ./integration/...
 
 # The engine-facing suite once more, against Docker Engine $(ENGINE_VERSION)
 # (built by integration/setup.sh from the Go module proxy) running in its own
