@@ -2,13 +2,14 @@
 #
 #   make build   bin/mynet
 #   make test    the whole suite (installs what it needs; run as root)
+#   make blackbox  the built binary in fresh network namespaces, no Docker needed
 #   make bench   benchmarks
 #   make demo    README quick start against the local Docker engine
 
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build test setup vet unit fuzz fuzz-corpus uml integration integration-engine bench demo plugin plugin-rootfs plugin-test soak clean
+.PHONY: all build test setup vet unit blackbox fuzz fuzz-corpus uml integration integration-engine bench demo plugin plugin-rootfs plugin-test soak clean
 
 all: build
 
@@ -45,6 +46,11 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+# The black-box tests of the binary (hostile requests, capabilities,
+# signals, inspection commands, metrics); part of unit.
+blackbox:
+	$(GO) test -race -count=1 ./blackbox/
 
 # Tests of what only Docker 28 has (--ipv4=false): they fail on an older
 # engine, so the host's 20.10 run leaves them to integration-engine.

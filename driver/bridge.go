@@ -2,12 +2,10 @@ package driver
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 
 	api "github.com/docker/go-plugins-helpers/network"
-	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
 )
@@ -31,8 +29,6 @@ func (bridgeBackend) check(rec state.Network, others []state.Network) error {
 	return nil
 }
 
-func (bridgeBackend) publishes() bool { return true }
-
 func (b bridgeBackend) createLink(n state.Network, ep *state.Endpoint, mac net.HardwareAddr) error {
 	ep.HostIf, ep.ContainerIf = hostIfName(ep.ID), containerIfName(ep.ID)
 	if err := link.CreateVeth(link.Veth{Host: ep.HostIf, Peer: ep.ContainerIf, Bridge: n.Bridge, MTU: n.MTU, PeerMAC: mac}); err != nil {
@@ -49,46 +45,6 @@ func (bridgeBackend) join(n state.Network, ep state.Endpoint, resp *api.JoinResp
 	if resp.Gateway == "" {
 		resp.DisableGatewayService = true
 	}
-}
-
-// restoreEndpoint puts a surviving host veth back on its bridge and re-takes
-// its published ports.
-func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint) error {
-	d := b.d
-	var errs []error
-	if master, ok, err := d.masterOf(ep.HostIf); ok {
-		if err != nil || master != n.Bridge {
-			errs = append(errs, link.AttachByName(ep.HostIf, n.Bridge))
-			d.log.Info("repaired: re-attached endpoint to its bridge", "endpoint", short(ep.ID), "bridge", n.Bridge)
-			d.repaired(RepairEndpointAttach)
-		}
-	}
-	if len(ep.Ports) > 0 {
-		for _, b := range ep.Ports {
-			if b.HostPort == 0 {
-				continue // gateway mode routed: no host port
-			}
-			if err := d.ports.Restore(b); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		errs = append(errs, d.fw.AddPorts(fwNetwork(n), ep.Ports))
-	}
-	return errors.Join(errs...)
-}
-
-// masterOf says whether link name exists and names its master: from the
-// restore's one link dump when there is one, else asking the kernel.
-func (d *Driver) masterOf(name string) (master string, exists bool, err error) {
-	if d.linkMasters != nil {
-		master, exists = d.linkMasters[name]
-		return master, exists, nil
-	}
-	if exists, _ = link.Exists(name); !exists {
-		return "", false, nil
-	}
-	master, err = link.Master(name)
-	return master, true, err
 }
 
 // gateways returns the plain-IP gateways Join announces for ep: none for a
@@ -109,22 +65,8 @@ func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 	return v4, v6
 }
 
-func fwNetwork(rec state.Network) firewall.Network {
-	n := firewall.Network{ID: rec.ID, Bridge: rec.Bridge, ICC: rec.ICC, Masquerade: rec.Masquerade, Internal: rec.Internal,
-		GatewayModeV4: rec.GatewayModeV4, GatewayModeV6: rec.GatewayModeV6, TrustedIfs: rec.TrustedIfs}
-	for _, s := range rec.IPv4 {
-		n.Subnets = append(n.Subnets, s.Pool)
-	}
-	if rec.EnableIPv6 {
-		for _, s := range rec.IPv6 {
-			n.Subnets = append(n.Subnets, s.Pool)
-		}
-	}
-	return n
-}
-
-// setup makes the kernel match rec: bridge, gateway addresses, forwarding,
-// firewall. It records in rec whether it created the bridge.
+// setup makes the kernel match rec: bridge, gateway addresses, forwarding.
+// It records in rec whether it created the bridge.
 func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr error) {
 	d := b.d
 	created, err := link.EnsureBridge(rec.Bridge, rec.MTU)
@@ -139,14 +81,14 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 		if retErr != nil {
 			undo := *rec
 			undo.BridgeCreated = created // never delete a bridge this call did not make
-			retErr = errors.Join(retErr, b.teardown(undo, nil))
+			retErr = errors.Join(retErr, removeBridge(undo))
 		}
 	}()
 	if _, _, err := d.sysctls.Set("net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
-	for _, s := range bridgeAddrs(*rec, false) {
-		if err := link.EnsureAddr(rec.Bridge, s); err != nil {
+	for _, a := range bridgeAddrs(*rec, false) {
+		if err := link.EnsureAddr(rec.Bridge, a); err != nil {
 			return err
 		}
 	}
@@ -157,35 +99,28 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 		if _, _, err := d.sysctls.Set("net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return err
 		}
-		for _, s := range bridgeAddrs(*rec, true) {
-			if err := link.EnsureAddr(rec.Bridge, s); err != nil {
+		for _, a := range bridgeAddrs(*rec, true) {
+			if err := link.EnsureAddr(rec.Bridge, a); err != nil {
 				return err
 			}
 		}
 	}
-	if d.rulesPresent[rec.Bridge] {
-		return nil
-	}
-	if d.rulesPresent != nil { // restoring: added in one batch (addPendingRules)
-		d.pendingRules = append(d.pendingRules, *rec)
-		return nil
-	}
-	if err := d.fw.AddNetwork(fwNetwork(*rec)); err != nil {
-		return fmt.Errorf("firewall for network %s: %w", short(rec.ID), err)
-	}
 	return nil
 }
 
-// teardown removes the rules, then the bridge if we made it, else only our
-// addresses on it.
+// teardown removes the rules, then the bridge.
 func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
-	errs := []error{b.d.fw.RemoveNetwork(fwNetwork(rec))}
+	return errors.Join(b.d.fw.RemoveNetwork(fwNetwork(rec)), removeBridge(rec))
+}
+
+// removeBridge deletes the bridge if we made it, else only our addresses on it.
+func removeBridge(rec state.Network) error {
 	if rec.BridgeCreated {
-		errs = append(errs, link.Delete(rec.Bridge))
-	} else {
-		for _, a := range append(bridgeAddrs(rec, false), bridgeAddrs(rec, true)...) {
-			errs = append(errs, link.DelAddr(rec.Bridge, a))
-		}
+		return link.Delete(rec.Bridge)
+	}
+	var errs []error
+	for _, a := range append(bridgeAddrs(rec, false), bridgeAddrs(rec, true)...) {
+		errs = append(errs, link.DelAddr(rec.Bridge, a))
 	}
 	return errors.Join(errs...)
 }
@@ -208,4 +143,44 @@ func bridgeAddrs(rec state.Network, v6 bool) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// restoreEndpoint puts a surviving host veth back on its bridge and re-takes
+// its published ports.
+func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint, masters map[string]string) error {
+	d := b.d
+	var errs []error
+	if master, ok, err := masterOf(masters, ep.HostIf); ok {
+		if err != nil || master != n.Bridge {
+			errs = append(errs, link.AttachByName(ep.HostIf, n.Bridge))
+			d.log.Info("repaired: re-attached endpoint to its bridge", "endpoint", short(ep.ID), "bridge", n.Bridge)
+			d.repaired(RepairEndpointAttach)
+		}
+	}
+	if len(ep.Ports) > 0 {
+		for _, pb := range ep.Ports {
+			if pb.HostPort == 0 {
+				continue // gateway mode routed: no host port
+			}
+			if err := d.ports.Restore(pb); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		errs = append(errs, b.publish(n, ep.Ports))
+	}
+	return errors.Join(errs...)
+}
+
+// masterOf says whether link name exists and names its master: from the
+// dump masters when there is one, else asking the kernel.
+func masterOf(masters map[string]string, name string) (master string, exists bool, err error) {
+	if masters != nil {
+		master, exists = masters[name]
+		return master, exists, nil
+	}
+	if exists, _ = link.Exists(name); !exists {
+		return "", false, nil
+	}
+	master, err = link.Master(name)
+	return master, true, err
 }

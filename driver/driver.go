@@ -4,19 +4,16 @@
 package driver
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"sync"
-	"time"
 
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/driver/ports"
 	"github.com/mynet/mynet/state"
-	"github.com/mynet/mynet/timing"
 )
 
 // ErrBadRequest marks errors caused by the request itself.
@@ -49,15 +46,10 @@ type Driver struct {
 	networks  map[string]*netEntry
 	endpoints map[string]*state.Endpoint
 	locks     map[string]*sync.Mutex // one per network: serialises its kernel work
-
-	rulesPresent map[string]bool   // during restore only: bridges whose rules exist
-	linkMasters  map[string]string // during restore only: link name -> its master ("" none)
-	pendingRules []state.Network   // during restore only: networks whose rules go in one batch
 }
 
 type netEntry struct {
 	rec state.Network
-	cfg netConfig
 }
 
 // New loads every network and endpoint from the store and rebuilds in the
@@ -110,81 +102,6 @@ func (d *Driver) lookupEndpoint(id string) (*state.Endpoint, bool) {
 	}
 	c := *e
 	return &c, true
-}
-
-// Run re-asserts our firewall jumps until ctx ends: dockerd rebuilds its own
-// chains at every start and puts its jumps above ours.
-func (d *Driver) Run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			d.repairFirewall()
-		}
-	}
-}
-
-// repairFirewall re-asserts our jumps and re-adds the rules of any network
-// whose chains are gone (iptables -F, firewalld reload): one iptables-save
-// per family when nothing is missing.
-func (d *Driver) repairFirewall() {
-	// Background work marks itself so a request it overlaps does not claim
-	// its iptables time.
-	span := timing.Begin()
-	defer span.End()
-	d.mu.Lock()
-	bridges := 0
-	for _, n := range d.networks {
-		if n.rec.Backend == backendBridge {
-			bridges++
-		}
-	}
-	d.mu.Unlock()
-	if bridges == 0 {
-		return // macvlan and ipvlan networks have no rules of ours
-	}
-	if err := d.fw.EnsureBase(); err != nil {
-		d.log.Warn("re-assert firewall jumps", "err", err)
-		return
-	}
-	owned, err := d.fw.Owned()
-	if err != nil {
-		d.log.Warn("list firewall rules", "err", err)
-		return
-	}
-	have := map[string]bool{}
-	for _, b := range owned {
-		have[b] = true
-	}
-	d.mu.Lock()
-	var missing []state.Network
-	for _, n := range d.networks {
-		if n.rec.Backend == backendBridge && !have[n.rec.Bridge] {
-			missing = append(missing, n.rec)
-		}
-	}
-	d.mu.Unlock()
-	for _, rec := range missing {
-		unlock := d.netLock(rec.ID)
-		if n, ok := d.lookupNetwork(rec.ID); ok { // not deleted meanwhile
-			err := d.fw.AddNetwork(fwNetwork(n.rec))
-			for _, ep := range d.endpointsOf(rec.ID) {
-				if err == nil && len(ep.Ports) > 0 {
-					err = d.fw.AddPorts(fwNetwork(n.rec), ep.Ports)
-				}
-			}
-			if err != nil {
-				d.log.Error("re-add firewall rules", "network", short(rec.ID), "err", err)
-			} else {
-				d.log.Info("repaired: re-added missing firewall rules", "network", short(rec.ID), "bridge", rec.Bridge)
-				d.repaired(RepairFirewallRules)
-			}
-		}
-		unlock()
-	}
 }
 
 // Capabilities is NetworkDriver.GetCapabilities' answer.

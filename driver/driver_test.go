@@ -493,7 +493,7 @@ func TestStartRemovesOrphans(t *testing.T) {
 
 // BenchmarkStartWith200Networks2000Endpoints measures a restart (store open
 // to driver ready) with 200 bridge networks and 2,000 endpoints with real
-// bridges, veths and rules, the figure issue 8 asks for.
+// bridges, veths and rules.
 func BenchmarkStartWith200Networks2000Endpoints(b *testing.B) {
 	done := make(chan struct{})
 	go func() {

@@ -131,6 +131,17 @@ const routeConnected = 1
 
 // Container links live in the containers; there is nothing on the host to
 // put back.
-func (lowerBackend) restoreEndpoint(state.Network, state.Endpoint) error { return nil }
+func (lowerBackend) restoreEndpoint(state.Network, state.Endpoint, map[string]string) error {
+	return nil
+}
 
-func (lowerBackend) publishes() bool { return false }
+// No firewall rules: the containers sit on the parent's LAN as hosts of
+// their own, and -p is refused (CreateEndpoint, ProgramExternalConnectivity).
+func (lowerBackend) hasRules() bool                                   { return false }
+func (lowerBackend) rulesMissing(state.Network, map[string]bool) bool { return false }
+func (lowerBackend) addRules(recs []state.Network) []error            { return make([]error, len(recs)) }
+func (lowerBackend) publishes() bool                                  { return false }
+func (lowerBackend) publish(state.Network, []state.PortBinding) error {
+	return errors.New("published ports do not apply to macvlan and ipvlan networks")
+}
+func (lowerBackend) unpublish(state.Network, []state.PortBinding) error { return nil }

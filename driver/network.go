@@ -68,11 +68,14 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 			retErr = errors.Join(retErr, b.teardown(rec, others))
 		}
 	}()
+	if err := errors.Join(b.addRules([]state.Network{rec})...); err != nil {
+		return err
+	}
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutNetwork(rec) }); err != nil {
 		return fmt.Errorf("save network %s: %w", short(rec.ID), err)
 	}
 	d.mu.Lock()
-	d.networks[rec.ID] = &netEntry{rec: rec, cfg: cfg}
+	d.networks[rec.ID] = &netEntry{rec: rec}
 	d.mu.Unlock()
 	d.log.Info("network created", "network", short(rec.ID), "backend", rec.Backend, "bridge", rec.Bridge, "parent", rec.Parent)
 	return nil

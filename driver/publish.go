@@ -31,7 +31,8 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 	if len(mappings) == 0 || len(ep.Ports) > 0 || n.rec.Internal {
 		return nil // nothing asked, already done, or nothing may reach an internal network
 	}
-	if !d.backend(n.rec.Backend).publishes() {
+	b := d.backend(n.rec.Backend)
+	if !b.publishes() {
 		return badRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", mappings[0], n.rec.Backend)
 	}
 	bindings, err := d.reserve(n.rec, *ep, mappings)
@@ -43,12 +44,12 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 			d.ports.Release(bindings)
 		}
 	}()
-	if err := d.fw.AddPorts(fwNetwork(n.rec), bindings); err != nil {
+	if err := b.publish(n.rec, bindings); err != nil {
 		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
 	}
 	defer func() {
 		if retErr != nil {
-			retErr = errors.Join(retErr, d.fw.RemovePorts(fwNetwork(n.rec), bindings))
+			retErr = errors.Join(retErr, b.unpublish(n.rec, bindings))
 		}
 	}()
 	ep.Ports = bindings
@@ -136,7 +137,7 @@ func (d *Driver) RevokeExternalConnectivity(req *api.RevokeExternalConnectivityR
 
 // unpublish removes the rules and frees the host ports of ep.
 func (d *Driver) unpublish(n state.Network, ep state.Endpoint) error {
-	err := d.fw.RemovePorts(fwNetwork(n), ep.Ports)
+	err := d.backend(n.Backend).unpublish(n, ep.Ports)
 	d.ports.Release(ep.Ports)
 	d.flushConntrack(ep)
 	if err != nil {

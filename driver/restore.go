@@ -28,90 +28,40 @@ func (d *Driver) restore() error {
 	if err != nil {
 		return fmt.Errorf("load networks: %w", err)
 	}
+	ids := make([]string, 0, len(nets))
 	for _, rec := range nets {
-		cfg, err := parseNetworkOptions(map[string]any{optGeneric: toAny(rec.Options), optEnableIPv6: rec.EnableIPv6, optInternal: rec.Internal})
-		if err != nil {
-			d.log.Error("stored network has options this version refuses", "network", short(rec.ID), "err", err)
-		}
-		d.networks[rec.ID] = &netEntry{rec: rec, cfg: cfg}
+		d.networks[rec.ID] = &netEntry{rec: rec}
+		ids = append(ids, rec.ID)
 	}
-	// One read of our rules instead of one iptables-save per network: the
-	// rules of networks already present are trusted (the periodic repair
-	// re-adds any that go missing later).
-	d.rulesPresent = map[string]bool{}
-	if owned, err := d.fw.Owned(); err == nil {
-		for _, b := range owned {
-			d.rulesPresent[b] = true
-		}
-	}
-	defer func() { d.rulesPresent = nil }()
-	// Every record once, not all the others per network (quadratic): a
-	// setup that looks at the others (a shared VLAN parent) finds its own
-	// record among them harmless.
-	all := d.networkRecords("")
-	for _, n := range d.networks {
-		rec := n.rec
-		b := d.backend(rec.Backend)
-		missing := missingLinks(rec)
-		if err := b.setup(&rec, all); err != nil {
-			d.log.Error("restore network", "network", short(rec.ID), "backend", rec.Backend, "err", err)
-		} else if len(missing) > 0 {
-			d.log.Info("repaired: re-created missing links", "network", short(rec.ID), "links", missing)
-			d.repaired(RepairLinks)
-		}
-		n.rec = rec
-	}
-	d.addPendingRules()
-	// One dump of every link for the endpoints and the orphan search below,
-	// taken after the networks' links are back (nothing below creates one).
-	if d.linkMasters, err = link.Masters(); err != nil {
-		d.log.Warn("list links", "err", err)
-		d.linkMasters = nil // fall back to one query per link
-	}
-	defer func() { d.linkMasters = nil }()
 	for i := range eps {
 		ep := eps[i]
 		d.endpoints[ep.ID] = &ep
-		n, ok := d.networks[ep.NetworkID]
-		if !ok {
+		if _, ok := d.networks[ep.NetworkID]; !ok {
 			d.log.Warn("endpoint of unknown network", "endpoint", short(ep.ID), "network", short(ep.NetworkID))
-			continue
-		}
-		if err := d.backend(n.rec.Backend).restoreEndpoint(n.rec, ep); err != nil {
-			d.log.Error("restore endpoint", "endpoint", short(ep.ID), "network", short(ep.NetworkID), "err", err)
 		}
 	}
-	d.removeOrphans()
+	s := d.surveyAll()
+	d.rebuild(ids, s) // logs each failure
+	d.removeOrphans(s)
 	return nil
 }
 
-// addPendingRules programs the rules of the networks restored without
-// them in one batch; if the batch fails, network by network, so that one
-// broken network does not keep the others' rules out.
-func (d *Driver) addPendingRules() {
-	pending := d.pendingRules
-	d.pendingRules = nil
-	if len(pending) == 0 {
-		return
+// surveyAll reads our rules once instead of once per network, and dumps
+// every link once instead of asking for each endpoint and orphan. The rules
+// of networks already present are trusted (the periodic check re-adds any
+// that go missing later). The links a rebuild creates are not in the dump:
+// none is an endpoint's, and every one is claimed by a record.
+func (d *Driver) surveyAll() survey {
+	var s survey
+	var err error
+	if s.rules, err = d.rulesPresent(); err != nil {
+		d.log.Warn("list firewall rules", "err", err) // all re-added
 	}
-	fws := make([]firewall.Network, len(pending))
-	for i, rec := range pending {
-		fws[i] = fwNetwork(rec)
+	if s.masters, err = link.Masters(); err != nil {
+		d.log.Warn("list links", "err", err)
+		s.masters = nil // fall back to one query per link
 	}
-	err := d.fw.AddNetworks(fws)
-	if err == nil {
-		d.log.Info("repaired: re-added firewall rules", "networks", len(pending))
-		for range pending {
-			d.repaired(RepairFirewallRules)
-		}
-		return
-	}
-	d.log.Warn("re-adding the rules of all networks at once failed: one by one", "networks", len(pending), "err", err)
-	for i, rec := range pending {
-		if err := d.fw.AddNetwork(fws[i]); err != nil {
-			d.log.Error("restore network", "network", short(rec.ID), "backend", rec.Backend, "err", fmt.Errorf("firewall: %w", err))
-		}
-	}
+	return s
 }
 
 // ourLinkName matches the names mynet gives links: mn-<12> bridges, mnh/mnc
@@ -127,8 +77,8 @@ type orphan struct {
 }
 
 // removeOrphans deletes the orphans, logging each.
-func (d *Driver) removeOrphans() {
-	for _, o := range d.findOrphans() {
+func (d *Driver) removeOrphans(s survey) {
+	for _, o := range d.findOrphans(s) {
 		if err := o.remove(); err != nil {
 			d.log.Error("remove orphan", "what", o.drift.Object, "err", err)
 		} else {
@@ -139,8 +89,9 @@ func (d *Driver) removeOrphans() {
 }
 
 // findOrphans lists links with our names and this instance's mark, and rules
-// with our comments, that no record claims.
-func (d *Driver) findOrphans() []orphan {
+// with our comments, that no record claims. The link names come from the
+// survey's dump when it has one.
+func (d *Driver) findOrphans(s survey) []orphan {
 	d.mu.Lock()
 	claimed := map[string]bool{}
 	ids := map[string]bool{}
@@ -155,8 +106,8 @@ func (d *Driver) findOrphans() []orphan {
 	var out []orphan
 	var names []string
 	var err error
-	if d.linkMasters != nil {
-		for name := range d.linkMasters {
+	if s.masters != nil {
+		for name := range s.masters {
 			names = append(names, name)
 		}
 	} else if names, err = link.Names(); err != nil {
@@ -198,14 +149,6 @@ func missingLinks(rec state.Network) []string {
 				out = append(out, name)
 			}
 		}
-	}
-	return out
-}
-
-func toAny(m map[string]string) map[string]any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
 	}
 	return out
 }

@@ -20,7 +20,7 @@ import (
 )
 
 // Per-call cost against the number of networks and endpoints that already
-// exist (issue 8: it must not grow with the count). The driver is called
+// exist (it must not grow with the count). The driver is called
 // directly, against the real kernel in a fresh network namespace and a real
 // bbolt file: a thousand containers through dockerd would take minutes.
 

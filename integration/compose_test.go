@@ -16,15 +16,15 @@ import (
 	"time"
 )
 
-const e2eComposeBin = "/usr/bin/docker-compose"
+const composeBin = "/usr/bin/docker-compose"
 
-// e2eCompose runs docker-compose with the project and file.
-func e2eCompose(t testing.TB, project, file string, args ...string) (string, error) {
+// compose runs docker-compose with the project and file.
+func compose(t testing.TB, project, file string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	a := append([]string{"-p", project, "-f", file}, args...)
-	cmd := exec.CommandContext(ctx, e2eComposeBin, a...)
+	cmd := exec.CommandContext(ctx, composeBin, a...)
 	cmd.Env = append(os.Environ(), "COMPOSE_INTERACTIVE_NO_CLI=1")
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
@@ -32,7 +32,7 @@ func e2eCompose(t testing.TB, project, file string, args ...string) (string, err
 	return string(out), err
 }
 
-const e2eComposeFile = `version: '%s'
+const composeFile = `version: '%s'
 services:
   web:
     image: %s
@@ -58,25 +58,24 @@ networks:
 `
 
 func TestCompose(t *testing.T) {
-	if _, err := os.Stat(e2eComposeBin); err != nil {
-		t.Fatalf("%s: %v (%s)", e2eComposeBin, err, howToPrepare)
+	if _, err := os.Stat(composeBin); err != nil {
+		t.Fatalf("%s: %v (%s)", composeBin, err, howToPrepare)
 	}
 	for i, version := range []string{"2.4", "3.7"} {
 		t.Run("v"+version, func(t *testing.T) {
-			withPlugin(t)
-			lc := assertNoBridgeLeftovers(t)
+			lc := bridgeTest(t)
 			project := fmt.Sprintf("mit-compose%d", i)
 			netName := project + "_appnet"
-			sub := e2eV4Subnet(t, 106)
+			sub := freeV4Subnet(t, 106)
 			webIP := nthAddr(sub, 77)
 			file := filepath.Join(t.TempDir(), "docker-compose.yml")
-			body := fmt.Sprintf(e2eComposeFile, version, testImage, webIP, testImage, pluginName, pluginName, sub)
+			body := fmt.Sprintf(composeFile, version, testImage, webIP, testImage, pluginName, pluginName, sub)
 			if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			down := func() (string, error) { return e2eCompose(t, project, file, "down", "--timeout", "1") }
+			down := func() (string, error) { return compose(t, project, file, "down", "--timeout", "1") }
 			t.Cleanup(func() { _, _ = down() })
-			if out, err := e2eCompose(t, project, file, "up", "-d"); err != nil {
+			if out, err := compose(t, project, file, "up", "-d"); err != nil {
 				if _, err2 := dockerCmd("network", "inspect", netName); err2 == nil {
 					lc.watch(netInspect(t, netName))
 				}
@@ -99,20 +98,18 @@ func TestCompose(t *testing.T) {
 				t.Errorf("client has %s, want another address of %s", clientIP, sub)
 			}
 			for _, c := range []struct{ from, to string }{{client, "web"}, {web, "client"}} {
-				if err := e2ePingName(c.from, c.to); err != nil {
+				if err := pingName(c.from, c.to); err != nil {
 					t.Errorf("by service name: %v", err)
 				}
 			}
-			if err := ping(t, client, webIP); err != nil {
-				t.Error(err)
-			}
+			expectPing(t, "", client, webIP)
 			for _, c := range []string{web, client} {
-				if got := e2eMustExec(t, c, "cat", "/sys/class/net/eth0/mtu"); got != "1400" {
+				if got := mustDockerExec(t, c, "cat", "/sys/class/net/eth0/mtu"); got != "1400" {
 					t.Errorf("%s: eth0 MTU %s, want 1400 (driver_opts)", c, got)
 				}
 			}
-			if b, err := os.ReadFile("/sys/class/net/" + e2eBridgeOf(n) + "/mtu"); err != nil || strings.TrimSpace(string(b)) != "1400" {
-				t.Errorf("bridge %s MTU %q (%v), want 1400", e2eBridgeOf(n), b, err)
+			if b, err := os.ReadFile("/sys/class/net/" + mynetBridge(n) + "/mtu"); err != nil || strings.TrimSpace(string(b)) != "1400" {
+				t.Errorf("bridge %s MTU %q (%v), want 1400", mynetBridge(n), b, err)
 			}
 
 			if out, err := down(); err != nil {

@@ -32,9 +32,9 @@ func engineMajor(t *testing.T) int {
 
 // outsideGetHas retries an HTTP GET from the outside namespace until the
 // answer contains want.
-func (o *e2eOutside) getHas(addr netip.AddrPort, want string, d time.Duration) error {
+func (o *outsideNS) getHas(addr netip.AddrPort, want string, d time.Duration) error {
 	var out string
-	err := e2eEventually(d, func() error {
+	err := eventually(d, func() error {
 		var err error
 		out, err = o.httpGet(addr, 2*time.Second)
 		if err == nil && !strings.Contains(out, want) {
@@ -49,7 +49,7 @@ func (o *e2eOutside) getHas(addr netip.AddrPort, want string, d time.Duration) e
 }
 
 // noGet checks that the outside namespace can NOT get token from addr.
-func (o *e2eOutside) noGet(addr netip.AddrPort, token string) error {
+func (o *outsideNS) noGet(addr netip.AddrPort, token string) error {
 	out, err := o.httpGet(addr, 2*time.Second)
 	if err == nil && strings.Contains(out, token) {
 		return fmt.Errorf("the outside namespace got %q from http://%s/, must not", token, addr)
@@ -60,7 +60,7 @@ func (o *e2eOutside) noGet(addr netip.AddrPort, token string) error {
 // defaultRoute is the container's IPv4 default route ("" if none).
 func defaultRoute(t *testing.T, ctr string) string {
 	t.Helper()
-	for _, l := range strings.Split(e2eMustExec(t, ctr, "ip", "-4", "route"), "\n") {
+	for _, l := range strings.Split(mustDockerExec(t, ctr, "ip", "-4", "route"), "\n") {
 		if strings.HasPrefix(l, "default") {
 			return strings.TrimSpace(l)
 		}
@@ -78,7 +78,7 @@ const optPrefix = "com.docker.network.bridge."
 func TestDocker28GatewayModes(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	o := e2eNewOutside(t)
+	o := newOutside(t)
 	srv := o.serveTCP(t)
 	at := func(a netip.Addr, port int) netip.AddrPort { return netip.AddrPortFrom(a, uint16(port)) }
 
@@ -88,10 +88,10 @@ func TestDocker28GatewayModes(t *testing.T) {
 		sub  netip.Prefix
 	}
 	nets := []netw{
-		{"mit-gw-nat", nil, e2eV4Subnet(t, 111)},
-		{"mit-gw-unprot", []string{"-o", optPrefix + "gateway_mode_ipv4=nat-unprotected"}, e2eV4Subnet(t, 112)},
-		{"mit-gw-routed", []string{"-o", optPrefix + "gateway_mode_ipv4=routed"}, e2eV4Subnet(t, 113)},
-		{"mit-gw-trusted", []string{"-o", optPrefix + "trusted_host_interfaces=" + o.hostIf}, e2eV4Subnet(t, 114)},
+		{"mit-gw-nat", nil, freeV4Subnet(t, 111)},
+		{"mit-gw-unprot", []string{"-o", optPrefix + "gateway_mode_ipv4=nat-unprotected"}, freeV4Subnet(t, 112)},
+		{"mit-gw-routed", []string{"-o", optPrefix + "gateway_mode_ipv4=routed"}, freeV4Subnet(t, 113)},
+		{"mit-gw-trusted", []string{"-o", optPrefix + "trusted_host_interfaces=" + o.hostIf}, freeV4Subnet(t, 114)},
 	}
 	tokens := map[string]string{}
 	ips := map[string]netip.Addr{}
@@ -99,13 +99,13 @@ func TestDocker28GatewayModes(t *testing.T) {
 	for _, n := range nets {
 		lc.net(n.name, append([]string{"-d", pluginName, "--subnet", n.sub.String()}, n.opts...)...)
 		o.addRoute(t, n.sub)
-		tokens[n.name] = e2eToken("gw")
-		ports[n.name] = e2eFreePort(t)
-		e2eRun(t, n.name+"-p", []string{"--network", n.name, "-p", fmt.Sprintf("%d:80", ports[n.name])}, e2eHTTPD(tokens[n.name])...)
+		tokens[n.name] = newToken("gw")
+		ports[n.name] = freePort(t)
+		mustStartContainer(t, n.name+"-p", []string{"--network", n.name, "-p", fmt.Sprintf("%d:80", ports[n.name])}, webServer(tokens[n.name])...)
 		ips[n.name] = containerIP(t, n.name+"-p", n.name)
 		// The same server without -p: reachable at its address only where
 		// the mode says every port is.
-		e2eRun(t, n.name+"-u", []string{"--network", n.name}, e2eHTTPD(tokens[n.name]+"u")...)
+		mustStartContainer(t, n.name+"-u", []string{"--network", n.name}, webServer(tokens[n.name]+"u")...)
 		ips[n.name+"-u"] = containerIP(t, n.name+"-u", n.name)
 	}
 
@@ -131,10 +131,10 @@ func TestDocker28GatewayModes(t *testing.T) {
 	check("routed: container address, unpublished", o.noGet(at(ips[r+"-u"], 80), tokens[r]+"u"))
 	check("routed: outbound keeps the container address", srv.expectFrom(r+"-p", ips[r], 10*time.Second))
 	check("routed: host port not published", o.noGet(at(o.hostAddr, ports[r]), tokens[r]))
-	if rs := e2eDNATFor("tcp", ports[r]); len(rs) > 0 {
+	if rs := dnatFor("tcp", ports[r]); len(rs) > 0 {
 		t.Errorf("routed: DNAT rules for host port %d: %v", ports[r], rs)
 	}
-	if e2eHeld(t, "tcp", ports[r]) {
+	if portHeld(t, "tcp", ports[r]) {
 		t.Errorf("routed: host port %d/tcp is held", ports[r])
 	}
 	if out, err := o.exec("/bin/busybox", "ping", "-c", "1", "-W", "2", ips[r+"-u"].String()); err != nil {
@@ -144,7 +144,7 @@ func TestDocker28GatewayModes(t *testing.T) {
 	// Isolation from each other stays, whatever the mode.
 	for _, from := range []string{"mit-gw-nat-p", "mit-gw-trusted-p"} {
 		for _, to := range []string{"mit-gw-unprot-u", "mit-gw-routed"} {
-			if err := e2eNoPing(from, ips[to]); err != nil {
+			if err := noPing(from, ips[to]); err != nil {
 				t.Errorf("isolation: %v", err)
 			}
 		}
@@ -157,7 +157,7 @@ func TestDocker28GatewayModes(t *testing.T) {
 func TestDocker28IsolatedAndInhibit(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	out, err := docker(t, "network", "create", "-d", pluginName, "--subnet", e2eV4Subnet(t, 115).String(),
+	out, err := docker(t, "network", "create", "-d", pluginName, "--subnet", freeV4Subnet(t, 115).String(),
 		"-o", optPrefix+"gateway_mode_ipv4=isolated", "mit-gw-isobad")
 	if err == nil {
 		netRemove(t, "mit-gw-isobad")
@@ -166,7 +166,7 @@ func TestDocker28IsolatedAndInhibit(t *testing.T) {
 	if !strings.Contains(out, "gateway mode isolated can only be used for an internal network") {
 		t.Errorf("isolated without --internal: %s", out)
 	}
-	out, err = docker(t, "network", "create", "-d", pluginName, "--subnet", e2eV4Subnet(t, 115).String(),
+	out, err = docker(t, "network", "create", "-d", pluginName, "--subnet", freeV4Subnet(t, 115).String(),
 		"-o", optPrefix+"gateway_mode_ipv4=nated", "mit-gw-bad")
 	if err == nil {
 		netRemove(t, "mit-gw-bad")
@@ -176,15 +176,15 @@ func TestDocker28IsolatedAndInhibit(t *testing.T) {
 		t.Errorf("bad gateway mode: %s", out)
 	}
 
-	iso := lc.net("mit-gw-iso", "-d", pluginName, "--internal", "--subnet", e2eV4Subnet(t, 116).String(),
+	iso := lc.net("mit-gw-iso", "-d", pluginName, "--internal", "--subnet", freeV4Subnet(t, 116).String(),
 		"-o", optPrefix+"gateway_mode_ipv4=isolated")
-	e2eRun(t, "mit-gw-iso-a", []string{"--network", "mit-gw-iso"})
-	e2eRun(t, "mit-gw-iso-b", []string{"--network", "mit-gw-iso"})
+	mustStartContainer(t, "mit-gw-iso-a", []string{"--network", "mit-gw-iso"})
+	mustStartContainer(t, "mit-gw-iso-b", []string{"--network", "mit-gw-iso"})
 	if err := ping(t, "mit-gw-iso-a", containerIP(t, "mit-gw-iso-b", "mit-gw-iso")); err != nil {
 		t.Errorf("isolated: containers of the network: %v", err)
 	}
-	if addrs, err := linkAddrs(e2eBridgeOf(iso)); err != nil || len(ipv4Only(addrs)) > 0 {
-		t.Errorf("isolated: bridge %s addresses %v (%v), want no IPv4 address", e2eBridgeOf(iso), addrs, err)
+	if addrs, err := linkAddrs(mynetBridge(iso)); err != nil || len(ipv4Only(addrs)) > 0 {
+		t.Errorf("isolated: bridge %s addresses %v (%v), want no IPv4 address", mynetBridge(iso), addrs, err)
 	}
 	if r := defaultRoute(t, "mit-gw-iso-a"); r != "" {
 		t.Errorf("isolated: container has a default route %q", r)
@@ -193,11 +193,11 @@ func TestDocker28IsolatedAndInhibit(t *testing.T) {
 		t.Errorf("isolated on Docker 28: gateway %s reserved, want none (GwAllocCheck)", gw)
 	}
 
-	sub := e2eV4Subnet(t, 117)
+	sub := freeV4Subnet(t, 117)
 	inh := lc.net("mit-gw-inhibit", "-d", pluginName, "--subnet", sub.String(), "-o", optPrefix+"inhibit_ipv4=true")
-	e2eRun(t, "mit-gw-inh-a", []string{"--network", "mit-gw-inhibit"})
-	if addrs, err := linkAddrs(e2eBridgeOf(inh)); err != nil || len(ipv4Only(addrs)) > 0 {
-		t.Errorf("inhibit_ipv4: bridge %s addresses %v (%v), want no IPv4 address", e2eBridgeOf(inh), addrs, err)
+	mustStartContainer(t, "mit-gw-inh-a", []string{"--network", "mit-gw-inhibit"})
+	if addrs, err := linkAddrs(mynetBridge(inh)); err != nil || len(ipv4Only(addrs)) > 0 {
+		t.Errorf("inhibit_ipv4: bridge %s addresses %v (%v), want no IPv4 address", mynetBridge(inh), addrs, err)
 	}
 	gw := containerNet(t, "mit-gw-inh-a", "mit-gw-inhibit").Gateway
 	if r := defaultRoute(t, "mit-gw-inh-a"); gw == "" || !strings.Contains(r, "via "+gw+" ") {
@@ -221,9 +221,9 @@ func ipv4Only(ps []netip.Prefix) []netip.Prefix {
 func TestDocker28EndpointOptions(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	lc.net("mit-epo-a", "-d", pluginName, "--subnet", e2eV4Subnet(t, 118).String())
-	lc.net("mit-epo-b", "-d", pluginName, "--subnet", e2eV4Subnet(t, 119).String())
-	e2eRun(t, "mit-epo-c", []string{"--network", "mit-epo-a"})
+	lc.net("mit-epo-a", "-d", pluginName, "--subnet", freeV4Subnet(t, 118).String())
+	lc.net("mit-epo-b", "-d", pluginName, "--subnet", freeV4Subnet(t, 119).String())
+	mustStartContainer(t, "mit-epo-c", []string{"--network", "mit-epo-a"})
 
 	out, err := docker(t, "network", "connect", "--driver-opt", "com.docker.network.endpoint.ifname=lan7", "mit-epo-b", "mit-epo-c")
 	if err == nil {
@@ -232,7 +232,7 @@ func TestDocker28EndpointOptions(t *testing.T) {
 	if !strings.Contains(out, "cannot name the container's interface") {
 		t.Errorf("ifname refusal does not give the reason: %s", out)
 	}
-	if got := strings.Fields(e2eMustExec(t, "mit-epo-c", "ls", "/sys/class/net")); len(got) != 2 {
+	if got := strings.Fields(mustDockerExec(t, "mit-epo-c", "ls", "/sys/class/net")); len(got) != 2 {
 		t.Errorf("container interfaces after the refused connect: %v, want eth0 lo", got)
 	}
 
@@ -241,10 +241,10 @@ func TestDocker28EndpointOptions(t *testing.T) {
 		return
 	}
 	mustDocker(t, "network", "connect", "--driver-opt", "com.docker.network.endpoint.sysctls=net.ipv4.conf.IFNAME.log_martians=1", "mit-epo-b", "mit-epo-c")
-	if got := e2eMustExec(t, "mit-epo-c", "cat", "/proc/sys/net/ipv4/conf/eth1/log_martians"); got != "1" {
+	if got := mustDockerExec(t, "mit-epo-c", "cat", "/proc/sys/net/ipv4/conf/eth1/log_martians"); got != "1" {
 		t.Errorf("sysctl on the second interface: log_martians = %q, want 1", got)
 	}
-	if got := e2eMustExec(t, "mit-epo-c", "cat", "/proc/sys/net/ipv4/conf/eth0/log_martians"); got != "0" {
+	if got := mustDockerExec(t, "mit-epo-c", "cat", "/proc/sys/net/ipv4/conf/eth0/log_martians"); got != "0" {
 		t.Errorf("sysctl leaked to eth0: log_martians = %q", got)
 	}
 }
@@ -258,18 +258,18 @@ func TestDocker28IPv6Only(t *testing.T) {
 		t.Fatalf("--ipv4=false needs Docker 28 (this engine is older): run it through `make integration-engine`")
 	}
 	lc := assertNoBridgeLeftovers(t)
-	o := e2eNewOutside(t)
+	o := newOutside(t)
 	hostV6, nsV6 := o.addV6(t)
 	srv := o.serveTCPOn(t, nsV6)
-	for i, ipam := range e2eIPAMs {
+	for i, ipam := range ipamSetups {
 		name := fmt.Sprintf("mit-v6only-%d", i)
-		n := lc.net(name, e2eNetArgs(ipam.args, "--ipv4=false", "--ipv6", "--subnet", e2eV6Subnet(t).String())...)
+		n := lc.net(name, mynetNetArgs(ipam.args, "--ipv4=false", "--ipv6", "--subnet", freeV6Subnet(t).String())...)
 		if len(ipv4Only(n.Subnets())) > 0 {
 			t.Errorf("%s: IPv4 subnets %v", name, n.Subnets())
 		}
-		e2eRun(t, name+"-a", []string{"--network", name})
-		e2eRun(t, name+"-b", []string{"--network", name})
-		if v4 := e2eMustExec(t, name+"-a", "ip", "-4", "-o", "addr", "show", "dev", "eth0"); v4 != "" {
+		mustStartContainer(t, name+"-a", []string{"--network", name})
+		mustStartContainer(t, name+"-b", []string{"--network", name})
+		if v4 := mustDockerExec(t, name+"-a", "ip", "-4", "-o", "addr", "show", "dev", "eth0"); v4 != "" {
 			t.Errorf("%s: IPv4 address in an IPv6-only network: %s", name, v4)
 		}
 		b6, err := netip.ParseAddr(containerNet(t, name+"-b", name).GlobalIPv6Address)
@@ -282,7 +282,7 @@ func TestDocker28IPv6Only(t *testing.T) {
 		if err := srv.expectFrom(name+"-a", hostV6, 10*time.Second); err != nil {
 			t.Errorf("%s: outbound over IPv6: %v", name, err)
 		}
-		if addrs, err := linkAddrs(e2eBridgeOf(n)); err != nil || len(ipv4Only(addrs)) > 0 {
+		if addrs, err := linkAddrs(mynetBridge(n)); err != nil || len(ipv4Only(addrs)) > 0 {
 			t.Errorf("%s: bridge addresses %v (%v), want no IPv4 one", name, addrs, err)
 		}
 	}
@@ -294,27 +294,27 @@ func TestDocker28IPv6Only(t *testing.T) {
 func TestDocker28FirewallCoexistence(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	o := e2eNewOutside(t)
+	o := newOutside(t)
 	at := func(a netip.Addr, port int) netip.AddrPort { return netip.AddrPortFrom(a, uint16(port)) }
 
-	dsub, msub := e2eV4Subnet(t, 120), e2eV4Subnet(t, 121)
+	dsub, msub := freeV4Subnet(t, 120), freeV4Subnet(t, 121)
 	netCreate(t, "mit-co-docker", "-d", "bridge", "--subnet", dsub.String())
 	lc.net("mit-co-mynet", "-d", pluginName, "--subnet", msub.String())
-	dtok, mtok := e2eToken("docker"), e2eToken("mynet")
-	dport, mport := e2eFreePort(t), 0
-	e2eRun(t, "mit-co-d", []string{"--network", "mit-co-docker", "-p", fmt.Sprintf("%d:80", dport)}, e2eHTTPD(dtok)...)
-	for mport = e2eFreePort(t); mport == dport; mport = e2eFreePort(t) {
+	dtok, mtok := newToken("docker"), newToken("mynet")
+	dport, mport := freePort(t), 0
+	mustStartContainer(t, "mit-co-d", []string{"--network", "mit-co-docker", "-p", fmt.Sprintf("%d:80", dport)}, webServer(dtok)...)
+	for mport = freePort(t); mport == dport; mport = freePort(t) {
 	}
-	e2eRun(t, "mit-co-m", []string{"--network", "mit-co-mynet", "-p", fmt.Sprintf("%d:80", mport)}, e2eHTTPD(mtok)...)
+	mustStartContainer(t, "mit-co-m", []string{"--network", "mit-co-mynet", "-p", fmt.Sprintf("%d:80", mport)}, webServer(mtok)...)
 	dip, mip := containerIP(t, "mit-co-d", "mit-co-docker"), containerIP(t, "mit-co-m", "mit-co-mynet")
 
 	if engineMajor(t) >= 28 {
 		// The layout the rest of this test is about.
-		raw := e2eIPT(t, "iptables-save", "-t", "raw")
+		raw := mustRun(t, "iptables-save", "-t", "raw")
 		if !strings.Contains(raw, "-d "+dip.String()+"/32") || !strings.Contains(raw, "-j DROP") {
 			t.Errorf("no raw-table drop for Docker's container %s: Docker 28's layout changed?\n%s", dip, raw)
 		}
-		fwd := e2eIPT(t, "iptables", "-S", "FORWARD")
+		fwd := mustRun(t, "iptables", "-S", "FORWARD")
 		lines := strings.Split(strings.TrimSpace(fwd), "\n")
 		var jumps []string
 		for _, l := range lines {
@@ -336,19 +336,19 @@ func TestDocker28FirewallCoexistence(t *testing.T) {
 		t.Errorf("control, Docker's published port: %v", err)
 	}
 	// Isolation, both ways, by address and through the other's published port.
-	if err := e2eNoPing("mit-co-d", mip); err != nil {
+	if err := noPing("mit-co-d", mip); err != nil {
 		t.Errorf("Docker's bridge -> mynet: %v", err)
 	}
-	if err := e2eNoPing("mit-co-m", dip); err != nil {
+	if err := noPing("mit-co-m", dip); err != nil {
 		t.Errorf("mynet -> Docker's bridge: %v", err)
 	}
-	if out, err := e2eFetchFrom("mit-co-d", mip, 80); err == nil && strings.Contains(out, mtok) {
+	if out, err := fetchFrom("mit-co-d", mip, 80); err == nil && strings.Contains(out, mtok) {
 		t.Errorf("Docker's container fetched from the mynet container's address: %s", out)
 	}
 
 	// DOCKER-USER: a user's drop for the mynet container applies to it.
 	rule := []string{"DOCKER-USER", "-d", mip.String() + "/32", "-p", "tcp", "--dport", "80", "-j", "DROP"}
-	e2eIPT(t, "iptables", append([]string{"-I"}, rule...)...)
+	mustRun(t, "iptables", append([]string{"-I"}, rule...)...)
 	removed := false
 	t.Cleanup(func() {
 		if !removed {
@@ -361,7 +361,7 @@ func TestDocker28FirewallCoexistence(t *testing.T) {
 	if err := o.getHas(at(o.hostAddr, dport), dtok, 10*time.Second); err != nil {
 		t.Errorf("control, Docker's published port while the drop is in place: %v", err)
 	}
-	e2eIPT(t, "iptables", append([]string{"-D"}, rule...)...)
+	mustRun(t, "iptables", append([]string{"-D"}, rule...)...)
 	removed = true
 	if err := o.getHas(at(o.hostAddr, mport), mtok, 10*time.Second); err != nil {
 		t.Errorf("mynet published port after the DOCKER-USER rule went: %v", err)

@@ -3,13 +3,16 @@
 package integration
 
 // Stopping and starting dockerd the way integration/setup.sh does, for the
-// tests that restart the engine (restart_test.go, plugin_test.go).
+// tests that restart the engine (restart, soak, managed plugin), and waiting
+// until nobody else uses it.
 
 import (
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -133,7 +136,7 @@ func stopDockerd(t *testing.T, pid int) {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM dockerd %d: %v", pid, err)
 	}
-	if err := e2eEventually(90*time.Second, func() error {
+	if err := eventually(90*time.Second, func() error {
 		if !procGone(pid) {
 			return fmt.Errorf("dockerd %d still running", pid)
 		}
@@ -158,7 +161,7 @@ func ensureDockerd(t *testing.T) {
 	}
 	// One may be starting still.
 	if pid, err := exec.Command("pidof", "dockerd").Output(); err == nil && len(strings.Fields(string(pid))) > 0 {
-		if e2eEventually(60*time.Second, func() error { _, err := dockerCmd("info"); return err }) == nil {
+		if eventually(60*time.Second, func() error { _, err := dockerCmd("info"); return err }) == nil {
 			return
 		}
 		t.Errorf("dockerd %s runs but does not answer", strings.TrimSpace(string(pid)))
@@ -167,5 +170,103 @@ func ensureDockerd(t *testing.T) {
 	t.Logf("no dockerd after the test: starting one")
 	if _, err := startDockerd(); err != nil {
 		t.Errorf("could not restore dockerd: %v", err)
+	}
+}
+
+// dockerdUsers lists who else uses dockerd: `go test -tags integration`
+// runs other than this one, benchmark scripts and containers (mbench-*),
+// and networks of mynet instances other than the shared plugin and the
+// drivers in ours.
+func dockerdUsers(ours ...string) []string {
+	var busy []string
+	mine := ancestors()
+	ents, _ := os.ReadDir("/proc")
+	if inEngine != nil {
+		ents = nil // an engine of our own: no other test run can use it
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || mine[pid] {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		cmd := strings.Join(argv, " ")
+		base := filepath.Base(argv[0])
+		goTest := base == "go" && len(argv) > 1 && argv[1] == "test" && reTagsIntegration.MatchString(cmd)
+		if goTest || base == "integration.test" || strings.Contains(cmd, "bench.sh") {
+			busy = append(busy, fmt.Sprintf("pid %d: %s", pid, cmd))
+		}
+	}
+	out, _ := dockerCmd("ps", "-a", "--filter", "name=mbench-", "--format", "{{.Names}}")
+	busy = append(busy, strings.Fields(out)...)
+	out, _ = dockerCmd("network", "ls", "--format", "{{.Name}}|{{.Driver}}")
+	for _, l := range strings.Fields(out) {
+		n, drv, _ := strings.Cut(l, "|")
+		if strings.HasPrefix(drv, "mynet") && drv != pluginName && !slices.Contains(ours, drv) {
+			busy = append(busy, "network "+n+" ("+drv+")")
+		}
+	}
+	return busy
+}
+
+var reTagsIntegration = regexp.MustCompile(`(^|\s)-tags[= ]\S*integration`)
+
+// ancestors is the set of this process and its ancestors.
+func ancestors() map[int]bool {
+	m := map[int]bool{}
+	for pid := os.Getpid(); pid > 1 && !m[pid]; {
+		m[pid] = true
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			break
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			break
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 {
+			break
+		}
+		pid, _ = strconv.Atoi(f[1])
+	}
+	return m
+}
+
+// waitDockerdIdle waits up to d until nobody else uses dockerd
+// (dockerdUsers) and says whether that came: the callers restart dockerd or
+// delete mynet's shared chains, which would break the others.
+func waitDockerdIdle(t *testing.T, d time.Duration, ours ...string) bool {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	logged := false
+	for {
+		busy := dockerdUsers(ours...)
+		if len(busy) == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			t.Logf("still used by others after %s: %v", d, busy)
+			return false
+		}
+		if !logged {
+			t.Logf("waiting for other users of dockerd to finish: %v", busy)
+			logged = true
+		}
+		time.Sleep(5 * time.Second)
+	}
+}
+
+// needDockerdAlone fails the test unless nobody else uses dockerd within
+// 15 minutes.
+func needDockerdAlone(t *testing.T, ours ...string) {
+	t.Helper()
+	if !waitDockerdIdle(t, 15*time.Minute, ours...) {
+		t.Fatalf("a benchmark, another integration run or another mynet instance still uses dockerd after 15 minutes; not restarting dockerd under it")
 	}
 }

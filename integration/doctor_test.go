@@ -43,23 +43,32 @@ func runDoctor(t *testing.T, args ...string) ([]drift.Drift, int) {
 	return drifts, code
 }
 
-func driftKinds(ds []drift.Drift) map[string]int {
-	m := map[string]int{}
-	for _, d := range ds {
-		m[d.Kind]++
+// hasDrifts tells whether ds holds, of each kind in want, exactly that many
+// drifts.
+func hasDrifts(ds []drift.Drift, want map[string]int) bool {
+	for kind, n := range want {
+		got := 0
+		for _, d := range ds {
+			if d.Kind == kind {
+				got++
+			}
+		}
+		if got != n {
+			return false
+		}
 	}
-	return m
+	return true
 }
 
 func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 	p := withPlugin(t)
-	defer e2eEnsurePlugin(t)
+	defer ensurePlugin(t)
 	lc := assertNoBridgeLeftovers(t)
 	const name = "mit-doc"
-	subnet := e2eV4Subnet(t, 130)
+	subnet := freeV4Subnet(t, 130)
 	n := lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", subnet.String())
 	for _, c := range []string{"mit-doc-1", "mit-doc-2", "mit-doc-3"} {
-		e2eRun(t, c, []string{"--network", name})
+		runContainer(t, c, "--network", name)
 	}
 	if ds, code := runDoctor(t, "--grace", "0s"); code != 0 || len(ds) != 0 {
 		t.Fatalf("before any drift: exit %d, drifts %+v", code, ds)
@@ -100,22 +109,18 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 3. The bridge deleted by hand (the periodic check re-adds rules, not links).
-	br := e2eBridgeOf(n)
-	if out, err := exec.Command("ip", "link", "del", br).CombinedOutput(); err != nil {
-		t.Fatalf("ip link del %s: %v\n%s", br, err, out)
-	}
+	br := mynetBridge(n)
+	mustRun(t, "ip", "link", "del", br)
 
 	// Records younger than the grace are left alone (Docker may be about to
 	// use them): with an hour, the endpoint and address of minutes ago are
 	// not judged, the two-hour-old lost address is.
 	ds, code := runDoctor(t, "--grace", "1h")
-	kinds := driftKinds(ds)
-	if code != 4 || kinds[drift.LinksMissing] != 1 || kinds[drift.EndpointUnknownToDocker] != 0 || kinds[drift.AddressUnused] != 1 {
+	if code != 4 || !hasDrifts(ds, map[string]int{drift.LinksMissing: 1, drift.EndpointUnknownToDocker: 0, drift.AddressUnused: 1}) {
 		t.Errorf("--grace 1h: exit %d, want 4 with the missing bridge and the old lost address %s only; drifts %+v", code, lost, ds)
 	}
 	ds, code = runDoctor(t, "--grace", "0s")
-	kinds = driftKinds(ds)
-	if code != 4 || kinds[drift.EndpointUnknownToDocker] != 1 || kinds[drift.AddressUnused] != 2 || kinds[drift.LinksMissing] != 1 {
+	if code != 4 || !hasDrifts(ds, map[string]int{drift.EndpointUnknownToDocker: 1, drift.AddressUnused: 2, drift.LinksMissing: 1}) {
 		t.Fatalf("drift: exit %d, want 4 with one forgotten endpoint, two unused addresses (%s, %s), one missing bridge; got %+v", code, gone.IPAddress, lost, ds)
 	}
 	for _, d := range ds {
@@ -146,27 +151,24 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 	}
 	// Repaired for real: the bridge is back with the survivors on it, the
 	// forgotten endpoint's veth is gone, both addresses can be had again.
-	if !e2eLinkExists(br) {
+	if !linkExists(br) {
 		t.Errorf("bridge %s not re-created", br)
 	}
-	if e2eLinkExists("mnh" + gone.EndpointID[:12]) {
+	if linkExists("mnh" + gone.EndpointID[:12]) {
 		t.Errorf("veth of the forgotten endpoint is still there")
 	}
-	if err := ping(t, "mit-doc-1", containerIP(t, "mit-doc-3", name)); err != nil {
-		t.Errorf("after the repair: %v", err)
-	}
+	expectPing(t, "after the repair", "mit-doc-1", containerIP(t, "mit-doc-3", name))
 	for i, ip := range []string{gone.IPAddress, lost.String()} {
-		e2eRun(t, fmt.Sprintf("mit-doc-again%d", i), []string{"--network", name, "--ip", ip})
+		runContainer(t, fmt.Sprintf("mit-doc-again%d", i), "--network", name, "--ip", ip)
 	}
 }
 
 // Safe at any time: doctor --fix while containers start in parallel repairs
 // nothing they use.
 func TestDoctorDuringLoad(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
+	lc := bridgeTest(t)
 	const name = "mit-docload"
-	lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", e2eV4Subnet(t, 131).String())
+	lc.net(name, "-d", pluginName, "--ipam-driver", pluginName, "--subnet", freeV4Subnet(t, 131).String())
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	var fixed []drift.Drift
@@ -188,7 +190,7 @@ func TestDoctorDuringLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if out, err := e2eTryRun(t, c, []string{"--network", name}); err != nil {
+			if out, err := tryRunContainer(t, c, "--network", name); err != nil {
 				t.Errorf("docker run %s: %v\n%s", c, err, out)
 			}
 		}()
@@ -205,8 +207,6 @@ func TestDoctorDuringLoad(t *testing.T) {
 			t.Errorf("%s and %s share %s", c, other, ip)
 		}
 		seen[ip] = c
-		if err := ping(t, ctrs[(i+1)%len(ctrs)], ip); err != nil {
-			t.Error(err)
-		}
+		expectPing(t, "", ctrs[(i+1)%len(ctrs)], ip)
 	}
 }

@@ -2,12 +2,14 @@
 
 package integration
 
-// Helpers shared by the integration tests: running docker, the plugin process,
-// networks and containers that clean themselves up, host routes and subnets.
+// The harness every test shares: the docker client, the plugin process the
+// suite serves, retries, and removing what the suite created. Networks and
+// containers are in containers_test.go, the host's network and namespaces in
+// netns_test.go, our firewall rules in firewall_test.go, the leftover checks
+// in leftovers_test.go, dockerd itself in dockerd_test.go.
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +17,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -181,15 +182,7 @@ func (p *Plugin) Start() error {
 
 // activate performs Docker's handshake on the socket and checks both APIs are offered.
 func (p *Plugin) activate() error {
-	client := &http.Client{
-		Timeout: 2 * time.Second,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", p.SocketPath())
-			},
-		},
-	}
+	client := unixHTTPClient(p.SocketPath(), 2*time.Second)
 	defer client.CloseIdleConnections()
 	req, err := http.NewRequest(http.MethodPost, "http://plugin/Plugin.Activate", nil)
 	if err != nil {
@@ -217,6 +210,26 @@ func (p *Plugin) activate() error {
 		return fmt.Errorf("Plugin.Activate: Implements = %v, want NetworkDriver and IpamDriver", m.Implements)
 	}
 	return nil
+}
+
+// mustRun runs a host command, fails the test unless it succeeds and
+// returns its output.
+func mustRun(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// unixHTTPClient talks HTTP over the unix socket sock.
+func unixHTTPClient(sock string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
 }
 
 // signalAndWait sends sig and waits up to d for the process to exit.
@@ -332,434 +345,6 @@ func withPlugin(t *testing.T) *Plugin {
 	return plugin
 }
 
-// ---------------------------------------------------------------- networks and containers
-
-// netCreate creates network name (`docker network create ARGS... NAME`), fails the
-// test on error and registers its removal (containers attached to it first).
-func netCreate(t *testing.T, name string, args ...string) NetworkInfo {
-	t.Helper()
-	if !strings.HasPrefix(name, namePrefix) {
-		t.Fatalf("network name %q must start with %q", name, namePrefix)
-	}
-	t.Cleanup(func() { netRemove(t, name) })
-	mustDocker(t, append(append([]string{"network", "create"}, args...), name)...)
-	return netInspect(t, name)
-}
-
-// netRemove removes a network if it still exists, after its containers.
-// Failures are reported: a network that cannot be deleted is a bug.
-func netRemove(t *testing.T, name string) {
-	t.Helper()
-	out, err := dockerCmd("network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", name)
-	if err != nil {
-		return // already gone
-	}
-	for _, c := range strings.Fields(out) {
-		_, _ = docker(t, "rm", "-f", c)
-	}
-	if out, err := docker(t, "network", "rm", name); err != nil {
-		report := t.Errorf
-		if t.Failed() {
-			report = t.Logf
-		}
-		report("cleanup: docker network rm %s: %v\n%s", name, err, out)
-	}
-}
-
-// runContainer starts a detached busybox `sleep 3600` named name with the given
-// `docker run` options, fails the test on error and registers its removal.
-func runContainer(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := tryRunContainer(t, name, args...)
-	if err != nil {
-		t.Fatalf("docker run %s: %v\n%s", name, err, out)
-	}
-	return out
-}
-
-// tryRunContainer is runContainer that returns the error (and docker's output)
-// instead of failing; the container is removed at cleanup either way.
-func tryRunContainer(t *testing.T, name string, args ...string) (string, error) {
-	t.Helper()
-	if !strings.HasPrefix(name, namePrefix) {
-		t.Fatalf("container name %q must start with %q", name, namePrefix)
-	}
-	t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", name) })
-	cmd := []string{"run", "-d", "--name", name}
-	cmd = append(cmd, args...)
-	cmd = append(cmd, testImage, "sleep", "3600")
-	out, err := docker(t, cmd...)
-	return strings.TrimSpace(out), err
-}
-
-// NetworkInfo is the part of `docker network inspect` the tests read.
-type NetworkInfo struct {
-	Name       string
-	ID         string `json:"Id"`
-	Driver     string
-	EnableIPv6 bool
-	IPAM       struct {
-		Driver  string
-		Options map[string]string
-		Config  []struct {
-			Subnet     string
-			IPRange    string
-			Gateway    string
-			AuxAddress map[string]string `json:"AuxiliaryAddresses"`
-		}
-	}
-	Containers map[string]struct {
-		Name        string
-		EndpointID  string
-		IPv4Address string
-		IPv6Address string
-	}
-	Options map[string]string
-}
-
-// Subnets returns the network's subnets as prefixes.
-func (n NetworkInfo) Subnets() []netip.Prefix {
-	var ps []netip.Prefix
-	for _, c := range n.IPAM.Config {
-		if p, err := netip.ParsePrefix(c.Subnet); err == nil {
-			ps = append(ps, p)
-		}
-	}
-	return ps
-}
-
-// BridgeName is the Linux bridge Docker's bridge driver uses for this network.
-func (n NetworkInfo) BridgeName() string {
-	if b := n.Options["com.docker.network.bridge.name"]; b != "" {
-		return b
-	}
-	if len(n.ID) < 12 {
-		return ""
-	}
-	return "br-" + n.ID[:12]
-}
-
-func netInspect(t testing.TB, name string) NetworkInfo {
-	t.Helper()
-	out := mustDocker(t, "network", "inspect", name)
-	var nets []NetworkInfo
-	if err := json.Unmarshal([]byte(out), &nets); err != nil || len(nets) != 1 {
-		t.Fatalf("docker network inspect %s: cannot parse (%v): %s", name, err, out)
-	}
-	return nets[0]
-}
-
-// allNetworks inspects every Docker network.
-func allNetworks() ([]NetworkInfo, error) {
-	out, err := dockerCmd("network", "ls", "-q")
-	if err != nil {
-		return nil, fmt.Errorf("docker network ls: %v: %s", err, out)
-	}
-	ids := strings.Fields(out)
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	var nets []NetworkInfo
-	out, err = dockerCmd(append([]string{"network", "inspect"}, ids...)...)
-	if err == nil {
-		if err := json.Unmarshal([]byte(out), &nets); err != nil {
-			return nil, fmt.Errorf("parse docker network inspect: %w", err)
-		}
-		return nets, nil
-	}
-	// A network removed between `ls` and `inspect` (another test's cleanup)
-	// fails the batch: inspect one by one, skipping the ones that went away.
-	nets = nil
-	for _, id := range ids {
-		out, err := dockerCmd("network", "inspect", id)
-		if err != nil {
-			if strings.Contains(out, "No such network") {
-				continue
-			}
-			return nil, fmt.Errorf("docker network inspect %s: %v: %s", id, err, out)
-		}
-		var one []NetworkInfo
-		if err := json.Unmarshal([]byte(out), &one); err != nil {
-			return nil, fmt.Errorf("parse docker network inspect: %w", err)
-		}
-		nets = append(nets, one...)
-	}
-	return nets, nil
-}
-
-// EndpointInfo is one entry of a container's NetworkSettings.Networks.
-type EndpointInfo struct {
-	NetworkID           string
-	EndpointID          string
-	IPAddress           string
-	IPPrefixLen         int
-	Gateway             string
-	GlobalIPv6Address   string
-	GlobalIPv6PrefixLen int
-	IPv6Gateway         string
-	MacAddress          string
-}
-
-// containerNet returns the container's settings on network netName.
-func containerNet(t testing.TB, ctr, netName string) EndpointInfo {
-	t.Helper()
-	out := mustDocker(t, "inspect", "--type", "container", ctr)
-	var cs []struct {
-		NetworkSettings struct{ Networks map[string]EndpointInfo }
-	}
-	if err := json.Unmarshal([]byte(out), &cs); err != nil || len(cs) != 1 {
-		t.Fatalf("docker inspect %s: cannot parse (%v): %s", ctr, err, out)
-	}
-	ep, ok := cs[0].NetworkSettings.Networks[netName]
-	if !ok {
-		t.Fatalf("container %s is not attached to network %s", ctr, netName)
-	}
-	return ep
-}
-
-// containerIP returns the container's IPv4 address on network netName.
-func containerIP(t testing.TB, ctr, netName string) netip.Addr {
-	t.Helper()
-	ep := containerNet(t, ctr, netName)
-	a, err := netip.ParseAddr(ep.IPAddress)
-	if err != nil {
-		t.Fatalf("container %s on %s: IPv4 address %q: %v", ctr, netName, ep.IPAddress, err)
-	}
-	return a
-}
-
-// ping runs ping (ping6 for IPv6) inside container from, retrying for a few
-// seconds (a fresh interface may still be doing DAD or ARP).
-func ping(t testing.TB, from string, to netip.Addr) error {
-	t.Helper()
-	tool := "ping"
-	if to.Is6() {
-		tool = "ping6"
-	}
-	var out string
-	var err error
-	for i := 0; i < 5; i++ {
-		out, err = dockerCmd("exec", from, tool, "-c", "1", "-W", "2", to.String())
-		if err == nil {
-			return nil
-		}
-		time.Sleep(time.Second)
-	}
-	return fmt.Errorf("%s %s from %s: %v\n%s", tool, to, from, err, strings.TrimSpace(out))
-}
-
-// ---------------------------------------------------------------- host routes and addresses
-
-// Route is one kernel route (any table).
-type Route struct {
-	Dst   netip.Prefix
-	Type  string // "unicast", "local", "broadcast", ...
-	Dev   string
-	Table string
-}
-
-func (r Route) String() string {
-	return fmt.Sprintf("%s %s dev %s table %s", r.Type, r.Dst, r.Dev, r.Table)
-}
-
-// hostRoutes lists IPv4 and IPv6 routes of all tables except default routes,
-// from `ip -j route show table all` (or the text form if JSON is unavailable).
-func hostRoutes() ([]Route, error) {
-	var routes []Route
-	for _, fam := range []string{"-4", "-6"} {
-		rs, err := hostRoutesJSON(fam)
-		if err != nil {
-			rs, err = hostRoutesText(fam)
-		}
-		if err != nil {
-			return nil, err
-		}
-		routes = append(routes, rs...)
-	}
-	return routes, nil
-}
-
-func parseRouteDst(s string) (netip.Prefix, bool) {
-	if s == "" || s == "default" {
-		return netip.Prefix{}, false
-	}
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err == nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, false
-	}
-	return netip.PrefixFrom(a, a.BitLen()), true
-}
-
-func hostRoutesJSON(fam string) ([]Route, error) {
-	out, err := exec.Command("ip", "-j", fam, "route", "show", "table", "all").Output()
-	if err != nil {
-		return nil, err
-	}
-	var raw []struct{ Dst, Type, Dev, Table string }
-	if err := json.Unmarshal(bytes.TrimSpace(out), &raw); err != nil {
-		return nil, err
-	}
-	var rs []Route
-	for _, r := range raw {
-		p, ok := parseRouteDst(r.Dst)
-		if !ok {
-			continue
-		}
-		if r.Type == "" {
-			r.Type = "unicast"
-		}
-		if r.Table == "" {
-			r.Table = "main"
-		}
-		rs = append(rs, Route{Dst: p, Type: r.Type, Dev: r.Dev, Table: r.Table})
-	}
-	return rs, nil
-}
-
-var routeTypes = map[string]bool{"unicast": true, "local": true, "broadcast": true, "multicast": true,
-	"anycast": true, "unreachable": true, "blackhole": true, "prohibit": true, "throw": true, "nat": true}
-
-func hostRoutesText(fam string) ([]Route, error) {
-	out, err := exec.Command("ip", fam, "route", "show", "table", "all").Output()
-	if err != nil {
-		return nil, fmt.Errorf("ip %s route show table all: %w", fam, err)
-	}
-	var rs []Route
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		r := Route{Type: "unicast", Table: "main"}
-		if routeTypes[f[0]] {
-			r.Type, f = f[0], f[1:]
-		}
-		if len(f) == 0 {
-			continue
-		}
-		p, ok := parseRouteDst(f[0])
-		if !ok {
-			continue
-		}
-		r.Dst = p
-		for i := 1; i+1 < len(f); i++ {
-			switch f[i] {
-			case "dev":
-				r.Dev = f[i+1]
-			case "table":
-				r.Table = f[i+1]
-			}
-		}
-		rs = append(rs, r)
-	}
-	return rs, nil
-}
-
-// linkAddrs returns the addresses (with prefix length) configured on a host link.
-func linkAddrs(dev string) ([]netip.Prefix, error) {
-	out, err := exec.Command("ip", "-j", "addr", "show", "dev", dev).Output()
-	if err != nil {
-		return nil, fmt.Errorf("ip addr show dev %s: %w", dev, err)
-	}
-	var links []struct {
-		AddrInfo []struct {
-			Local     string `json:"local"`
-			PrefixLen int    `json:"prefixlen"`
-		} `json:"addr_info"`
-	}
-	if err := json.Unmarshal(out, &links); err != nil {
-		return nil, err
-	}
-	var ps []netip.Prefix
-	for _, l := range links {
-		for _, a := range l.AddrInfo {
-			if ip, err := netip.ParseAddr(a.Local); err == nil {
-				ps = append(ps, netip.PrefixFrom(ip, a.PrefixLen))
-			}
-		}
-	}
-	return ps, nil
-}
-
-// ---------------------------------------------------------------- address arithmetic
-
-// nthAddr returns the n-th address of prefix p (0 = network address).
-func nthAddr(p netip.Prefix, n uint64) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	carry := n
-	for i := len(b) - 1; i >= 0 && carry > 0; i-- {
-		s := uint64(b[i]) + carry&0xff
-		b[i] = byte(s)
-		carry = carry>>8 + s>>8
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
-}
-
-// nextPrefix returns the prefix of the same length right after p.
-func nextPrefix(p netip.Prefix) netip.Prefix {
-	b := p.Masked().Addr().AsSlice()
-	bit := p.Bits() - 1 // last bit of the network part
-	for i := bit / 8; i >= 0; i-- {
-		var inc byte = 1
-		if i == bit/8 {
-			inc = 1 << (7 - bit%8)
-		}
-		s := uint16(b[i]) + uint16(inc)
-		b[i] = byte(s)
-		if s <= 0xff {
-			break
-		}
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return netip.PrefixFrom(a, p.Bits())
-}
-
-// freeSubnet returns want, or the first of the next 255 prefixes of the same
-// size, that overlaps no host route (default routes excepted) and no subnet of
-// an existing Docker network.
-func freeSubnet(t testing.TB, want string) netip.Prefix {
-	t.Helper()
-	p, err := netip.ParsePrefix(want)
-	if err != nil {
-		t.Fatalf("freeSubnet(%q): %v", want, err)
-	}
-	p = p.Masked()
-	routes, err := hostRoutes()
-	if err != nil {
-		t.Fatalf("host routes: %v", err)
-	}
-	nets, err := allNetworks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var used []netip.Prefix
-	for _, r := range routes {
-		used = append(used, r.Dst)
-	}
-	for _, n := range nets {
-		used = append(used, n.Subnets()...)
-	}
-next:
-	for i := 0; i < 256; i, p = i+1, nextPrefix(p) {
-		for _, u := range used {
-			if u.Overlaps(p) {
-				continue next
-			}
-		}
-		if i > 0 {
-			t.Logf("subnet %s is in use on this host; using %s", want, p)
-		}
-		return p
-	}
-	t.Fatalf("no free subnet near %s", want)
-	return netip.Prefix{}
-}
-
 // removePrefixed removes every container, then every network, whose name starts
 // with namePrefix. Used before and after the suite.
 func removePrefixed(w io.Writer) {
@@ -814,4 +399,27 @@ func startOnSteadyThread(cmd *exec.Cmd) error {
 	errc := make(chan error, 1)
 	steadyStarts <- func() { errc <- cmd.Start() }
 	return <-errc
+}
+
+// eventually retries fn every 500 ms until it succeeds or d has passed.
+func eventually(d time.Duration, fn func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := fn()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// ensurePlugin restarts the shared plugin if a test left it stopped.
+func ensurePlugin(t *testing.T) {
+	if plugin.Running() {
+		return
+	}
+	t.Logf("plugin not running after the test; starting it again")
+	if err := plugin.Start(); err != nil {
+		t.Errorf("restart plugin after the test: %v", err)
+	}
 }

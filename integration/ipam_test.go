@@ -102,12 +102,8 @@ func TestIPAMExplicitPool(t *testing.T) {
 	}
 
 	// The addresses are real: containers reach each other and the gateway.
-	if err := ping(t, "mit-ipam-explicit-0", fixed); err != nil {
-		t.Error(err)
-	}
-	if err := ping(t, "mit-ipam-explicit-1", gw); err != nil {
-		t.Error(err)
-	}
+	expectPing(t, "", "mit-ipam-explicit-0", fixed)
+	expectPing(t, "", "mit-ipam-explicit-1", gw)
 }
 
 // b) automatic pools: distinct, overlapping nothing on the host or in Docker.
@@ -239,13 +235,9 @@ func TestIPAMIPv6(t *testing.T) {
 	}
 	assertBridgeHas(t, n, netip.PrefixFrom(gw6, v6.Bits()))
 
-	if err := ping(t, "mit-ipam-v6-a", gw6); err != nil {
-		t.Errorf("container cannot reach its IPv6 gateway: %v", err)
-	}
+	expectPing(t, "container cannot reach its IPv6 gateway", "mit-ipam-v6-a", gw6)
 	if a6[1].IsValid() {
-		if err := ping(t, "mit-ipam-v6-a", a6[1]); err != nil {
-			t.Errorf("containers cannot reach each other over IPv6: %v", err)
-		}
+		expectPing(t, "containers cannot reach each other over IPv6", "mit-ipam-v6-a", a6[1])
 	}
 }
 
@@ -303,9 +295,7 @@ func TestIPAMCrashSafety(t *testing.T) {
 	}
 	// Old containers still talk to each other and to the new ones.
 	for _, pair := range [][2]string{{ctrs[0], ctrs[1]}, {ctrs[2], ctrs[0]}, {ctrs[3], ctrs[1]}} {
-		if err := ping(t, pair[0], addrs[pair[1]]); err != nil {
-			t.Error(err)
-		}
+		expectPing(t, "", pair[0], addrs[pair[1]])
 	}
 
 	// Everything goes away cleanly and the pool is free again.

@@ -3,39 +3,10 @@
 package integration
 
 import (
-	"fmt"
-	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
 )
-
-// lanParent makes a "LAN": a network namespace holding one host address,
-// joined to this host by a veth pair whose host end serves as the macvlan
-// parent (never eth0). It returns the parent name and the LAN host's address.
-func lanParent(t *testing.T, tag string, subnet netip.Prefix) (string, netip.Addr) {
-	t.Helper()
-	ns := "mit-lan-" + tag
-	parent, peer := "mitpar"+tag, "mitlan"+tag
-	lanHost := nthAddr(subnet, 254)
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	t.Cleanup(func() {
-		exec.Command("ip", "netns", "del", ns).Run()
-		exec.Command("ip", "link", "del", parent).Run()
-	})
-	run("ip", "netns", "add", ns)
-	run("ip", "link", "add", parent, "type", "veth", "peer", "name", peer)
-	run("ip", "link", "set", peer, "netns", ns)
-	run("ip", "link", "set", parent, "up")
-	run("ip", "netns", "exec", ns, "ip", "addr", "add", fmt.Sprintf("%s/%d", lanHost, subnet.Bits()), "dev", peer)
-	run("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
-	return parent, lanHost
-}
 
 func TestMacvlanBridgeModeReachesPeersAndLAN(t *testing.T) {
 	withPlugin(t)

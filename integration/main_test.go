@@ -37,6 +37,9 @@ const pluginName = "mynetit"
 // plugin is the shared plugin process, started by TestMain.
 var plugin *Plugin
 
+// repoRoot is the repository root (where go.mod is), found by TestMain.
+var repoRoot string
+
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func fail(format string, args ...any) int {
@@ -70,7 +73,7 @@ func runMain(m *testing.M) int {
 	if err != nil || gomod == "" || gomod == os.DevNull {
 		return fail("cannot find the repository root with `go env GOMOD` (%q): %v", gomod, err)
 	}
-	repoRoot := filepath.Dir(gomod)
+	repoRoot = filepath.Dir(gomod)
 
 	tmp, err := os.MkdirTemp("", "mynet-it-")
 	if err != nil {

@@ -23,7 +23,6 @@ package integration
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -47,28 +46,13 @@ const (
 	ptRegistry   = "github.com/distribution/distribution/v3/cmd/registry@v3.1.2"
 )
 
-// ptRepoRoot is the repository root (where go.mod is).
-func ptRepoRoot(t testing.TB) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		out, err = exec.Command("/usr/local/go/bin/go", "env", "GOMOD").Output()
-	}
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		t.Fatalf("cannot find the repository root with `go env GOMOD` (%q): %v", gomod, err)
-	}
-	return filepath.Dir(gomod)
-}
-
 // ptBuild runs integration/plugin/build.sh with args and returns its output
 // (the script logs how long each step took).
 func ptBuild(t testing.TB, args ...string) string {
 	t.Helper()
-	root := ptRepoRoot(t)
 	start := time.Now()
-	cmd := exec.Command("bash", append([]string{filepath.Join(root, "integration/plugin/build.sh")}, args...)...)
-	cmd.Dir = root
+	cmd := exec.Command("bash", append([]string{filepath.Join(repoRoot, "integration/plugin/build.sh")}, args...)...)
+	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "DOCKER="+dockerBin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -124,12 +108,7 @@ func (p ptPluginInfo) mountSource(name string) string {
 
 func ptInspect(t testing.TB, ref string) ptPluginInfo {
 	t.Helper()
-	out := mustDocker(t, "plugin", "inspect", ref)
-	var ps []ptPluginInfo
-	if err := json.Unmarshal([]byte(out), &ps); err != nil || len(ps) != 1 {
-		t.Fatalf("docker plugin inspect %s: cannot parse (%v): %s", ref, err, out)
-	}
-	return ps[0]
+	return mustInspect[ptPluginInfo](t, "plugin", "inspect", ref)
 }
 
 // ptRemovePlugin force-disables and removes a plugin if it exists.
@@ -152,17 +131,6 @@ func ptTimed(t testing.TB, args ...string) time.Duration {
 	return time.Since(start)
 }
 
-// ptFreePort returns a TCP port nothing listens on right now.
-func ptFreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // ptFreeLowPort returns a TCP port below 1024 nothing listens on right now:
 // holding one needs CAP_NET_BIND_SERVICE.
 func ptFreeLowPort(t testing.TB) int {
@@ -175,35 +143,6 @@ func ptFreeLowPort(t testing.TB) int {
 	}
 	t.Fatal("no free TCP port below 1024")
 	return 0
-}
-
-// ptRunHTTPD starts busybox httpd serving /etc (so /hostname answers the
-// container id) with the given docker run options.
-func ptRunHTTPD(t *testing.T, name string, args ...string) {
-	t.Helper()
-	t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", name) })
-	mustDocker(t, append(append([]string{"run", "-d", "--name", name}, args...), testImage, "httpd", "-f", "-p", "80", "-h", "/etc")...)
-}
-
-// ptHTTPGet fetches http://addr/hostname, retrying for up to d.
-func ptHTTPGet(addr string, d time.Duration) (string, error) {
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(d)
-	for {
-		resp, err := client.Get("http://" + addr + "/hostname")
-		if err == nil {
-			body, rerr := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if rerr == nil && resp.StatusCode == http.StatusOK {
-				return strings.TrimSpace(string(body)), nil
-			}
-			err = fmt.Errorf("HTTP %d %v", resp.StatusCode, rerr)
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("GET http://%s/hostname: %w", addr, err)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
 }
 
 // ptPingAll checks that every container of ctrs reaches every other one on netName.
@@ -325,21 +264,18 @@ func TestPluginManaged(t *testing.T) {
 
 	// Networks and containers that several steps use belong to the test,
 	// not to a subtest (a subtest's cleanup runs when it ends).
-	port := ptFreePort(t)
+	port := freePort(t)
 	br, mv := "mit-pt-br", "mit-pt-mv"
 	ctrs := []string{"mit-pt-c1", "mit-pt-web"}
 	brNet := netCreate(t, br, "-d", ref, "--ipam-driver", ref)
 	runContainer(t, "mit-pt-c1", "--network", br)
-	ptRunHTTPD(t, "mit-pt-web", "--network", br, "-p", fmt.Sprintf("%d:80", port))
+	webToken := newToken("managed")
+	runWebServer(t, "mit-pt-web", webToken, "--network", br, "-p", fmt.Sprintf("%d:80", port))
 	// macvlan parent: a veth pair of our own (never eth0).
-	if out, err := exec.Command("ip", "link", "add", "mit-ptv0", "type", "veth", "peer", "name", "mit-ptv1").CombinedOutput(); err != nil {
-		t.Fatalf("ip link add mit-ptv0: %v\n%s", err, out)
-	}
+	mustRun(t, "ip", "link", "add", "mit-ptv0", "type", "veth", "peer", "name", "mit-ptv1")
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", "mit-ptv0").Run() })
 	for _, l := range []string{"mit-ptv0", "mit-ptv1"} {
-		if out, err := exec.Command("ip", "link", "set", l, "up").CombinedOutput(); err != nil {
-			t.Fatalf("ip link set %s up: %v\n%s", l, err, out)
-		}
+		mustRun(t, "ip", "link", "set", l, "up")
 	}
 	mvSub := freeSubnet(t, "10.97.20.0/24")
 	netCreate(t, mv, "-d", ref, "--ipam-driver", ref, "-o", "backend=macvlan", "-o", "parent=mit-ptv0", "--subnet", mvSub.String())
@@ -365,14 +301,15 @@ func TestPluginManaged(t *testing.T) {
 		if b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + bridge + "/route_localnet"); err != nil || strings.TrimSpace(string(b)) != "1" {
 			t.Errorf("route_localnet on %s = %q (%v), want 1", bridge, b, err)
 		}
-		if _, err := ptHTTPGet(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
+		if err := httpGetHas(netip.AddrPortFrom(loopback, uint16(port)), webToken, 10*time.Second); err != nil {
 			t.Errorf("published port from the host: %v", err)
 		}
 		// A host port below 1024 (-p 80:80 and the like): the plugin holds
 		// it, which takes CAP_NET_BIND_SERVICE (plugin-config.json).
 		low := ptFreeLowPort(t)
-		ptRunHTTPD(t, "mit-pt-low", "--network", br, "-p", fmt.Sprintf("%d:80", low))
-		if _, err := ptHTTPGet(fmt.Sprintf("127.0.0.1:%d", low), 10*time.Second); err != nil {
+		lowToken := newToken("low")
+		runWebServer(t, "mit-pt-low", lowToken, "--network", br, "-p", fmt.Sprintf("%d:80", low))
+		if err := httpGetHas(netip.AddrPortFrom(loopback, uint16(low)), lowToken, 10*time.Second); err != nil {
 			t.Errorf("published host port %d (below 1024): %v", low, err)
 		}
 	})
@@ -493,7 +430,7 @@ func TestPluginManaged(t *testing.T) {
 		}
 		ptSameAddrs(t, "after the upgrade", br, before)
 		ptPingAll(t, br, ctrs...)
-		if _, err := ptHTTPGet(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
+		if err := httpGetHas(netip.AddrPortFrom(loopback, uint16(port)), webToken, 10*time.Second); err != nil {
 			t.Errorf("published port after the upgrade: %v", err)
 		}
 		runContainer(t, "mit-pt-c4", "--network", br)
@@ -503,9 +440,7 @@ func TestPluginManaged(t *testing.T) {
 	})
 
 	t.Run("DockerdRestart", func(t *testing.T) {
-		if !ptWaitQuiet(t, 15*time.Minute) {
-			t.Fatalf("other integration tests or benchmarks still use dockerd after 15 minutes; not restarting it under them")
-		}
+		needDockerdAlone(t, ptPluginName+":latest", ptRegAlias+":latest")
 		defer ensureDockerd(t)
 		name := "mit-pt-rs"
 		netCreate(t, name, "-d", ref, "--ipam-driver", ref)
@@ -514,18 +449,7 @@ func TestPluginManaged(t *testing.T) {
 		before := ptAddrs(t, name, "mit-pt-r1", "mit-pt-r2")
 		ptPingAll(t, name, "mit-pt-r1", "mit-pt-r2")
 
-		pid := dockerdPID(t)
-		t.Logf("stopping dockerd (pid %d) with SIGTERM", pid)
-		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-			t.Fatalf("SIGTERM dockerd %d: %v", pid, err)
-		}
-		deadline := time.Now().Add(90 * time.Second)
-		for !procGone(pid) {
-			if time.Now().After(deadline) {
-				t.Fatalf("dockerd %d still running 90 s after SIGTERM", pid)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		stopDockerd(t, dockerdPID(t))
 		start := time.Now()
 		newPid, err := startDockerd()
 		if err != nil {
@@ -536,16 +460,8 @@ func TestPluginManaged(t *testing.T) {
 			t.Fatalf("%s not enabled after the dockerd restart", ref)
 		}
 		for _, c := range []string{"mit-pt-r1", "mit-pt-r2"} {
-			var running string
-			for i := 0; i < 60; i++ {
-				running, _ = dockerCmd("inspect", "-f", "{{.State.Running}}", c)
-				if strings.TrimSpace(running) == "true" {
-					break
-				}
-				time.Sleep(500 * time.Millisecond)
-			}
-			if strings.TrimSpace(running) != "true" {
-				t.Fatalf("%s (restart always) not running 30 s after dockerd answered", c)
+			if err := waitRunning(c, 30*time.Second); err != nil {
+				t.Fatalf("--restart always container not running 30 s after dockerd answered: %v", err)
 			}
 		}
 		t.Logf("containers with --restart always running %.1fs after dockerd start", time.Since(start).Seconds())
@@ -617,7 +533,7 @@ func ptStartRegistry(t *testing.T) string {
 	t.Helper()
 	bin := ptRegistryBin(t)
 	dir := t.TempDir()
-	port := ptFreePort(t)
+	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
 	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600); err != nil {
@@ -781,93 +697,6 @@ func ptConfigMountSource(id, name string) string {
 	return ""
 }
 
-// ---------------------------------------------------------------- dockerd
-
-// ptAncestors is the set of this process and its ancestors.
-func ptAncestors() map[int]bool {
-	m := map[int]bool{}
-	for pid := os.Getpid(); pid > 1 && !m[pid]; {
-		m[pid] = true
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			break
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			break
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
-			break
-		}
-		pid, _ = strconv.Atoi(f[1])
-	}
-	return m
-}
-
-var ptTagsIntegration = regexp.MustCompile(`(^|\s)-tags[= ]\S*integration`)
-
-// ptBusy lists what else uses dockerd: `go test -tags integration` runs other
-// than this one, benchmark scripts, benchmark containers and networks of
-// other mynet instances.
-func ptBusy() []string {
-	var busy []string
-	mine := ptAncestors()
-	ents, _ := os.ReadDir("/proc")
-	if inEngine != nil {
-		ents = nil // an engine of our own: no other test run can use it
-	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || mine[pid] {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		cmd := strings.Join(argv, " ")
-		base := filepath.Base(argv[0])
-		goTest := base == "go" && len(argv) > 1 && argv[1] == "test" && ptTagsIntegration.MatchString(cmd)
-		if goTest || base == "integration.test" || strings.Contains(cmd, "bench.sh") {
-			busy = append(busy, fmt.Sprintf("pid %d: %s", pid, cmd))
-		}
-	}
-	out, _ := dockerCmd("ps", "-a", "--filter", "name=mbench-", "--format", "{{.Names}}")
-	busy = append(busy, strings.Fields(out)...)
-	out, _ = dockerCmd("network", "ls", "--format", "{{.Name}}|{{.Driver}}")
-	for _, l := range strings.Fields(out) {
-		n, drv, _ := strings.Cut(l, "|")
-		if strings.HasPrefix(drv, "mynet") && drv != pluginName && drv != ptPluginName+":latest" && drv != ptRegAlias+":latest" {
-			busy = append(busy, "network "+n+" ("+drv+")")
-		}
-	}
-	return busy
-}
-
-func ptWaitQuiet(t *testing.T, d time.Duration) bool {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	logged := false
-	for {
-		busy := ptBusy()
-		if len(busy) == 0 {
-			return true
-		}
-		if time.Now().After(deadline) {
-			t.Logf("still busy: %v", busy)
-			return false
-		}
-		if !logged {
-			t.Logf("waiting before restarting dockerd: %v", busy)
-			logged = true
-		}
-		time.Sleep(5 * time.Second)
-	}
-}
-
 // ---------------------------------------------------------------- rootfs alone
 
 // The test binary doubles as a tiny client for TestPluginRootfsIptablesBackend
@@ -878,13 +707,7 @@ func init() {
 	if sock == "" {
 		return
 	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-	}}
-	resp, err := client.Post("http://plugin"+os.Getenv("MYNET_PT_POST_PATH"), "application/json", os.Stdin)
+	resp, err := unixHTTPClient(sock, 30*time.Second).Post("http://plugin"+os.Getenv("MYNET_PT_POST_PATH"), "application/json", os.Stdin)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "post:", err)
 		os.Exit(1)

@@ -12,259 +12,91 @@ package integration
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// e2eHostAddr is a global IPv4 address of the host that is not on a bridge
-// or veth (Docker's, ours, or a test's).
-func e2eHostAddr(t testing.TB) netip.Addr {
-	t.Helper()
-	out, err := exec.Command("ip", "-4", "-o", "addr", "show", "scope", "global").Output()
-	if err != nil {
-		t.Fatalf("ip -4 -o addr show scope global: %v", err)
-	}
-	for _, l := range strings.Split(string(out), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 4 || f[2] != "inet" {
-			continue
-		}
-		dev := f[1]
-		skip := false
-		for _, p := range []string{"mn", "docker", "br-", "veth", "mit"} {
-			if strings.HasPrefix(dev, p) {
-				skip = true
-			}
-		}
-		if skip {
-			continue
-		}
-		if p, err := netip.ParsePrefix(f[3]); err == nil {
-			return p.Addr()
-		}
-	}
-	t.Fatalf("no global IPv4 address outside bridges and veths:\n%s", out)
-	return netip.Addr{}
-}
-
-var reDNAT = regexp.MustCompile(`-p (\w+) .*--dport (\d+) .*--to-destination ([0-9a-f.:\[\]]+):(\d+)`)
-
-// e2eDNAT is one DNAT rule of ours.
-type e2eDNAT struct {
-	proto    string
-	hostPort int
-	dest     string // "ip:port"
-	line     string
-}
-
-func e2eDNATRules() []e2eDNAT {
-	var rs []e2eDNAT
-	for _, l := range e2eRuleLines("iptables-save") {
-		if !strings.HasPrefix(l, "nat: -A MYNET-DNAT ") || !strings.Contains(l, "-j DNAT") {
-			continue
-		}
-		if m := reDNAT.FindStringSubmatch(l); m != nil {
-			p, _ := strconv.Atoi(m[2])
-			rs = append(rs, e2eDNAT{proto: m[1], hostPort: p, dest: m[3] + ":" + m[4], line: l})
-		}
-	}
-	return rs
-}
-
-// e2eHostPortsTo are the host ports our DNAT rules send to ip:cport.
-func e2eHostPortsTo(proto string, ip netip.Addr, cport int) []int {
-	var ps []int
-	want := fmt.Sprintf("%s:%d", ip, cport)
-	for _, r := range e2eDNATRules() {
-		if r.proto == proto && r.dest == want {
-			ps = append(ps, r.hostPort)
-		}
-	}
-	return ps
-}
-
-// e2eDNATFor are our DNAT rules for a host port.
-func e2eDNATFor(proto string, port int) []string {
-	var ls []string
-	for _, r := range e2eDNATRules() {
-		if r.proto == proto && r.hostPort == port {
-			ls = append(ls, r.line)
-		}
-	}
-	return ls
-}
-
-// e2eHeld reports whether a socket on the host holds proto/port (ss -l).
-func e2eHeld(t testing.TB, proto string, port int) bool {
-	t.Helper()
-	flag := "-Hltn"
-	if proto == "udp" {
-		flag = "-Hlun"
-	}
-	out, err := exec.Command("ss", flag).Output()
-	if err != nil {
-		t.Fatalf("ss %s: %v", flag, err)
-	}
-	for _, l := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(l); len(f) >= 4 && strings.HasSuffix(f[3], fmt.Sprintf(":%d", port)) {
-			return true
-		}
-	}
-	return false
-}
-
-// e2ePortFree reports whether proto/port can be bound on all addresses and
-// no rule of ours uses it.
-func e2ePortFree(proto string, port int) bool {
-	if len(e2eDNATFor(proto, port)) > 0 {
-		return false
-	}
-	for _, nw := range []string{proto + "4", proto + "6"} {
-		addr := fmt.Sprintf(":%d", port)
-		if proto == "udp" {
-			c, err := net.ListenPacket(nw, addr)
-			if err != nil {
-				return false
-			}
-			c.Close()
-		} else {
-			l, err := net.Listen(nw, addr)
-			if err != nil {
-				return false
-			}
-			l.Close()
-		}
-	}
-	return true
-}
-
-// e2eFreePorts returns the first of n consecutive free host ports (tcp and
-// udp), below the ephemeral range.
-func e2eFreePorts(t testing.TB, n int) int {
-	t.Helper()
-next:
-	for try := 0; try < 200; try++ {
-		start := 20000 + rand.IntN(9000)
-		for p := start; p < start+n; p++ {
-			if !e2ePortFree("tcp", p) || !e2ePortFree("udp", p) {
-				continue next
-			}
-		}
-		return start
-	}
-	t.Fatalf("no %d free consecutive host ports found", n)
-	return 0
-}
-
-func e2eFreePort(t testing.TB) int { t.Helper(); return e2eFreePorts(t, 1) }
-
-// e2eNoHTTP checks that addr does NOT serve token from the host.
-func e2eNoHTTP(addr netip.AddrPort, token string) error {
-	out, err := e2eHTTPGet(addr, 2*time.Second)
-	if err == nil && strings.Contains(out, token) {
-		return fmt.Errorf("http://%s/ served %q, must not", addr, token)
-	}
-	return nil
-}
-
 // TCP: from the host address, 127.0.0.1, another container (hairpin through
 // the host address), the container itself, the outside namespace; held by a
 // socket; gone when the container stops, back when it starts.
 func TestPortsTCP(t *testing.T) {
-	for i, ipam := range e2eIPAMs {
-		t.Run(ipam.name, func(t *testing.T) {
-			withPlugin(t)
-			lc := assertNoBridgeLeftovers(t)
-			out := e2eNewOutside(t)
-			host := e2eHostAddr(t)
-			name := fmt.Sprintf("mit-ptcp-%d", i)
-			srv, cli := name+"-srv", name+"-cli"
-			lc.net(name, e2eNetArgs(ipam.args, "--subnet", e2eV4Subnet(t, 101).String())...)
-			port := e2eFreePort(t)
-			token := e2eToken("tcp")
-			e2eRun(t, srv, []string{"--network", name, "-p", fmt.Sprintf("%d:80", port)}, e2eHTTPD(token)...)
-			e2eRun(t, cli, []string{"--network", name})
-			ip := containerIP(t, srv, name)
-			if ps := e2eHostPortsTo("tcp", ip, 80); len(ps) != 1 || ps[0] != port {
-				t.Errorf("DNAT rules to %s:80 are for host ports %v, want [%d]", ip, ps, port)
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		out := newOutside(t)
+		host := hostIPv4(t)
+		name := fmt.Sprintf("mit-ptcp-%d", i)
+		srv, cli := name+"-srv", name+"-cli"
+		lc.net(name, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 101).String())...)
+		port := freePort(t)
+		token := newToken("tcp")
+		runWebServer(t, srv, token, "--network", name, "-p", fmt.Sprintf("%d:80", port))
+		runContainer(t, cli, "--network", name)
+		ip := containerIP(t, srv, name)
+		if ps := hostPortsTo("tcp", ip, 80); len(ps) != 1 || ps[0] != port {
+			t.Errorf("DNAT rules to %s:80 are for host ports %v, want [%d]", ip, ps, port)
+		}
+		if !portHeld(t, "tcp", port) {
+			t.Errorf("no socket holds host port %d/tcp", port)
+		}
+		if err := fetchFromHas(cli, ip, 80, token); err != nil {
+			t.Fatalf("control, direct: %v", err)
+		}
+		hp := uint16(port)
+		if err := httpGetHas(netip.AddrPortFrom(host, hp), token, 10*time.Second); err != nil {
+			t.Errorf("host address: %v", err)
+		}
+		if err := httpGetHas(netip.AddrPortFrom(loopback, hp), token, 10*time.Second); err != nil {
+			t.Errorf("127.0.0.1: %v", err)
+		}
+		if err := fetchFromHas(cli, host, port, token); err != nil {
+			t.Errorf("hairpin from another container of the network: %v", err)
+		}
+		if err := fetchFromHas(srv, host, port, token); err != nil {
+			t.Errorf("hairpin from the container itself: %v", err)
+		}
+		var o string
+		if err := eventually(10*time.Second, func() error {
+			var err error
+			o, err = out.httpGet(netip.AddrPortFrom(out.hostAddr, hp), 2*time.Second)
+			if err == nil && !strings.Contains(o, token) {
+				err = fmt.Errorf("answer lacks %s", token)
 			}
-			if !e2eHeld(t, "tcp", port) {
-				t.Errorf("no socket holds host port %d/tcp", port)
-			}
-			if err := e2eFetchFromHas(cli, ip, 80, token); err != nil {
-				t.Fatalf("control, direct: %v", err)
-			}
-			hp := uint16(port)
-			if err := e2eHTTPGetHas(netip.AddrPortFrom(host, hp), token, 10*time.Second); err != nil {
-				t.Errorf("host address: %v", err)
-			}
-			if err := e2eHTTPGetHas(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), hp), token, 10*time.Second); err != nil {
-				t.Errorf("127.0.0.1: %v", err)
-			}
-			if err := e2eFetchFromHas(cli, host, port, token); err != nil {
-				t.Errorf("hairpin from another container of the network: %v", err)
-			}
-			if err := e2eFetchFromHas(srv, host, port, token); err != nil {
-				t.Errorf("hairpin from the container itself: %v", err)
-			}
-			var o string
-			if err := e2eEventually(10*time.Second, func() error {
-				var err error
-				o, err = out.httpGet(netip.AddrPortFrom(out.hostAddr, hp), 2*time.Second)
-				if err == nil && !strings.Contains(o, token) {
-					err = fmt.Errorf("answer lacks %s", token)
-				}
-				return err
-			}); err != nil {
-				t.Errorf("from the outside namespace to %s:%d: %v\n%s", out.hostAddr, port, err, o)
-			}
+			return err
+		}); err != nil {
+			t.Errorf("from the outside namespace to %s:%d: %v\n%s", out.hostAddr, port, err, o)
+		}
 
-			mustDocker(t, "stop", "-t", "1", srv)
-			if err := e2eEventually(5*time.Second, func() error {
-				if ls := e2eDNATFor("tcp", port); len(ls) > 0 {
-					return fmt.Errorf("DNAT rules for host port %d remain after the container stopped: %v", port, ls)
-				}
-				if e2eHeld(t, "tcp", port) {
-					return fmt.Errorf("host port %d/tcp is still held after the container stopped", port)
-				}
-				return nil
-			}); err != nil {
-				t.Error(err)
-			}
-			if _, err := e2eHTTPGet(netip.AddrPortFrom(host, hp), 2*time.Second); err == nil {
-				t.Errorf("host port %d still accepts connections after the container stopped", port)
-			}
+		if err := stopUnpublishes(t, srv, "tcp", port); err != nil {
+			t.Error(err)
+		}
+		if _, err := httpGet(netip.AddrPortFrom(host, hp), 2*time.Second); err == nil {
+			t.Errorf("host port %d still accepts connections after the container stopped", port)
+		}
 
-			mustDocker(t, "start", srv)
-			if err := e2eHTTPGetHas(netip.AddrPortFrom(host, hp), token, 15*time.Second); err != nil {
-				t.Errorf("after docker start: %v", err)
-			}
-		})
-	}
+		mustDocker(t, "start", srv)
+		if err := httpGetHas(netip.AddrPortFrom(host, hp), token, 15*time.Second); err != nil {
+			t.Errorf("after docker start: %v", err)
+		}
+	})
 }
 
 // -p 127.0.0.1:PORT:80 answers on 127.0.0.1 only.
 func TestPortsLoopbackOnly(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
-	out := e2eNewOutside(t)
-	host := e2eHostAddr(t)
-	lc.net("mit-plo", "-d", pluginName, "--subnet", e2eV4Subnet(t, 102).String())
-	port := e2eFreePort(t)
+	lc := bridgeTest(t)
+	out := newOutside(t)
+	host := hostIPv4(t)
+	lc.net("mit-plo", "-d", pluginName, "--subnet", freeV4Subnet(t, 102).String())
+	port := freePort(t)
 	hp := uint16(port)
-	token := e2eToken("lo")
-	e2eRun(t, "mit-plo-srv", []string{"--network", "mit-plo", "-p", fmt.Sprintf("127.0.0.1:%d:80", port)}, e2eHTTPD(token)...)
-	if err := e2eHTTPGetHas(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), hp), token, 10*time.Second); err != nil {
+	token := newToken("lo")
+	runWebServer(t, "mit-plo-srv", token, "--network", "mit-plo", "-p", fmt.Sprintf("127.0.0.1:%d:80", port))
+	if err := httpGetHas(netip.AddrPortFrom(loopback, hp), token, 10*time.Second); err != nil {
 		t.Errorf("127.0.0.1: %v", err)
 	}
-	if err := e2eNoHTTP(netip.AddrPortFrom(host, hp), token); err != nil {
+	if err := noHTTP(netip.AddrPortFrom(host, hp), token); err != nil {
 		t.Errorf("published on 127.0.0.1 only: %v", err)
 	}
 	if o, err := out.httpGet(netip.AddrPortFrom(out.hostAddr, hp), 2*time.Second); err == nil && strings.Contains(o, token) {
@@ -272,14 +104,14 @@ func TestPortsLoopbackOnly(t *testing.T) {
 	}
 }
 
-// e2eUDPEcho serves udp :cport inside container ctr's network namespace (the
+// udpEcho serves udp :cport inside container ctr's network namespace (the
 // busybox of the test image has no `nc -u`): every datagram is answered with
 // "pong <datagram>".
-func e2eUDPEcho(t *testing.T, ctr string, cport int) func() {
+func udpEcho(t *testing.T, ctr string, cport int) func() {
 	t.Helper()
-	pid := e2eContainerPid(t, ctr)
+	pid := containerPid(t, ctr)
 	var pc net.PacketConn
-	if err := e2eInNetns(fmt.Sprintf("/proc/%d/ns/net", pid), func() error {
+	if err := inNetns(fmt.Sprintf("/proc/%d/ns/net", pid), func() error {
 		var err error
 		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", cport))
 		return err
@@ -301,10 +133,10 @@ func e2eUDPEcho(t *testing.T, ctr string, cport int) func() {
 	return stop
 }
 
-// e2eUDPAsk sends one datagram over c and waits for the echo.
-func e2eUDPAsk(c net.Conn) error {
+// udpAsk sends one datagram over c and waits for the echo.
+func udpAsk(c net.Conn) error {
 	defer c.Close()
-	msg := e2eToken("udp")
+	msg := newToken("udp")
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte(msg)); err != nil {
 		return err
@@ -321,59 +153,49 @@ func e2eUDPAsk(c net.Conn) error {
 }
 
 func TestPortsUDP(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
-	out := e2eNewOutside(t)
-	host := e2eHostAddr(t)
-	lc.net("mit-pudp", e2eNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", e2eV4Subnet(t, 103).String())...)
-	port := e2eFreePort(t)
-	e2eRun(t, "mit-pudp-srv", []string{"--network", "mit-pudp", "-p", fmt.Sprintf("%d:5000/udp", port)})
+	lc := bridgeTest(t)
+	out := newOutside(t)
+	host := hostIPv4(t)
+	lc.net("mit-pudp", mynetNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", freeV4Subnet(t, 103).String())...)
+	port := freePort(t)
+	runContainer(t, "mit-pudp-srv", "--network", "mit-pudp", "-p", fmt.Sprintf("%d:5000/udp", port))
 	ip := containerIP(t, "mit-pudp-srv", "mit-pudp")
-	stop := e2eUDPEcho(t, "mit-pudp-srv", 5000)
-	if ps := e2eHostPortsTo("udp", ip, 5000); len(ps) != 1 || ps[0] != port {
+	stop := udpEcho(t, "mit-pudp-srv", 5000)
+	if ps := hostPortsTo("udp", ip, 5000); len(ps) != 1 || ps[0] != port {
 		t.Errorf("DNAT rules to %s:5000/udp are for host ports %v, want [%d]", ip, ps, port)
 	}
-	if !e2eHeld(t, "udp", port) {
+	if !portHeld(t, "udp", port) {
 		t.Errorf("no socket holds host port %d/udp", port)
 	}
-	for _, a := range []netip.Addr{host, netip.MustParseAddr("127.0.0.1")} {
+	for _, a := range []netip.Addr{host, loopback} {
 		dst := netip.AddrPortFrom(a, uint16(port))
-		if err := e2eEventually(10*time.Second, func() error {
+		if err := eventually(10*time.Second, func() error {
 			c, err := net.Dial("udp4", dst.String())
 			if err != nil {
 				return err
 			}
-			return e2eUDPAsk(c)
+			return udpAsk(c)
 		}); err != nil {
 			t.Errorf("udp to %s from the host: %v", dst, err)
 		}
 	}
 	dst := netip.AddrPortFrom(out.hostAddr, uint16(port))
-	if err := e2eEventually(10*time.Second, func() error {
+	if err := eventually(10*time.Second, func() error {
 		var c net.Conn
-		if err := e2eInNetns(out.nsPath(), func() error {
+		if err := inNetns(out.nsPath(), func() error {
 			var err error
 			c, err = net.Dial("udp4", dst.String())
 			return err
 		}); err != nil {
 			return err
 		}
-		return e2eUDPAsk(c)
+		return udpAsk(c)
 	}); err != nil {
 		t.Errorf("udp to %s from the outside namespace: %v", dst, err)
 	}
 
 	stop()
-	mustDocker(t, "stop", "-t", "1", "mit-pudp-srv")
-	if err := e2eEventually(5*time.Second, func() error {
-		if ls := e2eDNATFor("udp", port); len(ls) > 0 {
-			return fmt.Errorf("DNAT rules for %d/udp remain after the container stopped: %v", port, ls)
-		}
-		if e2eHeld(t, "udp", port) {
-			return fmt.Errorf("host port %d/udp is still held after the container stopped", port)
-		}
-		return nil
-	}); err != nil {
+	if err := stopUnpublishes(t, "mit-pudp-srv", "udp", port); err != nil {
 		t.Error(err)
 	}
 }
@@ -381,36 +203,35 @@ func TestPortsUDP(t *testing.T) {
 // `-p 80`: the plugin picks a host port; `-p A-B:80`: one in the range, a
 // different one for a second container.
 func TestPortsRandomAndRange(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
-	host := e2eHostAddr(t)
-	lc.net("mit-prnd", "-d", pluginName, "--subnet", e2eV4Subnet(t, 104).String())
+	lc := bridgeTest(t)
+	host := hostIPv4(t)
+	lc.net("mit-prnd", "-d", pluginName, "--subnet", freeV4Subnet(t, 104).String())
 
-	tok := e2eToken("rnd")
-	e2eRun(t, "mit-prnd-0", []string{"--network", "mit-prnd", "-p", "80"}, e2eHTTPD(tok)...)
+	tok := newToken("rnd")
+	runWebServer(t, "mit-prnd-0", tok, "--network", "mit-prnd", "-p", "80")
 	ip := containerIP(t, "mit-prnd-0", "mit-prnd")
-	ps := e2eHostPortsTo("tcp", ip, 80)
+	ps := hostPortsTo("tcp", ip, 80)
 	if len(ps) != 1 || ps[0] <= 0 {
 		t.Errorf("-p 80: DNAT rules to %s:80 are for host ports %v, want exactly one", ip, ps)
 	} else {
-		if !e2eHeld(t, "tcp", ps[0]) {
+		if !portHeld(t, "tcp", ps[0]) {
 			t.Errorf("-p 80: chosen host port %d is not held", ps[0])
 		}
-		if err := e2eHTTPGetHas(netip.AddrPortFrom(host, uint16(ps[0])), tok, 10*time.Second); err != nil {
+		if err := httpGetHas(netip.AddrPortFrom(host, uint16(ps[0])), tok, 10*time.Second); err != nil {
 			t.Errorf("-p 80 (host port %d): %v", ps[0], err)
 		}
 	}
 
 	const n = 6
-	start := e2eFreePorts(t, n)
+	start := freePorts(t, n)
 	rng := fmt.Sprintf("%d-%d:80", start, start+n-1)
 	seen := map[int]string{}
 	for j := 0; j < 2; j++ {
 		ctr := fmt.Sprintf("mit-prnd-r%d", j)
-		tok := e2eToken("range")
-		e2eRun(t, ctr, []string{"--network", "mit-prnd", "-p", rng}, e2eHTTPD(tok)...)
+		tok := newToken("range")
+		runWebServer(t, ctr, tok, "--network", "mit-prnd", "-p", rng)
 		ip := containerIP(t, ctr, "mit-prnd")
-		ps := e2eHostPortsTo("tcp", ip, 80)
+		ps := hostPortsTo("tcp", ip, 80)
 		if len(ps) != 1 || ps[0] < start || ps[0] >= start+n {
 			t.Errorf("-p %s: %s got host ports %v, want one in the range", rng, ctr, ps)
 			continue
@@ -419,7 +240,7 @@ func TestPortsRandomAndRange(t *testing.T) {
 			t.Errorf("-p %s: %s and %s both got host port %d", rng, other, ctr, ps[0])
 		}
 		seen[ps[0]] = ctr
-		if err := e2eHTTPGetHas(netip.AddrPortFrom(host, uint16(ps[0])), tok, 10*time.Second); err != nil {
+		if err := httpGetHas(netip.AddrPortFrom(host, uint16(ps[0])), tok, 10*time.Second); err != nil {
 			t.Errorf("-p %s, %s on %d: %v", rng, ctr, ps[0], err)
 		}
 	}
@@ -428,29 +249,28 @@ func TestPortsRandomAndRange(t *testing.T) {
 // Two containers asking for one host port, or a host process holding it:
 // `docker run` fails with a clear error and nothing is published.
 func TestPortsConflicts(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
-	host := e2eHostAddr(t)
-	lc.net("mit-pcfl", "-d", pluginName, "--subnet", e2eV4Subnet(t, 105).String())
+	lc := bridgeTest(t)
+	host := hostIPv4(t)
+	lc.net("mit-pcfl", "-d", pluginName, "--subnet", freeV4Subnet(t, 105).String())
 
-	port := e2eFreePort(t)
-	tok := e2eToken("first")
-	e2eRun(t, "mit-pcfl-1", []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port)}, e2eHTTPD(tok)...)
-	out, err := e2eTryRun(t, "mit-pcfl-2", []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port)}, e2eHTTPD("second")...)
+	port := freePort(t)
+	tok := newToken("first")
+	runWebServer(t, "mit-pcfl-1", tok, "--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port))
+	out, err := tryRunWebServer(t, "mit-pcfl-2", "second", "--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port))
 	if err == nil {
 		t.Errorf("a second container got host port %d too", port)
 	} else if !strings.Contains(out, "already in use") || !strings.Contains(out, strconv.Itoa(port)) {
 		t.Errorf("second container on host port %d: error lacks %q and the port:\n%s", port, "already in use", out)
 	}
-	if err := e2eHTTPGetHas(netip.AddrPortFrom(host, uint16(port)), tok, 10*time.Second); err != nil {
+	if err := httpGetHas(netip.AddrPortFrom(host, uint16(port)), tok, 10*time.Second); err != nil {
 		t.Errorf("the first container's port after the conflict: %v", err)
 	}
-	if ls := e2eDNATFor("tcp", port); len(ls) != 1 {
+	if ls := dnatFor("tcp", port); len(ls) != 1 {
 		t.Errorf("DNAT rules for host port %d after the conflict: %v, want exactly the first container's", port, ls)
 	}
 
 	for _, proto := range []string{"tcp", "udp"} {
-		hport := e2eFreePort(t)
+		hport := freePort(t)
 		var closer func() error
 		if proto == "tcp" {
 			l, err := net.Listen("tcp", fmt.Sprintf(":%d", hport))
@@ -466,13 +286,13 @@ func TestPortsConflicts(t *testing.T) {
 			closer = c.Close
 		}
 		ctr := "mit-pcfl-host-" + proto
-		out, err := e2eTryRun(t, ctr, []string{"--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80/%s", hport, proto)})
+		out, err := tryRunContainer(t, ctr, "--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80/%s", hport, proto))
 		if err == nil {
 			t.Errorf("docker run -p %d/%s succeeded although a host process listens on it", hport, proto)
 		} else if !strings.Contains(out, "already in use") || !strings.Contains(out, strconv.Itoa(hport)) {
 			t.Errorf("host process on %d/%s: error lacks %q and the port:\n%s", hport, proto, "already in use", out)
 		}
-		if ls := e2eDNATFor(proto, hport); len(ls) > 0 {
+		if ls := dnatFor(proto, hport); len(ls) > 0 {
 			t.Errorf("DNAT rules for host port %d/%s after a failed run: %v", hport, proto, ls)
 		}
 		closer()
@@ -482,31 +302,29 @@ func TestPortsConflicts(t *testing.T) {
 // A host IP in -p, and the network's default host IP
 // (com.docker.network.bridge.host_binding_ipv4).
 func TestPortsHostIP(t *testing.T) {
-	withPlugin(t)
-	lc := assertNoBridgeLeftovers(t)
-	host := e2eHostAddr(t)
-	lo := netip.MustParseAddr("127.0.0.1")
+	lc := bridgeTest(t)
+	host := hostIPv4(t)
 
-	lc.net("mit-phip", "-d", pluginName, "--subnet", e2eV4Subnet(t, 107).String())
-	port := e2eFreePort(t)
-	tok := e2eToken("hostip")
-	e2eRun(t, "mit-phip-a", []string{"--network", "mit-phip", "-p", fmt.Sprintf("%s:%d:80", host, port)}, e2eHTTPD(tok)...)
-	if err := e2eHTTPGetHas(netip.AddrPortFrom(host, uint16(port)), tok, 10*time.Second); err != nil {
+	lc.net("mit-phip", "-d", pluginName, "--subnet", freeV4Subnet(t, 107).String())
+	port := freePort(t)
+	tok := newToken("hostip")
+	runWebServer(t, "mit-phip-a", tok, "--network", "mit-phip", "-p", fmt.Sprintf("%s:%d:80", host, port))
+	if err := httpGetHas(netip.AddrPortFrom(host, uint16(port)), tok, 10*time.Second); err != nil {
 		t.Errorf("-p %s:%d:80: %v", host, port, err)
 	}
-	if err := e2eNoHTTP(netip.AddrPortFrom(lo, uint16(port)), tok); err != nil {
+	if err := noHTTP(netip.AddrPortFrom(loopback, uint16(port)), tok); err != nil {
 		t.Errorf("-p %s:%d:80 must not answer on 127.0.0.1: %v", host, port, err)
 	}
 
-	lc.net("mit-phip-lo", "-d", pluginName, "--subnet", e2eV4Subnet(t, 108).String(),
+	lc.net("mit-phip-lo", "-d", pluginName, "--subnet", freeV4Subnet(t, 108).String(),
 		"-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1")
-	port2 := e2eFreePort(t)
-	tok2 := e2eToken("binding")
-	e2eRun(t, "mit-phip-b", []string{"--network", "mit-phip-lo", "-p", fmt.Sprintf("%d:80", port2)}, e2eHTTPD(tok2)...)
-	if err := e2eHTTPGetHas(netip.AddrPortFrom(lo, uint16(port2)), tok2, 10*time.Second); err != nil {
+	port2 := freePort(t)
+	tok2 := newToken("binding")
+	runWebServer(t, "mit-phip-b", tok2, "--network", "mit-phip-lo", "-p", fmt.Sprintf("%d:80", port2))
+	if err := httpGetHas(netip.AddrPortFrom(loopback, uint16(port2)), tok2, 10*time.Second); err != nil {
 		t.Errorf("host_binding_ipv4=127.0.0.1, -p %d:80, on 127.0.0.1: %v", port2, err)
 	}
-	if err := e2eNoHTTP(netip.AddrPortFrom(host, uint16(port2)), tok2); err != nil {
+	if err := noHTTP(netip.AddrPortFrom(host, uint16(port2)), tok2); err != nil {
 		t.Errorf("host_binding_ipv4=127.0.0.1, -p %d:80 must not answer on %s: %v", port2, host, err)
 	}
 }

@@ -11,62 +11,16 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// e2eEnsurePlugin restarts the shared plugin if a test left it stopped.
-func e2eEnsurePlugin(t *testing.T) {
-	if plugin.Running() {
-		return
-	}
-	t.Logf("plugin not running after the test; starting it again")
-	if err := plugin.Start(); err != nil {
-		t.Errorf("restart plugin after the test: %v", err)
-	}
-}
-
-// e2eWaitNoBench waits until no benchmark container (mbench-*) and no
-// network of another mynet instance exists: the tests below delete mynet's
-// shared chains or restart dockerd, which would break them.
-func e2eWaitNoBench(t *testing.T, d time.Duration) (clear bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	logged := false
-	for {
-		var busy []string
-		out, _ := dockerCmd("ps", "-a", "--filter", "name=mbench-", "--format", "{{.Names}}")
-		busy = append(busy, strings.Fields(out)...)
-		out, _ = dockerCmd("network", "ls", "--format", "{{.Name}}:{{.Driver}}")
-		for _, l := range strings.Fields(out) {
-			name, drv, _ := strings.Cut(l, ":")
-			if strings.HasPrefix(drv, "mynet") && drv != pluginName {
-				busy = append(busy, "network "+name+" ("+drv+")")
-			}
-		}
-		if len(busy) == 0 {
-			return true
-		}
-		if time.Now().After(deadline) {
-			t.Logf("still busy after %s: %v", d, busy)
-			return false
-		}
-		if !logged {
-			t.Logf("waiting for another mynet user to finish: %v", busy)
-			logged = true
-		}
-		time.Sleep(5 * time.Second)
-	}
-}
-
-// e2eRestartSetup is a network on our IPAM with a web server publishing a
+// restartSetup is a network on our IPAM with a web server publishing a
 // host port and a client, checked before the disruption.
-type e2eRestartSetup struct {
+type restartSetup struct {
 	net          NetworkInfo
 	srv, cli     string
 	srvIP, cliIP netip.Addr
@@ -75,16 +29,16 @@ type e2eRestartSetup struct {
 	host         netip.Addr
 }
 
-func e2eRestartPrepare(t *testing.T, lc *e2eLeak, name string, restartAlways bool) *e2eRestartSetup {
+func prepareRestart(t *testing.T, lc *leakCheck, name string, restartAlways bool) *restartSetup {
 	t.Helper()
-	s := &e2eRestartSetup{srv: name + "-srv", cli: name + "-cli", host: e2eHostAddr(t), port: e2eFreePort(t), token: e2eToken("restart")}
-	s.net = lc.net(name, e2eNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", e2eV4Subnet(t, 110).String())...)
+	s := &restartSetup{srv: name + "-srv", cli: name + "-cli", host: hostIPv4(t), port: freePort(t), token: newToken("restart")}
+	s.net = lc.net(name, mynetNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", freeV4Subnet(t, 110).String())...)
 	var extra []string
 	if restartAlways {
 		extra = []string{"--restart", "always"}
 	}
-	e2eRun(t, s.srv, append([]string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)}, extra...), e2eHTTPD(s.token)...)
-	e2eRun(t, s.cli, append([]string{"--network", name}, extra...))
+	runWebServer(t, s.srv, s.token, append([]string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)}, extra...)...)
+	runContainer(t, s.cli, append([]string{"--network", name}, extra...)...)
 	s.srvIP, s.cliIP = containerIP(t, s.srv, name), containerIP(t, s.cli, name)
 	if err := s.check(t, "before", 10*time.Second); err != nil {
 		t.Fatalf("before the restart: %v", err)
@@ -94,14 +48,14 @@ func e2eRestartPrepare(t *testing.T, lc *e2eLeak, name string, restartAlways boo
 
 // check: both containers reach each other, the port answers from the host
 // address and 127.0.0.1 and from the client (hairpin).
-func (s *e2eRestartSetup) check(t *testing.T, when string, d time.Duration) error {
+func (s *restartSetup) check(t *testing.T, when string, d time.Duration) error {
 	t.Helper()
 	var errs []string
 	pingWithin := func(from string, to netip.Addr) {
 		var out string
-		err := e2eEventually(d, func() error {
+		err := eventually(d, func() error {
 			var err error
-			out, err = e2eExec(from, "ping", "-c", "1", "-W", "1", to.String())
+			out, err = dockerExec(from, "ping", "-c", "1", "-W", "1", to.String())
 			return err
 		})
 		if err != nil {
@@ -110,12 +64,12 @@ func (s *e2eRestartSetup) check(t *testing.T, when string, d time.Duration) erro
 	}
 	pingWithin(s.cli, s.srvIP)
 	pingWithin(s.srv, s.cliIP)
-	for _, a := range []netip.Addr{s.host, netip.MustParseAddr("127.0.0.1")} {
-		if err := e2eHTTPGetHas(netip.AddrPortFrom(a, uint16(s.port)), s.token, d); err != nil {
+	for _, a := range []netip.Addr{s.host, loopback} {
+		if err := httpGetHas(netip.AddrPortFrom(a, uint16(s.port)), s.token, d); err != nil {
 			errs = append(errs, when+": published port: "+err.Error())
 		}
 	}
-	if err := e2eFetchFromHas(s.cli, s.host, s.port, s.token); err != nil {
+	if err := fetchFromHas(s.cli, s.host, s.port, s.token); err != nil {
 		errs = append(errs, when+": hairpin: "+err.Error())
 	}
 	if len(errs) > 0 {
@@ -126,15 +80,15 @@ func (s *e2eRestartSetup) check(t *testing.T, when string, d time.Duration) erro
 
 // afterRestart: everything works again, the host port is held again (a
 // second claim fails), and new containers get new, distinct addresses.
-func (s *e2eRestartSetup) afterRestart(t *testing.T, name string) {
+func (s *restartSetup) afterRestart(t *testing.T, name string) {
 	t.Helper()
 	if err := s.check(t, "after the restart", 20*time.Second); err != nil {
 		t.Error(err)
 	}
-	if !e2eHeld(t, "tcp", s.port) {
+	if !portHeld(t, "tcp", s.port) {
 		t.Errorf("after the restart, host port %d/tcp is not held", s.port)
 	}
-	out, err := e2eTryRun(t, name+"-dup", []string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)})
+	out, err := tryRunContainer(t, name+"-dup", "--network", name, "-p", fmt.Sprintf("%d:80", s.port))
 	if err == nil {
 		t.Errorf("after the restart, a new container got host port %d of a running one", s.port)
 	} else if !strings.Contains(out, "already in use") {
@@ -146,28 +100,17 @@ func (s *e2eRestartSetup) afterRestart(t *testing.T, name string) {
 	seen := map[netip.Addr]string{s.srvIP: s.srv, s.cliIP: s.cli, gw: "gateway"}
 	for i := 0; i < 3; i++ {
 		ctr := fmt.Sprintf("%s-new%d", name, i)
-		e2eRun(t, ctr, []string{"--network", name})
+		runContainer(t, ctr, "--network", name)
 		ip := containerIP(t, ctr, name)
 		if other, dup := seen[ip]; dup {
 			t.Errorf("after the restart, %s got %s, already used by %s", ctr, ip, other)
 		}
 		seen[ip] = ctr
-		if err := ping(t, ctr, s.srvIP); err != nil {
-			t.Errorf("after the restart, new container: %v", err)
-		}
+		expectPing(t, "after the restart, new container", ctr, s.srvIP)
 	}
 
 	// What the restarted plugin restored is also what it removes.
-	mustDocker(t, "stop", "-t", "1", s.srv)
-	if err := e2eEventually(5*time.Second, func() error {
-		if ls := e2eDNATFor("tcp", s.port); len(ls) > 0 {
-			return fmt.Errorf("DNAT rules for host port %d remain after the container stopped: %v", s.port, ls)
-		}
-		if e2eHeld(t, "tcp", s.port) {
-			return fmt.Errorf("host port %d/tcp is still held after the container stopped", s.port)
-		}
-		return nil
-	}); err != nil {
+	if err := stopUnpublishes(t, s.srv, "tcp", s.port); err != nil {
 		t.Errorf("after the restart: %v", err)
 	}
 }
@@ -177,10 +120,10 @@ func TestRestartPlugin(t *testing.T) {
 	for i, how := range []string{"SIGKILL", "SIGTERM"} {
 		t.Run(how, func(t *testing.T) {
 			p := withPlugin(t)
-			defer e2eEnsurePlugin(t)
+			defer ensurePlugin(t)
 			lc := assertNoBridgeLeftovers(t)
 			name := fmt.Sprintf("mit-rst-%d", i)
-			s := e2eRestartPrepare(t, lc, name, false)
+			s := prepareRestart(t, lc, name, false)
 			var err error
 			if how == "SIGKILL" {
 				err = p.Kill()
@@ -191,9 +134,7 @@ func TestRestartPlugin(t *testing.T) {
 				t.Fatalf("%s the plugin: %v", how, err)
 			}
 			// The data plane does not depend on the plugin process.
-			if err := ping(t, s.cli, s.srvIP); err != nil {
-				t.Errorf("while the plugin is down: %v", err)
-			}
+			expectPing(t, "while the plugin is down", s.cli, s.srvIP)
 			if err := p.Start(); err != nil {
 				t.Fatalf("start the plugin again: %v", err)
 			}
@@ -202,91 +143,16 @@ func TestRestartPlugin(t *testing.T) {
 	}
 }
 
-// e2eIPT runs iptables/ip6tables and fails the test on error.
-func e2eIPT(t *testing.T, tool string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(tool, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", tool, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// e2eWipeOurFirewall deletes what a reboot deletes: every jump to a MYNET
-// chain and every MYNET chain, in iptables and ip6tables. With only set, it
-// deletes just those networks' rules and chains (another mynet instance is
-// alive and keeps the shared chains).
-func e2eWipeOurFirewall(t *testing.T, only map[string]bool) {
-	t.Helper()
-	ours := func(rule string) bool {
-		if only == nil {
-			return strings.Contains(rule, "-j MYNET-") || strings.Contains(rule, "mynet")
-		}
-		for id := range only {
-			if strings.Contains(rule, id) {
-				return true
-			}
-		}
-		return false
-	}
-	for _, tool := range []string{"iptables", "ip6tables"} {
-		for _, table := range []string{"filter", "nat"} {
-			out := e2eIPT(t, tool, "-t", table, "-S")
-			var chains []string
-			rulesOf := map[string][]string{}
-			var order []string
-			for _, l := range strings.Split(out, "\n") {
-				f := strings.Fields(l)
-				if len(f) < 2 {
-					continue
-				}
-				switch f[0] {
-				case "-N":
-					if strings.HasPrefix(f[1], "MYNET-") {
-						chains = append(chains, f[1])
-					}
-				case "-A":
-					if _, ok := rulesOf[f[1]]; !ok {
-						order = append(order, f[1])
-					}
-					rulesOf[f[1]] = append(rulesOf[f[1]], l)
-				}
-			}
-			// Delete matching rules by number, last first.
-			for _, ch := range order {
-				rs := rulesOf[ch]
-				for i := len(rs) - 1; i >= 0; i-- {
-					if ours(rs[i]) && (only != nil || !strings.HasPrefix(ch, "MYNET-")) {
-						e2eIPT(t, tool, "-t", table, "-D", ch, strconv.Itoa(i+1))
-					}
-				}
-			}
-			for _, ch := range chains {
-				if only != nil && !ours(ch) {
-					continue
-				}
-				e2eIPT(t, tool, "-t", table, "-F", ch)
-			}
-			for _, ch := range chains {
-				if only != nil && !ours(ch) {
-					continue
-				}
-				e2eIPT(t, tool, "-t", table, "-X", ch)
-			}
-		}
-	}
-}
-
 // A host reboot, simulated: with the plugin down, our bridge and all our
 // iptables/ip6tables chains and jumps disappear; the containers (and their
 // veths) stay. Starting the plugin must bring their network back.
 func TestRestartHostReboot(t *testing.T) {
 	p := withPlugin(t)
-	defer e2eEnsurePlugin(t)
+	defer ensurePlugin(t)
 	lc := assertNoBridgeLeftovers(t)
 	const name = "mit-reboot"
-	s := e2eRestartPrepare(t, lc, name, false)
-	br := e2eBridgeOf(s.net)
+	s := prepareRestart(t, lc, name, false)
+	br := mynetBridge(s.net)
 	var hostIfs []string
 	for _, c := range []string{s.srv, s.cli} {
 		hostIfs = append(hostIfs, "mnh"+containerNet(t, c, name).EndpointID[:12])
@@ -294,12 +160,12 @@ func TestRestartHostReboot(t *testing.T) {
 	// A second network with non-default options: ICC off, MTU, dual stack.
 	// Restore must rebuild it as it was, not with defaults.
 	const icc = "mit-reboot-icc"
-	v6 := e2eV6Subnet(t)
-	nICC := lc.net(icc, "-d", pluginName, "--ipv6", "--subnet", e2eV4Subnet(t, 111).String(), "--subnet", v6.String(),
+	v6 := freeV6Subnet(t)
+	nICC := lc.net(icc, "-d", pluginName, "--ipv6", "--subnet", freeV4Subnet(t, 111).String(), "--subnet", v6.String(),
 		"-o", "com.docker.network.bridge.enable_icc=false", "-o", "com.docker.network.driver.mtu=1400")
-	e2eRun(t, icc+"-1", []string{"--network", icc})
-	e2eRun(t, icc+"-2", []string{"--network", icc})
-	brICC := e2eBridgeOf(nICC)
+	runContainer(t, icc+"-1", "--network", icc)
+	runContainer(t, icc+"-2", "--network", icc)
+	brICC := mynetBridge(nICC)
 	ep1 := containerNet(t, icc+"-1", icc)
 	iccIP2 := containerIP(t, icc+"-2", icc)
 	iccGW, iccGW6 := netip.MustParseAddr(ep1.Gateway), netip.MustParseAddr(ep1.IPv6Gateway)
@@ -312,10 +178,10 @@ func TestRestartHostReboot(t *testing.T) {
 		if err := ping(t, icc+"-1", iccGW6); err != nil {
 			t.Errorf("%s: ICC-off network, IPv6 gateway: %v", when, err)
 		}
-		if err := e2eNoPing(icc+"-1", iccIP2); err != nil {
+		if err := noPing(icc+"-1", iccIP2); err != nil {
 			t.Errorf("%s: ICC off: %v", when, err)
 		}
-		if err := e2eNoPing(icc+"-1", s.srvIP); err != nil {
+		if err := noPing(icc+"-1", s.srvIP); err != nil {
 			t.Errorf("%s: isolation between the two networks: %v", when, err)
 		}
 		if b, err := os.ReadFile("/sys/class/net/" + brICC + "/mtu"); err != nil || strings.TrimSpace(string(b)) != "1400" {
@@ -324,19 +190,17 @@ func TestRestartHostReboot(t *testing.T) {
 	}
 	checkICC("before")
 
-	everything := e2eWaitNoBench(t, 10*time.Minute)
+	everything := waitDockerdIdle(t, 10*time.Minute)
 	if err := p.Stop(); err != nil {
 		t.Fatalf("stop the plugin: %v", err)
 	}
 	for _, b := range []string{br, brICC} {
-		if out, err := exec.Command("ip", "link", "del", b).CombinedOutput(); err != nil {
-			t.Fatalf("ip link del %s: %v\n%s", b, err, out)
-		}
+		mustRun(t, "ip", "link", "del", b)
 	}
 	if everything {
-		e2eWipeOurFirewall(t, nil)
+		wipeOurFirewall(t, nil)
 		for _, tool := range []string{"iptables-save", "ip6tables-save"} {
-			for _, l := range e2eRuleLines(tool) {
+			for _, l := range ruleLines(tool) {
 				if strings.Contains(strings.ToLower(l), "mynet") {
 					t.Fatalf("%s still has a rule of ours after the wipe: %s", tool, l)
 				}
@@ -344,10 +208,10 @@ func TestRestartHostReboot(t *testing.T) {
 		}
 	} else {
 		t.Logf("another mynet instance is alive: deleting only network %s's rules and chains", s.net.ID[:12])
-		e2eWipeOurFirewall(t, map[string]bool{s.net.ID[:12]: true, nICC.ID[:12]: true})
+		wipeOurFirewall(t, map[string]bool{s.net.ID[:12]: true, nICC.ID[:12]: true})
 	}
 	// The simulation really broke the network.
-	if err := e2eNoPing(s.cli, s.srvIP); err != nil {
+	if err := noPing(s.cli, s.srvIP); err != nil {
 		t.Fatalf("after deleting bridge %s, the containers still talk: the simulation is broken: %v", br, err)
 	}
 
@@ -366,7 +230,7 @@ func TestRestartHostReboot(t *testing.T) {
 		t.Errorf("plugin log has no \"repaired\" line naming bridge %s:\n%s", br, p.LogSince(off, 40))
 	}
 	for _, b := range []string{br, brICC} {
-		if !e2eLinkExists(b) {
+		if !linkExists(b) {
 			t.Fatalf("bridge %s not re-created", b)
 		}
 	}
@@ -383,35 +247,17 @@ func TestRestartHostReboot(t *testing.T) {
 	s.afterRestart(t, name)
 }
 
-// e2eFirstRules returns the first rule of each built-in chain we jump from.
-func e2eFirstRules() map[string]string {
-	m := map[string]string{}
-	for _, c := range []struct{ table, chain string }{{"filter", "FORWARD"}, {"nat", "PREROUTING"}, {"nat", "OUTPUT"}, {"nat", "POSTROUTING"}} {
-		out, _ := exec.Command("iptables", "-t", c.table, "-S", c.chain).Output()
-		for _, l := range strings.Split(string(out), "\n") {
-			// Our FORWARD jump goes right after Docker's DOCKER-USER jump.
-			if strings.HasPrefix(l, "-A ") && l != "-A FORWARD -j DOCKER-USER" {
-				m[c.table+"/"+c.chain] = l
-				break
-			}
-		}
-	}
-	return m
-}
-
 // dockerd restart without live-restore: containers with --restart always
 // come back on the mynet network and reach each other, the published port
 // answers, and our jumps are first again (in FORWARD: first after DOCKER-USER)
 // within ~10 s. Named ZZ to run last.
 func TestRestartZZDockerd(t *testing.T) {
 	withPlugin(t)
-	if !e2eWaitNoBench(t, 15*time.Minute) {
-		t.Fatalf("a benchmark or another mynet instance is still using dockerd after 15 minutes; not restarting dockerd under it")
-	}
+	needDockerdAlone(t)
 	defer ensureDockerd(t)
 	lc := assertNoBridgeLeftovers(t)
 	const name = "mit-dockerd"
-	s := e2eRestartPrepare(t, lc, name, true)
+	s := prepareRestart(t, lc, name, true)
 
 	pid := dockerdPID(t)
 	stopDockerd(t, pid)
@@ -433,7 +279,7 @@ func TestRestartZZDockerd(t *testing.T) {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			ours := strings.Contains(e2eFirstRules()["filter/FORWARD"], "MYNET-")
+			ours := strings.Contains(firstRules()["filter/FORWARD"], "MYNET-")
 			switch {
 			case !ours && displaced == 0:
 				displaced = time.Since(watchStart)
@@ -451,8 +297,8 @@ func TestRestartZZDockerd(t *testing.T) {
 	t.Logf("dockerd is back (pid %d) %.1fs after it was started", newPid, up.Sub(watchStart).Seconds())
 
 	var first map[string]string
-	if err := e2eEventually(12*time.Second, func() error {
-		first = e2eFirstRules()
+	if err := eventually(12*time.Second, func() error {
+		first = firstRules()
 		for k, l := range first {
 			if !strings.Contains(l, "MYNET-") {
 				return fmt.Errorf("%s first rule (after DOCKER-USER) is %q", k, l)
@@ -476,13 +322,7 @@ func TestRestartZZDockerd(t *testing.T) {
 	t.Log(<-watched)
 
 	for _, c := range []string{s.srv, s.cli} {
-		if err := e2eEventually(90*time.Second, func() error {
-			out, err := dockerCmd("inspect", "-f", "{{.State.Running}}", c)
-			if err != nil || strings.TrimSpace(out) != "true" {
-				return fmt.Errorf("%s running=%q: %v", c, strings.TrimSpace(out), err)
-			}
-			return nil
-		}); err != nil {
+		if err := waitRunning(c, 90*time.Second); err != nil {
 			t.Fatalf("--restart always container did not come back: %v", err)
 		}
 	}

@@ -12,12 +12,9 @@ package integration
 // kind); `make soak` a long one. SOAK_SEED replays a run.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -66,11 +63,9 @@ func envInt(key string, def int) int {
 
 func TestSoak(t *testing.T) {
 	withPlugin(t)
-	if !e2eWaitNoBench(t, 15*time.Minute) {
-		t.Fatalf("a benchmark or another mynet instance still uses dockerd after 15 minutes; not restarting dockerd under it")
-	}
+	needDockerdAlone(t)
 	defer ensureDockerd(t)
-	defer e2eEnsurePlugin(t)
+	defer ensurePlugin(t)
 	lc := assertNoBridgeLeftovers(t)
 
 	seed := uint64(time.Now().UnixNano())
@@ -115,7 +110,7 @@ func TestSoak(t *testing.T) {
 
 // soakNetworks creates the networks that live through the whole soak, each
 // with two --restart always containers.
-func soakNetworks(t *testing.T, lc *e2eLeak) []*soakNet {
+func soakNetworks(t *testing.T, lc *leakCheck) []*soakNet {
 	t.Helper()
 	mvSub := freeSubnet(t, "10.174.0.0/24")
 	parent, lanHost := lanParent(t, "s", mvSub)
@@ -133,7 +128,7 @@ func soakNetworks(t *testing.T, lc *e2eLeak) []*soakNet {
 		case n.ourIPAM:
 			args = append(args, "--ipam-driver", pluginName)
 		default:
-			args = append(args, "--subnet", e2eV4Subnet(t, 120+i).String())
+			args = append(args, "--subnet", freeV4Subnet(t, 120+i).String())
 		}
 		n.info = lc.net(n.name, args...)
 		for j := 0; j < 2; j++ {
@@ -260,7 +255,7 @@ func soakFault(t *testing.T, rng *rand.Rand, nets []*soakNet, kind string) {
 			}
 			ours[n.info.ID[:12]] = true
 			if !n.macvlan {
-				_ = exec.Command("ip", "link", "del", e2eBridgeOf(n.info)).Run()
+				_ = exec.Command("ip", "link", "del", mynetBridge(n.info)).Run()
 			}
 		}
 		// The ephemeral network of this round may exist too: all of the
@@ -276,10 +271,10 @@ func soakFault(t *testing.T, rng *rand.Rand, nets []*soakNet, kind string) {
 				}
 			}
 		}
-		if e2eWaitNoBench(t, 0) {
-			e2eWipeOurFirewall(t, nil)
+		if waitDockerdIdle(t, 0) {
+			wipeOurFirewall(t, nil)
 		} else {
-			e2eWipeOurFirewall(t, ours)
+			wipeOurFirewall(t, ours)
 		}
 		if err := plugin.Start(); err != nil {
 			t.Fatalf("start plugin after the reboot: %v", err)
@@ -298,7 +293,7 @@ func soakFault(t *testing.T, rng *rand.Rand, nets []*soakNet, kind string) {
 
 // soakOwnsBridge: the bridge belongs to a network in the shared plugin's store.
 func soakOwnsBridge(id12 string) bool {
-	st, err := e2eReadState()
+	st, err := readStore()
 	if err != nil {
 		return false
 	}
@@ -336,7 +331,7 @@ func soakLiveRestore(t *testing.T, on bool) func() {
 		if err := syscall.Kill(dockerdPID(t), syscall.SIGHUP); err != nil {
 			t.Fatalf("SIGHUP dockerd: %v", err)
 		}
-		if err := e2eEventually(10*time.Second, func() error {
+		if err := eventually(10*time.Second, func() error {
 			out, err := dockerCmd("info", "--format", "{{.LiveRestoreEnabled}}")
 			if err != nil || strings.TrimSpace(out) != want {
 				return fmt.Errorf("LiveRestoreEnabled=%q (%v), want %s", strings.TrimSpace(out), err, want)
@@ -376,7 +371,7 @@ func soakLiveRestore(t *testing.T, on bool) func() {
 // --restart always container runs again.
 func soakRecover(t *testing.T, nets []*soakNet) {
 	t.Helper()
-	if err := e2eEventually(90*time.Second, func() error { _, err := dockerCmd("info"); return err }); err != nil {
+	if err := eventually(90*time.Second, func() error { _, err := dockerCmd("info"); return err }); err != nil {
 		t.Fatalf("dockerd does not answer after the fault: %v", err)
 	}
 	if !plugin.Running() {
@@ -386,13 +381,7 @@ func soakRecover(t *testing.T, nets []*soakNet) {
 	}
 	for _, n := range nets {
 		for _, c := range n.keepCtrs {
-			if err := e2eEventually(90*time.Second, func() error {
-				out, err := dockerCmd("inspect", "-f", "{{.State.Running}}", c)
-				if err != nil || strings.TrimSpace(out) != "true" {
-					return fmt.Errorf("%s running=%q: %v", c, strings.TrimSpace(out), err)
-				}
-				return nil
-			}); err != nil {
+			if err := waitRunning(c, 90*time.Second); err != nil {
 				t.Fatalf("after the fault: %v", err)
 			}
 		}
@@ -410,40 +399,29 @@ func soakRecover(t *testing.T, nets []*soakNet) {
 // so no record is too young to judge (--grace 0s).
 func soakDoctor(t *testing.T, st *soakStats, r int, kind string) {
 	t.Helper()
-	cmd := exec.Command(plugin.Bin, "doctor", "--fix", "--json", "--grace", "0s", "--state", plugin.State, "--name", pluginName)
-	out, err := cmd.CombinedOutput()
-	if strings.Contains(string(out), "unexpected argument") || strings.Contains(string(out), "unknown command") {
-		t.Logf("round %d: this build has no `mynet doctor`", r)
-		return
-	}
-	var drifts []struct {
-		Kind   string `json:"kind"`
-		Object string `json:"object"`
-		Fixed  bool   `json:"fixed"`
-	}
-	_ = json.Unmarshal(out, &drifts)
+	drifts, code := runDoctor(t, "--fix", "--grace", "0s")
 	for _, d := range drifts {
 		if d.Fixed {
 			st.doctorRepairs[kind]++
 		}
 	}
-	t.Logf("round %d: mynet doctor --fix (%v): %s", r, err, strings.TrimSpace(string(out)))
+	t.Logf("round %d: mynet doctor --fix: exit %d, %+v", r, code, drifts)
 }
 
 // soakInvariants checks, after a round: no address held twice; each running
 // container has the address Docker thinks it has and reaches a peer; store,
 // kernel and IPAM hold nothing that Docker does not use.
-func soakInvariants(t *testing.T, st *soakStats, lc *e2eLeak, nets []*soakNet) []string {
+func soakInvariants(t *testing.T, st *soakStats, lc *leakCheck, nets []*soakNet) []string {
 	t.Helper()
 	var probs []string
 	add := func(f string, a ...any) { probs = append(probs, fmt.Sprintf(f, a...)) }
-	stNow, err := e2eReadState()
+	stNow, err := readStore()
 	if err != nil {
 		return []string{"read the plugin state: " + err.Error()}
 	}
 	usage := soakPoolUsage(t)
 	for _, n := range nets {
-		info, err := soakInspect(n.name)
+		info, err := inspect[NetworkInfo]("network", "inspect", n.name)
 		if err != nil {
 			add("%v", err)
 			continue
@@ -474,7 +452,7 @@ func soakInvariants(t *testing.T, st *soakStats, lc *e2eLeak, nets []*soakNet) [
 				}
 			}
 			// The address the container really has.
-			out, err := e2eExec(c.Name, "ip", "-4", "addr", "show", "eth0")
+			out, err := dockerExec(c.Name, "ip", "-4", "addr", "show", "eth0")
 			if err != nil || !strings.Contains(out, "inet "+p.String()) {
 				add("%s: %s's eth0 does not have %s (Docker's view): %v\n%s", n.name, c.Name, p, err, out)
 			}
@@ -518,7 +496,7 @@ func soakInvariants(t *testing.T, st *soakStats, lc *e2eLeak, nets []*soakNet) [
 	// Everything of ours that appeared since the soak began belongs to
 	// something Docker has (links, rules, records, pools), and the
 	// ephemeral networks Docker removed are gone.
-	mid := &e2eLeak{t: t, before: lc.before, keepLinks: lc.keepLinks}
+	mid := &leakCheck{t: t, before: lc.before, keepLinks: lc.keepLinks}
 	probs = append(probs, mid.problems()...)
 	for id, n := range stNow.networks {
 		if _, err := dockerCmd("network", "inspect", id); err != nil {
@@ -538,25 +516,10 @@ func soakCtrOf(info NetworkInfo, epID string) string {
 	return ""
 }
 
-func soakInspect(name string) (NetworkInfo, error) {
-	out, err := dockerCmd("network", "inspect", name)
-	if err != nil {
-		return NetworkInfo{}, fmt.Errorf("docker network inspect %s: %v: %s", name, err, out)
-	}
-	var ns []NetworkInfo
-	if err := json.Unmarshal([]byte(out), &ns); err != nil || len(ns) != 1 {
-		return NetworkInfo{}, fmt.Errorf("parse docker network inspect %s: %v", name, err)
-	}
-	return ns[0], nil
-}
-
 // soakPoolUsage asks the running plugin for its pools over the admin socket.
 func soakPoolUsage(t *testing.T) map[netip.Prefix]ipam.PoolUsage {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", plugin.State+".sock")
-		}}}
+	c := unixHTTPClient(plugin.State+".sock", 10*time.Second)
 	defer c.CloseIdleConnections()
 	resp, err := c.Get("http://mynet/v1/snapshot")
 	if err != nil {
@@ -576,7 +539,7 @@ func soakPoolUsage(t *testing.T) map[netip.Prefix]ipam.PoolUsage {
 
 // soakManagedNetwork enables the managed plugin (built as plugin_test does)
 // and makes a network on it with two --restart always containers.
-func soakManagedNetwork(t *testing.T, lc *e2eLeak) *soakNet {
+func soakManagedNetwork(t *testing.T, lc *leakCheck) *soakNet {
 	t.Helper()
 	ref := ptSetup(t, t.TempDir())
 	n := &soakNet{name: soakPrefix + "managed", managed: true, ourIPAM: true}
@@ -623,7 +586,7 @@ func soakKillManaged(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("SIGKILL managed plugin pid %d: %v", pid, err)
 	}
-	if e2eEventually(15*time.Second, func() error {
+	if eventually(15*time.Second, func() error {
 		if p := soakManagedPid(t); p == 0 || p == pid {
 			return fmt.Errorf("not running again")
 		}

@@ -1,9 +1,7 @@
 package driver
 
 import (
-	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	api "github.com/docker/go-plugins-helpers/network"
@@ -18,13 +16,13 @@ import (
 // checking the drift still holds.
 func (d *Driver) Doctor(v drift.View, hasView, fix bool, grace time.Duration) []drift.Drift {
 	var out []drift.Drift
+	// Each repair counts what it put right itself (see counted).
 	report := func(dr drift.Drift, repair func() error) {
 		if fix && repair != nil {
 			if err := repair(); err != nil {
 				dr.Error = err.Error()
 			} else {
 				dr.Fixed = true
-				d.repaired(dr.Kind)
 			}
 		}
 		out = append(out, dr)
@@ -37,7 +35,9 @@ func (d *Driver) Doctor(v drift.View, hasView, fix bool, grace time.Duration) []
 			}
 			report(drift.Drift{Kind: drift.NetworkUnknownToDocker, Object: "network " + short(n.ID),
 				Detail: fmt.Sprintf("%s network (%s) that Docker no longer has: remove it with its endpoints", n.Backend, nameOf(n))},
-				func() error { return d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n.ID}) })
+				d.counted(drift.NetworkUnknownToDocker, func() error {
+					return d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n.ID})
+				}))
 		}
 		for _, ep := range eps {
 			dn, ok := v.Networks[ep.NetworkID]
@@ -49,9 +49,9 @@ func (d *Driver) Doctor(v drift.View, hasView, fix bool, grace time.Duration) []
 			}
 			report(drift.Drift{Kind: drift.EndpointUnknownToDocker, Object: "endpoint " + short(ep.ID),
 				Detail: fmt.Sprintf("on network %s (%s), address %s: no container of Docker's uses it", dn.Name, short(ep.NetworkID), ep.IPv4)},
-				func() error {
+				d.counted(drift.EndpointUnknownToDocker, func() error {
 					return d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: ep.NetworkID, EndpointID: ep.ID})
-				})
+				}))
 		}
 	}
 	d.kernelDrift(report)
@@ -61,18 +61,16 @@ func (d *Driver) Doctor(v drift.View, hasView, fix bool, grace time.Duration) []
 // kernelDrift: links and rules the records expect but the kernel lacks, and
 // marked links or rules that no record claims.
 func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
-	owned, err := d.fw.Owned()
+	present, err := d.rulesPresent()
 	if err != nil {
 		report(drift.Drift{Kind: drift.RulesMissing, Object: "firewall", Detail: "cannot list rules: " + err.Error()}, nil)
 	}
-	hasRules := map[string]bool{}
-	for _, b := range owned {
-		hasRules[b] = true
-	}
 	nets, eps := d.Snapshot()
+	known := map[string]bool{}
 	for _, n := range nets {
+		known[n.ID] = true
 		missing := missingLinks(n)
-		noRules := err == nil && n.Backend == backendBridge && !hasRules[n.Bridge]
+		noRules := err == nil && d.backend(n.Backend).rulesMissing(n, present)
 		if len(missing) == 0 && !noRules {
 			continue
 		}
@@ -81,10 +79,10 @@ func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 			kind, detail = drift.RulesMissing, fmt.Sprintf("the firewall rules of bridge %s are gone", n.Bridge)
 		}
 		report(drift.Drift{Kind: kind, Object: "network " + short(n.ID), Detail: detail + ": re-create as at start-up"},
-			func() error { return d.rebuildNetwork(n.ID) })
+			func() error { return d.rebuild([]string{n.ID}, survey{rules: present}) })
 	}
 	for _, ep := range eps {
-		if ep.HostIf == "" || !isBridgeEndpoint(nets, ep) {
+		if ep.HostIf == "" || !known[ep.NetworkID] {
 			continue // macvlan/ipvlan links live in the container's namespace
 		}
 		if ok, _ := link.Exists(ep.HostIf); !ok {
@@ -97,13 +95,13 @@ func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 	// create and change held, what no record claims is truly an orphan.
 	release := d.quiesce()
 	defer release()
-	for _, o := range d.findOrphans() {
-		report(o.drift, o.remove)
+	for _, o := range d.findOrphans(survey{}) {
+		report(o.drift, d.counted(o.drift.Kind, o.remove))
 	}
 }
 
 // quiesce holds CreateNetwork and every network's lock (in the order
-// CreateNetwork takes them: createMu, then one network) until release.
+// CreateNetwork takes them: createMu, then networks) until release.
 func (d *Driver) quiesce() (release func()) {
 	d.createMu.Lock()
 	d.mu.Lock()
@@ -112,45 +110,22 @@ func (d *Driver) quiesce() (release func()) {
 		ids = append(ids, id)
 	}
 	d.mu.Unlock()
-	sort.Strings(ids)
-	unlocks := make([]func(), 0, len(ids))
-	for _, id := range ids {
-		unlocks = append(unlocks, d.netLock(id))
-	}
+	unlock := d.lockNetworks(ids)
 	return func() {
-		for i := len(unlocks) - 1; i >= 0; i-- {
-			unlocks[i]()
-		}
+		unlock()
 		d.createMu.Unlock()
 	}
 }
 
-func isBridgeEndpoint(nets []state.Network, ep state.Endpoint) bool {
-	for _, n := range nets {
-		if n.ID == ep.NetworkID {
-			return n.Backend == backendBridge
+// counted makes repair count as one repair of kind when it succeeds.
+func (d *Driver) counted(kind string, repair func() error) func() error {
+	return func() error {
+		err := repair()
+		if err == nil {
+			d.repaired(kind)
 		}
-	}
-	return false
-}
-
-// rebuildNetwork does for one network what the start-up restore does.
-func (d *Driver) rebuildNetwork(id string) error {
-	unlock := d.netLock(id)
-	defer unlock()
-	n, ok := d.lookupNetwork(id)
-	if !ok {
-		return nil // deleted meanwhile
-	}
-	rec := n.rec
-	if err := d.backend(rec.Backend).setup(&rec, d.networkRecords(id)); err != nil {
 		return err
 	}
-	var errs []error
-	for _, ep := range d.endpointsOf(id) {
-		errs = append(errs, d.backend(rec.Backend).restoreEndpoint(rec, ep))
-	}
-	return errors.Join(errs...)
 }
 
 func nameOf(n state.Network) string {

@@ -1,9 +1,12 @@
-package hostile
+package blackbox
 
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -95,6 +98,82 @@ func TestHostileRequests(t *testing.T) {
 		before = after
 	}
 	if t.Failed() {
-		t.Logf("daemon log:\n%s", d.out)
+		t.Logf("daemon log:\n%s", d.log())
 	}
+}
+
+// What moves on its own: rule counters, bridge timers, IPv6 DAD state, and
+// carrier (a bridge loses it when its first port, a veth without a peer up,
+// joins).
+var (
+	counters = regexp.MustCompile(`\[\d+:\d+\]`)
+	timers   = regexp.MustCompile(`(_timer)\s+[0-9.]+`)
+	dad      = regexp.MustCompile(` tentative\b`)
+	carrier  = regexp.MustCompile(`NO-CARRIER,|,M-DOWN| state [A-Z]+| linkdown`)
+)
+
+// kernel is everything a request could change in the namespace, as text.
+func (d *daemon) kernel(t *testing.T) map[string]string {
+	t.Helper()
+	snap := map[string]string{}
+	for _, c := range [][]string{
+		{"ip", "-d", "link"}, {"ip", "addr"}, {"ip", "route"}, {"ip", "-6", "route"},
+		{"iptables-save"}, {"ip6tables-save"},
+		{"sysctl", "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"},
+	} {
+		out := d.inNetns(t, c...)
+		if strings.HasSuffix(c[0], "-save") {
+			var keep []string
+			for _, l := range strings.Split(out, "\n") {
+				if !strings.HasPrefix(l, "#") {
+					keep = append(keep, counters.ReplaceAllString(l, ""))
+				}
+			}
+			out = strings.Join(keep, "\n")
+		}
+		out = carrier.ReplaceAllString(dad.ReplaceAllString(timers.ReplaceAllString(out, "$1"), ""), "")
+		snap[strings.Join(c, " ")] = out
+	}
+	return snap
+}
+
+// store is the daemon's own view: networks, endpoints and IPAM pools, over
+// its admin socket.
+func (d *daemon) store(t *testing.T) string {
+	t.Helper()
+	r, err := unixClient(d.admin).Get("http://mynet/v1/snapshot")
+	if err != nil {
+		t.Fatalf("admin snapshot: %v", err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("admin snapshot is not JSON: %v %s", err, b)
+	}
+	pretty, _ := json.MarshalIndent(v, "", " ")
+	return string(pretty)
+}
+
+type snapshot struct {
+	kernel map[string]string
+	store  string
+}
+
+func (d *daemon) snapshot(t *testing.T) snapshot {
+	return snapshot{kernel: d.kernel(t), store: d.store(t)}
+}
+
+// diff names what changed between two snapshots, "" if nothing.
+func (a snapshot) diff(b snapshot) string {
+	var out []string
+	for k, v := range a.kernel {
+		if b.kernel[k] != v {
+			out = append(out, fmt.Sprintf("%s changed:\n--- before\n%s\n--- after\n%s", k, v, b.kernel[k]))
+		}
+	}
+	if a.store != b.store {
+		out = append(out, fmt.Sprintf("store changed:\n--- before\n%s\n--- after\n%s", a.store, b.store))
+	}
+	return strings.Join(out, "\n")
 }

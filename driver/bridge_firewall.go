@@ -1,0 +1,65 @@
+package driver
+
+import (
+	"fmt"
+
+	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/state"
+)
+
+// The bridge backend's firewall rules: NAT, isolation and published ports
+// of each network, in chains shared by all of them.
+
+func (bridgeBackend) hasRules() bool  { return true }
+func (bridgeBackend) publishes() bool { return true }
+
+func (bridgeBackend) rulesMissing(rec state.Network, present map[string]bool) bool {
+	return !present[rec.Bridge]
+}
+
+// addRules programs many networks with one iptables-restore per family (a
+// start after a reboot re-adds every network); if that fails, network by
+// network, so that one broken network does not keep the others' rules out.
+func (b bridgeBackend) addRules(recs []state.Network) []error {
+	errs := make([]error, len(recs))
+	fws := make([]firewall.Network, len(recs))
+	for i, rec := range recs {
+		fws[i] = fwNetwork(rec)
+	}
+	if len(fws) > 1 {
+		err := b.d.fw.AddNetworks(fws)
+		if err == nil {
+			return errs
+		}
+		b.d.log.Warn("adding the rules of many networks at once failed: one by one", "networks", len(fws), "err", err)
+	}
+	for i := range fws {
+		if err := b.d.fw.AddNetwork(fws[i]); err != nil {
+			errs[i] = fmt.Errorf("firewall for network %s: %w", short(recs[i].ID), err)
+		}
+	}
+	return errs
+}
+
+func (b bridgeBackend) publish(n state.Network, bs []state.PortBinding) error {
+	return b.d.fw.AddPorts(fwNetwork(n), bs)
+}
+
+func (b bridgeBackend) unpublish(n state.Network, bs []state.PortBinding) error {
+	return b.d.fw.RemovePorts(fwNetwork(n), bs)
+}
+
+// fwNetwork is what the firewall needs to know of a network.
+func fwNetwork(rec state.Network) firewall.Network {
+	n := firewall.Network{ID: rec.ID, Bridge: rec.Bridge, ICC: rec.ICC, Masquerade: rec.Masquerade, Internal: rec.Internal,
+		GatewayModeV4: rec.GatewayModeV4, GatewayModeV6: rec.GatewayModeV6, TrustedIfs: rec.TrustedIfs}
+	for _, s := range rec.IPv4 {
+		n.Subnets = append(n.Subnets, s.Pool)
+	}
+	if rec.EnableIPv6 {
+		for _, s := range rec.IPv6 {
+			n.Subnets = append(n.Subnets, s.Pool)
+		}
+	}
+	return n
+}

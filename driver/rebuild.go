@@ -1,0 +1,210 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/mynet/mynet/drift"
+	"github.com/mynet/mynet/state"
+	"github.com/mynet/mynet/timing"
+)
+
+// Kinds of repair, as Config.OnRepair hears them: one call per thing put
+// right, next to each "repaired: ..." log line. They are mynet doctor's
+// drift kinds, so a repair at start and one by doctor --fix count alike.
+const (
+	RepairLinks          = drift.LinksMissing     // a network's missing bridge or parent re-created
+	RepairEndpointAttach = drift.EndpointDetached // a veth put back on its bridge
+	RepairFirewallRules  = drift.RulesMissing     // a network's missing rules re-added
+	RepairOrphanLink     = drift.OrphanLink       // a link of ours no record claims, removed
+	RepairOrphanRules    = drift.OrphanRules      // rules of ours no record claims, removed
+)
+
+func (d *Driver) repaired(kind string) {
+	if d.onRepair != nil {
+		d.onRepair(kind)
+	}
+}
+
+// survey is one look at the firewall and the links, taken before many
+// networks are rebuilt so that no step asks the kernel again for each
+// network or endpoint. A nil map was not looked at: the step asks itself.
+type survey struct {
+	rules   map[string]bool   // bridges whose firewall rules exist
+	masters map[string]string // every link's master ("" none)
+}
+
+// rebuild makes the kernel match the records of the networks ids and of
+// their endpoints again, whatever went missing (a reboot, a bridge deleted
+// by hand, a flushed firewall): links and addresses first, then the missing
+// rules in one batch, then each endpoint's host side. Start-up restore, the
+// periodic firewall check and mynet doctor --fix all rebuild here. Each
+// repair is logged and counted; one broken network does not stop the others.
+func (d *Driver) rebuild(ids []string, s survey) error {
+	release := d.lockNetworks(ids)
+	defer release()
+	// Every record once, not all the others per network (quadratic): a
+	// setup that looks at the others (a shared VLAN parent) finds its own
+	// record among them harmless.
+	all := d.networkRecords("")
+	var errs []error
+	recs := map[string]state.Network{} // every network still here, set up or not
+	var needRules []state.Network
+	gone := map[string]bool{} // networks whose rules were missing, not just re-asserted
+	for _, id := range ids {
+		n, ok := d.lookupNetwork(id)
+		if !ok {
+			continue // deleted meanwhile
+		}
+		rec := n.rec
+		recs[id] = rec // its endpoints are restored even if setup fails: their host ports stay held
+		b := d.backend(rec.Backend)
+		missing := missingLinks(rec)
+		if err := b.setup(&rec, all); err != nil {
+			errs = append(errs, d.rebuildFailed(rec, err))
+			continue
+		}
+		if len(missing) > 0 {
+			d.log.Info("repaired: re-created missing links", "network", short(rec.ID), "links", missing)
+			d.repaired(RepairLinks)
+		}
+		d.mu.Lock()
+		n.rec = rec // what setup created is ours to remove
+		d.mu.Unlock()
+		recs[id] = rec
+		gone[id] = b.rulesMissing(rec, s.rules)
+		// A re-created bridge gets its rules again even when they are all
+		// there: what they need of the bridge (route_localnet) went with it.
+		if gone[id] || len(missing) > 0 {
+			needRules = append(needRules, rec)
+		}
+	}
+	errs = append(errs, d.addRules(needRules, gone)...)
+	for _, ep := range d.endpointsOfNetworks(recs) {
+		n := recs[ep.NetworkID]
+		if err := d.backend(n.Backend).restoreEndpoint(n, ep, s.masters); err != nil {
+			d.log.Error("restore endpoint", "endpoint", short(ep.ID), "network", short(ep.NetworkID), "err", err)
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", short(ep.ID), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Driver) rebuildFailed(rec state.Network, err error) error {
+	d.log.Error("rebuild network", "network", short(rec.ID), "backend", rec.Backend, "err", err)
+	return fmt.Errorf("network %s: %w", short(rec.ID), err)
+}
+
+// addRules programs the rules of recs, one batch per backend, and counts
+// those that were gone as repaired.
+func (d *Driver) addRules(recs []state.Network, gone map[string]bool) []error {
+	byBackend := map[string][]state.Network{}
+	for _, rec := range recs {
+		byBackend[rec.Backend] = append(byBackend[rec.Backend], rec)
+	}
+	var errs []error
+	for kind, recs := range byBackend {
+		for i, err := range d.backend(kind).addRules(recs) {
+			rec := recs[i]
+			switch {
+			case err != nil:
+				errs = append(errs, d.rebuildFailed(rec, err))
+			case gone[rec.ID]:
+				d.log.Info("repaired: re-added missing firewall rules", "network", short(rec.ID), "bridge", rec.Bridge)
+				d.repaired(RepairFirewallRules)
+			}
+		}
+	}
+	return errs
+}
+
+// lockNetworks takes the locks of the networks ids in one order (sorted, as
+// everyone taking several does) until release.
+func (d *Driver) lockNetworks(ids []string) (release func()) {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	unlocks := make([]func(), 0, len(ids))
+	for _, id := range ids {
+		unlocks = append(unlocks, d.netLock(id))
+	}
+	return func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+}
+
+// endpointsOfNetworks returns the endpoints of the given networks, in one
+// pass over all endpoints.
+func (d *Driver) endpointsOfNetworks(nets map[string]state.Network) []state.Endpoint {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []state.Endpoint
+	for _, e := range d.endpoints {
+		if _, ok := nets[e.NetworkID]; ok {
+			out = append(out, *e)
+		}
+	}
+	return out
+}
+
+// Run checks the firewall until ctx ends: dockerd rebuilds its own chains at
+// every start and puts its jumps above ours.
+func (d *Driver) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.repairFirewall()
+		}
+	}
+}
+
+// repairFirewall re-asserts our jumps and rebuilds any network whose rules
+// are gone (iptables -F, firewalld reload): one iptables-save per family
+// when nothing is missing.
+func (d *Driver) repairFirewall() {
+	// Background work marks itself so a request it overlaps does not claim
+	// its iptables time.
+	span := timing.Begin()
+	defer span.End()
+	nets := d.networkRecords("")
+	if !slices.ContainsFunc(nets, func(n state.Network) bool { return d.backend(n.Backend).hasRules() }) {
+		return // no rules of ours to check
+	}
+	if err := d.fw.EnsureBase(); err != nil {
+		d.log.Warn("re-assert firewall jumps", "err", err)
+		return
+	}
+	present, err := d.rulesPresent()
+	if err != nil {
+		d.log.Warn("list firewall rules", "err", err)
+		return
+	}
+	var missing []string
+	for _, n := range nets {
+		if d.backend(n.Backend).rulesMissing(n, present) {
+			missing = append(missing, n.ID)
+		}
+	}
+	if len(missing) > 0 {
+		d.rebuild(missing, survey{rules: present}) // logs each failure
+	}
+}
+
+// rulesPresent lists the bridges whose firewall rules exist.
+func (d *Driver) rulesPresent() (map[string]bool, error) {
+	owned, err := d.fw.Owned()
+	present := map[string]bool{}
+	for _, b := range owned {
+		present[b] = true
+	}
+	return present, err
+}

@@ -1,0 +1,48 @@
+package driver
+
+import (
+	"maps"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/mynet/mynet/drift"
+	"github.com/mynet/mynet/driver/link"
+)
+
+// A bridge deleted by hand takes with it what its rules need of it
+// (route_localnet, for 127.0.0.1 published ports): a rebuild re-adds the
+// rules of a re-created bridge even though they were all still there.
+func TestRecreatedBridgeGetsWhatItsRulesNeed(t *testing.T) {
+	inNetns(t, func(e *env) {
+		const br = "mn-aaaaaaaaaaaa"
+		e.createNetwork(netA, "10.93.0.0/24", "10.93.0.1/24", nil)
+		routeLocalnet := func(when string) {
+			t.Helper()
+			b, err := os.ReadFile("/proc/sys/net/ipv4/conf/" + br + "/route_localnet")
+			if v := strings.TrimSpace(string(b)); err != nil || v != "1" {
+				t.Errorf("%s: route_localnet on %s = %q (%v), want 1", when, br, v, err)
+			}
+		}
+		routeLocalnet("after create")
+
+		if err := link.Delete(br); err != nil {
+			t.Fatal(err)
+		}
+		e.restart()
+		routeLocalnet("after a restart")
+		if got, want := e.repaired(), map[string]int{RepairLinks: 1}; !maps.Equal(got, want) {
+			t.Errorf("OnRepair heard %v, want %v (the rules were there)", got, want)
+		}
+
+		if err := link.Delete(br); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range e.d.Doctor(drift.View{}, false, true, 0) {
+			if !d.Fixed {
+				t.Errorf("doctor --fix: %+v", d)
+			}
+		}
+		routeLocalnet("after doctor --fix")
+	})
+}
