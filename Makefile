@@ -5,11 +5,12 @@
 #   make blackbox  the built binary in fresh network namespaces, no Docker needed
 #   make bench   benchmarks
 #   make demo    README quick start against the local Docker engine
+#   make demo-stop  stop the mynet that make demo left running
 
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build test setup vet unit blackbox fuzz fuzz-corpus uml integration integration-engine bench demo plugin plugin-rootfs plugin-test soak clean
+.PHONY: all build test setup vet unit blackbox fuzz fuzz-corpus uml integration integration-engine bench demo demo-stop plugin plugin-rootfs plugin-test soak clean
 
 all: build
 
@@ -109,6 +110,9 @@ bench: setup
 
 demo:
 	bash integration/demo.sh
+
+demo-stop:
+	bash integration/demo.sh --stop
 
 # Managed plugin mynet:latest in the local engine, no registry needed; run
 # again to upgrade it in place (integration/plugin/README.md).

@@ -7,12 +7,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -23,83 +21,15 @@ import (
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/metrics"
+	"github.com/mynet/mynet/reconcile"
 	"github.com/mynet/mynet/server"
 	"github.com/mynet/mynet/state"
-	"github.com/mynet/mynet/timing"
 )
 
-type config struct {
-	name, state, socketDir string
-	logLevel, logFormat    string
-	defaultPools           string
-	sysctlRoot             string
-	firewallInterval       time.Duration
-	metrics                metrics.Addr // zero: no metrics listener
-}
-
-func envOr(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok && v != "" {
-		return v
-	}
-	return def
-}
-
-func parseFlags(args []string) (config, error) {
-	var c config
-	fs := flag.NewFlagSet("mynet", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: mynet [flags]            serve the plugin\n       mynet COMMAND [--state FILE] [--json]\ncommands:\n")
-		for _, k := range []string{"networks", "endpoints", "pools", "ports", "doctor"} {
-			fmt.Fprintf(fs.Output(), "  %-10s %s\n", k, admin.Commands[k])
-		}
-		fmt.Fprintln(fs.Output(), "flags:")
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&c.name, "name", envOr("MYNET_NAME", "mynet"), "plugin name: socket NAME.sock and the driver name for -d (env MYNET_NAME)")
-	fs.StringVar(&c.state, "state", envOr("MYNET_STATE", "/var/lib/mynet/mynet.db"), "state file (env MYNET_STATE)")
-	fs.StringVar(&c.socketDir, "socket-dir", envOr("MYNET_SOCKET_DIR", "/run/docker/plugins"), "directory of the plugin socket (env MYNET_SOCKET_DIR)")
-	fs.StringVar(&c.logLevel, "log-level", envOr("MYNET_LOG_LEVEL", "info"), "debug, info, warn or error (env MYNET_LOG_LEVEL)")
-	fs.StringVar(&c.logFormat, "log-format", envOr("MYNET_LOG_FORMAT", "text"), "text or json (env MYNET_LOG_FORMAT)")
-	fs.StringVar(&c.defaultPools, "default-pools", envOr("MYNET_DEFAULT_POOLS", ipam.DefaultRanges),
-		"ranges automatic pools are cut from, BASE/LEN:SIZE comma-separated (env MYNET_DEFAULT_POOLS)")
-	fs.StringVar(&c.sysctlRoot, "sysctl-root", envOr("MYNET_SYSCTL_ROOT", "/proc/sys"),
-		"where to write sysctls: a managed plugin binds the host's /proc/sys/net read-write elsewhere (env MYNET_SYSCTL_ROOT)")
-	fs.DurationVar(&c.firewallInterval, "firewall-check", 5*time.Second, "how often to re-assert firewall jumps that dockerd may have pushed down")
-	metricsAddr := fs.String("metrics", envOr("MYNET_METRICS", ""),
-		"serve Prometheus /metrics on unix:/path.sock or host:port; off when empty (env MYNET_METRICS)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if *metricsAddr != "" {
-		a, err := metrics.ParseAddr(*metricsAddr)
-		if err != nil {
-			return c, err
-		}
-		c.metrics = a
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if strings.ContainsAny(c.name, "/ ") || c.name == "" {
-		return c, fmt.Errorf("--name %q: give a plain name such as mynet", c.name)
-	}
-	return c, nil
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: use text or json", format)
-}
+// dockerCallTimeout bounds each call the background reconcile makes to
+// Docker: it never holds a lock, but a hung dockerd should cost a run
+// seconds, not minutes.
+const dockerCallTimeout = 5 * time.Second
 
 func main() {
 	if len(os.Args) > 1 {
@@ -126,10 +56,6 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	ranges, err := ipam.ParseRanges(cfg.defaultPools)
-	if err != nil {
-		return fmt.Errorf("--default-pools: %w", err)
-	}
 	store, err := state.Open(cfg.state, state.Options{LockTimeout: time.Second})
 	if err != nil {
 		return err
@@ -137,12 +63,12 @@ func run(cfg config) error {
 	defer store.Close()
 
 	mets := metrics.New()
-	ipamDriver, err := ipam.New(ipam.Config{Store: store, Ranges: ranges, Log: log, OnRepair: mets.Repair})
+	ipamDriver, err := ipam.New(ipam.Config{Store: store, Ranges: cfg.ranges, Log: log, OnRepair: mets.Repair})
 	if err != nil {
 		return err
 	}
 	sysctls := link.Sysctls{Root: cfg.sysctlRoot}
-	fw, err := firewall.NewWithConfig(log, firewall.Config{Sysctls: sysctls})
+	fw, err := firewall.NewWithConfig(log, firewall.Config{Sysctls: sysctls, Owner: store.InstanceID()})
 	if err != nil {
 		return err
 	}
@@ -154,37 +80,33 @@ func run(cfg config) error {
 	sock := filepath.Join(cfg.socketDir, cfg.name+".sock")
 	ln, err := server.Listen(sock)
 	if err != nil {
-		return err
+		return fmt.Errorf("plugin socket (--name, --socket-dir): %w", err)
 	}
-	defer os.Remove(sock)
+	defer ln.Close() // removes the socket while it is still ours
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go netDriver.Run(ctx, cfg.firewallInterval)
 
+	repairer := reconcile.NewRepairer(netDriver, ipamDriver, log)
 	adminSock := admin.SocketPath(cfg.state)
 	adminLn, err := server.Listen(adminSock)
 	if err != nil {
-		return err
+		return fmt.Errorf("admin socket (next to --state): %w", err)
 	}
-	defer os.Remove(adminSock)
+	defer adminLn.Close()
 	go func() {
 		if err := admin.Serve(ctx, adminLn, admin.Handlers{
 			Snapshot: func() admin.Snapshot {
 				nets, eps := netDriver.Snapshot()
 				return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}
 			},
-			Doctor: func(r admin.DoctorRequest, grace time.Duration) []drift.Drift {
-				span := timing.Begin() // its kernel and bbolt work is no request's
-				defer span.End()
-				drifts := netDriver.Doctor(r.View, r.HasView, r.Fix, grace)
-				if r.HasView {
-					drifts = append(drifts, ipamDriver.Doctor(r.View, r.Fix, grace)...)
+			Doctor: func(r admin.DoctorRequest, grace time.Duration) ([]drift.Drift, error) {
+				run := reconcile.Run{View: r.View, HasView: r.HasView, Grace: grace, Force: r.Force, By: "doctor"}
+				if r.Fix {
+					run.Fix = drift.FixAll
 				}
-				for _, d := range drifts {
-					log.Info("doctor", "kind", d.Kind, "object", d.Object, "fixed", d.Fixed, "err", d.Error)
-				}
-				return drifts
+				return repairer.Do(run)
 			},
 		}); err != nil {
 			log.Error("admin socket", "err", err)
@@ -197,11 +119,9 @@ func run(cfg config) error {
 		if err != nil {
 			return err
 		}
-		if cfg.metrics.Path != "" {
-			defer os.Remove(cfg.metrics.Path)
-		}
+		defer metricsLn.Close()
 		go func() {
-			if err := metrics.Serve(ctx, metricsLn, cfg.metrics, mets); err != nil {
+			if err := metrics.Serve(ctx, metricsLn, mets); err != nil {
 				log.Error("metrics", "err", err)
 			}
 		}()
@@ -214,6 +134,23 @@ func run(cfg config) error {
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving", "socket", sock, "state", cfg.state, "default_pools", cfg.defaultPools)
 
+	// Docker is asked only from here on: dockerd waits for its plugins at
+	// boot, so a plugin that waited for dockerd first would deadlock it.
+	reconciled := make(chan struct{})
+	if cfg.reconcileEvery > 0 {
+		loop := &reconcile.Loop{Repairer: repairer, Every: cfg.reconcileEvery, Grace: cfg.reconcileGrace, Log: log, OnRun: mets.ReconcileRun,
+			View: func(ctx context.Context) (drift.View, error) {
+				return drift.Fetch(ctx, cfg.dockerSocket, dockerCallTimeout)
+			}}
+		go func() {
+			defer close(reconciled)
+			loop.Run(ctx)
+		}()
+		log.Info("background reconcile with Docker's view", "every", cfg.reconcileEvery, "grace", cfg.reconcileGrace, "docker", cfg.dockerSocket)
+	} else {
+		close(reconciled)
+	}
+
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve %s: %w", sock, err)
@@ -225,5 +162,6 @@ func run(cfg config) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
+	<-reconciled // a repair in progress ends before the store closes
 	return nil
 }

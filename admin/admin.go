@@ -32,18 +32,22 @@ type Snapshot struct {
 func SocketPath(statePath string) string { return statePath + ".sock" }
 
 // DoctorRequest is what `mynet doctor` sends the daemon: Docker's view (the
-// CLI asks Docker; the daemon never does) and whether to repair.
+// CLI reads it, so an operator gets an answer now, whatever the daemon's
+// own background reconcile does) and whether to repair.
 type DoctorRequest struct {
 	View    drift.View `json:"view"`
 	HasView bool       `json:"has_view"` // false: --no-docker, kernel only
 	Fix     bool       `json:"fix"`
+	Force   bool       `json:"force"` // fix even if the view shares no network with the store
 	Grace   string     `json:"grace"` // a Go duration
 }
 
 // Handlers are what the admin socket serves.
 type Handlers struct {
 	Snapshot func() Snapshot
-	Doctor   func(DoctorRequest, time.Duration) []drift.Drift
+	// Doctor answers a doctor request; an error is a refusal to repair,
+	// sent back as 409 with its text.
+	Doctor func(DoctorRequest, time.Duration) ([]drift.Drift, error)
 }
 
 // Serve answers GET /v1/snapshot and POST /v1/doctor on ln until ctx ends.
@@ -66,7 +70,11 @@ func Serve(ctx context.Context, ln net.Listener, h Handlers) error {
 			http.Error(w, fmt.Sprintf("bad grace %q: give a duration such as 30s", req.Grace), http.StatusBadRequest)
 			return
 		}
-		drifts := h.Doctor(req, grace)
+		drifts, err := h.Doctor(req, grace)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
 		if drifts == nil {
 			drifts = []drift.Drift{}
 		}

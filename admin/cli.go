@@ -28,7 +28,7 @@ var Commands = map[string]string{
 	"endpoints": "list endpoints, all or of one NETWORK (id, id prefix or bridge)",
 	"pools":     "list IPAM pools with their use",
 	"ports":     "list published ports",
-	"doctor":    "compare store, kernel and Docker's view; --fix repairs (exit 4: drift left)",
+	"doctor":    "compare store, kernel and Docker's view; --fix repairs (exit 4: drift left, 5: --fix refused)",
 }
 
 // Run runs one subcommand (args[0]) and returns its exit code.

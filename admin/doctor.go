@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,8 +17,13 @@ import (
 	"github.com/mynet/mynet/drift"
 )
 
-// ExitDrift: mynet doctor found drift it did not (or could not) repair.
-const ExitDrift = 4
+const (
+	// ExitDrift: mynet doctor found drift it did not (or could not) repair.
+	ExitDrift = 4
+	// ExitRefused: --fix refused, Docker's view shares no network with the
+	// store (the wrong engine?); --force overrides.
+	ExitRefused = 5
+)
 
 // runDoctor is `mynet doctor`: Docker's view from the Docker API, compared
 // by the daemon with its store and the kernel, repaired with --fix.
@@ -27,9 +33,9 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 	statePath := fs.String("state", defaultState, "state file of the mynet to check (env MYNET_STATE)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	fix := fs.Bool("fix", false, "repair what is found")
-	name := fs.String("name", envOr("MYNET_NAME", "mynet"), "the name Docker knows this mynet by (-d / --ipam-driver; NAME:TAG also matches) (env MYNET_NAME)")
 	dockerHost := fs.String("docker-host", envOr("DOCKER_HOST", "unix:///var/run/docker.sock"), "Docker API socket (env DOCKER_HOST)")
 	noDocker := fs.Bool("no-docker", false, "compare the store with the kernel only")
+	force := fs.Bool("force", false, "with --fix: repair even when Docker's view shares no network with the store (only if Docker really has none of them)")
 	grace := fs.Duration("grace", 30*time.Second, "leave records younger than this alone: Docker may be about to use them")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
@@ -38,9 +44,9 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "mynet doctor: unexpected argument %q\n", fs.Arg(0))
 		return ExitUsage
 	}
-	sock, ok := strings.CutPrefix(*dockerHost, "unix://")
-	if !ok && !*noDocker {
-		fmt.Fprintf(stderr, "mynet doctor: --docker-host %q: give unix:///path/to/docker.sock\n", *dockerHost)
+	sock, err := drift.ParseDockerHost(*dockerHost)
+	if err != nil && !*noDocker {
+		fmt.Fprintf(stderr, "mynet doctor: --docker-host %v\n", err)
 		return ExitUsage
 	}
 	if *grace < 0 {
@@ -48,10 +54,10 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 		return ExitUsage
 	}
 
-	req := DoctorRequest{Fix: *fix, Grace: grace.String(), HasView: !*noDocker}
+	req := DoctorRequest{Fix: *fix, Force: *force, Grace: grace.String(), HasView: !*noDocker}
 	if !*noDocker {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		v, err := drift.Fetch(ctx, sock, drift.IPAMNameMatcher(*name))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		v, err := drift.Fetch(ctx, sock, 30*time.Second)
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "mynet doctor: %v\n", err)
@@ -60,6 +66,10 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 		req.View = v
 	}
 	drifts, err := askDoctor(SocketPath(*statePath), req)
+	if errors.Is(err, errRefused) {
+		fmt.Fprintf(stderr, "mynet doctor: %v; if Docker really has none of them, --fix --force repairs anyway\n", err)
+		return ExitRefused
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "mynet doctor: %v\n", err)
 		return ExitError
@@ -102,6 +112,9 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 	return code
 }
 
+// errRefused: the daemon refused to repair (409), saying why.
+var errRefused = errors.New("--fix refused")
+
 // askDoctor posts the request to the daemon, which holds the state and the
 // per-network locks the repairs need.
 func askDoctor(sock string, req DoctorRequest) ([]drift.Drift, error) {
@@ -114,6 +127,10 @@ func askDoctor(sock string, req DoctorRequest) ([]drift.Drift, error) {
 		return nil, fmt.Errorf("admin socket %s: %w", sock, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusConflict {
+		msg, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("%w: %s", errRefused, strings.TrimSpace(string(msg)))
+	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(resp.Body)
 		return nil, fmt.Errorf("daemon answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))

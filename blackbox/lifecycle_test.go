@@ -48,7 +48,7 @@ func TestDaemonLockStaleSocketAndGracefulStop(t *testing.T) {
 		t.Fatalf("second instance took %v to give up", time.Since(start))
 	}
 
-	if msg := first.call(t, "/IpamDriver.RequestPool", `{"Pool":"10.71.0.0/24"}`); msg != "" {
+	if msg := first.call(t, "/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.71.0.0/24"}`); msg != "" {
 		t.Fatalf("request pool: %s", msg)
 	}
 	if err := first.stop(); err != nil {
@@ -75,7 +75,7 @@ func TestDaemonLockStaleSocketAndGracefulStop(t *testing.T) {
 func TestInspectionCommands(t *testing.T) {
 	d := startDaemon(t)
 	for _, call := range []struct{ path, json string }{
-		{"/IpamDriver.RequestPool", `{"Pool":"10.72.0.0/24"}`},
+		{"/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.72.0.0/24"}`},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.72.0.0/24"}`},
 	} {
 		if msg := d.call(t, call.path, call.json); msg != "" {

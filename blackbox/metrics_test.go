@@ -16,7 +16,7 @@ func TestDaemonMetricsOverUnixSocket(t *testing.T) {
 	msock := filepath.Join(t.TempDir(), "metrics.sock")
 	d := startDaemon(t, "--metrics", "unix:"+msock)
 	for _, call := range []struct{ path, body string }{
-		{"/IpamDriver.RequestPool", `{"Pool":"10.77.0.0/24"}`},
+		{"/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.77.0.0/24"}`},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.77.0.0/24","Options":{"RequestAddressType":"com.docker.network.gateway"}}`},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.77.0.0/24"}`},
 		{"/NetworkDriver.CreateNetwork", network("0123456789ab", "10.77.0.0/24")},

@@ -1,8 +1,6 @@
-// Package drift holds what `mynet doctor` compares: Docker's own view of
-// networks and endpoints, read by the CLI from the Docker API (the daemon
-// never calls Docker: dockerd waits for plugins at boot, so a plugin that
-// waits for dockerd deadlocks it), and the drift found against the store
-// and the kernel.
+// Package drift holds what `mynet doctor` and the daemon's background
+// reconcile compare: Docker's own view of networks and endpoints, read from
+// the Docker API, and the drift found against the store and the kernel.
 package drift
 
 import (
@@ -19,17 +17,17 @@ import (
 
 // View is Docker's view at one moment.
 type View struct {
-	// FetchedAt is when the CLI started asking Docker: store records created
-	// after FetchedAt - grace are too young to judge.
+	// FetchedAt is when the asking began: store records created after
+	// FetchedAt - grace are too young to judge.
 	FetchedAt time.Time          `json:"fetched_at"`
 	Networks  map[string]Network `json:"networks"` // by full network id
 }
 
 // Network is one Docker network.
 type Network struct {
-	Name    string `json:"name"`
-	Driver  string `json:"driver"`
-	OurIPAM bool   `json:"our_ipam"` // its IPAM driver is this mynet
+	Name   string `json:"name"`
+	Driver string `json:"driver"`
+	IPAM   string `json:"ipam"` // the IPAM driver's name
 	// Pools are the subnets (and ip-ranges) Docker got from the IPAM driver.
 	Pools     []Pool              `json:"pools,omitempty"`
 	Endpoints map[string]Endpoint `json:"endpoints"` // by full endpoint id
@@ -59,6 +57,13 @@ type Drift struct {
 	Error  string `json:"error,omitempty"` // why the fix failed, or why there is none
 }
 
+// Fix decides which drifts a doctor run repairs; nil repairs none. It is
+// asked only about drifts that have a repair.
+type Fix func(Drift) bool
+
+// FixAll repairs every drift found: `mynet doctor --fix`.
+func FixAll(Drift) bool { return true }
+
 // Drift kinds; also the kinds of repair the driver reports (metrics label
 // mynet_repairs_total{kind}).
 const (
@@ -74,16 +79,28 @@ const (
 	OrphanRules             = "orphan_firewall_rules"
 )
 
-// Fetch reads Docker's view from the Docker API on a unix socket. ipamNames
-// are the names Docker knows our IPAM by (NAME, NAME:TAG for a managed plugin).
-func Fetch(ctx context.Context, socket string, isOurIPAM func(driver string) bool) (View, error) {
+// ParseDockerHost gives the socket path of a unix:// Docker host, the only
+// kind mynet talks to.
+func ParseDockerHost(host string) (string, error) {
+	sock, ok := strings.CutPrefix(host, "unix://")
+	if !ok || !strings.HasPrefix(sock, "/") {
+		return "", fmt.Errorf("%q: give unix:///path/to/docker.sock (mynet reads Docker's view over a unix socket only)", host)
+	}
+	return sock, nil
+}
+
+// Fetch reads Docker's view from the Docker API on a unix socket. Each call
+// to Docker gets callTimeout: a dockerd that hangs costs that long, no more.
+func Fetch(ctx context.Context, socket string, callTimeout time.Duration) (View, error) {
 	v := View{FetchedAt: time.Now().UTC(), Networks: map[string]Network{}}
-	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	c := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 		}}}
 	defer c.CloseIdleConnections()
 	get := func(path string, out any) error {
+		ctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/v1.41"+path, nil)
 		if err != nil {
 			return err
@@ -99,7 +116,10 @@ func Fetch(ctx context.Context, socket string, isOurIPAM func(driver string) boo
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("docker GET %s: %s", path, resp.Status)
 		}
-		return json.NewDecoder(resp.Body).Decode(out)
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("docker GET %s: %w", path, err)
+		}
+		return nil
 	}
 	var list []struct {
 		ID string `json:"Id"`
@@ -115,7 +135,7 @@ func Fetch(ctx context.Context, socket string, isOurIPAM func(driver string) boo
 			}
 			return v, err
 		}
-		v.Networks[n.ID] = n.convert(isOurIPAM)
+		v.Networks[n.ID] = n.convert()
 	}
 	return v, nil
 }
@@ -139,8 +159,8 @@ type dockerNetwork struct {
 	}
 }
 
-func (n dockerNetwork) convert(isOurIPAM func(string) bool) Network {
-	out := Network{Name: n.Name, Driver: n.Driver, OurIPAM: isOurIPAM(n.IPAM.Driver), Endpoints: map[string]Endpoint{}}
+func (n dockerNetwork) convert() Network {
+	out := Network{Name: n.Name, Driver: n.Driver, IPAM: n.IPAM.Driver, Endpoints: map[string]Endpoint{}}
 	for _, c := range n.IPAM.Config {
 		var p Pool
 		p.Subnet, _ = netip.ParsePrefix(c.Subnet)
@@ -168,14 +188,6 @@ func addrOf(s string) netip.Addr {
 	}
 	a, _ := netip.ParseAddr(s)
 	return a
-}
-
-// IPAMNameMatcher says whether a Docker IPAM driver name is this mynet:
-// NAME for a legacy plugin, NAME:TAG for a managed one.
-func IPAMNameMatcher(name string) func(string) bool {
-	return func(driver string) bool {
-		return driver == name || strings.HasPrefix(driver, name+":")
-	}
 }
 
 // Mature says whether a record created at created can be judged against a

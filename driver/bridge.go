@@ -2,10 +2,12 @@ package driver
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 
 	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
 )
@@ -66,7 +68,8 @@ func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 }
 
 // setup makes the kernel match rec: bridge, gateway addresses, forwarding.
-// It records in rec whether it created the bridge.
+// It records in rec whether it created the bridge and, on a bridge it did
+// not create, the settings the rules are about to change (noteSysctls).
 func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr error) {
 	d := b.d
 	created, err := link.EnsureBridge(rec.Bridge, rec.MTU)
@@ -105,12 +108,60 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 			}
 		}
 	}
+	return d.noteSysctls(rec)
+}
+
+// noteSysctls records in rec, on a bridge we did not create, the value that
+// each setting the firewall is about to change has now, unless it was noted
+// before (by the create, or a start before this one).
+func (d *Driver) noteSysctls(rec *state.Network) error {
+	if rec.BridgeCreated {
+		return nil
+	}
+	for key, value := range firewall.BridgeSysctls(fwNetwork(*rec)) {
+		if _, noted := rec.SysctlsBefore[key]; noted {
+			continue
+		}
+		cur, err := d.sysctls.Get(key)
+		if err != nil {
+			return err
+		}
+		if cur == value {
+			continue // nothing to put back
+		}
+		noted := maps.Clone(rec.SysctlsBefore) // the caller's copy of rec may share the map
+		if noted == nil {
+			noted = map[string]string{}
+		}
+		noted[key] = cur
+		rec.SysctlsBefore = noted
+	}
 	return nil
 }
 
-// teardown removes the rules, then the bridge.
+// putSysctlsBack gives the settings noted in rec their earlier values where
+// they still hold what the firewall wrote (a later change is someone
+// else's).
+func (d *Driver) putSysctlsBack(rec state.Network) error {
+	wrote := firewall.BridgeSysctls(fwNetwork(rec))
+	var errs []error
+	for key, prev := range rec.SysctlsBefore {
+		cur, err := d.sysctls.Get(key)
+		if err != nil || cur != wrote[key] {
+			continue // the bridge is gone, or the value is no longer ours
+		}
+		if _, _, err := d.sysctls.Set(key, prev); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// teardown puts back the settings noted on a bridge we did not create (first,
+// so that route_localnet is never on without the rules that guard it), then
+// removes the rules and the bridge.
 func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
-	return errors.Join(b.d.fw.RemoveNetwork(fwNetwork(rec)), removeBridge(rec))
+	return errors.Join(b.d.putSysctlsBack(rec), b.d.fw.RemoveNetwork(fwNetwork(rec)), removeBridge(rec))
 }
 
 // removeBridge deletes the bridge if we made it, else only our addresses on it.

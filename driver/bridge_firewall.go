@@ -27,8 +27,11 @@ func (b bridgeBackend) addRules(recs []state.Network) []error {
 		fws[i] = fwNetwork(rec)
 	}
 	if len(fws) > 1 {
-		err := b.d.fw.AddNetworks(fws)
+		changed, err := b.d.fw.AddNetworks(fws)
 		if err == nil {
+			if len(changed) > 0 {
+				b.d.log.Info("firewall rules added or brought up to date", "networks", len(changed), "of", len(fws))
+			}
 			return errs
 		}
 		b.d.log.Warn("adding the rules of many networks at once failed: one by one", "networks", len(fws), "err", err)

@@ -11,14 +11,14 @@ import (
 )
 
 // Doctor compares the driver's records with the kernel and, when hasView,
-// with Docker's view; with fix it repairs each drift the way the protocol
-// call or the start-up restore would, under the network's lock, after
-// checking the drift still holds.
-func (d *Driver) Doctor(v drift.View, hasView, fix bool, grace time.Duration) []drift.Drift {
+// with Docker's view, and repairs each drift fix approves the way the
+// protocol call or the start-up restore would, under the network's lock,
+// after checking the drift still holds.
+func (d *Driver) Doctor(v drift.View, hasView bool, fix drift.Fix, grace time.Duration) []drift.Drift {
 	var out []drift.Drift
 	// Each repair counts what it put right itself (see counted).
 	report := func(dr drift.Drift, repair func() error) {
-		if fix && repair != nil {
+		if repair != nil && fix != nil && fix(dr) {
 			if err := repair(); err != nil {
 				dr.Error = err.Error()
 			} else {

@@ -47,11 +47,11 @@ func TestDoctorFindsAndFixes(t *testing.T) {
 		// Young records are left alone whatever Docker says.
 		young := view
 		young.FetchedAt = time.Now()
-		if k := kinds(e.d.Doctor(young, true, false, time.Hour)); k[drift.NetworkUnknownToDocker]+k[drift.EndpointUnknownToDocker] != 0 {
+		if k := kinds(e.d.Doctor(young, true, nil, time.Hour)); k[drift.NetworkUnknownToDocker]+k[drift.EndpointUnknownToDocker] != 0 {
 			t.Errorf("records younger than the grace were judged: %v", k)
 		}
 
-		ds := e.d.Doctor(view, true, false, 0)
+		ds := e.d.Doctor(view, true, nil, 0)
 		k := kinds(ds)
 		if k[drift.NetworkUnknownToDocker] != 1 || k[drift.EndpointUnknownToDocker] != 1 || k[drift.LinksMissing] != 1 || k[drift.OrphanLink] != 1 {
 			t.Fatalf("drift: %+v", ds)
@@ -65,12 +65,12 @@ func TestDoctorFindsAndFixes(t *testing.T) {
 			t.Fatal("doctor without fix removed a link")
 		}
 
-		for _, d := range e.d.Doctor(view, true, true, 0) {
+		for _, d := range e.d.Doctor(view, true, drift.FixAll, 0) {
 			if !d.Fixed {
 				t.Errorf("not fixed: %+v", d)
 			}
 		}
-		if ds := e.d.Doctor(view, true, false, 0); len(ds) != 0 {
+		if ds := e.d.Doctor(view, true, nil, 0); len(ds) != 0 {
 			t.Errorf("after fix: %+v", ds)
 		}
 		if ok, _ := link.Exists("mn-aaaaaaaaaaaa"); !ok {
@@ -111,7 +111,7 @@ func TestDoctorLeavesCallsInFlightAlone(t *testing.T) {
 				return
 			}
 			for i := 0; i < 20; i++ {
-				for _, d := range e.d.Doctor(drift.View{}, false, true, 0) {
+				for _, d := range e.d.Doctor(drift.View{}, false, drift.FixAll, 0) {
 					fixed = append(fixed, d)
 				}
 			}

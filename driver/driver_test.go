@@ -68,7 +68,7 @@ func (e *env) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	fw, err := firewall.New(nil)
+	fw, err := firewall.NewWithConfig(nil, firewall.Config{Owner: s.InstanceID()}) // as main wires it
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -509,7 +509,7 @@ func BenchmarkStartWith200Networks2000Endpoints(b *testing.B) {
 			if err != nil {
 				fail(err)
 			}
-			fw, err := firewall.New(nil)
+			fw, err := firewall.NewWithConfig(nil, firewall.Config{Owner: s.InstanceID()})
 			if err != nil {
 				fail(err)
 			}

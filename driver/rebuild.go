@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -35,6 +36,7 @@ func (d *Driver) repaired(kind string) {
 type survey struct {
 	rules   map[string]bool   // bridges whose firewall rules exist
 	masters map[string]string // every link's master ("" none)
+	recheck bool              // program every network's rules, present or not (idempotent)
 }
 
 // rebuild makes the kernel match the records of the networks ids and of
@@ -71,6 +73,7 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 			d.log.Info("repaired: re-created missing links", "network", short(rec.ID), "links", missing)
 			d.repaired(RepairLinks)
 		}
+		d.saveNotedSysctls(n.rec, rec)
 		d.mu.Lock()
 		n.rec = rec // what setup created is ours to remove
 		d.mu.Unlock()
@@ -78,7 +81,7 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 		gone[id] = b.rulesMissing(rec, s.rules)
 		// A re-created bridge gets its rules again even when they are all
 		// there: what they need of the bridge (route_localnet) went with it.
-		if gone[id] || len(missing) > 0 {
+		if gone[id] || len(missing) > 0 || s.recheck {
 			needRules = append(needRules, rec)
 		}
 	}
@@ -91,6 +94,27 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// saveNotedSysctls stores the settings that setup noted in now.SysctlsBefore
+// and the stored record lacks (a network made by an older mynet, on a user's
+// bridge set up again since), so that they are put back however many starts
+// later the network goes.
+func (d *Driver) saveNotedSysctls(was, now state.Network) {
+	if maps.Equal(was.SysctlsBefore, now.SysctlsBefore) {
+		return
+	}
+	err := d.store.Update(func(tx *state.Tx) error {
+		stored, ok, err := tx.Network(now.ID)
+		if err != nil || !ok {
+			return err
+		}
+		stored.SysctlsBefore = now.SysctlsBefore
+		return tx.PutNetwork(stored)
+	})
+	if err != nil {
+		d.log.Warn("record the settings to put back on the bridge", "network", short(now.ID), "err", err)
+	}
 }
 
 func (d *Driver) rebuildFailed(rec state.Network, err error) error {

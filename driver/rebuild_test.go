@@ -38,7 +38,7 @@ func TestRecreatedBridgeGetsWhatItsRulesNeed(t *testing.T) {
 		if err := link.Delete(br); err != nil {
 			t.Fatal(err)
 		}
-		for _, d := range e.d.Doctor(drift.View{}, false, true, 0) {
+		for _, d := range e.d.Doctor(drift.View{}, false, drift.FixAll, 0) {
 			if !d.Fixed {
 				t.Errorf("doctor --fix: %+v", d)
 			}

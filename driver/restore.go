@@ -47,12 +47,14 @@ func (d *Driver) restore() error {
 }
 
 // surveyAll reads our rules once instead of once per network, and dumps
-// every link once instead of asking for each endpoint and orphan. The rules
-// of networks already present are trusted (the periodic check re-adds any
-// that go missing later). The links a rebuild creates are not in the dump:
-// none is an endpoint's, and every one is claimed by a record.
+// every link once instead of asking for each endpoint and orphan. Every
+// network's rules are compared with what this version wants (recheck), in
+// one batch: present and current rules cost no iptables process, and rules
+// partly gone or made by an older mynet are brought up to date. The links a
+// rebuild creates are not in the dump: none is an endpoint's, and every one
+// is claimed by a record.
 func (d *Driver) surveyAll() survey {
-	var s survey
+	s := survey{recheck: true}
 	var err error
 	if s.rules, err = d.rulesPresent(); err != nil {
 		d.log.Warn("list firewall rules", "err", err) // all re-added
@@ -127,8 +129,7 @@ func (d *Driver) findOrphans(s survey) []orphan {
 		return out
 	}
 	for _, o := range owned {
-		// Rules of a bridge another instance marked are that instance's.
-		if alias := link.Alias(o.Bridge); !ids[o.ID] && (alias == "" || alias == d.owner) {
+		if !ids[o.ID] && d.madeRules(o) {
 			out = append(out, orphan{
 				drift: drift.Drift{Kind: drift.OrphanRules, Object: "network " + o.ID,
 					Detail: fmt.Sprintf("firewall rules (bridge %s) no record claims", o.Bridge)},
@@ -137,6 +138,21 @@ func (d *Driver) findOrphans(s survey) []orphan {
 		}
 	}
 	return out
+}
+
+// madeRules tells whether this instance made the rules of o. They name the
+// instance that made them; rules that name none (an older mynet made them)
+// are ours on a bridge we marked, or on a bridge that is gone, where they
+// match nothing. On a bridge with no mark they may be another instance's:
+// they stay.
+func (d *Driver) madeRules(o firewall.OwnedNetwork) bool {
+	if o.Owner != "" {
+		return "mynet:"+o.Owner == d.owner
+	}
+	if ok, _ := link.Exists(o.Bridge); !ok {
+		return true
+	}
+	return link.Alias(o.Bridge) == d.owner
 }
 
 // missingLinks names the network-level links a record expects but the

@@ -2,8 +2,9 @@
 
 package integration
 
-// The bridge backend end to end: reachability, isolation, --internal, ICC
-// off, MTU, IPv6, connect/disconnect, multi-homed containers, option errors,
+// The bridge backend end to end: reachability and isolation, multi-homed
+// containers, connect/disconnect, --internal, ICC off, MTU, IPv6, option
+// errors, given bridges, gateways and address ranges, overlaps,
 // outbound NAT seen from an outside namespace (which has no route to
 // container subnets, so what it sees proves whether the host masqueraded),
 // and "nothing is left behind" after every test.
@@ -75,6 +76,69 @@ func TestBridgeReachAndIsolation(t *testing.T) {
 	})
 }
 
+// A container on two mynet networks from its start.
+func TestBridgeTwoNetworks(t *testing.T) {
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		sfx := fmt.Sprint(i)
+		a, b := netPair(t, lc, ipam, "mit-two", i, 92)
+		both, pa, pb := "mit-two-both-"+sfx, "mit-two-pa-"+sfx, "mit-two-pb-"+sfx
+		t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", both) })
+		mustDocker(t, "create", "--name", both, "--network", a, testImage, "sleep", "3600")
+		mustDocker(t, "network", "connect", b, both)
+		mustDocker(t, "start", both)
+		runContainer(t, pa, "--network", a)
+		runContainer(t, pb, "--network", b)
+		ipA, ipB := containerIP(t, both, a), containerIP(t, both, b)
+		if o := mustDockerExec(t, both, "ip", "-o", "-4", "addr"); !strings.Contains(o, ipA.String()+"/") || !strings.Contains(o, ipB.String()+"/") {
+			t.Errorf("%s should have %s and %s:\n%s", both, ipA, ipB, o)
+		}
+		for _, c := range []struct {
+			from string
+			to   netip.Addr
+		}{{both, containerIP(t, pa, a)}, {both, containerIP(t, pb, b)}, {pa, ipA}, {pb, ipB}} {
+			expectPing(t, "", c.from, c.to)
+		}
+		// The two-legged container does not join the networks.
+		expectNoPing(t, "a -> b through nothing", pa, containerIP(t, pb, b))
+	})
+}
+
+// docker network connect / disconnect of a running container.
+func TestBridgeConnectDisconnect(t *testing.T) {
+	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
+		sfx := fmt.Sprint(i)
+		a, b := netPair(t, lc, ipam, "mit-conn", i, 90)
+		c1, c2, c3 := "mit-conn-1-"+sfx, "mit-conn-2-"+sfx, "mit-conn-3-"+sfx
+		runContainer(t, c1, "--network", a)
+		runContainer(t, c2, "--network", a)
+		runContainer(t, c3, "--network", b)
+		ip2, ip3 := containerIP(t, c2, a), containerIP(t, c3, b)
+
+		mustDocker(t, "network", "connect", b, c1)
+		epB := containerNet(t, c1, b)
+		ip1b := netip.MustParseAddr(epB.IPAddress)
+		if o := mustDockerExec(t, c1, "ip", "-o", "-4", "addr", "show", "dev", "eth1"); !strings.Contains(o, ip1b.String()+"/") {
+			t.Errorf("after connect, eth1 of %s lacks %s:\n%s", c1, ip1b, o)
+		}
+		expectPing(t, "after connect, to the new network", c1, ip3)
+		expectPing(t, "after connect, from the new network", c3, ip1b)
+		expectPing(t, "after connect, to the first network", c1, ip2)
+		if err := pingName(c3, c1); err != nil {
+			t.Errorf("after connect, by name: %v", err)
+		}
+
+		mustDocker(t, "network", "disconnect", b, c1)
+		if o, err := dockerExec(c1, "ip", "-o", "addr"); err != nil || strings.Contains(o, ip1b.String()+"/") || strings.Contains(o, "eth1") {
+			t.Errorf("after disconnect, %s still has eth1/%s (%v):\n%s", c1, ip1b, err, o)
+		}
+		if host := "mnh" + epB.EndpointID[:12]; linkExists(host) {
+			t.Errorf("after disconnect, host veth %s still exists", host)
+		}
+		expectPing(t, "after disconnect, first network", c1, ip2)
+		expectNoPing(t, "after disconnect, the old network must be unreachable", c1, ip3)
+	})
+}
+
 // --internal: own subnet only; neither another network nor an outside
 // namespace (which has a route back to the internal subnet, so only the
 // firewall can stop the traffic).
@@ -127,9 +191,7 @@ func TestBridgeICCOff(t *testing.T) {
 	lc := bridgeTest(t)
 	lc.net("mit-icc", mynetNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", freeV4Subnet(t, 86).String(),
 		"-o", "com.docker.network.bridge.enable_icc=false")...)
-	port := freePort(t)
-	token := newToken("icc")
-	runWebServer(t, "mit-icc-1", token, "--network", "mit-icc", "-p", fmt.Sprintf("%d:80", port))
+	port, token := runPublishedWebServer(t, "mit-icc-1", "", "--network", "mit-icc")
 	runContainer(t, "mit-icc-2", "--network", "mit-icc")
 	ip1, ip2 := containerIP(t, "mit-icc-1", "mit-icc"), containerIP(t, "mit-icc-2", "mit-icc")
 	gw := netip.MustParseAddr(containerNet(t, "mit-icc-1", "mit-icc").Gateway)
@@ -232,69 +294,6 @@ func TestBridgeIPv6(t *testing.T) {
 		expectPing(t, "control", c3, netip.MustParseAddr(containerNet(t, c3, b).IPv6Gateway))
 		expectNoPing(t, "IPv6 isolation A -> B", c1, ip3)
 		expectNoPing(t, "IPv6 isolation B -> A", c3, ip1)
-	})
-}
-
-// docker network connect / disconnect of a running container.
-func TestBridgeConnectDisconnect(t *testing.T) {
-	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
-		sfx := fmt.Sprint(i)
-		a, b := netPair(t, lc, ipam, "mit-conn", i, 90)
-		c1, c2, c3 := "mit-conn-1-"+sfx, "mit-conn-2-"+sfx, "mit-conn-3-"+sfx
-		runContainer(t, c1, "--network", a)
-		runContainer(t, c2, "--network", a)
-		runContainer(t, c3, "--network", b)
-		ip2, ip3 := containerIP(t, c2, a), containerIP(t, c3, b)
-
-		mustDocker(t, "network", "connect", b, c1)
-		epB := containerNet(t, c1, b)
-		ip1b := netip.MustParseAddr(epB.IPAddress)
-		if o := mustDockerExec(t, c1, "ip", "-o", "-4", "addr", "show", "dev", "eth1"); !strings.Contains(o, ip1b.String()+"/") {
-			t.Errorf("after connect, eth1 of %s lacks %s:\n%s", c1, ip1b, o)
-		}
-		expectPing(t, "after connect, to the new network", c1, ip3)
-		expectPing(t, "after connect, from the new network", c3, ip1b)
-		expectPing(t, "after connect, to the first network", c1, ip2)
-		if err := pingName(c3, c1); err != nil {
-			t.Errorf("after connect, by name: %v", err)
-		}
-
-		mustDocker(t, "network", "disconnect", b, c1)
-		if o, err := dockerExec(c1, "ip", "-o", "addr"); err != nil || strings.Contains(o, ip1b.String()+"/") || strings.Contains(o, "eth1") {
-			t.Errorf("after disconnect, %s still has eth1/%s (%v):\n%s", c1, ip1b, err, o)
-		}
-		if host := "mnh" + epB.EndpointID[:12]; linkExists(host) {
-			t.Errorf("after disconnect, host veth %s still exists", host)
-		}
-		expectPing(t, "after disconnect, first network", c1, ip2)
-		expectNoPing(t, "after disconnect, the old network must be unreachable", c1, ip3)
-	})
-}
-
-// A container on two mynet networks from its start.
-func TestBridgeTwoNetworks(t *testing.T) {
-	forEachIPAM(t, func(t *testing.T, i int, ipam []string, lc *leakCheck) {
-		sfx := fmt.Sprint(i)
-		a, b := netPair(t, lc, ipam, "mit-two", i, 92)
-		both, pa, pb := "mit-two-both-"+sfx, "mit-two-pa-"+sfx, "mit-two-pb-"+sfx
-		t.Cleanup(func() { _, _ = dockerCmd("rm", "-f", both) })
-		mustDocker(t, "create", "--name", both, "--network", a, testImage, "sleep", "3600")
-		mustDocker(t, "network", "connect", b, both)
-		mustDocker(t, "start", both)
-		runContainer(t, pa, "--network", a)
-		runContainer(t, pb, "--network", b)
-		ipA, ipB := containerIP(t, both, a), containerIP(t, both, b)
-		if o := mustDockerExec(t, both, "ip", "-o", "-4", "addr"); !strings.Contains(o, ipA.String()+"/") || !strings.Contains(o, ipB.String()+"/") {
-			t.Errorf("%s should have %s and %s:\n%s", both, ipA, ipB, o)
-		}
-		for _, c := range []struct {
-			from string
-			to   netip.Addr
-		}{{both, containerIP(t, pa, a)}, {both, containerIP(t, pb, b)}, {pa, ipA}, {pb, ipB}} {
-			expectPing(t, "", c.from, c.to)
-		}
-		// The two-legged container does not join the networks.
-		expectNoPing(t, "a -> b through nothing", pa, containerIP(t, pb, b))
 	})
 }
 
@@ -535,5 +534,84 @@ func TestBridgeOutsideNATv6(t *testing.T) {
 	}
 	if err := srv.expectFrom("mit-nat6-c", hostV6, 10*time.Second); err != nil {
 		t.Error(err)
+	}
+}
+
+// forwardPolicy sets the FORWARD policy of iptables and ip6tables for the
+// test and puts the previous ones back at cleanup.
+func forwardPolicy(t *testing.T, policy string) {
+	t.Helper()
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		out, err := exec.Command(tool, "-S", "FORWARD").Output()
+		if err != nil {
+			t.Fatalf("%s -S FORWARD: %v", tool, err)
+		}
+		var prev string
+		if f := strings.Fields(strings.SplitN(string(out), "\n", 2)[0]); len(f) == 3 && f[0] == "-P" {
+			prev = f[2]
+		}
+		if prev == "" {
+			t.Fatalf("%s: no FORWARD policy in %q", tool, out)
+		}
+		if prev == policy {
+			continue
+		}
+		if out, err := exec.Command(tool, "-P", "FORWARD", policy).CombinedOutput(); err != nil {
+			t.Fatalf("%s -P FORWARD %s: %v: %s", tool, policy, err, out)
+		}
+		t.Cleanup(func() {
+			if out, err := exec.Command(tool, "-P", "FORWARD", prev).CombinedOutput(); err != nil {
+				t.Errorf("%s -P FORWARD %s: %v: %s", tool, prev, err, out)
+			}
+		})
+	}
+}
+
+// The attacker's side: a neighbour (the outside namespace) routes the
+// container subnets, IPv4 and IPv6, through the host, and the FORWARD policy
+// is ACCEPT in both families (as dockerd leaves it when forwarding was on
+// before it started). It reaches the container's published port through the
+// host, and nothing on the container's own addresses: neither the published
+// container port nor any other.
+func TestBridgeOutsideNoDirectAccess(t *testing.T) {
+	lc := bridgeTest(t)
+	forwardPolicy(t, "ACCEPT")
+	out := newOutside(t)
+	hostV6, _ := out.addV6(t)
+	sub4, sub6 := freeV4Subnet(t, 103), freeV6Subnet(t)
+	lc.net("mit-direct", "-d", pluginName, "--ipv6", "--subnet", sub4.String(), "--subnet", sub6.String())
+	port := freePort(t)
+	token := newToken("direct")
+	runWebServer(t, "mit-direct-pub", token, "--network", "mit-direct", "-p", fmt.Sprintf("%d:80", port))
+	runWebServer(t, "mit-direct-unpub", token, "--network", "mit-direct")
+	out.addRoute(t, sub4)
+	mustRun(t, "ip", "-n", out.name, "-6", "route", "add", sub6.String(), "via", hostV6.String())
+
+	var o string
+	if err := eventually(10*time.Second, func() error {
+		var err error
+		o, err = out.httpGet(netip.AddrPortFrom(out.hostAddr, uint16(port)), 2*time.Second)
+		if err == nil && !strings.Contains(o, token) {
+			err = fmt.Errorf("answer lacks %s", token)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("control, the published port through the host: %v\n%s", err, o)
+	}
+	for _, ctr := range []string{"mit-direct-pub", "mit-direct-unpub"} {
+		ep := containerNet(t, ctr, "mit-direct")
+		for _, s := range []string{ep.IPAddress, ep.GlobalIPv6Address} {
+			ip, err := netip.ParseAddr(s)
+			if err != nil {
+				t.Fatalf("%s: address %q: %v", ctr, s, err)
+			}
+			if err := fetchFromHas("mit-direct-unpub", ip, 80, token); err != nil {
+				t.Errorf("control, from the same network to %s: %v", ip, err)
+			}
+			if c, err := out.dial(netip.AddrPortFrom(ip, 80), 2*time.Second); err == nil {
+				c.Close()
+				t.Errorf("the outside namespace opened a connection to %s:80 (%s) directly", ip, ctr)
+			}
+		}
 	}
 }

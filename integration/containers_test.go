@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +76,19 @@ func runWebServer(t *testing.T, name, token string, args ...string) string {
 func tryRunWebServer(t *testing.T, name, token string, args ...string) (string, error) {
 	t.Helper()
 	return startContainer(t, name, args, webServer(token)...)
+}
+
+// runPublishedWebServer is runWebServer publishing port 80 on a free host
+// port (-p [hostIP:]PORT:80); it returns the port and the token.
+func runPublishedWebServer(t *testing.T, name, hostIP string, args ...string) (int, string) {
+	t.Helper()
+	port, token := freePort(t), newToken("web")
+	spec := fmt.Sprintf("%d:80", port)
+	if hostIP != "" {
+		spec = hostIP + ":" + spec
+	}
+	runWebServer(t, name, token, append(slices.Clip(args), "-p", spec)...)
+	return port, token
 }
 
 func webServer(token string) []string {

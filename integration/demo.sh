@@ -5,7 +5,8 @@
 # background as the plugin "mynet", then shows it working:
 #   - a mynet network whose two containers ping each other by name
 #   - Docker's own bridge driver using mynet as IPAM
-# The demo containers and networks are removed at the end; mynet keeps running.
+# The demo containers and networks are removed at the end; mynet keeps running
+# until `make demo-stop` (this script with --stop).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,18 +26,10 @@ die() { printf 'demo: ERROR: %s\n' "$*" >&2; exit 1; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
-if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=docker; fi
-docker() { "$DOCKER" "$@"; }
 GO=$(command -v go || echo /usr/local/go/bin/go)
 
-say "preparing the machine (integration/setup.sh)"
-bash integration/setup.sh
-
-say "building $BIN"
-run "$GO" build -o "$BIN" .
-
-# ------------------------------------------------------------------ start mynet
-# Our own mynet from an earlier run: the pid file names it and its command line is ours.
+# Our own mynet from an earlier run: the pid file names it and its command
+# line is ours (an exited process that nobody reaped yet has none).
 ours_running() {
 	local pid
 	[ -f "$PIDFILE" ] || return 1
@@ -46,17 +39,48 @@ ours_running() {
 	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--name $NAME "
 }
 
-if ours_running; then
+# stop_ours stops that mynet: SIGTERM (it finishes requests in flight and
+# removes its socket), SIGKILL if it is still there after 10s.
+stop_ours() {
+	local pid
 	pid=$(cat "$PIDFILE")
-	say "restarting mynet (pid $pid, started by an earlier demo) with the new binary"
 	kill -TERM "$pid"
-	for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$pid" 2>/dev/null; then
+	for _ in $(seq 1 100); do ours_running || break; sleep 0.1; done
+	if ours_running; then
 		echo "mynet pid $pid ignored SIGTERM for 10s; sending SIGKILL"
 		kill -KILL "$pid" || true
 		sleep 0.5
 	fi
 	rm -f "$PIDFILE"
+}
+
+if [ "${1:-}" = --stop ]; then
+	if ours_running; then
+		pid=$(cat "$PIDFILE")
+		stop_ours
+		echo "stopped mynet (pid $pid); state kept in $STATE"
+	else
+		echo "no mynet started by make demo is running"
+	fi
+	exit 0
+fi
+
+say "preparing the machine (integration/setup.sh)"
+bash integration/setup.sh
+
+# Only now: on a fresh machine setup.sh has just installed Docker. Debian's
+# client first (the engine's own version), else the one on PATH; always a
+# path, never the bare name, which would make docker() call itself.
+if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=$(type -P docker) || die "no docker client on PATH after integration/setup.sh"; fi
+docker() { "$DOCKER" "$@"; }
+
+say "building $BIN"
+run "$GO" build -o "$BIN" .
+
+# ------------------------------------------------------------------ start mynet
+if ours_running; then
+	say "restarting mynet (pid $(cat "$PIDFILE"), started by an earlier demo) with the new binary"
+	stop_ours
 fi
 
 # Someone else serving the same socket: do not fight over it.
@@ -111,5 +135,5 @@ say "done: mynet keeps running (pid $pid)"
 cat <<EOF
   log:    $LOG
   state:  $STATE
-  stop:   kill \$(cat $PIDFILE) && rm -f $PIDFILE
+  stop:   make demo-stop
 EOF

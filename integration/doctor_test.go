@@ -25,7 +25,7 @@ import (
 // runDoctor runs `mynet doctor --json ARGS` and returns its drifts and exit code.
 func runDoctor(t *testing.T, args ...string) ([]drift.Drift, int) {
 	t.Helper()
-	cmd := exec.Command(plugin.Bin, append([]string{"doctor", "--json", "--state", plugin.State, "--name", pluginName}, args...)...)
+	cmd := exec.Command(plugin.Bin, append([]string{"doctor", "--json", "--state", plugin.State}, args...)...)
 	out, err := cmd.Output()
 	code := 0
 	var ee *exec.ExitError
@@ -129,7 +129,7 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 		}
 	}
 	// The table form a user sees.
-	out, _ := exec.Command(plugin.Bin, "doctor", "--state", plugin.State, "--name", pluginName, "--grace", "0s").CombinedOutput()
+	out, _ := exec.Command(plugin.Bin, "doctor", "--state", plugin.State, "--grace", "0s").CombinedOutput()
 	t.Logf("mynet doctor:\n%s", out)
 	for _, want := range []string{drift.EndpointUnknownToDocker, drift.AddressUnused, drift.LinksMissing, "run with --fix"} {
 		if !strings.Contains(string(out), want) {

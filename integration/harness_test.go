@@ -93,7 +93,7 @@ type Plugin struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has been waited for
+	done <-chan struct{} // closed when cmd has been waited for
 }
 
 // SocketPath is where Docker finds a legacy plugin called p.Name.
@@ -145,20 +145,14 @@ func (p *Plugin) Start() error {
 	cmd := exec.Command(p.Bin, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	// Own process group (a Ctrl-C on go test does not hit it directly; TestMain
-	// stops it by pid) and dies with the test binary if that is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := startOnSteadyThread(cmd); err != nil {
+	done, err := startChild(cmd, func(err error) {
+		fmt.Fprintf(logf, "===== harness: %s (pid %d) exited: %v =====\n", p.Name, cmd.Process.Pid, err)
+		logf.Close()
+	})
+	if err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", p.Bin, err)
 	}
-	done := make(chan struct{})
-	go func() {
-		err := cmd.Wait()
-		fmt.Fprintf(logf, "===== harness: %s (pid %d) exited: %v =====\n", p.Name, cmd.Process.Pid, err)
-		logf.Close()
-		close(done)
-	}()
 	p.mu.Lock()
 	p.cmd, p.done = cmd, done
 	p.mu.Unlock()
@@ -395,10 +389,35 @@ var steadyStarts = func() chan func() {
 	return ch
 }()
 
-func startOnSteadyThread(cmd *exec.Cmd) error {
+// startChild starts cmd in a process group of its own (a Ctrl-C on go test
+// does not hit it directly; the tests stop it by pid), dying with the test
+// binary if that is killed. The channel closes once cmd has exited and
+// onExit has run with Wait's error.
+func startChild(cmd *exec.Cmd, onExit func(error)) (<-chan struct{}, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	errc := make(chan error, 1)
 	steadyStarts <- func() { errc <- cmd.Start() }
-	return <-errc
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		onExit(cmd.Wait())
+		close(done)
+	}()
+	return done, nil
+}
+
+// stopChild sends SIGTERM to a child from startChild and waits for its
+// exit, SIGKILL after 10 s.
+func stopChild(cmd *exec.Cmd, done <-chan struct{}) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }
 
 // eventually retries fn every 500 ms until it succeeds or d has passed.

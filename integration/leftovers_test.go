@@ -179,7 +179,7 @@ func (lc *leakCheck) problems() []string {
 			continue
 		}
 		for _, m := range reRuleIDs.FindAllStringSubmatch(l, -1) {
-			id := m[1] + m[2]
+			id := m[1]
 			if !dv.nets[id] {
 				add("rule of no Docker network: %s", l)
 				break
@@ -218,7 +218,7 @@ type inventory struct {
 }
 
 var (
-	reRuleIDs   = regexp.MustCompile(`mynet:([0-9a-f]{12})|MYNET-I-([0-9a-f]{12})`)
+	reRuleIDs   = regexp.MustCompile(`mynet:([0-9a-f]{12})`)
 	reCounters  = regexp.MustCompile(`\[\d+:\d+\]`)
 	reLinkNet   = regexp.MustCompile(`^mn-([0-9a-f]{12})$`)
 	reLinkEndpt = regexp.MustCompile(`^mn[hc]([0-9a-f]{12})$`)
@@ -407,7 +407,7 @@ func (s hostSnapshot) diff(after hostSnapshot, rawMustMatch bool) []string {
 	ids := func(l string) []string {
 		var out []string
 		for _, m := range reRuleIDs.FindAllStringSubmatch(l, -1) {
-			out = append(out, m[1]+m[2])
+			out = append(out, m[1])
 		}
 		return out
 	}

@@ -35,7 +35,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -376,7 +375,7 @@ func TestPluginManaged(t *testing.T) {
 		if out, err := tryRunContainer(t, "mit-pt-while-off", "--network", br); err == nil {
 			t.Errorf("docker run on %s with the plugin disabled succeeded: %s", br, out)
 		}
-		mustDocker(t, "plugin", "set", ref, "MYNET_LOG_LEVEL=debug")
+		mustDocker(t, "plugin", "set", ref, "MYNET_LOG_LEVEL=debug", "MYNET_RECONCILE_EVERY=2s")
 		off := ptLogSize()
 		took = ptTimed(t, "plugin", "enable", ref)
 		t.Logf("MEASURED docker plugin enable (state with networks): %s", took.Round(time.Millisecond))
@@ -395,6 +394,36 @@ func TestPluginManaged(t *testing.T) {
 			t.Errorf("no DEBUG line from plugin %s in %s after MYNET_LOG_LEVEL=debug (%d lines of it)", info.ID[:12], dockerdLog, len(lines))
 		} else {
 			t.Logf("%d DEBUG lines from the plugin after the setting", n)
+		}
+	})
+
+	// The plugin reaches Docker's API through the docker-run mount its config
+	// declares: its background reconcile (every 2 s since the step above)
+	// re-creates a bridge deleted by hand, which needs Docker's view.
+	t.Run("ReconcileThroughTheDockerMount", func(t *testing.T) {
+		info := ptInspect(t, ref)
+		if src := info.mountSource("docker-run"); src != "/run" {
+			t.Errorf("docker-run mount source %q, want /run", src)
+		}
+		off := ptLogSize()
+		bridge := "mn-" + brNet.ID[:12]
+		if out, err := exec.Command("ip", "link", "del", bridge).CombinedOutput(); err != nil {
+			t.Fatalf("ip link del %s: %v\n%s", bridge, err, out)
+		}
+		if err := eventually(60*time.Second, func() error {
+			if err := exec.Command("ip", "link", "show", bridge).Run(); err != nil {
+				return fmt.Errorf("bridge %s not back", bridge)
+			}
+			return ping(t, "mit-pt-c1", containerIP(t, "mit-pt-web", br))
+		}); err != nil {
+			lines, _ := ptPluginLogSince(info.ID, off)
+			t.Fatalf("the background reconcile did not repair the deleted bridge: %v\nplugin log:\n%s", err, strings.Join(lines, "\n"))
+		}
+		lines, err := ptPluginLogSince(info.ID, off)
+		if err != nil {
+			t.Logf("dockerd log %s not readable (%v): not checking the repair line", dockerdLog, err)
+		} else if ptCount(lines, "repaired: links network "+brNet.ID[:12]) != 1 {
+			t.Errorf("no single `repaired: links` line from the plugin:\n%s", strings.Join(lines, "\n"))
 		}
 	})
 
@@ -546,21 +575,11 @@ func ptStartRegistry(t *testing.T) string {
 	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "REGISTRY_HTTP_SECRET=mynet-integration-test")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := startOnSteadyThread(cmd); err != nil {
+	done, err := startChild(cmd, func(error) { logf.Close() })
+	if err != nil {
 		t.Fatalf("start registry: %v", err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	t.Cleanup(func() { stopChild(cmd, done) })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/v2/")

@@ -30,9 +30,7 @@ func TestPortsTCP(t *testing.T) {
 		name := fmt.Sprintf("mit-ptcp-%d", i)
 		srv, cli := name+"-srv", name+"-cli"
 		lc.net(name, mynetNetArgs(ipam, "--subnet", freeV4Subnet(t, 101).String())...)
-		port := freePort(t)
-		token := newToken("tcp")
-		runWebServer(t, srv, token, "--network", name, "-p", fmt.Sprintf("%d:80", port))
+		port, token := runPublishedWebServer(t, srv, "", "--network", name)
 		runContainer(t, cli, "--network", name)
 		ip := containerIP(t, srv, name)
 		if ps := hostPortsTo("tcp", ip, 80); len(ps) != 1 || ps[0] != port {
@@ -89,10 +87,8 @@ func TestPortsLoopbackOnly(t *testing.T) {
 	out := newOutside(t)
 	host := hostIPv4(t)
 	lc.net("mit-plo", "-d", pluginName, "--subnet", freeV4Subnet(t, 102).String())
-	port := freePort(t)
+	port, token := runPublishedWebServer(t, "mit-plo-srv", "127.0.0.1", "--network", "mit-plo")
 	hp := uint16(port)
-	token := newToken("lo")
-	runWebServer(t, "mit-plo-srv", token, "--network", "mit-plo", "-p", fmt.Sprintf("127.0.0.1:%d:80", port))
 	if err := httpGetHas(netip.AddrPortFrom(loopback, hp), token, 10*time.Second); err != nil {
 		t.Errorf("127.0.0.1: %v", err)
 	}
@@ -253,9 +249,7 @@ func TestPortsConflicts(t *testing.T) {
 	host := hostIPv4(t)
 	lc.net("mit-pcfl", "-d", pluginName, "--subnet", freeV4Subnet(t, 105).String())
 
-	port := freePort(t)
-	tok := newToken("first")
-	runWebServer(t, "mit-pcfl-1", tok, "--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port))
+	port, tok := runPublishedWebServer(t, "mit-pcfl-1", "", "--network", "mit-pcfl")
 	out, err := tryRunWebServer(t, "mit-pcfl-2", "second", "--network", "mit-pcfl", "-p", fmt.Sprintf("%d:80", port))
 	if err == nil {
 		t.Errorf("a second container got host port %d too", port)
@@ -306,9 +300,7 @@ func TestPortsHostIP(t *testing.T) {
 	host := hostIPv4(t)
 
 	lc.net("mit-phip", "-d", pluginName, "--subnet", freeV4Subnet(t, 107).String())
-	port := freePort(t)
-	tok := newToken("hostip")
-	runWebServer(t, "mit-phip-a", tok, "--network", "mit-phip", "-p", fmt.Sprintf("%s:%d:80", host, port))
+	port, tok := runPublishedWebServer(t, "mit-phip-a", host.String(), "--network", "mit-phip")
 	if err := httpGetHas(netip.AddrPortFrom(host, uint16(port)), tok, 10*time.Second); err != nil {
 		t.Errorf("-p %s:%d:80: %v", host, port, err)
 	}
@@ -318,9 +310,7 @@ func TestPortsHostIP(t *testing.T) {
 
 	lc.net("mit-phip-lo", "-d", pluginName, "--subnet", freeV4Subnet(t, 108).String(),
 		"-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1")
-	port2 := freePort(t)
-	tok2 := newToken("binding")
-	runWebServer(t, "mit-phip-b", tok2, "--network", "mit-phip-lo", "-p", fmt.Sprintf("%d:80", port2))
+	port2, tok2 := runPublishedWebServer(t, "mit-phip-b", "", "--network", "mit-phip-lo")
 	if err := httpGetHas(netip.AddrPortFrom(loopback, uint16(port2)), tok2, 10*time.Second); err != nil {
 		t.Errorf("host_binding_ipv4=127.0.0.1, -p %d:80, on 127.0.0.1: %v", port2, err)
 	}

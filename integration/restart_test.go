@@ -31,14 +31,14 @@ type restartSetup struct {
 
 func prepareRestart(t *testing.T, lc *leakCheck, name string, restartAlways bool) *restartSetup {
 	t.Helper()
-	s := &restartSetup{srv: name + "-srv", cli: name + "-cli", host: hostIPv4(t), port: freePort(t), token: newToken("restart")}
+	s := &restartSetup{srv: name + "-srv", cli: name + "-cli", host: hostIPv4(t)}
 	s.net = lc.net(name, mynetNetArgs([]string{"--ipam-driver", pluginName}, "--subnet", freeV4Subnet(t, 110).String())...)
-	var extra []string
+	args := []string{"--network", name}
 	if restartAlways {
-		extra = []string{"--restart", "always"}
+		args = append(args, "--restart", "always")
 	}
-	runWebServer(t, s.srv, s.token, append([]string{"--network", name, "-p", fmt.Sprintf("%d:80", s.port)}, extra...)...)
-	runContainer(t, s.cli, append([]string{"--network", name}, extra...)...)
+	s.port, s.token = runPublishedWebServer(t, s.srv, "", args...)
+	runContainer(t, s.cli, args...)
 	s.srvIP, s.cliIP = containerIP(t, s.srv, name), containerIP(t, s.cli, name)
 	if err := s.check(t, "before", 10*time.Second); err != nil {
 		t.Fatalf("before the restart: %v", err)

@@ -7,8 +7,10 @@ package integration
 // docker requests in flight, and one fault per round at a random moment:
 // the plugin SIGKILLed, a host reboot (plugin killed, our bridges and chains
 // deleted), dockerd restarted with and without live-restore, and (SOAK_MANAGED=1)
-// the managed plugin's process SIGKILLed. After each round the invariants are
-// checked (soakInvariants). `make test` runs a short form (one round per fault
+// the managed plugin's process SIGKILLed. Nobody runs `mynet doctor`: after
+// each round the test waits for the plugin's own background reconcile (every
+// soakReconcileEvery) to have looked at Docker's view twice, then checks the
+// invariants (soakInvariants). `make test` runs a short form (one round per fault
 // kind); `make soak` a long one. SOAK_SEED replays a run.
 
 import (
@@ -49,7 +51,7 @@ type soakStats struct {
 	removes, removeFails   atomic.Int64
 	netOps, netOpFails     atomic.Int64
 	faults                 map[string]int
-	doctorRepairs          map[string]int // fault kind -> repairs by mynet doctor --fix after its rounds
+	reconcileRepairs       map[string]int // fault kind -> repairs by the background reconcile in its rounds
 	violations             int
 	checkedCtrs, pingPairs int
 }
@@ -81,16 +83,19 @@ func TestSoak(t *testing.T) {
 	perRound := envInt("SOAK_CONTAINERS", 24)
 	t.Logf("soak: seed %d (SOAK_SEED=%d replays it), %d rounds, %d containers started per round, faults %v", seed, seed, rounds, perRound, kinds)
 
+	withReconcile(t, soakReconcileEvery, soakReconcileGrace)
 	nets := soakNetworks(t, lc)
 	if os.Getenv("SOAK_MANAGED") == "1" {
 		nets = append(nets, soakManagedNetwork(t, lc))
 	}
-	st := &soakStats{faults: map[string]int{}, doctorRepairs: map[string]int{}}
+	st := &soakStats{faults: map[string]int{}, reconcileRepairs: map[string]int{}}
 	var prev []string // churn containers of the previous round, removed under the next round's load
 	for r := 0; r < rounds; r++ {
 		kind := kinds[r%len(kinds)]
 		start := time.Now()
+		logOff := plugin.LogSize()
 		prev = soakRound(t, rng, st, nets, r, kind, perRound, prev)
+		soakReconciled(t, st, r, kind, logOff)
 		st.rounds++
 		probs := soakInvariants(t, st, lc, nets)
 		st.violations += len(probs)
@@ -103,9 +108,9 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	soakRemove(t, st, prev)
-	t.Logf("SOAK SUMMARY seed=%d rounds=%d container-starts=%d (failed %d) removes=%d (failed %d) network-ops=%d (failed %d) faults=%v doctor-repairs=%v containers-checked=%d ping-pairs=%d invariant-violations=%d",
+	t.Logf("SOAK SUMMARY seed=%d rounds=%d container-starts=%d (failed %d) removes=%d (failed %d) network-ops=%d (failed %d) faults=%v reconcile-repairs=%v containers-checked=%d ping-pairs=%d invariant-violations=%d",
 		seed, st.rounds, st.starts.Load(), st.startFails.Load(), st.removes.Load(), st.removeFails.Load(),
-		st.netOps.Load(), st.netOpFails.Load(), st.faults, st.doctorRepairs, st.checkedCtrs, st.pingPairs, st.violations)
+		st.netOps.Load(), st.netOpFails.Load(), st.faults, st.reconcileRepairs, st.checkedCtrs, st.pingPairs, st.violations)
 }
 
 // soakNetworks creates the networks that live through the whole soak, each
@@ -217,7 +222,6 @@ func soakRound(t *testing.T, rng *rand.Rand, st *soakStats, nets []*soakNet, r i
 			t.Errorf("round %d: network rm %s after recovery: %v: %s", r, eph, err, out)
 		}
 	}
-	soakDoctor(t, st, r, kind)
 	return started
 }
 
@@ -393,19 +397,54 @@ func soakRecover(t *testing.T, nets []*soakNet) {
 	}
 }
 
-// soakDoctor runs the operator's repair (mynet doctor --fix), which finds
-// what only Docker can tell: networks, endpoints and addresses a crash of
-// the plugin or of dockerd left behind. No docker request is in flight now,
-// so no record is too young to judge (--grace 0s).
-func soakDoctor(t *testing.T, st *soakStats, r int, kind string) {
+// The plugin's background reconcile in the soak: short enough for a test,
+// with a grace that still covers Docker's slowest start under the soak's load
+// (a record younger than the grace is never judged).
+const (
+	soakReconcileEvery = 5 * time.Second
+	soakReconcileGrace = 20 * time.Second
+)
+
+// soakReconciled waits, once the round is over and nothing is in flight,
+// until two reconcile runs have compared with a view of Docker read a grace
+// after now: the first sees whatever of the round Docker lacks (endpoints,
+// addresses, networks, pools), the second (an interval later) removes it. It
+// counts the repairs of the round.
+func soakReconciled(t *testing.T, st *soakStats, r int, kind string, logOff int64) {
 	t.Helper()
-	drifts, code := runDoctor(t, "--fix", "--grace", "0s")
-	for _, d := range drifts {
-		if d.Fixed {
-			st.doctorRepairs[kind]++
+	quiet := time.Now()
+	deadline := quiet.Add(soakReconcileGrace + 10*soakReconcileEvery + time.Minute)
+	for {
+		ok := 0
+		for _, l := range strings.Split(plugin.LogSince(logOff, 1<<20), "\n") {
+			m := reReconcileRun.FindStringSubmatch(l)
+			if m == nil {
+				continue
+			}
+			at, err := time.Parse(time.RFC3339, m[2])
+			if err == nil && m[1] == "ok" && !at.Before(quiet.Add(soakReconcileGrace)) {
+				ok++
+			}
+		}
+		if ok >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("round %d: no two ok reconcile runs with a view read %s after the round within %s:\n%s",
+				r, soakReconcileGrace, time.Since(quiet).Round(time.Second), plugin.LogSince(logOff, 40))
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	var repaired []string
+	for _, l := range strings.Split(plugin.LogSince(logOff, 1<<20), "\n") {
+		if strings.Contains(l, `msg="repaired: `) && strings.Contains(l, "by=reconcile") {
+			repaired = append(repaired, l)
 		}
 	}
-	t.Logf("round %d: mynet doctor --fix: exit %d, %+v", r, code, drifts)
+	st.reconcileRepairs[kind] += len(repaired)
+	t.Logf("round %d: %d repairs by the background reconcile, %s after the round:\n%s", r, len(repaired),
+		time.Since(quiet).Round(100*time.Millisecond), strings.Join(repaired, "\n"))
 }
 
 // soakInvariants checks, after a round: no address held twice; each running

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mynet/mynet/drift"
@@ -11,25 +12,38 @@ import (
 )
 
 // Doctor finds pools no Docker network uses and endpoint addresses no Docker
-// endpoint holds (an answer lost in a crash, a network removed while we were
-// down) and, with fix, releases them. Records younger than grace before the
-// view was taken are left alone: Docker may be about to use them.
-func (d *Driver) Doctor(v drift.View, fix bool, grace time.Duration) []drift.Drift {
+// endpoint holds and that are not one of the network's aux addresses (an
+// answer lost in a crash, a network removed while we were down) and releases
+// those fix approves. Records younger than grace before the view was taken
+// are left alone: Docker may be about to use them.
+//
+// A pool counts as used by every Docker network with its subnet and
+// ip-range, whatever IPAM driver name that network gives: a managed plugin
+// cannot tell which name Docker knows it by, and a wrong guess that way only
+// keeps a leak, while the other way would free addresses containers hold.
+func (d *Driver) Doctor(v drift.View, fix drift.Fix, grace time.Duration) []drift.Drift {
 	type use struct {
-		network string
-		addrs   map[netip.Addr]bool
+		networks []string
+		addrs    map[netip.Addr]bool
 	}
-	used := map[[2]netip.Prefix]use{} // (subnet, ip-range) -> what Docker holds there
+	used := map[[2]netip.Prefix]*use{} // (subnet, ip-range) -> what Docker holds there
 	for _, n := range v.Networks {
-		if !n.OurIPAM {
-			continue
-		}
 		for _, p := range n.Pools {
-			u := use{network: n.Name, addrs: map[netip.Addr]bool{}}
+			k := [2]netip.Prefix{p.Subnet.Masked(), p.IPRange.Masked()}
+			u := used[k]
+			if u == nil {
+				u = &use{addrs: map[netip.Addr]bool{}}
+				used[k] = u
+			}
+			u.networks = append(u.networks, n.Name)
 			for _, ep := range n.Endpoints {
 				u.addrs[ep.IPv4], u.addrs[ep.IPv6] = true, true
 			}
-			used[[2]netip.Prefix{p.Subnet.Masked(), p.IPRange.Masked()}] = u
+			// --aux-address reservations reach us as plain address
+			// requests: only Docker's IPAM config says what they are.
+			for _, a := range p.Aux {
+				u.addrs[a] = true
+			}
 		}
 	}
 
@@ -64,7 +78,7 @@ func (d *Driver) Doctor(v drift.View, fix bool, grace time.Duration) []drift.Dri
 
 	var out []drift.Drift
 	report := func(dr drift.Drift, repair func() error) {
-		if fix {
+		if fix != nil && fix(dr) {
 			if err := repair(); err != nil {
 				dr.Error = err.Error()
 			} else {
@@ -86,9 +100,10 @@ func (d *Driver) Doctor(v drift.View, fix bool, grace time.Duration) []drift.Dri
 			}
 			continue
 		}
+		sort.Strings(u.networks)
 		for _, a := range leaked[p.ID] {
 			report(drift.Drift{Kind: drift.AddressUnused, Object: "address " + a.String(),
-				Detail: fmt.Sprintf("allocated in pool %s (network %s) but no Docker endpoint holds it", p.ID, u.network)},
+				Detail: fmt.Sprintf("allocated in pool %s (network %s) but no Docker endpoint holds it", p.ID, strings.Join(u.networks, ", "))},
 				func() error { return d.ReleaseAddress(p.ID, a.String()) })
 		}
 	}

@@ -50,8 +50,9 @@ type Driver struct {
 	log      *slog.Logger
 	onRepair func(kind string)
 
-	mu    sync.Mutex // guards pools; never held across a disk write
-	pools map[string]*pool
+	mu       sync.Mutex // guards pools and autoLast; never held across a disk write
+	pools    map[string]*pool
+	autoLast map[string]netip.Addr // last automatic pool per family, also kept in the store
 }
 
 type pool struct {
@@ -62,7 +63,8 @@ type pool struct {
 // New loads every pool and address from the store. It costs time in
 // proportion to what is allocated, not to pool sizes.
 func New(cfg Config) (*Driver, error) {
-	d := &Driver{store: cfg.Store, ranges: cfg.Ranges, host: cfg.Host, log: cfg.Log, onRepair: cfg.OnRepair, pools: map[string]*pool{}}
+	d := &Driver{store: cfg.Store, ranges: cfg.Ranges, host: cfg.Host, log: cfg.Log, onRepair: cfg.OnRepair,
+		pools: map[string]*pool{}, autoLast: map[string]netip.Addr{}}
 	if d.host == nil {
 		d.host = HostNetworks
 	}
@@ -88,6 +90,11 @@ func New(cfg Config) (*Driver, error) {
 				p.alloc.SetCursor(c)
 			}
 			d.pools[rec.ID] = p
+		}
+		for _, key := range []string{"auto/v4", "auto/v6"} {
+			if c, ok := tx.Cursor(key); ok {
+				d.autoLast[key] = c
+			}
 		}
 		return nil
 	})
@@ -173,23 +180,17 @@ func (d *Driver) RequestPool(req PoolRequest) (PoolResponse, error) {
 		}
 	}
 	rec := state.Pool{AddressSpace: space, V6: req.V6, Options: req.Options, Created: time.Now().UTC()}
-	var autoCursor string
 	if req.Pool == "" {
-		p, key, err := d.pickAutomatic(req.V6)
-		if err != nil {
-			return PoolResponse{}, err
-		}
-		rec.Pool, rec.Automatic, autoCursor = p, true, key
-	} else {
-		p, err := parseNetwork("subnet", req.Pool)
-		if err != nil {
-			return PoolResponse{}, err
-		}
-		if p.Addr().Is6() != req.V6 {
-			return PoolResponse{}, badRequest("subnet %s is not an %s subnet", p, family)
-		}
-		rec.Pool = p
+		return d.requestAutomatic(rec)
 	}
+	p, err := parseNetwork("subnet", req.Pool)
+	if err != nil {
+		return PoolResponse{}, err
+	}
+	if p.Addr().Is6() != req.V6 {
+		return PoolResponse{}, badRequest("subnet %s is not an %s subnet", p, family)
+	}
+	rec.Pool = p
 	if rng.IsValid() {
 		if rng.Addr().Is6() != rec.Pool.Addr().Is6() || rng.Bits() < rec.Pool.Bits() || !rec.Pool.Contains(rng.Addr()) {
 			return PoolResponse{}, badRequest("ip-range %s is not inside subnet %s", rng, rec.Pool)
@@ -197,7 +198,7 @@ func (d *Driver) RequestPool(req PoolRequest) (PoolResponse, error) {
 		rec.Range = rng
 	}
 	rec.ID = poolID(space, rec.Pool, rec.Range)
-	p, err := newPool(rec)
+	pl, err := newPool(rec)
 	if err != nil {
 		return PoolResponse{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
@@ -208,15 +209,49 @@ func (d *Driver) RequestPool(req PoolRequest) (PoolResponse, error) {
 		return PoolResponse{}, badRequest("subnet %s overlaps subnet %s already used by another mynet network (pool %s): choose a subnet that does not overlap",
 			rec.Pool, other.rec.Pool, other.rec.ID)
 	}
-	d.pools[rec.ID] = p // claimed now, so a concurrent request cannot take it
+	d.pools[rec.ID] = pl // claimed now, so a concurrent request cannot take it
 	d.mu.Unlock()
+	return d.savePool(rec, "")
+}
 
-	err = d.store.Update(func(tx *state.Tx) error {
+// requestAutomatic picks a free pool from the default ranges and claims it
+// under the same lock, so requests arriving together each get their own.
+func (d *Driver) requestAutomatic(rec state.Pool) (PoolResponse, error) {
+	avoid, err := d.host()
+	if err != nil {
+		return PoolResponse{}, fmt.Errorf("list host routes to choose a free pool: %w", err)
+	}
+	d.mu.Lock()
+	cand, key, err := d.pickAutomatic(rec.V6, avoid)
+	if err != nil {
+		d.mu.Unlock()
+		return PoolResponse{}, err
+	}
+	rec.Pool, rec.Automatic = cand, true
+	rec.ID = poolID(rec.AddressSpace, rec.Pool, rec.Range)
+	p, err := newPool(rec)
+	if err != nil {
+		d.mu.Unlock()
+		return PoolResponse{}, fmt.Errorf("automatic pool %s: %w", cand, err)
+	}
+	d.pools[rec.ID] = p
+	d.autoLast[key] = cand.Addr()
+	d.mu.Unlock()
+	return d.savePool(rec, key)
+}
+
+// savePool makes a claimed pool durable, or unclaims it.
+func (d *Driver) savePool(rec state.Pool, autoCursor string) (PoolResponse, error) {
+	err := d.store.Update(func(tx *state.Tx) error {
 		if err := tx.PutPool(rec); err != nil {
 			return err
 		}
 		if autoCursor != "" {
-			return tx.PutCursor(autoCursor, rec.Pool.Addr())
+			// The newest pick, not this one: concurrent saves may commit out of order.
+			d.mu.Lock()
+			last := d.autoLast[autoCursor]
+			d.mu.Unlock()
+			return tx.PutCursor(autoCursor, last)
 		}
 		return nil
 	})
@@ -260,12 +295,9 @@ func (d *Driver) overlapping(p netip.Prefix) *pool {
 
 // pickAutomatic cuts the next free pool from the default ranges, starting
 // after the last one handed out (so consecutive requests never get the same
-// pool, which Docker needs when it rejects one and asks again).
-func (d *Driver) pickAutomatic(v6 bool) (netip.Prefix, string, error) {
-	avoid, err := d.host()
-	if err != nil {
-		return netip.Prefix{}, "", fmt.Errorf("list host routes to choose a free pool: %w", err)
-	}
+// pool, which Docker needs when it rejects one and asks again). Callers hold
+// d.mu and claim the pool before releasing it.
+func (d *Driver) pickAutomatic(v6 bool, avoid []netip.Prefix) (netip.Prefix, string, error) {
 	key := "auto/v4"
 	if v6 {
 		key = "auto/v6"
@@ -279,11 +311,7 @@ func (d *Driver) pickAutomatic(v6 bool) (netip.Prefix, string, error) {
 	if len(ranges) == 0 {
 		return netip.Prefix{}, "", badRequest("no default %s pool range is configured: give --subnet, or add one with --default-pools", map[bool]string{false: "IPv4", true: "IPv6"}[v6])
 	}
-	var last netip.Addr
-	_ = d.store.View(func(tx *state.Tx) error { last, _ = tx.Cursor(key); return nil })
-
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	last := d.autoLast[key]
 	// Visit every candidate once, beginning just after the last pool handed out.
 	startRange, startIdx := 0, uint64(0)
 	for i, r := range ranges {

@@ -341,3 +341,42 @@ func BenchmarkDurableRequestAddressParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "allocs/s")
 }
+
+// Requests for automatic pools that arrive together must each get a pool of
+// their own, never an "overlaps" refusal for a subnet the user did not give.
+func TestConcurrentAutomaticPoolsAllSucceed(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		e := newEnv(t, "10.208.0.0/16:24")
+		const n = 16
+		var arrived sync.WaitGroup
+		arrived.Add(n)
+		e.d.host = func() ([]netip.Prefix, error) {
+			// Hold every request here until all have come, so they race for the pick.
+			arrived.Done()
+			arrived.Wait()
+			return nil, nil
+		}
+		var wg sync.WaitGroup
+		got := make([]string, n)
+		errs := make([]error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := e.d.RequestPool(PoolRequest{AddressSpace: LocalSpace})
+				got[i], errs[i] = r.Pool, err
+			}()
+		}
+		wg.Wait()
+		seen := map[string]bool{}
+		for i := range got {
+			if errs[i] != nil {
+				t.Fatalf("round %d: automatic pool request %d: %v", round, i, errs[i])
+			}
+			if seen[got[i]] {
+				t.Fatalf("round %d: pool %s handed out twice", round, got[i])
+			}
+			seen[got[i]] = true
+		}
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +55,11 @@ func (a Addr) String() string {
 // TCP, which it logs since anyone who reaches the port can read the metrics.
 func Listen(a Addr, log *slog.Logger) (net.Listener, error) {
 	if a.Path != "" {
-		return server.Listen(a.Path)
+		ln, err := server.Listen(a.Path)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics %s: %w", a, err)
+		}
+		return ln, nil
 	}
 	ln, err := net.Listen("tcp", a.TCP)
 	if err != nil {
@@ -66,9 +69,9 @@ func Listen(a Addr, log *slog.Logger) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve answers GET /metrics on ln until ctx ends, then closes it (and
-// removes a unix socket).
-func Serve(ctx context.Context, ln net.Listener, a Addr, m *Metrics) error {
+// Serve answers GET /metrics on ln until ctx ends, then closes it (a unix
+// socket from Listen removes itself).
+func Serve(ctx context.Context, ln net.Listener, m *Metrics) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -79,9 +82,6 @@ func Serve(ctx context.Context, ln net.Listener, a Addr, m *Metrics) error {
 		srv.Shutdown(shutdown)
 	}()
 	err := srv.Serve(ln)
-	if a.Path != "" {
-		os.Remove(a.Path)
-	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

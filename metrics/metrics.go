@@ -1,21 +1,25 @@
 // Package metrics exports mynet's Prometheus metrics: calls by outcome and
 // duration, where a lone call's time went (netlink, iptables, bbolt),
-// repairs, pool use and endpoints per network (read at scrape time), and the
-// Go runtime and process collectors. It has its own registry, so nothing
-// registered elsewhere in the process leaks into /metrics.
+// repairs, background reconcile runs, pool use and endpoints per network
+// (read at scrape time), and the Go runtime and process collectors. It has
+// its own registry, so nothing registered elsewhere in the process leaks
+// into /metrics.
 package metrics
 
 import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/reconcile"
 	"github.com/mynet/mynet/state"
 	"github.com/mynet/mynet/timing"
 )
@@ -34,6 +38,8 @@ type Metrics struct {
 	bbolt      *prometheus.HistogramVec
 	overlapped *prometheus.CounterVec
 	repairs    *prometheus.CounterVec
+	reconciles *prometheus.CounterVec
+	reconciled prometheus.Gauge
 
 	mu    sync.Mutex
 	pools func() []ipam.PoolUsage
@@ -71,10 +77,23 @@ func New() *Metrics {
 		Help: "Things mynet put right itself (the 'repaired: ...' log lines), by kind.",
 	}, []string{"kind"})
 	for _, k := range []string{driver.RepairLinks, driver.RepairEndpointAttach, driver.RepairFirewallRules,
-		driver.RepairOrphanLink, driver.RepairOrphanRules} {
+		driver.RepairOrphanLink, driver.RepairOrphanRules,
+		drift.NetworkUnknownToDocker, drift.EndpointUnknownToDocker, drift.PoolUnused, drift.AddressUnused} {
 		m.repairs.WithLabelValues(k) // present at 0 from the start, so rate() sees the first one
 	}
+	m.reconciles = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mynet_reconcile_runs_total",
+		Help: "Background reconcile runs against Docker's view, by outcome (" + strings.Join(reconcile.Outcomes, ", ") + ").",
+	}, []string{"outcome"})
+	for _, o := range reconcile.Outcomes {
+		m.reconciles.WithLabelValues(o)
+	}
+	m.reconciled = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mynet_reconcile_last_success_timestamp_seconds",
+		Help: "Unix time the last background reconcile with outcome ok ended; 0 before the first.",
+	})
 	m.reg.MustRegister(m.requests, m.duration, m.netlink, m.iptables, m.bbolt, m.overlapped, m.repairs,
+		m.reconciles, m.reconciled,
 		scrapeTime{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -97,6 +116,15 @@ func (m *Metrics) ObserveRequest(call, outcome string, r timing.Result) {
 
 // Repair counts one repair; it has driver.Config.OnRepair's signature.
 func (m *Metrics) Repair(kind string) { m.repairs.WithLabelValues(kind).Inc() }
+
+// ReconcileRun counts one background reconcile run; it has
+// reconcile.Loop.OnRun's signature.
+func (m *Metrics) ReconcileRun(outcome string, at time.Time) {
+	m.reconciles.WithLabelValues(outcome).Inc()
+	if outcome == reconcile.OK {
+		m.reconciled.Set(float64(at.UnixNano()) / 1e9)
+	}
+}
 
 // Track gives the scrape-time sources of pool use and networks. Either may
 // be nil (not exported then).

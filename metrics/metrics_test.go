@@ -13,12 +13,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/reconcile"
 	"github.com/mynet/mynet/server"
 	"github.com/mynet/mynet/state"
 	"github.com/mynet/mynet/timing"
@@ -123,7 +125,7 @@ func TestRequestsOutcomesHistogramsAndPools(t *testing.T) {
 		path, body string
 		code       int
 	}{
-		{"/IpamDriver.RequestPool", `{"Pool":"10.75.0.0/24"}`, 200},
+		{"/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.75.0.0/24"}`, 200},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"` + pool + `"}`, 200},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"` + pool + `"}`, 200},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"` + pool + `","Address":"10.75.0.1"}`, 400}, // taken
@@ -189,7 +191,7 @@ func TestRequestsOutcomesHistogramsAndPools(t *testing.T) {
 func TestOverlappedCallsHaveNoSplit(t *testing.T) {
 	h, _, scrape := plugin(t)
 	bg := timing.Begin()
-	post(t, h, "/IpamDriver.RequestPool", `{"Pool":"10.76.0.0/24"}`)
+	post(t, h, "/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.76.0.0/24"}`)
 	bg.End()
 	f := scrape()
 	if got := counter(f, "mynet_requests_overlapped_total", "call", "IpamDriver.RequestPool"); got != 1 {
@@ -268,7 +270,7 @@ func TestServeOnUnixSocket(t *testing.T) {
 	m.Repair("links")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, a, m) }()
+	go func() { done <- Serve(ctx, ln, m) }()
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", a.Path)
 	}}}
@@ -281,5 +283,33 @@ func TestServeOnUnixSocket(t *testing.T) {
 	}
 	if _, err := os.Stat(a.Path); !os.IsNotExist(err) {
 		t.Fatalf("socket left: %v", err)
+	}
+}
+
+// Background reconcile runs are counted by outcome (every outcome present
+// from the start), and only an ok run moves the last-success time.
+func TestReconcileRunsAndLastSuccess(t *testing.T) {
+	_, m, scrape := plugin(t)
+	f := scrape()
+	for _, o := range reconcile.Outcomes {
+		if got := counter(f, "mynet_reconcile_runs_total", "outcome", o); got != 0 {
+			t.Errorf("mynet_reconcile_runs_total{outcome=%s} = %v at start, want 0", o, got)
+		}
+	}
+	if got := gauge(f, "mynet_reconcile_last_success_timestamp_seconds"); got != 0 {
+		t.Errorf("last success before any run: %v, want 0", got)
+	}
+	ok := time.Unix(1_800_000_000, 500_000_000)
+	m.ReconcileRun(reconcile.OK, ok)
+	m.ReconcileRun(reconcile.DockerUnreachable, ok.Add(time.Minute))
+	f = scrape()
+	if got := counter(f, "mynet_reconcile_runs_total", "outcome", reconcile.OK); got != 1 {
+		t.Errorf("ok runs: %v, want 1", got)
+	}
+	if got := counter(f, "mynet_reconcile_runs_total", "outcome", reconcile.DockerUnreachable); got != 1 {
+		t.Errorf("docker_unreachable runs: %v, want 1", got)
+	}
+	if got := gauge(f, "mynet_reconcile_last_success_timestamp_seconds"); got != 1_800_000_000.5 {
+		t.Errorf("last success: %v, want the ok run's end 1800000000.5", got)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"runtime/debug"
 	"strings"
 
 	"github.com/docker/go-plugins-helpers/network"
@@ -62,32 +64,35 @@ func NewWithConfig(c Config) http.Handler {
 		writeJSON(w, http.StatusOK, map[string][]string{"Implements": {"NetworkDriver", "IpamDriver"}})
 	})
 
+	// After each route: the fields Docker always sends, so a body without
+	// them (a retry whose buffer was already drained arrives empty) is
+	// refused instead of being answered as a request for defaults.
 	noBody(m, "/NetworkDriver.GetCapabilities", func() (any, error) { return nd.GetCapabilities(), nil })
 	route(m, "/NetworkDriver.GwAllocCheck", nd.GwAllocCheck)
-	route(m, "/NetworkDriver.CreateNetwork", empty(nd.CreateNetwork))
-	route(m, "/NetworkDriver.DeleteNetwork", empty(nd.DeleteNetwork))
-	route(m, "/NetworkDriver.CreateEndpoint", nd.CreateEndpoint)
-	route(m, "/NetworkDriver.DeleteEndpoint", empty(nd.DeleteEndpoint))
-	route(m, "/NetworkDriver.EndpointOperInfo", nd.EndpointInfo)
-	route(m, "/NetworkDriver.Join", nd.Join)
-	route(m, "/NetworkDriver.Leave", empty(nd.Leave))
-	route(m, "/NetworkDriver.ProgramExternalConnectivity", empty(nd.ProgramExternalConnectivity))
-	route(m, "/NetworkDriver.RevokeExternalConnectivity", empty(nd.RevokeExternalConnectivity))
-	route(m, "/NetworkDriver.DiscoverNew", empty(func(*network.DiscoveryNotification) error { return nil }))
-	route(m, "/NetworkDriver.DiscoverDelete", empty(func(*network.DiscoveryNotification) error { return nil }))
+	route(m, "/NetworkDriver.CreateNetwork", empty(nd.CreateNetwork), "NetworkID")
+	route(m, "/NetworkDriver.DeleteNetwork", empty(nd.DeleteNetwork), "NetworkID")
+	route(m, "/NetworkDriver.CreateEndpoint", nd.CreateEndpoint, "NetworkID", "EndpointID")
+	route(m, "/NetworkDriver.DeleteEndpoint", empty(nd.DeleteEndpoint), "NetworkID", "EndpointID")
+	route(m, "/NetworkDriver.EndpointOperInfo", nd.EndpointInfo, "NetworkID", "EndpointID")
+	route(m, "/NetworkDriver.Join", nd.Join, "NetworkID", "EndpointID", "SandboxKey")
+	route(m, "/NetworkDriver.Leave", empty(nd.Leave), "NetworkID", "EndpointID")
+	route(m, "/NetworkDriver.ProgramExternalConnectivity", empty(nd.ProgramExternalConnectivity), "NetworkID", "EndpointID")
+	route(m, "/NetworkDriver.RevokeExternalConnectivity", empty(nd.RevokeExternalConnectivity), "NetworkID", "EndpointID")
+	route(m, "/NetworkDriver.DiscoverNew", empty(func(*network.DiscoveryNotification) error { return nil }), "DiscoveryType")
+	route(m, "/NetworkDriver.DiscoverDelete", empty(func(*network.DiscoveryNotification) error { return nil }), "DiscoveryType")
 	route(m, "/NetworkDriver.AllocateNetwork", func(*network.AllocateNetworkRequest) (any, error) {
 		return nil, errors.New("AllocateNetwork is for swarm (global scope) drivers: mynet is local scope")
-	})
-	route(m, "/NetworkDriver.FreeNetwork", empty(func(*network.FreeNetworkRequest) error { return nil }))
+	}, "NetworkID")
+	route(m, "/NetworkDriver.FreeNetwork", empty(func(*network.FreeNetworkRequest) error { return nil }), "NetworkID")
 
 	noBody(m, "/IpamDriver.GetCapabilities", func() (any, error) { return id.GetCapabilities(), nil })
 	noBody(m, "/IpamDriver.GetDefaultAddressSpaces", func() (any, error) { return id.GetDefaultAddressSpaces(), nil })
-	route(m, "/IpamDriver.RequestPool", func(r *ipam.PoolRequest) (any, error) { return id.RequestPool(*r) })
-	route(m, "/IpamDriver.ReleasePool", empty(func(r *struct{ PoolID string }) error { return id.ReleasePool(r.PoolID) }))
-	route(m, "/IpamDriver.RequestAddress", func(r *ipam.AddressRequest) (any, error) { return id.RequestAddress(*r) })
+	route(m, "/IpamDriver.RequestPool", func(r *ipam.PoolRequest) (any, error) { return id.RequestPool(*r) }, "AddressSpace")
+	route(m, "/IpamDriver.ReleasePool", empty(func(r *struct{ PoolID string }) error { return id.ReleasePool(r.PoolID) }), "PoolID")
+	route(m, "/IpamDriver.RequestAddress", func(r *ipam.AddressRequest) (any, error) { return id.RequestAddress(*r) }, "PoolID")
 	route(m, "/IpamDriver.ReleaseAddress", empty(func(r *struct{ PoolID, Address string }) error {
 		return id.ReleaseAddress(r.PoolID, r.Address)
-	}))
+	}), "PoolID", "Address")
 	return m
 }
 
@@ -100,12 +105,18 @@ func noBody(m *mux, path string, fn func() (any, error)) {
 	route(m, path, func(*struct{}) (any, error) { return fn() })
 }
 
-// route registers one protocol call: decode the JSON body, call fn, encode
-// the answer. Errors go back as {"Err": ...} (what the network protocol
-// reads) and {"Error": ...} (what the IPAM protocol reads) with a non-200
-// status, which Docker shows as "<Iface>.<Method>: <message>".
-func route[Req any, Resp any](m *mux, path string, fn func(*Req) (Resp, error)) {
+// route registers one protocol call: decode the JSON body, check that the
+// required fields are there (named as in the body; empty counts as missing),
+// call fn, encode the answer. Errors go back as {"Err": ...} (what the
+// network protocol reads) and {"Error": ...} (what the IPAM protocol reads)
+// with a non-200 status, which Docker shows as "<Iface>.<Method>: <message>".
+func route[Req any, Resp any](m *mux, path string, fn func(*Req) (Resp, error), required ...string) {
 	call := strings.TrimPrefix(path, "/")
+	for _, f := range required {
+		if _, ok := reflect.TypeFor[Req]().FieldByName(f); !ok {
+			panic(fmt.Sprintf("route %s: required field %s is not in %v", call, f, reflect.TypeFor[Req]()))
+		}
+	}
 	m.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		span := timing.Begin()
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
@@ -120,7 +131,11 @@ func route[Req any, Resp any](m *mux, path string, fn func(*Req) (Resp, error)) 
 				return
 			}
 		}
-		resp, err := fn(req)
+		if err := checkRequired(call, body, req, required); err != nil {
+			m.fail(w, call, body, span, http.StatusBadRequest, err)
+			return
+		}
+		resp, err := callSafely(call, fn, req, m.log)
 		if err != nil {
 			status := http.StatusInternalServerError
 			if errors.Is(err, driver.ErrBadRequest) || errors.Is(err, ipam.ErrBadRequest) {
@@ -134,6 +149,45 @@ func route[Req any, Resp any](m *mux, path string, fn func(*Req) (Resp, error)) 
 		m.log.Debug("request", append([]any{"call", call, "ids", ids(body)}, res.LogAttrs()...)...)
 		m.observe(call, OK, res)
 	})
+}
+
+// checkRequired names the required fields req lacks.
+func checkRequired[Req any](call string, body []byte, req *Req, required []string) error {
+	var missing []string
+	v := reflect.ValueOf(req).Elem()
+	for _, f := range required {
+		if v.FieldByName(f).IsZero() {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	verb := "is"
+	if len(missing) > 1 {
+		verb = "are"
+	}
+	if b := strings.TrimSpace(string(body)); b == "" || b == "null" {
+		return fmt.Errorf("empty %s request: %s %s required", call, strings.Join(missing, " and "), verb)
+	}
+	pronoun := "it"
+	if len(missing) > 1 {
+		pronoun = "they"
+	}
+	return fmt.Errorf("%s request without %s: %s %s required", call, strings.Join(missing, " and "), pronoun, verb)
+}
+
+// callSafely runs fn and turns a panic into an error, so that the caller
+// still answers and ends its timing span: a span left open would make every
+// later call look overlapped.
+func callSafely[Req any, Resp any](call string, fn func(*Req) (Resp, error), req *Req, log *slog.Logger) (resp Resp, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("request panicked: a bug in mynet", "call", call, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error in %s: %v (a bug in mynet: the daemon log has the stack)", call, p)
+		}
+	}()
+	return fn(req)
 }
 
 func (m *mux) fail(w http.ResponseWriter, call string, body []byte, span timing.Span, status int, err error) {

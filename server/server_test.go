@@ -108,14 +108,14 @@ func TestMalformedRequestsNameTheCall(t *testing.T) {
 // JSON answer every time, and never one address handed out twice.
 func FuzzIPAMRequests(f *testing.F) {
 	paths := []string{"/IpamDriver.RequestPool", "/IpamDriver.RequestAddress", "/IpamDriver.ReleaseAddress", "/IpamDriver.ReleasePool"}
-	f.Add(uint8(0), `{"Pool":"10.1.0.0/24"}`)
+	f.Add(uint8(0), `{"AddressSpace":"LocalDefault","Pool":"10.1.0.0/24"}`)
 	f.Add(uint8(1), `{"PoolID":"LocalDefault/10.1.0.0/24"}`)
 	f.Add(uint8(1), `{"PoolID":"LocalDefault/10.1.0.0/24","Address":"10.1.0.7"}`)
 	f.Add(uint8(2), `{"PoolID":"LocalDefault/10.1.0.0/24","Address":"10.1.0.7"}`)
-	f.Add(uint8(0), `{"Pool":"fd00::/64","V6":true,"SubPool":"fd00::/80"}`)
+	f.Add(uint8(0), `{"AddressSpace":"LocalDefault","Pool":"fd00::/64","V6":true,"SubPool":"fd00::/80"}`)
 	f.Add(uint8(3), `{"PoolID":"LocalDefault/10.1.0.0/24"}`)
 	h := ipamMux(f)
-	post(h, "/IpamDriver.RequestPool", `{"Pool":"10.1.0.0/24"}`)
+	post(h, "/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.1.0.0/24"}`)
 	held := map[string]bool{}
 	f.Fuzz(func(t *testing.T, which uint8, body string) {
 		path := paths[int(which)%len(paths)]

@@ -45,7 +45,7 @@ func TestRequestLogSplitsTime(t *testing.T) {
 		Log:     slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Observe: func(call, outcome string, _ timing.Result) { got = append(got, seen{call, outcome}) },
 	})
-	if code, out := post(h, "/IpamDriver.RequestPool", `{"Pool":"10.73.0.0/24"}`); code != 200 {
+	if code, out := post(h, "/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.73.0.0/24"}`); code != 200 {
 		t.Fatalf("request pool: %d %v", code, out)
 	}
 	lines := logs.lines(`msg=request call=IpamDriver.RequestPool`)

@@ -64,6 +64,10 @@ type Network struct {
 	GatewayModeV6 string   `json:"gateway_mode_ipv6,omitempty"`
 	InhibitIPv4   bool     `json:"inhibit_ipv4,omitempty"` // no IPv4 address on the bridge
 	TrustedIfs    []string `json:"trusted_host_interfaces,omitempty"`
+	// SysctlsBefore: on a bridge mynet did not create, the settings it
+	// changed (key like "net/ipv4/conf/br0/route_localnet") and the value
+	// each had before; they are put back when the network goes.
+	SysctlsBefore map[string]string `json:"sysctls_before,omitempty"`
 
 	// macvlan / ipvlan backends.
 	Parent        string `json:"parent,omitempty"`

@@ -22,7 +22,7 @@ func (f *Firewall) EnsureBase() error {
 }
 
 func hasOurChains(st *ruleset) bool {
-	for _, tbl := range []string{tFilter, tNat} {
+	for _, tbl := range ourTables {
 		for _, c := range st.table(tbl).order {
 			if strings.HasPrefix(c, chainPrefix) {
 				return true
@@ -34,12 +34,12 @@ func hasOurChains(st *ruleset) bool {
 
 // baseOps adds to s what the base layout of one family lacks in st.
 func (f *Firewall) baseOps(b *backend, st *ruleset, s *script) {
-	for _, c := range baseChains() {
+	for _, c := range baseChains(b.fam) {
 		if st.chain(c.table, c.name) == nil {
 			s.newChain(c.table, c.name)
 		}
 	}
-	for _, h := range baseHeads(f.foreign) {
+	for _, h := range baseHeads(b.fam, f.foreign) {
 		if st.stale && !strings.HasPrefix(h.chain, chainPrefix) {
 			continue // others changed the built-in chains: EnsureBase's job
 		}

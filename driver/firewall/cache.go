@@ -16,12 +16,15 @@ import (
 // A change by someone else (Docker puts its DOCKER-USER jump back at the top
 // of FORWARD after every network it creates, whatever the driver) bumps the
 // generation. The copy then stays in use for our own chains (MYNET-*, which
-// nobody else writes) but is marked stale: the built-in chains may have
+// only mynet writes) but is marked stale: the built-in chains may have
 // moved, so the calls that serve Docker leave the order there alone, and
-// EnsureBase, Owned and Cleanup read the ruleset again. If someone did
-// change our chains, the iptables-restore planned on the stale copy fails
-// (a rule to delete is gone, a chain is missing) and the call reads the
-// ruleset and tries once more; the periodic EnsureBase reads it in any case.
+// EnsureBase, Owned and Cleanup read the ruleset again. A change planned on
+// the stale copy touches only the rules of the networks it is about. If
+// someone did change them, or made a chain the copy lacks (another mynet
+// instance in the same namespace), the iptables-restore fails (a rule to
+// delete is gone, a chain is missing or already there) and the call reads
+// the ruleset and tries once more; the periodic EnsureBase reads it in any
+// case.
 //
 // So a call reads nothing and runs one iptables-restore per family it
 // changes, whatever the number of networks.
@@ -249,7 +252,7 @@ func (rs *ruleset) replay(s *script) error {
 }
 
 // checkCache compares the cached copy of b with a fresh read (tests): every
-// chain of filter and nat, rule by rule.
+// chain of the tables we use, rule by rule.
 func (f *Firewall) checkCache(b *backend) error {
 	fresh, err := b.save()
 	if err != nil {
@@ -257,7 +260,7 @@ func (f *Firewall) checkCache(b *backend) error {
 	}
 	b.runs-- // not the caller's work
 	cached := b.cached
-	for _, tbl := range []string{tFilter, tNat} {
+	for _, tbl := range ourTables {
 		ct, ft := cached.table(tbl), fresh.table(tbl)
 		for name := range ct.chains {
 			if ft.chains[name] == nil && (!cached.stale || strings.HasPrefix(name, chainPrefix)) {

@@ -47,7 +47,7 @@ func TestCacheAndForeignChanges(t *testing.T) {
 
 	// An administrator deletes one of the network's rules: the stale copy
 	// does not see it, EnsureBase reads again and AddNetwork repairs.
-	l.run("iptables", "-D", chForward+"-c", "-i", "myk0", "-o", "myk0", "-m", "comment", "--comment", "mynet:ca0000000000", "-j", "ACCEPT")
+	l.run("iptables", "-D", chForward+"-c", "-o", "myk0", "-m", "comment", "--comment", "mynet:ca0000000000", "-j", "DROP")
 	processes("AddNetwork on a stale copy", 0, func() error { return l.fw.AddNetwork(n) })
 	processes("EnsureBase after a foreign change", 2, l.fw.EnsureBase) // a save per family
 	processes("AddNetwork after EnsureBase", 1, func() error { return l.fw.AddNetwork(n) })
@@ -76,9 +76,9 @@ func TestCacheAndForeignChanges(t *testing.T) {
 	l.do(l.fw.Cleanup)
 }
 
-// TestMigratesOldLayout: the chains of the layout before this one (a
-// chain per network in filter, two in nat, two isolation chains), as the
-// previous version left them for one network with two ports, are replaced
+// TestMigratesOldLayout: the chains of an older layout (a chain per
+// network in filter, two in nat, two isolation chains), as that version
+// left them for one network with two ports, are replaced
 // by the current layout: the same rules a fresh install would have.
 func TestMigratesOldLayout(t *testing.T) {
 	l := newLab(t)
@@ -106,7 +106,7 @@ func TestMigratesOldLayout(t *testing.T) {
 	if len(owned) != 0 {
 		t.Errorf("Owned after migration = %v, want none (old rules removed)", owned)
 	}
-	l.do(func() error { return l.fw.AddNetworks([]Network{n}) })
+	l.do(func() error { _, err := l.fw.AddNetworks([]Network{n}); return err })
 	l.do(func() error { return l.fw.AddPorts(n, ports) })
 	got := l.save(v4)
 	for _, old := range []string{"MYNET-F-", "MYNET-S-", "MYNET-D-", "MYNET-ISO-OUT", "MYNET-ISO-IN"} {
@@ -128,7 +128,89 @@ func TestMigratesOldLayout(t *testing.T) {
 	l.do(l.fw.Cleanup)
 }
 
-// oldLayout is iptables-save of the previous version's rules for network
+// TestUpdatesRulesInPlace: the rules a network got from the version before
+// this one (same chains, rules that name no owner, no drop of new connections
+// into the bridge, no loopback guard, internal networks by subnet) are
+// replaced when a start adds the networks again: the result is what a fresh
+// install has. Published ports, whose rules did not change, stay as they are.
+func TestUpdatesRulesInPlace(t *testing.T) {
+	l := newLab(t)
+	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true,
+		Subnets: l.addBridge("myx0", "198.18.10.1/24", "")}
+	m := Network{ID: "bbbbbbbbbbbb0123456789", Bridge: "myy0", ICC: true, Internal: true,
+		Subnets: l.addBridge("myy0", "198.18.11.1/24", "")}
+	ports := []state.PortBinding{{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80}}
+	l.do(l.fw.EnsureBase)
+	l.do(func() error {
+		cmd := exec.Command("iptables-restore", "--noflush")
+		cmd.Stdin = strings.NewReader(previousLayout)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("load the previous layout: %v: %s", err, out)
+		}
+		return nil
+	})
+	// The next start: another Firewall, which names its owner.
+	var fw *Firewall
+	l.do(func() (err error) {
+		fw, err = NewWithConfig(nil, Config{Owner: "feed"})
+		if fw != nil {
+			fw.verifyCache = true
+		}
+		return err
+	})
+	var changed []string
+	l.do(func() (err error) { changed, err = fw.AddNetworks([]Network{n, m}); return })
+	if !slices.Equal(changed, []string{n.ID, m.ID}) {
+		t.Errorf("AddNetworks changed %v, want both networks", changed)
+	}
+	runs := fw.v4.runs
+	l.do(func() error { return fw.AddPorts(n, ports) })
+	if fw.v4.runs != runs {
+		t.Errorf("the published port was programmed again")
+	}
+	got := l.save(v4)
+	l.do(func() (err error) { changed, err = fw.AddNetworks([]Network{n, m}); return })
+	if len(changed) != 0 {
+		t.Errorf("a second AddNetworks changed %v", changed)
+	}
+
+	l.do(fw.Cleanup)
+	l.do(func() error { return fw.AddNetwork(n) })
+	l.do(func() error { return fw.AddNetwork(m) })
+	l.do(func() error { return fw.AddPorts(n, ports) })
+	if want := l.save(v4); !slices.Equal(sortedRules(got), sortedRules(want)) {
+		t.Errorf("updated rules:\n%s\nfresh rules:\n%s", got, want)
+	}
+	if !strings.Contains(got, `--comment "mynet:aaaaaaaaaaaa@feed"`) {
+		t.Errorf("the network's rules do not name their owner:\n%s", got)
+	}
+	l.do(fw.Cleanup)
+}
+
+// previousLayout is what the version before this one added to the base
+// chains for network aaaaaaaaaaaa on myx0 (ICC off, one published port) and
+// internal network bbbbbbbbbbbb on myy0.
+const previousLayout = `*filter
+-A MYNET-FORWARD-a -o myx0 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "mynet:aaaaaaaaaaaa" -j ACCEPT
+-A MYNET-FORWARD-a -i myx0 -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j DROP
+-A MYNET-FORWARD-a -i myx0 ! -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j ACCEPT
+-A MYNET-ISO-1-a -i myx0 ! -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MYNET-ISO-2
+-A MYNET-ISO-2-a -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j DROP
+-A MYNET-FORWARD-b -i myy0 -o myy0 -m comment --comment "mynet:bbbbbbbbbbbb" -j ACCEPT
+-A MYNET-FORWARD-b ! -d 198.18.11.0/24 -i myy0 -m comment --comment "mynet:bbbbbbbbbbbb" -j DROP
+-A MYNET-FORWARD-b ! -s 198.18.11.0/24 -o myy0 -m comment --comment "mynet:bbbbbbbbbbbb" -j DROP
+-A MYNET-ISO-1-b -i myy0 ! -o myy0 -m comment --comment "mynet:bbbbbbbbbbbb" -j MYNET-ISO-2
+-A MYNET-ISO-2-b -o myy0 -m comment --comment "mynet:bbbbbbbbbbbb" -j DROP
+COMMIT
+*nat
+-A MYNET-DNAT -p tcp -m tcp --dport 8080 -m comment --comment "mynet:aaaaaaaaaaaa" -j DNAT --to-destination 198.18.10.2:80
+-A MYNET-POSTROUTING-a -s 198.18.10.0/24 ! -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MASQUERADE
+-A MYNET-POSTROUTING-a -s 198.18.10.0/24 -o myx0 -m conntrack --ctstate DNAT -m comment --comment "mynet:aaaaaaaaaaaa" -j MASQUERADE
+-A MYNET-POSTROUTING-a -s 127.0.0.0/8 -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MASQUERADE
+COMMIT
+`
+
+// oldLayout is iptables-save of that older version's rules for network
 // aaaaaaaaaaaa on myx0 (ICC off) with two published ports.
 const oldLayout = `*filter
 :MYNET-F-aaaaaaaaaaaa - [0:0]
@@ -168,3 +250,26 @@ COMMIT
 -A MYNET-S-aaaaaaaaaaaa -s 127.0.0.0/8 -o myx0 -m comment --comment "mynet:aaaaaaaaaaaa" -j MASQUERADE
 COMMIT
 `
+
+// TestTwoFirewallsShareChains: two mynet instances in one namespace, the
+// second started before the first made any chain. The second's copy of the
+// ruleset lacks the chains the first made since; creating them again must
+// fail and be planned on a fresh read, never empty the first's chains.
+func TestTwoFirewallsShareChains(t *testing.T) {
+	l := newLab(t)
+	n := Network{ID: "a20000000000", Bridge: "myp0", ICC: true, Masquerade: true, Subnets: l.addBridge("myp0", "198.18.50.1/24", "")}
+	m := Network{ID: "a30000000000", Bridge: "myq0", ICC: true, Masquerade: true, Subnets: l.addBridge("myq0", "198.18.51.1/24", "")}
+	var other *Firewall
+	l.do(func() (err error) { other, err = New(nil); return })
+	l.do(func() error { _, err := other.OwnedNetworks(); return err }) // its start reads the ruleset
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	mine := strings.Count(l.save(v4), "mynet:a20000000000")
+	l.do(func() error { return other.AddNetwork(m) })
+	if got := strings.Count(l.save(v4), "mynet:a20000000000"); got != mine {
+		t.Errorf("the other instance's AddNetwork left %d of the first's %d rules", got, mine)
+	}
+	if got := strings.Count(l.save(v4), "mynet:a30000000000"); got == 0 {
+		t.Errorf("the other instance's network has no rules")
+	}
+	l.do(l.fw.Cleanup)
+}

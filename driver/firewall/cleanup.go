@@ -17,7 +17,7 @@ func (f *Firewall) Cleanup() error {
 // the rules in other chains that jump to them; with everything, also of
 // every other rule of ours (comment "mynet" or "mynet:<id>").
 func cleanupOps(st *ruleset, s *script, gone func(string) bool, everything bool) {
-	for _, tbl := range []string{tFilter, tNat} {
+	for _, tbl := range ourTables {
 		t := st.table(tbl)
 		var del []string
 		for _, cname := range t.order {
@@ -41,11 +41,11 @@ func cleanupOps(st *ruleset, s *script, gone func(string) bool, everything bool)
 	}
 }
 
-// obsoleteChain reports chains of an older mynet layout (a chain per
-// network and three per bridge network): they are removed on sight and their
-// networks re-added in the layout of doc.go.
+// obsoleteChain reports chains of an older mynet layout (chains of one
+// network): they are removed on sight and their networks re-added in the
+// layout of doc.go.
 func obsoleteChain(name string) bool {
-	for _, p := range []string{"MYNET-F-", "MYNET-S-", "MYNET-D-"} {
+	for _, p := range []string{"MYNET-F-", "MYNET-S-", "MYNET-D-", "MYNET-I-"} {
 		if strings.HasPrefix(name, p) {
 			return true
 		}

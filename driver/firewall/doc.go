@@ -3,35 +3,42 @@
 // accepts, inter-container on/off, isolation, --internal, published ports),
 // in chains of our own that the built-in chains jump to.
 //
-// # Chain layout (same in iptables and ip6tables)
+// # Chain layout (same in iptables and ip6tables, but raw: IPv4 only)
 //
 //	table   chain                 jumped from                           content
-//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  -j MYNET-ISO-1, then -j MYNET-FORWARD-<s> for s in 0..f,
-//	                                                                    then the open-port rules (see Gateway modes)
+//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  -j MYNET-ISO-1, then -j MYNET-FORWARD-<s> for s in 0..f
 //	filter  MYNET-FORWARD-<s>     MYNET-FORWARD                         3 rules per network of shard s
 //	filter  MYNET-ISO-1           MYNET-FORWARD rule 1                  Docker bridge to Docker bridge: RETURN; from a Docker
 //	                                                                    bridge: -j MYNET-ISO-2; then -j MYNET-ISO-1-<s>
 //	filter  MYNET-ISO-1-<s>       MYNET-ISO-1                           per network: -i BR ! -o BR -j MYNET-ISO-2
 //	filter  MYNET-ISO-2           MYNET-ISO-1, MYNET-ISO-1-<s>          -o docker+ / br-+ -j DROP, then -j MYNET-ISO-2-<s>
 //	filter  MYNET-ISO-2-<s>       MYNET-ISO-2                           per network: -o BR -j DROP
-//	filter  MYNET-I-<id>          MYNET-FORWARD-<s>                     only an internal network with several subnets in one family
 //	nat     MYNET-DNAT            PREROUTING, OUTPUT rule 1             1 DNAT rule per published port
 //	                              (-m addrtype --dst-type LOCAL)
 //	nat     MYNET-POSTROUTING     POSTROUTING rule 1                    -j MYNET-POSTROUTING-<s> for s in 0..f
 //	nat     MYNET-POSTROUTING-<s> MYNET-POSTROUTING                     MASQUERADE per network: outbound, hairpin, 127.0.0.0/8
+//	raw     MYNET-LOOPBACK        PREROUTING rule 1                     -j MYNET-LOOPBACK-<s> for s in 0..f
+//	                              (-d 127.0.0.0/8 ! -i lo)
+//	raw     MYNET-LOOPBACK-<s>    MYNET-LOOPBACK                        per network: -i BR -d 127.0.0.0/8 -j DROP
+//	filter  MYNET-PORTS           MYNET-FORWARD-<s> (some networks)     open ports (see Gateway modes and trusted interfaces)
 //
 // <id> is the first 12 characters of the network id and <s> its first
-// character (the shard, see shard); every rule of a network carries the
-// comment "mynet:<id>", the rules that belong to no network carry "mynet".
-// The shards keep the chains a network's rules are deleted from short:
-// iptables-nft fetches the whole chain to delete a rule from it. A network
-// with one IPv4 subnet has 8 rules, Docker's count for one of its bridge
-// networks: in filter "-o BR ctstate RELATED,ESTABLISHED,DNAT ACCEPT", "-i BR
-// -o BR ACCEPT|DROP" (ICC), "-i BR ! -o BR ACCEPT", and one rule in each
-// isolation chain; in nat the outbound MASQUERADE, the hairpin MASQUERADE and
-// the 127.0.0.0/8 MASQUERADE (IPv6: no 127/8 rule). An internal network has
-// 5 (ICC and two drops for traffic leaving the subnet instead of the accepts,
-// no nat rules). A published port is 1 rule (Docker: 3).
+// character (the shard, see shard). A network's rules carry the comment
+// "mynet:<id>@<owner>", where <owner> names the mynet instance that made
+// them (Config.Owner; without one, "mynet:<id>"); its published ports carry
+// "mynet:<id>"; the rules that belong to no network carry "mynet". The
+// shards keep the chains a network's rules are deleted from short:
+// iptables-nft fetches the whole chain to delete a rule from it.
+//
+// A network with one IPv4 subnet has 9 rules, Docker's 8 for one of its
+// bridge networks and the loopback guard: in filter "-o BR ctstate
+// RELATED,ESTABLISHED,DNAT ACCEPT", "-i BR ACCEPT" and "-o BR DROP" (in the
+// other order with ICC off, so that the drop also stops traffic within the
+// bridge), and one rule in each isolation chain; in nat the outbound
+// MASQUERADE, the hairpin MASQUERADE and the 127.0.0.0/8 MASQUERADE; in raw
+// the guard. In IPv6 it has 7 (no 127/8 rules). An internal network has 5,
+// all in filter: the isolation pair, "-i BR -o BR ACCEPT" (none with ICC
+// off), "-i BR DROP" and "-o BR DROP". A published port is 1 rule (Docker: 3).
 //
 // The caller enables forwarding (net.ipv4.ip_forward, IPv6 forwarding) and,
 // for a container to reach its own published port through a host address,
@@ -57,34 +64,68 @@
 // is not recognised, and a host uplink named br-* or docker* would be cut
 // off (set Config.ForeignBridges).
 //
+// # Traffic into a network
+//
+// Forwarding is decided by interface, never by address, and never left to
+// the FORWARD policy: a connection into a bridge of ours is accepted only
+// when it comes from that bridge and ICC allows it, or when our DNAT rules
+// sent it there (a published port); replies of the network's own
+// connections come back. Every other packet going into the bridge is
+// dropped, whatever its source address claims, for IPv4 and IPv6, so a
+// neighbour that routes a container subnet through the host reaches no
+// container directly even with the policy at ACCEPT (Docker 28 drops the same
+// traffic for its own bridges, with a rule per network and raw-table drops
+// per published port; checking the conntrack state DNAT makes those
+// unnecessary here). An internal network lets nothing in or out. The user's
+// DOCKER-USER rules run before ours and may accept more.
+//
 // # Published ports
 //
 // A port is one DNAT rule, in both PREROUTING and OUTPUT (any local
 // destination, 127.0.0.0/8 included), also for packets coming from the
 // network's own bridge (hairpin; there is no userland proxy). The filter side
-// needs no per-port rule: each network accepts, before its ICC rule,
+// needs no per-port rule: each network accepts, before its drops,
 // connections whose destination was translated (conntrack state DNAT). So a
 // published port is reachable from outside, from the host (also 127.0.0.1)
 // and from containers of the same network (even with ICC off); not from other
 // mynet or Docker networks (isolation comes first); and a direct, untranslated
-// connection to the container's address is not accepted by our rules (it falls
-// through to the rest of FORWARD and its policy). Hairpin and 127.0.0.1
+// connection to the container's address is dropped. Hairpin and 127.0.0.1
 // connections are masqueraded so the answer comes back through the host.
 //
 // # Gateway modes and trusted interfaces
 //
 // Network.GatewayModeV4/V6 are Docker 28's gateway modes, per family. nat
-// (the default) is what the sections above describe. nat-unprotected adds
-// "! -i BR -o BR -j ACCEPT" to the network's shard: anything but another
-// bridge reaches every port of the containers' addresses. routed has no
-// outbound MASQUERADE, accepts ICMP to the bridge, and a published port has
-// no DNAT rule and no host port: it is an open-port rule "-d CTR ! -i BR -o
-// BR -p P --dport CPORT -j ACCEPT" in MYNET-FORWARD. With trusted interfaces
-// (nat), each published port also gets "-d CTR -i IF -o BR -p P --dport
-// CPORT -j ACCEPT" per interface, so it is reachable at the container's own
-// address from there. Open-port rules come after the shard jumps, so the
-// isolation checks run first. isolated is only for internal networks, whose
-// rules do not change; the caller keeps the gateway off the bridge.
+// (the default) is what the sections above describe. The others add, to the
+// network's shard before its drop of new connections into the bridge, for
+// packets from outside the bridge ("! -i BR -o BR"): nat-unprotected an
+// ACCEPT (every port of the containers' addresses); routed an ICMP ACCEPT
+// and a jump to MYNET-PORTS, and no outbound MASQUERADE. A published port of
+// a routed network has no DNAT rule and no host port: it is a rule "-d CTR
+// -o BR -p P --dport CPORT -j ACCEPT" in MYNET-PORTS. With trusted
+// interfaces (nat), the shard jumps to MYNET-PORTS too and each published
+// port also gets "-d CTR -i IF -o BR -p P --dport CPORT -j ACCEPT" per
+// interface there, so it is reachable at the container's own address from
+// there. Isolation runs first in every case. isolated is only for internal
+// networks, whose rules do not change; the caller keeps the gateway off the
+// bridge.
+//
+// # The host's loopback
+//
+// Forwarding 127.0.0.1:HOSTPORT to a container needs route_localnet on the
+// bridge (BridgeSysctls), which also lets packets addressed to 127.0.0.0/8
+// in from the bridge: a container with CAP_NET_RAW could reach what the host
+// binds to its loopback only. The raw-table guard drops them before any
+// routing, as Kubernetes and Docker do. Translated traffic never matches it:
+// the answers of the host's own 127.0.0.1 connections arrive addressed to
+// the bridge's gateway and are translated back after raw.
+//
+// # Several instances
+//
+// Two mynet instances (two state files) may share a network namespace and
+// so these chains. Each touches only the rules of the networks it is asked
+// about, the owner in the comments tells which instance made a network's
+// rules (OwnedNetworks), and chains are created with -N, which fails rather
+// than emptying a chain the other instance made (see cache.go).
 //
 // # Programming
 //

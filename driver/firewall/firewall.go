@@ -55,10 +55,11 @@ func (n *Network) gatewayMode(fam family) string {
 	return m
 }
 
-// OwnedNetwork is a network that has rules of ours.
+// OwnedNetwork is a network that has rules of mynet's.
 type OwnedNetwork struct {
 	ID     string // the 12-character id found in the rule comments
 	Bridge string
+	Owner  string // the instance that made the rules (Config.Owner); "" when they do not say
 }
 
 // Config tunes a Firewall; the zero value is the default.
@@ -68,6 +69,10 @@ type Config struct {
 	ForeignBridges []string
 	// Sysctls is where the kernel settings the rules need are written.
 	Sysctls link.Sysctls
+	// Owner names this mynet instance (letters and digits) in the rules of
+	// its networks, so that instances sharing a network namespace tell
+	// their rules apart; "" leaves the rules unnamed.
+	Owner string
 }
 
 var (
@@ -90,6 +95,7 @@ type Firewall struct {
 	v6err   error
 	foreign []string
 	sysctls link.Sysctls
+	owner   string
 
 	// The cached rulesets (backend.cached) are exact at this nf_tables
 	// generation; see cache.go.
@@ -111,7 +117,10 @@ func NewWithConfig(logger *slog.Logger, cfg Config) (*Firewall, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Firewall{log: logger, foreign: DefaultForeignBridges, sysctls: cfg.Sysctls}
+	f := &Firewall{log: logger, foreign: DefaultForeignBridges, sysctls: cfg.Sysctls, owner: cfg.Owner}
+	if err := validOwner(cfg.Owner); err != nil {
+		return nil, err
+	}
 	if cfg.ForeignBridges != nil {
 		for _, p := range cfg.ForeignBridges {
 			if err := validIfacePattern(p); err != nil {

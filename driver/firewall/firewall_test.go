@@ -69,8 +69,8 @@ func TestIdempotentAndExactRemoval(t *testing.T) {
 
 	// Count what one network and one port cost.
 	count := func(s, what string) int { return strings.Count(s, what) }
-	if got := count(after4, "mynet:aaaaaaaaaaaa"); got != 8+2 {
-		t.Errorf("IPv4: %d rules with the network comment, want 10 (8 + 2 ports)", got)
+	if got := count(after4, "mynet:aaaaaaaaaaaa"); got != 9+2 {
+		t.Errorf("IPv4: %d rules with the network comment, want 11 (9 + 2 ports)", got)
 	}
 	if got := count(after6, "mynet:aaaaaaaaaaaa"); got != 7+1 {
 		t.Errorf("IPv6: %d rules with the network comment, want 8 (7 + 1 port)", got)
@@ -355,7 +355,7 @@ func TestTraffic(t *testing.T) {
 	t.Run("owned and removal", func(t *testing.T) {
 		var owned []OwnedNetwork
 		l.do(func() (err error) { owned, err = l.fw.OwnedNetworks(); return })
-		want := []OwnedNetwork{{"a00000000000", "mya0"}, {"b00000000000", "myb0"}, {"c00000000000", "myi0"}, {"d00000000000", "mym0"}}
+		want := []OwnedNetwork{{"a00000000000", "mya0", ""}, {"b00000000000", "myb0", ""}, {"c00000000000", "myi0", ""}, {"d00000000000", "mym0", ""}}
 		if !slices.Equal(owned, want) {
 			t.Errorf("OwnedNetworks = %v, want %v", owned, want)
 		}
@@ -520,8 +520,8 @@ func TestConcurrent(t *testing.T) {
 	}
 	s4 := l.save(v4)
 	for _, nw := range nets[:1] {
-		if got := strings.Count(s4, "mynet:"+nw.ID); got != 9 {
-			t.Errorf("network %s: %d IPv4 rules, want 9 (8 + 1 port)", nw.ID, got)
+		if got := strings.Count(s4, "mynet:"+nw.ID); got != 10 {
+			t.Errorf("network %s: %d IPv4 rules, want 10 (9 + 1 port)", nw.ID, got)
 		}
 	}
 	l.do(l.fw.Cleanup)

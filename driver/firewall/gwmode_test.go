@@ -42,7 +42,9 @@ func TestGatewayModesAndTrustedInterfaces(t *testing.T) {
 	for _, n := range []Network{netN, netU, netR, netT} {
 		l.do(func() error { return l.fw.AddNetwork(n) })
 	}
-	l.policy("DROP")
+	// FORWARD's policy at ACCEPT, as Docker 28 leaves it when forwarding was
+	// already on: only our rules protect the containers.
+	l.policy("ACCEPT")
 
 	// Published: routed opens the container port itself (no host port);
 	// the trusted network publishes a host port as usual.
@@ -90,7 +92,7 @@ func TestGatewayModesAndTrustedInterfaces(t *testing.T) {
 
 	var owned []OwnedNetwork
 	l.do(func() (err error) { owned, err = l.fw.OwnedNetworks(); return })
-	want := []OwnedNetwork{{"a10000000000", "myn0"}, {"c10000000000", "myr0"}, {"d10000000000", "myt0"}, {"b10000000000", "myu0"}}
+	want := []OwnedNetwork{{"a10000000000", "myn0", ""}, {"c10000000000", "myr0", ""}, {"d10000000000", "myt0", ""}, {"b10000000000", "myu0", ""}}
 	if !slices.Equal(owned, want) {
 		t.Errorf("OwnedNetworks = %v, want %v (a trusted interface is no bridge of ours)", owned, want)
 	}

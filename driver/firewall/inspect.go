@@ -5,8 +5,8 @@ import (
 	"strings"
 )
 
-// OwnedNetworks returns the networks (12-char id and bridge) that have rules
-// of ours, sorted by bridge name.
+// OwnedNetworks returns the networks (12-char id, bridge and owner) that
+// have rules of mynet's, made by any instance, sorted by bridge name.
 func (f *Firewall) OwnedNetworks() ([]OwnedNetwork, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -16,11 +16,11 @@ func (f *Firewall) OwnedNetworks() ([]OwnedNetwork, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, tbl := range []string{tFilter, tNat} {
+		for _, tbl := range ourTables {
 			t := st.table(tbl)
 			for _, cname := range t.order {
 				for _, r := range t.chains[cname].rules {
-					id, ok := strings.CutPrefix(r.comment, commentPrefix)
+					id, owner, ok := commentNetwork(r.comment)
 					if !ok {
 						continue
 					}
@@ -29,7 +29,7 @@ func (f *Firewall) OwnedNetworks() ([]OwnedNetwork, error) {
 					// a trusted host interface, not a bridge.
 					for i := 0; i+1 < len(r.tokens); i++ {
 						if r.tokens[i] == "-o" && !strings.HasSuffix(r.tokens[i+1], "+") {
-							seen[OwnedNetwork{ID: id, Bridge: r.tokens[i+1]}] = true
+							seen[OwnedNetwork{ID: id, Bridge: r.tokens[i+1], Owner: owner}] = true
 						}
 					}
 				}
@@ -49,7 +49,8 @@ func (f *Firewall) OwnedNetworks() ([]OwnedNetwork, error) {
 	return out, nil
 }
 
-// Owned returns the bridge names that currently have rules of ours.
+// Owned returns the bridge names that currently have rules of this
+// instance's networks (or rules that name no instance).
 func (f *Firewall) Owned() ([]string, error) {
 	nets, err := f.OwnedNetworks()
 	if err != nil {
@@ -57,6 +58,9 @@ func (f *Firewall) Owned() ([]string, error) {
 	}
 	var out []string
 	for _, o := range nets {
+		if o.Owner != "" && o.Owner != f.owner {
+			continue
+		}
 		if len(out) == 0 || out[len(out)-1] != o.Bridge {
 			out = append(out, o.Bridge)
 		}

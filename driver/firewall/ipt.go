@@ -99,7 +99,7 @@ func isMultiBinary(base string) bool {
 	return strings.HasPrefix(base, "xtables-") && strings.HasSuffix(base, "-multi")
 }
 
-// save returns the current filter and nat tables.
+// save returns the current ruleset (every table).
 func (b *backend) save() (*ruleset, error) {
 	b.runs++
 	defer timing.Since(timing.Iptables, time.Now())

@@ -58,18 +58,21 @@ func (f *Firewall) AddNetwork(n Network) (retErr error) {
 }
 
 // AddNetworks programs many networks with one iptables-restore per family
-// instead of one each per network (a start after a reboot re-adds every
-// network). It rolls nothing back: on error the caller adds the networks one
-// by one with AddNetwork (idempotent), which reports each failure on its own.
-func (f *Firewall) AddNetworks(ns []Network) error {
+// instead of one each per network: a start makes every network's rules and
+// sysctls what this version wants, whether they are missing (a reboot),
+// partly gone or of an older layout. It returns the ids of the networks whose
+// rules it changed. It rolls nothing back: on error the caller adds the
+// networks one by one with AddNetwork (idempotent), which reports each
+// failure on its own.
+func (f *Firewall) AddNetworks(ns []Network) (changed []string, err error) {
 	byFams := make([]map[family][]netip.Prefix, len(ns))
 	for i := range ns {
 		byFam, err := ns[i].validate(true)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(byFam[v6]) > 0 && f.v6 == nil {
-			return fmt.Errorf("network %s has IPv6 subnets: %w: %v", shortID(ns[i].ID), ErrIPv6Unavailable, f.v6err)
+			return nil, fmt.Errorf("network %s has IPv6 subnets: %w: %v", shortID(ns[i].ID), ErrIPv6Unavailable, f.v6err)
 		}
 		byFams[i] = byFam
 	}
@@ -78,9 +81,10 @@ func (f *Firewall) AddNetworks(ns []Network) error {
 	var undo []func() error // not used: see above
 	for i := range ns {
 		if err := f.networkSysctls(&ns[i], byFams[i], &undo); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	isChanged := make([]bool, len(ns))
 	for _, fam := range []family{v4, v6} {
 		var mine []int
 		for i := range ns {
@@ -93,20 +97,29 @@ func (f *Firewall) AddNetworks(ns []Network) error {
 		}
 		b, err := f.backend(fam)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		planned := make([]bool, len(ns))
 		err = f.change(b, func(st *ruleset, s *script) error {
 			f.baseOps(b, st, s)
 			for _, i := range mine {
-				f.planNetwork(b, st, s, &ns[i], fam, byFams[i][fam])
+				planned[i] = len(f.planNetwork(b, st, s, &ns[i], fam, byFams[i][fam]).added) > 0
 			}
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("add %s rules of %d networks: %w", fam, len(mine), err)
+			return nil, fmt.Errorf("add %s rules of %d networks: %w", fam, len(mine), err)
+		}
+		for i, c := range planned {
+			isChanged[i] = isChanged[i] || c
 		}
 	}
-	return nil
+	for i, c := range isChanged {
+		if c {
+			changed = append(changed, ns[i].ID)
+		}
+	}
+	return changed, nil
 }
 
 func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []netip.Prefix) (*change, error) {
@@ -119,15 +132,17 @@ func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []ne
 	return ch, err
 }
 
-// rulesOf returns the rules with the given comment in a chain.
-func rulesOf(st *ruleset, c chainRef, comment string) []savedRule {
+// rulesOf returns the rules of network id12 in a chain, whatever instance
+// made them (the id alone names a network: a network is only ever served by
+// one instance).
+func rulesOf(st *ruleset, c chainRef, id12 string) []savedRule {
 	ch := st.chain(c.table, c.name)
 	if ch == nil {
 		return nil
 	}
 	var out []savedRule
 	for _, r := range ch.rules {
-		if r.comment == comment {
+		if id, _, ok := commentNetwork(r.comment); ok && id == id12 {
 			out = append(out, r)
 		}
 	}
@@ -135,56 +150,31 @@ func rulesOf(st *ruleset, c chainRef, comment string) []savedRule {
 }
 
 // planNetwork adds to s what makes the rules of n in st what they should
-// be, and returns what it adds for a rollback.
+// be, and returns what it adds for a rollback. Only the chains of the
+// network's shard are looked at: a network's rules never go elsewhere.
 func (f *Firewall) planNetwork(b *backend, st *ruleset, s *script, n *Network, fam family, subnets []netip.Prefix) *change {
 	id12 := shortID(n.ID)
-	comment := netComment(id12)
-	nr := buildNetRules(n, fam, subnets)
+	want := buildNetRules(n, fam, subnets, ownedComment(id12, f.owner))
 	ch := &change{b: b}
-
-	wantOwned := map[string]bool{}
-	for _, oc := range nr.owned {
-		wantOwned[oc.name] = true
-		cur := st.chain(oc.table, oc.name)
-		if cur == nil {
-			s.newChain(oc.table, oc.name)
-			ch.created = append(ch.created, chainRef{oc.table, oc.name})
-		} else if sameRules(cur.rules, oc.rules) {
-			continue
-		} else {
-			s.flushChain(oc.table, oc.name)
-		}
-		for _, r := range oc.rules {
-			s.appendRule(r)
-		}
-	}
 	// The network's rules in each shared chain, in order: when they differ
-	// in any way (missing, stale, duplicated, reordered), all of them are
-	// deleted and appended again. Published ports are AddPorts' business,
-	// unless the network is internal now.
+	// in any way (missing, stale, duplicated, reordered, made by an older
+	// layout), all of them are deleted and appended again. Published ports
+	// are AddPorts' business, unless the network is internal now.
 	for _, c := range append(shardsOf(id12), chainRef{tNat, chDNAT}) {
-		if c.name == chDNAT && !n.Internal {
+		if (c.name == chDNAT && !n.Internal) || !inFamily(c, fam) {
 			continue
 		}
-		cur := rulesOf(st, c, comment)
-		want := nr.byChain[c]
-		if sameRules(cur, want) {
+		cur := rulesOf(st, c, id12)
+		if sameRules(cur, want[c]) {
 			continue
 		}
 		for _, r := range cur {
 			s.deleteSaved(c.table, c.name, r)
 		}
-		for _, r := range want {
+		for _, r := range want[c] {
 			s.appendRule(r)
 			ch.added = append(ch.added, r)
 		}
-	}
-	// An owned chain no longer wanted (the network is no longer internal
-	// with several subnets); its jumps were deleted above, in the same table
-	// section.
-	if c := pfxInternal + id12; !wantOwned[c] && st.chain(tFilter, c) != nil {
-		s.flushChain(tFilter, c)
-		s.deleteChain(tFilter, c)
 	}
 	return ch
 }
@@ -209,29 +199,18 @@ func (f *Firewall) RemoveNetwork(n Network) error {
 		return err
 	}
 	id12 := shortID(n.ID)
-	comment := netComment(id12)
-	own := pfxInternal + id12
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var errs []error
 	for _, b := range f.backends() {
 		err := f.change(b, func(st *ruleset, s *script) error {
-			for _, tbl := range []string{tFilter, tNat} {
+			for _, tbl := range ourTables {
 				t := st.table(tbl)
 				for _, cname := range t.order {
-					if cname == own {
-						continue // flushed below
-					}
-					for _, r := range t.chains[cname].rules {
-						if r.comment == comment {
-							s.deleteSaved(tbl, cname, r)
-						}
+					for _, r := range rulesOf(st, chainRef{tbl, cname}, id12) {
+						s.deleteSaved(tbl, cname, r)
 					}
 				}
-			}
-			if st.chain(tFilter, own) != nil {
-				s.flushChain(tFilter, own)
-				s.deleteChain(tFilter, own)
 			}
 			return nil
 		})
@@ -245,5 +224,5 @@ func (f *Firewall) RemoveNetwork(n Network) error {
 // programmed reports whether network id12 has its rules in st: a bridge
 // network that is not internal always has its hairpin rule.
 func programmed(st *ruleset, id12 string) bool {
-	return len(rulesOf(st, chainRef{tNat, shardChain(chPost, shard(id12))}, netComment(id12))) > 0
+	return len(rulesOf(st, chainRef{tNat, shardChain(chPost, shard(id12))}, id12)) > 0
 }

@@ -32,25 +32,29 @@ func familyOf(a netip.Addr) family {
 const (
 	tFilter = "filter"
 	tNat    = "nat"
+	tRaw    = "raw"
 
 	// Shared chains, created by EnsureBase (and by any call that needs them).
-	chForward = "MYNET-FORWARD"     // filter, jumped from FORWARD (first, or right after DOCKER-USER)
-	chIso1    = "MYNET-ISO-1"       // filter, rule 1 of MYNET-FORWARD: "leaves bridge X for another interface"
-	chIso2    = "MYNET-ISO-2"       // filter, from MYNET-ISO-1: "... and that interface is another bridge": DROP
-	chDNAT    = "MYNET-DNAT"        // nat, jumped from PREROUTING and OUTPUT (rule 1): published ports
-	chPost    = "MYNET-POSTROUTING" // nat, jumped from POSTROUTING (rule 1): masquerading
-
-	// pfxInternal + the first 12 characters of the network id: the chain
-	// of an internal network with several subnets in one family (the only
-	// layout whose rules depend on their order across subnets).
-	pfxInternal = "MYNET-I-"
+	chForward  = "MYNET-FORWARD"     // filter, jumped from FORWARD (first, or right after DOCKER-USER)
+	chIso1     = "MYNET-ISO-1"       // filter, rule 1 of MYNET-FORWARD: "leaves bridge X for another interface"
+	chIso2     = "MYNET-ISO-2"       // filter, from MYNET-ISO-1: "... and that interface is another bridge": DROP
+	chDNAT     = "MYNET-DNAT"        // nat, jumped from PREROUTING and OUTPUT (rule 1): published ports
+	chPost     = "MYNET-POSTROUTING" // nat, jumped from POSTROUTING (rule 1): masquerading
+	chLoopback = "MYNET-LOOPBACK"    // raw (IPv4), jumped from PREROUTING (rule 1) for 127.0.0.0/8 not from lo
+	chPorts    = "MYNET-PORTS"       // filter, jumped from the shard of a routed network or one with trusted interfaces: open ports
 
 	chainPrefix   = "MYNET-"
 	commentBase   = "mynet"  // comment of rules that belong to no network
 	commentPrefix = "mynet:" // + 12-char network id
+	ownerSep      = "@"      // + the instance that made the network's rules
 
 	dockerUser = "DOCKER-USER" // Docker's chain for the user's own rules
+
+	loopbackNet = "127.0.0.0/8"
 )
+
+// ourTables are the tables that hold chains or rules of ours.
+var ourTables = []string{tFilter, tNat, tRaw}
 
 // DefaultForeignBridges are the interface patterns (iptables syntax, "+" is a
 // trailing wildcard) of the bridges of Docker's own bridge driver: docker0,
@@ -64,7 +68,30 @@ func shortID(id string) string {
 	return id
 }
 
+// netComment is the comment of a network's published ports: "mynet:<id12>".
 func netComment(id12 string) string { return commentPrefix + id12 }
+
+// ownedComment is the comment of a network's other rules. With an owner (the
+// mynet instance, one per state file) it is "mynet:<id12>@<owner>": another
+// mynet in the same network namespace then knows these rules are not its
+// own even on a bridge that carries no mark of either.
+func ownedComment(id12, owner string) string {
+	if owner == "" {
+		return netComment(id12)
+	}
+	return netComment(id12) + ownerSep + owner
+}
+
+// commentNetwork returns the network id and owner a rule comment names; ok
+// is false for comments that name no network.
+func commentNetwork(comment string) (id12, owner string, ok bool) {
+	rest, ok := strings.CutPrefix(comment, commentPrefix)
+	if !ok || rest == "" {
+		return "", "", false
+	}
+	id12, owner, _ = strings.Cut(rest, ownerSep)
+	return id12, owner, true
+}
 
 // chainRef names a chain of a table.
 type chainRef struct{ table, name string }
@@ -96,7 +123,12 @@ type head struct {
 // a rule makes iptables-nft fetch the whole chain it is in (about 10 us per
 // rule), so a network's removal would otherwise cost more with every other
 // network. Each shard is jumped to unconditionally from its parent chain.
-var shardedChains = []chainRef{{tFilter, chForward}, {tFilter, chIso1}, {tFilter, chIso2}, {tNat, chPost}}
+var shardedChains = []chainRef{{tFilter, chForward}, {tFilter, chIso1}, {tFilter, chIso2}, {tNat, chPost}, {tRaw, chLoopback}}
+
+// inFamily reports whether chain c exists in family fam: the loopback
+// guard is IPv4 only (IPv6 has no route_localnet; the kernel drops ::1 from
+// any other interface).
+func inFamily(c chainRef, fam family) bool { return fam == v4 || c.table != tRaw }
 
 const shardDigits = "0123456789abcdef"
 
@@ -112,7 +144,7 @@ func shard(id12 string) byte {
 
 func shardChain(parent string, sh byte) string { return parent + "-" + string(sh) }
 
-// shardsOf are the four shard chains that hold the rules of network id12.
+// shardsOf are the shard chains that hold the rules of network id12.
 func shardsOf(id12 string) []chainRef {
 	sh := shard(id12)
 	out := make([]chainRef, len(shardedChains))
@@ -122,17 +154,18 @@ func shardsOf(id12 string) []chainRef {
 	return out
 }
 
-func baseChains() []chainRef {
-	cs := []chainRef{
-		{tFilter, chForward}, {tFilter, chIso1}, {tFilter, chIso2},
-		{tNat, chDNAT}, {tNat, chPost},
-	}
+func baseChains(fam family) []chainRef {
+	var cs []chainRef
 	for _, c := range shardedChains {
+		if !inFamily(c, fam) {
+			continue
+		}
+		cs = append(cs, c)
 		for i := range len(shardDigits) {
 			cs = append(cs, chainRef{c.table, shardChain(c.name, shardDigits[i])})
 		}
 	}
-	return cs
+	return append(cs, chainRef{tNat, chDNAT}, chainRef{tFilter, chPorts})
 }
 
 // shardJumps are the jumps from a sharded chain into its 16 shards.
@@ -146,7 +179,7 @@ func shardJumps(tbl, parent string) []rule {
 
 // baseHeads: the jumps from the built-in chains into ours, the isolation
 // check first in MYNET-FORWARD, and the foreign bridges' part of it.
-func baseHeads(foreign []string) []head {
+func baseHeads(fam family, foreign []string) []head {
 	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	hs := []head{
 		{table: tFilter, chain: "FORWARD", rules: []rule{mk(tFilter, "FORWARD", commentBase, nil, chForward)}, afterDockerUser: true},
@@ -155,6 +188,14 @@ func baseHeads(foreign []string) []head {
 		{table: tNat, chain: "POSTROUTING", rules: []rule{mk(tNat, "POSTROUTING", commentBase, nil, chPost)}},
 		{table: tFilter, chain: chForward, rules: append([]rule{mk(tFilter, chForward, commentBase, nil, chIso1)}, shardJumps(tFilter, chForward)...)},
 		{table: tNat, chain: chPost, rules: shardJumps(tNat, chPost)},
+	}
+	if fam == v4 {
+		// Only packets to 127.0.0.0/8 that did not come from lo enter the
+		// guard: the rest of the host's traffic pays one rule.
+		toLoopback := []string{"-d", loopbackNet, "!", "-i", "lo"}
+		hs = append(hs,
+			head{table: tRaw, chain: "PREROUTING", rules: []rule{mk(tRaw, "PREROUTING", commentBase, toLoopback, chLoopback)}},
+			head{table: tRaw, chain: chLoopback, rules: shardJumps(tRaw, chLoopback)})
 	}
 	// A packet between two foreign bridges is Docker's business: return
 	// first. A packet from a foreign bridge is checked against our bridges
@@ -180,91 +221,67 @@ func baseHeads(foreign []string) []head {
 	return append(hs, iso, drops)
 }
 
-// netRules is the wanted state of one network in one family.
-type netRules struct {
-	// owned: per-network chains whose whole content we define, in order
-	// (only internal networks with several subnets in the family).
-	owned []ownedChain
-	// byChain: the network's rules in each shared chain, in order.
-	byChain map[chainRef][]rule
-}
+// netRules is the wanted state of one network in one family: its rules in
+// each shared chain, in order.
+type netRules map[chainRef][]rule
 
-type ownedChain struct {
-	table, name string
-	rules       []rule
-}
-
-// buildNetRules returns the rules of network n for family fam; subnets are
-// n's subnets of that family (at least one). A bridge network with one
-// subnet has 8 rules in IPv4, as many as Docker's bridge driver gives one:
-// 5 in filter (3 in MYNET-FORWARD, 1 in each isolation chain) and 3 in nat.
-func buildNetRules(n *Network, fam family, subnets []netip.Prefix) netRules {
-	id12 := shortID(n.ID)
-	c := netComment(id12)
+// buildNetRules returns the rules of network n for family fam, each with
+// the given comment; subnets are n's subnets of that family (at least one).
+// A bridge network with one subnet has 9 rules in IPv4 and 7 in IPv6: 5 in
+// filter (3 in MYNET-FORWARD, 1 in each isolation chain), 3 in nat (2 in
+// IPv6) and, in IPv4, the loopback guard in raw. An internal network has 5
+// (4 with ICC off), all in filter.
+func buildNetRules(n *Network, fam family, subnets []netip.Prefix, comment string) netRules {
 	br := n.Bridge
-	nr := netRules{byChain: map[chainRef][]rule{}}
-	sh := shard(id12)
+	nr := netRules{}
+	sh := shard(shortID(n.ID))
 	add := func(tbl, ch string, match []string, target ...string) {
-		if ch != chDNAT {
-			ch = shardChain(ch, sh)
-		}
-		k := chainRef{tbl, ch}
-		nr.byChain[k] = append(nr.byChain[k], mk(tbl, ch, c, match, target...))
+		k := chainRef{tbl, shardChain(ch, sh)}
+		nr[k] = append(nr[k], mk(tbl, k.name, comment, match, target...))
 	}
 	// Isolation (MYNET-ISO-1 runs before any accept): leaving this bridge
 	// for another bridge of ours or Docker's, or entering it from one.
 	add(tFilter, chIso1, []string{"-i", br, "!", "-o", br}, chIso2)
 	add(tFilter, chIso2, []string{"-o", br}, "DROP")
-	icc := "DROP"
-	if n.ICC {
-		icc = "ACCEPT"
-	}
-	switch {
-	case !n.Internal:
-		// Replies, and connections our DNAT rules sent to this bridge
-		// (published ports, from outside, from the host or hairpin from
-		// the bridge itself, even with ICC off) before the ICC rule. A
-		// direct, untranslated connection to a container from outside is
-		// not accepted here.
-		add(tFilter, chForward, []string{"-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, "ACCEPT")
-		add(tFilter, chForward, []string{"-i", br, "-o", br}, icc)
-		add(tFilter, chForward, []string{"-i", br, "!", "-o", br}, "ACCEPT")
-		switch n.gatewayMode(fam) {
-		case GatewayNATUnprotected:
-			// Direct access to every container port from anywhere but
-			// another bridge (isolation ran first).
-			add(tFilter, chForward, []string{"!", "-i", br, "-o", br}, "ACCEPT")
-		case GatewayRouted:
-			// Routed addresses answer pings, as Docker's routed mode.
-			add(tFilter, chForward, []string{"-o", br, "-p", icmpProto(fam)}, "ACCEPT")
-		}
-	case len(subnets) == 1:
-		s := subnets[0].String()
-		add(tFilter, chForward, []string{"-i", br, "-o", br}, icc)
-		add(tFilter, chForward, []string{"!", "-d", s, "-i", br}, "DROP")
-		add(tFilter, chForward, []string{"!", "-s", s, "-o", br}, "DROP")
-	default:
-		ich := pfxInternal + id12
-		oc := ownedChain{table: tFilter, name: ich}
-		own := func(match []string, target string) {
-			oc.rules = append(oc.rules, mk(tFilter, ich, c, match, target))
-		}
-		own([]string{"-i", br, "-o", br}, icc)
-		for _, p := range subnets {
-			own([]string{"-d", p.String(), "-i", br}, "RETURN")
-			own([]string{"-s", p.String(), "-o", br}, "RETURN")
-		}
-		own([]string{"-i", br}, "DROP")
-		own([]string{"-o", br}, "DROP")
-		nr.owned = append(nr.owned, oc)
-		add(tFilter, chForward, []string{"-i", br}, ich)
-		add(tFilter, chForward, []string{"-o", br}, ich)
-	}
+	// Forwarding is decided by interface, not by address: what comes in on
+	// the bridge is the network's own traffic, and nothing else may open a
+	// connection into it, whatever the FORWARD policy and whatever source
+	// address a packet claims.
 	if n.Internal {
+		if n.ICC {
+			add(tFilter, chForward, []string{"-i", br, "-o", br}, "ACCEPT")
+		}
+		add(tFilter, chForward, []string{"-i", br}, "DROP")
+		add(tFilter, chForward, []string{"-o", br}, "DROP")
 		return nr
 	}
+	// Replies, and connections our DNAT rules sent to this bridge (published
+	// ports, from outside, from the host or hairpin from the bridge itself,
+	// even with ICC off), come first; every other new connection into the
+	// bridge is dropped, from the bridge itself too unless ICC allows it.
+	add(tFilter, chForward, []string{"-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, "ACCEPT")
+	// What Docker 28's gateway modes and trusted interfaces let in from
+	// outside the bridge, before the drop.
+	mode := n.gatewayMode(fam)
+	fromOutside := []string{"!", "-i", br, "-o", br}
+	switch {
+	case mode == GatewayNATUnprotected:
+		add(tFilter, chForward, fromOutside, "ACCEPT") // every port of every container
+	case mode == GatewayRouted:
+		add(tFilter, chForward, append(fromOutside, "-p", icmpProto(fam)), "ACCEPT")
+		add(tFilter, chForward, fromOutside, chPorts) // published container ports
+	case len(n.TrustedIfs) > 0:
+		add(tFilter, chForward, fromOutside, chPorts)
+	}
+	if n.ICC {
+		add(tFilter, chForward, []string{"-i", br}, "ACCEPT")
+		add(tFilter, chForward, []string{"-o", br}, "DROP")
+	} else {
+		add(tFilter, chForward, []string{"-o", br}, "DROP")
+		add(tFilter, chForward, []string{"-i", br}, "ACCEPT")
+	}
 	for _, p := range subnets {
-		if n.Masquerade && n.gatewayMode(fam) != GatewayRouted {
+		if n.Masquerade && mode != GatewayRouted {
 			add(tNat, chPost, []string{"-s", p.String(), "!", "-o", br}, "MASQUERADE")
 		}
 	}
@@ -274,8 +291,14 @@ func buildNetRules(n *Network, fam family, subnets []netip.Prefix) netRules {
 		add(tNat, chPost, []string{"-s", p.String(), "-o", br, "-m", "conntrack", "--ctstate", "DNAT"}, "MASQUERADE")
 	}
 	if fam == v4 {
-		// 127.0.0.1:HOSTPORT from the host (needs route_localnet on br).
-		add(tNat, chPost, []string{"-s", "127.0.0.0/8", "-o", br}, "MASQUERADE")
+		// 127.0.0.1:HOSTPORT from the host (needs route_localnet on br),
+		// and the guard route_localnet calls for: a packet a container
+		// addresses to 127.0.0.0/8 itself never reaches the host's loopback
+		// services (translated packets are not addressed to 127/8 when raw
+		// sees them: answers of the host's 127.0.0.1 connections arrive
+		// addressed to the gateway and are translated back later).
+		add(tNat, chPost, []string{"-s", loopbackNet, "-o", br}, "MASQUERADE")
+		add(tRaw, chLoopback, []string{"-i", br, "-d", loopbackNet}, "DROP")
 	}
 	return nr
 }
@@ -288,23 +311,23 @@ func icmpProto(fam family) string {
 	return "icmp"
 }
 
-// openRules are the filter rules that let a published port be reached at
-// the container's own address and port: from anywhere but another bridge in
-// gateway mode routed (where there is no DNAT), else from each trusted host
-// interface. They go in MYNET-FORWARD after the shard jumps, so isolation
-// runs first.
+// openRules are the MYNET-PORTS rules that let a published port be reached
+// at the container's own address and port: from anywhere (but another
+// bridge: isolation ran first) in gateway mode routed, where there is no
+// DNAT, else from each trusted host interface. The network's shard jumps to
+// MYNET-PORTS only for packets from outside its bridge.
 func openRules(n *Network, fam family, p state.PortBinding) []rule {
 	id12 := shortID(n.ID)
-	dst := []string{"-d", netip.PrefixFrom(p.ContainerIP, p.ContainerIP.BitLen()).String()}
+	dst := netip.PrefixFrom(p.ContainerIP, p.ContainerIP.BitLen()).String()
 	port := []string{"-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.ContainerPort))}
-	var rs []rule
 	if n.gatewayMode(fam) == GatewayRouted {
-		m := append(append(dst, "!", "-i", n.Bridge, "-o", n.Bridge), port...)
-		return append(rs, mk(tFilter, chForward, netComment(id12), m, "ACCEPT"))
+		m := append([]string{"-d", dst, "-o", n.Bridge}, port...)
+		return []rule{mk(tFilter, chPorts, netComment(id12), m, "ACCEPT")}
 	}
+	var rs []rule
 	for _, ifName := range n.TrustedIfs {
-		m := append(append(append([]string{}, dst...), "-i", ifName, "-o", n.Bridge), port...)
-		rs = append(rs, mk(tFilter, chForward, netComment(id12), m, "ACCEPT"))
+		m := append([]string{"-d", dst, "-i", ifName, "-o", n.Bridge}, port...)
+		rs = append(rs, mk(tFilter, chPorts, netComment(id12), m, "ACCEPT"))
 	}
 	return rs
 }

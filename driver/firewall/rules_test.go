@@ -43,7 +43,7 @@ func TestParseSave(t *testing.T) {
 :FORWARD DROP [0:0]
 :MYNET-FORWARD - [0:0]
 -A FORWARD -m comment --comment mynet -j MYNET-FORWARD
--A MYNET-FORWARD -i br0 -m comment --comment "mynet:abc" -j MYNET-I-abc
+-A MYNET-FORWARD -i br0 -m comment --comment "mynet:abc@0123" -j ACCEPT
 COMMIT
 *nat
 :PREROUTING ACCEPT [0:0]
@@ -61,12 +61,21 @@ COMMIT
 	if r := fw.rules[0]; r.comment != "mynet" || r.target != "MYNET-FORWARD" || r.text != "-m comment --comment mynet -j MYNET-FORWARD" {
 		t.Fatalf("rule: %+v", r)
 	}
-	j := baseHeads(nil)[0].rules[0]
+	j := baseHeads(v4, nil)[0].rules[0]
 	if fw.rules[0].key != j.key() {
 		t.Fatalf("generated jump %q does not match saved %q", j.text(), fw.rules[0].text)
 	}
-	if r := rs.chain(tFilter, chForward).rules[0]; r.comment != "mynet:abc" {
+	if r := rs.chain(tFilter, chForward).rules[0]; r.comment != "mynet:abc@0123" {
 		t.Fatalf("quoted comment: %+v", r)
+	}
+	if id, owner, ok := commentNetwork("mynet:abc@0123"); id != "abc" || owner != "0123" || !ok {
+		t.Fatalf("commentNetwork: %q %q %v", id, owner, ok)
+	}
+	if id, owner, ok := commentNetwork("mynet:abc"); id != "abc" || owner != "" || !ok {
+		t.Fatalf("commentNetwork without owner: %q %q %v", id, owner, ok)
+	}
+	if _, _, ok := commentNetwork("mynet"); ok {
+		t.Fatal("the base comment names a network")
 	}
 	if rs.chain(tNat, "OUTPUT") != nil || rs.chain("mangle", "X") != nil {
 		t.Fatal("phantom chains")
@@ -75,46 +84,53 @@ COMMIT
 
 func TestBuildNetRulesCounts(t *testing.T) {
 	count := func(nr netRules) (n int) {
-		for _, rs := range nr.byChain {
+		for _, rs := range nr {
 			n += len(rs)
-		}
-		for _, oc := range nr.owned {
-			n += len(oc.rules)
 		}
 		return n
 	}
+	const comment = "mynet:0123456789ab@feed"
 	n := Network{ID: "0123456789abcdef", Bridge: "br0", ICC: true, Masquerade: true,
 		Subnets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}}
-	nr := buildNetRules(&n, v4, n.Subnets)
-	// Docker's bridge driver: 8 rules per network.
-	if got := count(nr); got != 8 || len(nr.owned) != 0 {
-		t.Fatalf("v4: %d rules, %d owned chains; want 8 rules in shared chains", got, len(nr.owned))
+	nr := buildNetRules(&n, v4, n.Subnets, comment)
+	// Docker's bridge driver gives 8; the loopback guard is the ninth.
+	if got := count(nr); got != 9 {
+		t.Fatalf("v4: %d rules, want 9", got)
 	}
-	if got := len(nr.byChain[chainRef{tFilter, shardChain(chForward, '0')}]); got != 3 {
-		t.Fatalf("MYNET-FORWARD: %d rules, want 3", got)
+	fwd := nr[chainRef{tFilter, shardChain(chForward, '0')}]
+	if len(fwd) != 3 || !strings.HasSuffix(fwd[2].text(), "-o br0 -m comment --comment "+comment+" -j DROP") {
+		t.Fatalf("MYNET-FORWARD: %v, want 3 rules ending with the drop of new connections into br0", fwd)
 	}
-	for _, rs := range nr.byChain {
+	if got := len(nr[chainRef{tRaw, shardChain(chLoopback, '0')}]); got != 1 {
+		t.Fatalf("loopback guard: %d rules, want 1", got)
+	}
+	for _, rs := range nr {
 		for _, r := range rs {
-			if !strings.Contains(r.text(), "--comment mynet:0123456789ab ") {
+			if !strings.Contains(r.text(), "--comment "+comment+" ") {
 				t.Fatalf("rule without network comment: %s", r)
 			}
 		}
 	}
-	if got := count(buildNetRules(&n, v6, pfx("fd00::/64"))); got != 7 {
-		t.Fatalf("v6: %d rules, want 7 (no 127/8 rule)", got)
+	if got := count(buildNetRules(&n, v6, pfx("fd00::/64"), comment)); got != 7 {
+		t.Fatalf("v6: %d rules, want 7 (no 127/8 rules)", got)
+	}
+	n.ICC = false
+	nr = buildNetRules(&n, v4, n.Subnets, comment)
+	if fwd := nr[chainRef{tFilter, shardChain(chForward, '0')}]; len(fwd) != 3 || !strings.HasSuffix(fwd[1].text(), "-j DROP") {
+		t.Fatalf("ICC off: MYNET-FORWARD %v, want the drop before the accept of what leaves", fwd)
 	}
 	n.Masquerade = false
-	if got := count(buildNetRules(&n, v4, n.Subnets)); got != 7 {
-		t.Fatalf("no masquerade: %d rules, want 7", got)
+	if got := count(buildNetRules(&n, v4, n.Subnets, comment)); got != 8 {
+		t.Fatalf("no masquerade: %d rules, want 8", got)
 	}
 	n.Internal = true
-	nr = buildNetRules(&n, v4, n.Subnets)
-	if got := count(nr); got != 5 || len(nr.owned) != 0 || len(nr.byChain[chainRef{tNat, shardChain(chPost, '0')}]) != 0 {
-		t.Fatalf("internal: %d rules, %d owned chains", got, len(nr.owned))
+	nr = buildNetRules(&n, v4, pfx("10.1.0.0/24", "10.2.0.0/24"), comment)
+	if got := count(nr); got != 4 || len(nr[chainRef{tNat, shardChain(chPost, '0')}]) != 0 {
+		t.Fatalf("internal, ICC off, two subnets: %d rules, want 4 in filter", got)
 	}
-	nr = buildNetRules(&n, v4, pfx("10.1.0.0/24", "10.2.0.0/24"))
-	if len(nr.owned) != 1 || nr.owned[0].name != "MYNET-I-0123456789ab" || len(nr.owned[0].rules) != 7 {
-		t.Fatalf("internal, two subnets: owned %+v", nr.owned)
+	n.ICC = true
+	if got := count(buildNetRules(&n, v6, pfx("fd00::/64"), comment)); got != 5 {
+		t.Fatalf("internal: %d rules, want 5", got)
 	}
 }
 
@@ -182,7 +198,7 @@ func TestShard(t *testing.T) {
 		}
 	}
 	n := Network{ID: "c0ffee000000", Bridge: "br0", ICC: true, Masquerade: true, Subnets: pfx("10.1.0.0/24")}
-	for c := range buildNetRules(&n, v4, n.Subnets).byChain {
+	for c := range buildNetRules(&n, v4, n.Subnets, "mynet:c0ffee000000") {
 		if !strings.HasSuffix(c.name, "-c") {
 			t.Errorf("rule of network c0ffee in chain %s, want a -c shard", c.name)
 		}

@@ -57,7 +57,11 @@ func (s *script) tables() int {
 func (op scriptOp) String() string {
 	switch op.kind {
 	case opNewChain:
-		return ":" + op.chain + " - [0:0]"
+		// Not ":CHAIN - [0:0]", which with --noflush empties a chain that
+		// exists: -N fails instead, so a change planned on a copy that missed
+		// a chain someone else made (another mynet instance) is planned again
+		// on a fresh read rather than wiping that chain.
+		return "-N " + op.chain
 	case opFlush:
 		return "-F " + op.chain
 	case opDeleteChain:

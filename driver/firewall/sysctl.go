@@ -22,11 +22,8 @@ func (f *Firewall) networkSysctls(n *Network, byFam map[family][]netip.Prefix, u
 			}
 		}
 	}
-	if !n.Internal && len(byFam[v4]) > 0 {
-		// 127.0.0.1:HOSTPORT is translated to a container address: the
-		// kernel routes a 127/8 source out of the bridge only with this.
-		key := "net/ipv4/conf/" + n.Bridge + "/route_localnet"
-		prev, changed, err := f.sysctls.Set(key, "1")
+	for key, value := range bridgeSysctls(n, byFam) {
+		prev, changed, err := f.sysctls.Set(key, value)
 		if err != nil {
 			return fmt.Errorf("network %s: %w", shortID(n.ID), err)
 		}
@@ -35,6 +32,27 @@ func (f *Firewall) networkSysctls(n *Network, byFam map[family][]netip.Prefix, u
 		}
 	}
 	return nil
+}
+
+// BridgeSysctls returns the settings of n's bridge (key like
+// "net/ipv4/conf/br0/route_localnet", and value) that AddNetwork writes. The
+// caller puts them back when n goes from a bridge it did not create.
+func BridgeSysctls(n Network) map[string]string {
+	byFam, err := n.validate(true)
+	if err != nil {
+		return nil
+	}
+	return bridgeSysctls(&n, byFam)
+}
+
+func bridgeSysctls(n *Network, byFam map[family][]netip.Prefix) map[string]string {
+	if n.Internal || len(byFam[v4]) == 0 {
+		return nil
+	}
+	// 127.0.0.1:HOSTPORT is translated to a container address: the kernel
+	// routes a 127/8 source out of the bridge only with this (and lets a
+	// 127/8 destination in from it: the loopback guard in raw drops those).
+	return map[string]string{"net/ipv4/conf/" + n.Bridge + "/route_localnet": "1"}
 }
 
 // ensureBridgeNF makes bridged traffic traverse iptables (name is

@@ -20,6 +20,15 @@ func validID(id string) error {
 	return nil
 }
 
+func validOwner(owner string) error {
+	for _, c := range owner {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return fmt.Errorf("%w: owner %q: only letters and digits allowed", ErrInvalid, owner)
+		}
+	}
+	return nil
+}
+
 func validBridge(name string) error {
 	if name == "" || len(name) > 15 || name == "." || name == ".." {
 		return fmt.Errorf("%w: bridge name %q", ErrInvalid, name)

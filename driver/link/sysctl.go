@@ -26,17 +26,25 @@ func (s Sysctls) path(key string) string {
 	return filepath.Join(root, key)
 }
 
+// Get reads the value of key (like "net/ipv4/ip_forward").
+func (s Sysctls) Get(key string) (string, error) {
+	cur, err := os.ReadFile(s.path(key))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", strings.ReplaceAll(key, "/", "."), err)
+	}
+	return strings.TrimSpace(string(cur)), nil
+}
+
 // Set writes value to key (like "net/ipv4/ip_forward") unless it already
 // holds that value. It returns the previous value and whether it wrote, so
 // a caller that rolls back can put the previous value back.
 func (s Sysctls) Set(key, value string) (prev string, changed bool, err error) {
 	defer timing.Since(timing.Netlink, time.Now())
 	name := strings.ReplaceAll(key, "/", ".")
-	cur, err := os.ReadFile(s.path(key))
+	prev, err = s.Get(key)
 	if err != nil {
-		return "", false, fmt.Errorf("read %s: %w", name, err)
+		return "", false, err
 	}
-	prev = strings.TrimSpace(string(cur))
 	if prev == value {
 		return prev, false, nil
 	}

@@ -47,7 +47,7 @@ func closeHolds(fds []int) {
 
 // bindHold opens one close-on-exec socket bound to ip:port, listening for
 // TCP and SCTP (backlog 1, never accepted), and classifies errors.
-func bindHold(proto string, ip netip.Addr, port uint16) (fd int, err error) {
+func bindHold(proto string, ip netip.Addr, port uint16) (int, error) {
 	var family int
 	var sa unix.Sockaddr
 	switch {
@@ -70,7 +70,7 @@ func bindHold(proto string, ip netip.Addr, port uint16) (fd int, err error) {
 		return -1, fmt.Errorf("protocol %q cannot be published", proto)
 	}
 
-	fd, err = unix.Socket(family, typ|unix.SOCK_CLOEXEC, num)
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, num)
 	if err != nil {
 		switch {
 		case errors.Is(err, unix.EAFNOSUPPORT) && family == unix.AF_INET6:
@@ -80,10 +80,13 @@ func bindHold(proto string, ip netip.Addr, port uint16) (fd int, err error) {
 		}
 		return -1, fmt.Errorf("cannot hold host port %d/%s on %s: socket: %w", port, proto, displayIP(ip), err)
 	}
+	// Every return below but the last is a refusal and closes the socket.
+	// A flag, not a named result: "return -1, err" would set that to -1
+	// before the deferred close reads it.
+	held := false
 	defer func() {
-		if err != nil {
+		if !held {
 			unix.Close(fd)
-			fd = -1
 		}
 	}()
 
@@ -112,6 +115,7 @@ func bindHold(proto string, ip netip.Addr, port uint16) (fd int, err error) {
 			return -1, bindError(proto, ip, port, "listen", err)
 		}
 	}
+	held = true
 	return fd, nil
 }
 

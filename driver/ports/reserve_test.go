@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -614,5 +615,56 @@ func TestParseEphemeralRange(t *testing.T) {
 	r := NewReserver()
 	if f, l := r.EphemeralRange(); f == 0 || f > l {
 		t.Errorf("range %d-%d", f, l)
+	}
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// A refused bind closes its socket on every error path: a port in use
+// (TCP and UDP, one address and all), an address that is not the host's.
+func TestRefusedHoldsLeakNoDescriptor(t *testing.T) {
+	r := NewReserver()
+	releaseAll(t, r)
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tp := uint16(ln.Addr().(*net.TCPAddr).Port)
+	uc, err := net.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	up := uint16(uc.LocalAddr().(*net.UDPAddr).Port)
+	refused := []Mapping{
+		{Proto: TCP, HostIP: lo4, HostPort: tp, ContainerPort: 80},
+		{Proto: TCP, HostPort: tp, ContainerPort: 80},
+		{Proto: UDP, HostIP: lo4, HostPort: up, ContainerPort: 53},
+		{Proto: UDP, HostPort: up, ContainerPort: 53},
+		{Proto: TCP, HostIP: netip.MustParseAddr("192.0.2.1"), HostPort: tp, ContainerPort: 80}, // TEST-NET: never the host's
+	}
+	before := openFDs(t)
+	const rounds = 20
+	for i := 0; i < rounds; i++ {
+		for _, m := range refused {
+			if _, err := r.Reserve(ctr, []Mapping{m}); err == nil {
+				t.Fatalf("%v accepted", m)
+			}
+		}
+	}
+	if after := openFDs(t); after != before {
+		t.Fatalf("%d refused binds left %d descriptors open (%d before, %d after)", rounds*len(refused), after-before, before, after)
+	}
+	if len(r.Held()) != 0 {
+		t.Fatalf("held after refusals: %v", r.Held())
 	}
 }

@@ -1,0 +1,94 @@
+package blackbox
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSocketTakeoverRefused starts a second mynet aimed at the first one's
+// sockets and state file, and at files that are not sockets: each attempt
+// must exit naming the path and why, and leave the path as it was, the first
+// daemon still answering on its socket.
+func TestSocketTakeoverRefused(t *testing.T) {
+	d := startDaemon(t)
+	if status, out := d.post(t, "/IpamDriver.RequestPool", []byte(`{"AddressSpace":"LocalDefault","Pool":"10.85.0.0/24"}`)); status != 200 {
+		t.Fatalf("request pool: %d %s", status, out)
+	}
+	other := t.TempDir()
+	keep := filepath.Join(other, "keep.txt")
+	os.WriteFile(keep, []byte("not mine"), 0o600)
+	fileSockDir := filepath.Join(other, "plugins")
+	os.MkdirAll(fileSockDir, 0o755)
+	fileSock := filepath.Join(fileSockDir, "hx.sock")
+	os.WriteFile(fileSock, []byte("a file"), 0o600)
+
+	own := func(name string) []string { // a state and sockets of its own
+		return []string{"--name", name, "--socket-dir", filepath.Join(other, "sock"), "--state", filepath.Join(other, name+".db")}
+	}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		target string // the path that must survive
+		says   string
+	}{
+		{"same --name and --socket-dir", []string{"--name", daemonName, "--socket-dir", filepath.Dir(d.sock), "--state", filepath.Join(other, "b.db")}, d.sock, "in use"},
+		{"plugin socket on the other's admin socket", []string{"--name", daemonName + ".db", "--socket-dir", filepath.Dir(d.state), "--state", filepath.Join(other, "c.db")}, d.admin, "in use"},
+		{"--metrics on the other's plugin socket", append(own("m1"), "--metrics", "unix:"+d.sock), d.sock, "in use"},
+		{"--metrics on the other's admin socket", append(own("m2"), "--metrics", "unix:"+d.admin), d.admin, "in use"},
+		{"--metrics on the other's state file", append(own("m3"), "--metrics", "unix:"+d.state), d.state, "not a socket"},
+		{"--metrics on a regular file", append(own("m4"), "--metrics", "unix:"+keep), keep, "not a socket"},
+		{"plugin socket path is a regular file", []string{"--name", "hx", "--socket-dir", fileSockDir, "--state", filepath.Join(other, "e.db")}, fileSock, "not a socket"},
+	} {
+		before, err := os.Lstat(tc.target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, code := runSecond(t, tc.args)
+		if code != 1 || !strings.Contains(out, tc.target) || !strings.Contains(out, tc.says) {
+			t.Errorf("%s: exit %d, want 1 with a message naming %s and saying %q:\n%s", tc.name, code, tc.target, tc.says, out)
+		}
+		if now, err := os.Lstat(tc.target); err != nil || !unchanged(before, now) {
+			t.Errorf("%s: %s was removed or replaced (%v)", tc.name, tc.target, err)
+		}
+	}
+	if b, _ := os.ReadFile(keep); string(b) != "not mine" {
+		t.Errorf("%s changed: %q", keep, b)
+	}
+	// The first daemon still owns its socket: it knows the pool it handed out.
+	if status, out := d.post(t, "/IpamDriver.RequestAddress", []byte(`{"PoolID":"LocalDefault/10.85.0.0/24"}`)); status != 200 {
+		t.Fatalf("the first daemon no longer answers on %s: %d %s\n%s", d.sock, status, out, d.log())
+	}
+}
+
+// runSecond runs another mynet in a namespace of its own and returns its
+// output and exit code; one that does not exit by itself is stopped.
+func runSecond(t *testing.T, args []string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", append([]string{"-n", bin, "--firewall-check", "1h"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case ctx.Err() != nil:
+		return string(out) + "\n(still running after 15s: it took the path)", -1
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	}
+	t.Fatal(err)
+	return "", 0
+}
+
+// unchanged compares what a replacement would change; the inode alone is not
+// enough, since tmpfs may give a new file the number of one just removed.
+func unchanged(before, now os.FileInfo) bool {
+	return os.SameFile(before, now) && before.Mode() == now.Mode() && before.ModTime().Equal(now.ModTime())
+}
