@@ -178,8 +178,8 @@ func TestDocker28IsolatedAndInhibit(t *testing.T) {
 
 	iso := lc.net("mit-gw-iso", "-d", pluginName, "--internal", "--subnet", freeV4Subnet(t, 116).String(),
 		"-o", optPrefix+"gateway_mode_ipv4=isolated")
-	mustStartContainer(t, "mit-gw-iso-a", []string{"--network", "mit-gw-iso"})
-	mustStartContainer(t, "mit-gw-iso-b", []string{"--network", "mit-gw-iso"})
+	runContainer(t, "mit-gw-iso-a", "--network", "mit-gw-iso")
+	runContainer(t, "mit-gw-iso-b", "--network", "mit-gw-iso")
 	if err := ping(t, "mit-gw-iso-a", containerIP(t, "mit-gw-iso-b", "mit-gw-iso")); err != nil {
 		t.Errorf("isolated: containers of the network: %v", err)
 	}
@@ -195,7 +195,7 @@ func TestDocker28IsolatedAndInhibit(t *testing.T) {
 
 	sub := freeV4Subnet(t, 117)
 	inh := lc.net("mit-gw-inhibit", "-d", pluginName, "--subnet", sub.String(), "-o", optPrefix+"inhibit_ipv4=true")
-	mustStartContainer(t, "mit-gw-inh-a", []string{"--network", "mit-gw-inhibit"})
+	runContainer(t, "mit-gw-inh-a", "--network", "mit-gw-inhibit")
 	if addrs, err := linkAddrs(mynetBridge(inh)); err != nil || len(ipv4Only(addrs)) > 0 {
 		t.Errorf("inhibit_ipv4: bridge %s addresses %v (%v), want no IPv4 address", mynetBridge(inh), addrs, err)
 	}
@@ -223,7 +223,7 @@ func TestDocker28EndpointOptions(t *testing.T) {
 	lc := assertNoBridgeLeftovers(t)
 	lc.net("mit-epo-a", "-d", pluginName, "--subnet", freeV4Subnet(t, 118).String())
 	lc.net("mit-epo-b", "-d", pluginName, "--subnet", freeV4Subnet(t, 119).String())
-	mustStartContainer(t, "mit-epo-c", []string{"--network", "mit-epo-a"})
+	runContainer(t, "mit-epo-c", "--network", "mit-epo-a")
 
 	out, err := docker(t, "network", "connect", "--driver-opt", "com.docker.network.endpoint.ifname=lan7", "mit-epo-b", "mit-epo-c")
 	if err == nil {
@@ -267,8 +267,8 @@ func TestDocker28IPv6Only(t *testing.T) {
 		if len(ipv4Only(n.Subnets())) > 0 {
 			t.Errorf("%s: IPv4 subnets %v", name, n.Subnets())
 		}
-		mustStartContainer(t, name+"-a", []string{"--network", name})
-		mustStartContainer(t, name+"-b", []string{"--network", name})
+		runContainer(t, name+"-a", "--network", name)
+		runContainer(t, name+"-b", "--network", name)
 		if v4 := mustDockerExec(t, name+"-a", "ip", "-4", "-o", "addr", "show", "dev", "eth0"); v4 != "" {
 			t.Errorf("%s: IPv4 address in an IPv6-only network: %s", name, v4)
 		}

@@ -33,6 +33,8 @@ const (
 	// end carries the "host address" that port tests publish on.
 	engineUplink, engineUplinkPeer = "uplink0", "uplink1"
 	engineUplinkAddr               = "198.18.254.1/30"
+	// pluginBaseImage is integration/plugin/build.sh's base image.
+	pluginBaseImage = "mynet-plugin-base:bookworm"
 )
 
 // inEngine is the engine this test binary runs inside, or nil when it talks
@@ -95,6 +97,16 @@ func runInEngine(dockerd string) int {
 	}
 	if err := e.ImportBusybox(testImage); err != nil {
 		return fail("%v", err)
+	}
+	// The managed plugin's base image is made with debootstrap, which needs
+	// a Debian mirror the engine's namespace cannot reach: take the host
+	// engine's copy when it has one (the host's run makes it).
+	if _, err := dockerCmd("image", "inspect", pluginBaseImage); err == nil {
+		if err := e.CopyImage("", pluginBaseImage); err != nil {
+			return fail("%v", err)
+		}
+	} else {
+		fmt.Fprintf(os.Stderr, "integration: the host engine has no %s to copy: TestPluginManaged will try debootstrap inside the engine's namespace, which reaches no mirror\n", pluginBaseImage)
 	}
 	version, _ := e.Docker("version", "--format", "{{.Server.Version}}")
 	fmt.Fprintf(os.Stderr, "integration: dockerd %s in namespaces %s (folder %s) ready after %s\n",
