@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 
 	api "github.com/docker/go-plugins-helpers/network"
@@ -49,14 +50,15 @@ func (bridgeBackend) join(n state.Network, ep state.Endpoint, resp *api.JoinResp
 	}
 }
 
-// gateways returns the plain-IP gateways Join announces for ep.
+// gateways returns the plain-IP gateways Join announces for ep: none for a
+// family in gateway mode isolated.
 func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 	for _, s := range n.IPv4 {
-		if s.Gateway.IsValid() {
+		if s.Gateway.IsValid() && n.GatewayModeV4 != gwIsolated {
 			v4 = s.Gateway.Addr().String()
 		}
 	}
-	if ep.IPv6.IsValid() {
+	if ep.IPv6.IsValid() && n.GatewayModeV6 != gwIsolated {
 		for _, s := range n.IPv6 {
 			if s.Gateway.IsValid() {
 				v6 = s.Gateway.Addr().String()
@@ -95,8 +97,8 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 	if _, _, err := d.sysctls.Set("net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
-	for _, s := range rec.IPv4 {
-		if err := ensureGateway(rec, s, creating); err != nil {
+	for _, gw := range gatewayAddrs(*rec, false) {
+		if err := ensureGateway(rec, gw, creating); err != nil {
 			return err
 		}
 	}
@@ -107,8 +109,8 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 		if _, _, err := d.sysctls.Set("net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return err
 		}
-		for _, s := range rec.IPv6 {
-			if err := ensureGateway(rec, s, creating); err != nil {
+		for _, gw := range gatewayAddrs(*rec, true) {
+			if err := ensureGateway(rec, gw, creating); err != nil {
 				return err
 			}
 		}
@@ -119,16 +121,13 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 // ensureGateway puts the subnet's gateway on the bridge. When creating on a
 // bridge mynet did not make, an address it adds is recorded as mynet's: one
 // the bridge already had is the user's, and stays when the network goes.
-func ensureGateway(rec *state.Network, s state.Subnet, creating bool) error {
-	if !s.Gateway.IsValid() {
-		return nil
-	}
-	added, err := link.EnsureAddr(rec.Bridge, s.Gateway)
+func ensureGateway(rec *state.Network, gw netip.Prefix, creating bool) error {
+	added, err := link.EnsureAddr(rec.Bridge, gw)
 	if err != nil {
 		return err
 	}
 	if added && creating && !rec.BridgeCreated {
-		rec.GatewaysAdded = append(slices.Clone(rec.GatewaysAdded), s.Gateway)
+		rec.GatewaysAdded = append(slices.Clone(rec.GatewaysAdded), gw)
 	}
 	return nil
 }
@@ -199,6 +198,26 @@ func removeBridge(rec state.Network) error {
 	return errors.Join(errs...)
 }
 
+// gatewayAddrs are the gateway addresses (with prefix length) of one family
+// that go on the bridge: none in gateway mode isolated, and no IPv4 one with
+// inhibit_ipv4 (the gateway is another machine on the bridge's LAN).
+func gatewayAddrs(rec state.Network, v6 bool) []netip.Prefix {
+	subnets, mode := rec.IPv4, rec.GatewayModeV4
+	if v6 {
+		subnets, mode = rec.IPv6, rec.GatewayModeV6
+	}
+	if mode == gwIsolated || (!v6 && rec.InhibitIPv4) {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, s := range subnets {
+		if s.Gateway.IsValid() {
+			out = append(out, s.Gateway)
+		}
+	}
+	return out
+}
+
 // restoreEndpoint puts a surviving host veth back on its bridge and re-takes
 // its published ports.
 func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint, masters map[string]string) error {
@@ -213,6 +232,9 @@ func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint, maste
 	}
 	if len(ep.Ports) > 0 {
 		for _, pb := range ep.Ports {
+			if pb.HostPort == 0 {
+				continue // gateway mode routed: no host port
+			}
 			if err := d.ports.Restore(pb); err != nil {
 				errs = append(errs, err)
 			}

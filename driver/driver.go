@@ -131,9 +131,34 @@ type Capabilities struct {
 	GwAllocChecker    bool
 }
 
-// GetCapabilities: a single-host driver.
+// GetCapabilities: a single-host driver that answers GwAllocCheck.
 func (d *Driver) GetCapabilities() Capabilities {
-	return Capabilities{Scope: "local", ConnectivityScope: "local"}
+	return Capabilities{Scope: "local", ConnectivityScope: "local", GwAllocChecker: true}
+}
+
+// GwAllocCheckRequest and GwAllocCheckResponse are Docker 28's question,
+// before CreateNetwork, whether to reserve gateway addresses (older engines
+// never ask, and reserve them).
+type GwAllocCheckRequest struct {
+	Options map[string]any
+}
+
+type GwAllocCheckResponse struct {
+	SkipIPv4, SkipIPv6 bool
+}
+
+// GwAllocCheck: no gateway for a family in gateway mode isolated, nor for
+// IPv4 on an internal network with inhibit_ipv4 (as Docker's bridge). Bad
+// options fail here already, with CreateNetwork's message.
+func (d *Driver) GwAllocCheck(req *GwAllocCheckRequest) (*GwAllocCheckResponse, error) {
+	cfg, err := parseNetworkOptions(req.Options)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return &GwAllocCheckResponse{
+		SkipIPv4: cfg.GwModeV4 == gwIsolated || (cfg.InhibitIPv4 && cfg.Internal),
+		SkipIPv6: cfg.GwModeV6 == gwIsolated,
+	}, nil
 }
 
 func short(id string) string {

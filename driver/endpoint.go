@@ -51,6 +51,11 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 		}
 		return &api.CreateEndpointResponse{Interface: d.macResponse(req, old.MAC)}, nil // retried create
 	}
+	// Docker 28 names the container's interface itself for its own
+	// drivers; a remote driver's Join can only answer a prefix.
+	if name, _ := req.Options[optIfname].(string); name != "" {
+		return nil, badRequest("driver option %s=%s: the remote driver protocol cannot name the container's interface (Join returns only a prefix, to which Docker adds a number); set %s on the network instead", optIfname, name, optIfPrefix)
+	}
 	b := d.backend(n.rec.Backend)
 	// Docker sends the port map here too: refuse a bad one before any link
 	// exists, not later at ProgramExternalConnectivity.

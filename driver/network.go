@@ -24,6 +24,7 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 		ID: req.NetworkID, Backend: cfg.Backend, Options: cfg.Raw, EnableIPv6: cfg.EnableIPv6, Internal: cfg.Internal,
 		Bridge: cfg.Bridge, MTU: cfg.MTU, ICC: cfg.ICC, Masquerade: cfg.Masquerade, IfacePrefix: cfg.IfPrefix,
 		Parent: cfg.Parent, Mode: cfg.Mode, Flag: cfg.Flag,
+		GatewayModeV4: cfg.GwModeV4, GatewayModeV6: cfg.GwModeV6, InhibitIPv4: cfg.InhibitIPv4, TrustedIfs: cfg.TrustedIfs,
 		Created: time.Now().UTC(),
 	}
 	if cfg.HostBinding.IsValid() {

@@ -89,6 +89,16 @@ func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping)
 		return nil, badRequest("endpoint %s has no IPv6 address to publish %s to", short(ep.ID), v6[0])
 	}
 	var out []state.PortBinding
+	// Gateway mode routed: the container's port is opened on its own
+	// address; the host port is ignored and nothing is held (as Docker).
+	if n.GatewayModeV4 == gwRouted {
+		out = append(out, routedBindings(ep.IPv4.Addr(), v4)...)
+		v4 = nil
+	}
+	if n.GatewayModeV6 == gwRouted {
+		out = append(out, routedBindings(ep.IPv6.Addr(), v6)...)
+		v6 = nil
+	}
 	if len(v4) > 0 {
 		b, err := d.ports.Reserve(ep.IPv4.Addr(), v4)
 		if err != nil {
@@ -105,6 +115,20 @@ func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping)
 		out = append(out, b...)
 	}
 	return out, nil
+}
+
+// routedBindings are the bindings of a routed family: container ports only.
+func routedBindings(containerIP netip.Addr, ms []ports.Mapping) []state.PortBinding {
+	var out []state.PortBinding
+	seen := map[state.PortBinding]bool{}
+	for _, m := range ms {
+		b := state.PortBinding{Proto: m.Proto, ContainerIP: containerIP, ContainerPort: m.ContainerPort}
+		if !seen[b] {
+			seen[b] = true
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // RevokeExternalConnectivity unpublishes the endpoint's ports. Idempotent.
