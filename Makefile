@@ -10,7 +10,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build test setup vet unit blackbox fuzz fuzz-corpus uml integration integration-engine bench demo demo-stop plugin plugin-rootfs plugin-test soak clean
+.PHONY: all build test setup vet unit blackbox fuzz fuzz-corpus uml integration integration-engine multihost bench demo demo-stop plugin plugin-rootfs plugin-test soak clean
 
 all: build
 
@@ -26,7 +26,7 @@ test:
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz
 	$(MAKE) uml
-	$(GO) test -race -count=1 -tags integration -timeout 40m -skip '$(ENGINE28_ONLY)' ./integration/...
+	$(GO) test -race -count=1 -p 1 -tags integration -timeout 40m -skip '$(ENGINE28_ONLY)' ./integration/...
 	$(MAKE) integration-engine
 
 # Kernel tests that need ipvlan, dummy and 802.1q links, which this host's
@@ -58,7 +58,7 @@ blackbox:
 ENGINE28_ONLY = ^TestDocker28IPv6Only$$
 
 integration:
-	$(GO) test -race -count=1 -tags integration -timeout 40m -skip '$(ENGINE28_ONLY)' ./integration/...
+	$(GO) test -race -count=1 -p 1 -tags integration -timeout 40m -skip '$(ENGINE28_ONLY)' ./integration/...
 
 # The engine-facing suite once more, against Docker Engine $(ENGINE_VERSION)
 # (built by integration/setup.sh from the Go module proxy) running in its own
@@ -69,6 +69,12 @@ ENGINE_DIR ?= /var/cache/mynet/dockerd-$(ENGINE_VERSION)
 integration-engine:
 	MYNET_IT_DOCKERD=$(ENGINE_DIR)/dockerd MYNET_IT_DOCKER=$(ENGINE_DIR)/docker \
 		$(GO) test -race -count=1 -tags integration -timeout 40m -skip '^TestSoak$$' ./integration/
+
+# Three simulated hosts with their own dockerd and mynet --cluster, a real
+# etcd on their underlay (integration/multihost; about 4 minutes). Also part
+# of `make integration` and `make test`.
+multihost: setup
+	$(GO) test -race -count=1 -tags integration -timeout 20m -v ./integration/multihost/
 
 # Each fuzz target for a bounded number of executions, about 10 s each here
 # (FUZZTIME=30s or FUZZTIME=1000x overrides all). Counts, not durations: Go
@@ -101,12 +107,15 @@ fuzz-corpus:
 	done
 
 # Go benchmarks, then the same work timed on mynet and Docker's own drivers
-# side by side (integration/bench/bench.sh; BENCH_QUICK=1 for a short run).
+# side by side (integration/bench/bench.sh; BENCH_QUICK=1 for a short run),
+# then the multi-host table: mynet vxlan against Docker's overlay on three
+# simulated hosts (integration/multihost/bench_test.go, BENCH_MH_* knobs).
 # bench.sh runs the driver's scale benchmarks itself (into its table); the
 # lock keeps it apart from integration runs on a shared machine.
 bench: setup
 	$(GO) test -run xxx -bench . -skip 'NetworkCreateDelete|EndpointCreateDelete' -benchmem ./...
 	flock /tmp/mynet-it.lock bash integration/bench/bench.sh
+	$(GO) test -count=1 -tags integration -run '^$$' -bench '^BenchmarkMultiHost$$' -benchtime 1x -timeout 30m ./integration/multihost/
 
 demo:
 	bash integration/demo.sh

@@ -4,13 +4,16 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/mynet/mynet/admin"
+	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/metrics"
@@ -27,6 +30,16 @@ type config struct {
 	reconcileEvery         time.Duration // 0: no background reconcile
 	reconcileGrace         time.Duration
 	dockerSocket           string // Docker API socket path, for the reconcile
+	cluster                clusterConfig
+}
+
+// clusterConfig is --cluster and its companions; Endpoints empty: no cluster.
+type clusterConfig struct {
+	Endpoints     []string
+	Advertise     netip.Addr // zero: the source address of the route to the first endpoint
+	CA, Cert, Key string
+	Sync          time.Duration // how often this host's records are reconciled with etcd's
+	VXLANPort     int
 }
 
 // The periodic firewall check: often enough to catch dockerd pushing our
@@ -57,7 +70,7 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("mynet", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mynet [flags]            serve the plugin\n       mynet COMMAND [--state FILE] [--json]\ncommands:\n")
-		for _, k := range []string{"networks", "endpoints", "pools", "ports", "doctor"} {
+		for _, k := range []string{"networks", "endpoints", "pools", "ports", "doctor", "cluster"} {
 			fmt.Fprintf(fs.Output(), "  %-10s %s\n", k, admin.Commands[k])
 		}
 		fmt.Fprintln(fs.Output(), "flags:")
@@ -92,6 +105,15 @@ func parseFlags(args []string) (config, error) {
 		"the reconcile leaves records younger than this alone: Docker may be about to use them")
 	str(&dockerHost, "docker-host", "DOCKER_HOST", "unix:///var/run/docker.sock",
 		"Docker API socket the reconcile reads Docker's view from")
+	var clusterList, advertise, vxlanPort, clusterSync string
+	str(&clusterList, "cluster", "MYNET_CLUSTER", "", "join the cluster whose etcd is at etcd://HOST:2379[,HOST:2379...]; off when empty")
+	str(&advertise, "advertise", "MYNET_ADVERTISE", "",
+		"with --cluster: this host's address other hosts reach it at (VXLAN); default: the source address of the route to the first etcd endpoint")
+	str(&c.cluster.CA, "cluster-ca", "MYNET_CLUSTER_CA", "", "CA certificate (PEM) etcd's certificate must chain to; turns on TLS")
+	str(&c.cluster.Cert, "cluster-cert", "MYNET_CLUSTER_CERT", "", "client certificate (PEM) for etcd; with --cluster-key")
+	str(&c.cluster.Key, "cluster-key", "MYNET_CLUSTER_KEY", "", "client key (PEM) for etcd; with --cluster-cert")
+	str(&vxlanPort, "vxlan-port", "MYNET_VXLAN_PORT", "4789", "UDP port of VXLAN traffic between hosts, the same on every host")
+	str(&clusterSync, "cluster-sync", "", "1m", "with --cluster: how often this host's records are reconciled with etcd's")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -103,6 +125,9 @@ func parseFlags(args []string) (config, error) {
 	err := c.check(firewallCheck, metricsAddr)
 	if err == nil {
 		err = c.checkReconcile(every, grace, dockerHost)
+	}
+	if err == nil {
+		err = c.cluster.check(clusterList, advertise, vxlanPort, clusterSync)
 	}
 	if err != nil {
 		// Name the variable too when the value came from the environment.
@@ -190,6 +215,37 @@ func (c *config) checkReconcile(every, grace, dockerHost string) error {
 		if c.dockerSocket, err = drift.ParseDockerHost(dockerHost); err != nil {
 			return badFlag("docker-host", "%v, or turn the background reconcile off with --reconcile-every 0", err)
 		}
+	}
+	return nil
+}
+
+// check reads --cluster and its companions, which make no sense alone.
+func (c *clusterConfig) check(list, advertise, vxlanPort, sync string) error {
+	p, err := strconv.Atoi(vxlanPort)
+	if err != nil || p < 1 || p > 65535 {
+		return badFlag("vxlan-port", "%q: give a UDP port from 1 to 65535 (default 4789)", vxlanPort)
+	}
+	c.VXLANPort = p
+	if c.Sync, err = time.ParseDuration(sync); err != nil || c.Sync < time.Second || c.Sync > 24*time.Hour {
+		return badFlag("cluster-sync", "%q: give a duration from 1s to 24h such as 1m", sync)
+	}
+	if list == "" {
+		for _, f := range [][2]string{{"advertise", advertise}, {"cluster-ca", c.CA}, {"cluster-cert", c.Cert}, {"cluster-key", c.Key}} {
+			if f[1] != "" {
+				return badFlag(f[0], "given without --cluster: add --cluster etcd://HOST:2379 (env MYNET_CLUSTER), or drop --%s", f[0])
+			}
+		}
+		return nil
+	}
+	if c.Endpoints, err = cluster.ParseEndpoints(list, c.CA != "" || c.Cert != ""); err != nil {
+		return &flagError{flag: "cluster", err: fmt.Errorf("--cluster: %w", err)}
+	}
+	if advertise != "" {
+		a, err := netip.ParseAddr(advertise)
+		if err != nil || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
+			return badFlag("advertise", "%q: give this host's unicast address that other hosts reach, e.g. 10.0.0.11", advertise)
+		}
+		c.Advertise = a.Unmap()
 	}
 	return nil
 }

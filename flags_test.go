@@ -43,6 +43,14 @@ var badFlags = []struct {
 	{[]string{"--state", "DIR/x.db", "--metrics", "unix:DIR/x.db"}, []string{"--metrics", "the state file"}},
 	{[]string{"--state", "DIR/x.db", "--metrics", "unix:DIR/x.db.sock"}, []string{"--metrics", "admin socket"}},
 	{[]string{"--socket-dir", "DIR/p", "--metrics", "unix:DIR/p/mynet.sock"}, []string{"--metrics", "plugin socket"}},
+	{[]string{"--advertise", "10.0.0.11"}, []string{"--advertise", "given without --cluster"}},
+	{[]string{"--cluster-ca", "ca.pem"}, []string{"--cluster-ca", "given without --cluster"}},
+	{[]string{"--cluster", "10.0.0.5:2379"}, []string{"--cluster", "start the list with etcd://"}},
+	{[]string{"--cluster", "etcd://10.0.0.5"}, []string{"--cluster", "HOST:PORT"}},
+	{[]string{"--cluster", "etcd://10.0.0.5:2379", "--advertise", "127.0.0.1"}, []string{"--advertise", "unicast address"}},
+	{[]string{"--cluster", "etcd://10.0.0.5:2379", "--advertise", "host"}, []string{"--advertise", "unicast address"}},
+	{[]string{"--vxlan-port", "0"}, []string{"--vxlan-port", "from 1 to 65535"}},
+	{[]string{"--cluster-sync", "0"}, []string{"--cluster-sync", "from 1s to 24h"}},
 }
 
 func TestEveryFlagIsValidated(t *testing.T) {
@@ -60,6 +68,24 @@ func TestEveryFlagIsValidated(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"--firewall-check", "1h", "--sysctl-root", "/proc/sys", "--metrics", "127.0.0.1:9323"}); err != nil {
 		t.Errorf("good flags refused: %v", err)
+	}
+}
+
+// --cluster and --advertise come from the environment too (the managed plugin's way).
+func TestClusterFlagsFromEnvironment(t *testing.T) {
+	c, err := parseFlags(nil)
+	if err != nil || c.cluster.Endpoints != nil || c.cluster.VXLANPort != 4789 {
+		t.Fatalf("no --cluster: %+v %v", c.cluster, err)
+	}
+	t.Setenv("MYNET_CLUSTER", "etcd://10.0.0.5:2379,10.0.0.6:2379")
+	t.Setenv("MYNET_ADVERTISE", "10.0.0.11")
+	c, err = parseFlags(nil)
+	if err != nil || len(c.cluster.Endpoints) != 2 || c.cluster.Endpoints[1] != "http://10.0.0.6:2379" || c.cluster.Advertise.String() != "10.0.0.11" {
+		t.Fatalf("cluster from env: %+v %v", c.cluster, err)
+	}
+	t.Setenv("MYNET_ADVERTISE", "127.0.0.1")
+	if _, err := parseFlags(nil); err == nil || !strings.Contains(err.Error(), "MYNET_ADVERTISE") {
+		t.Fatalf("bad MYNET_ADVERTISE: %v", err)
 	}
 }
 

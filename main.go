@@ -7,14 +7,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/mynet/mynet/admin"
+	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/driver/firewall"
@@ -63,7 +66,16 @@ func run(cfg config) error {
 	defer store.Close()
 
 	mets := metrics.New()
-	ipamDriver, err := ipam.New(ipam.Config{Store: store, Ranges: cfg.ranges, Log: log, OnRepair: mets.Repair})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	cl, err := openCluster(ctx, cfg.cluster, store.InstanceID(), log, mets.ObserveEtcd)
+	if err != nil {
+		return err
+	}
+	if cl != nil {
+		defer cl.Close()
+	}
+	ipamDriver, err := ipam.New(ipam.Config{Store: store, Ranges: cfg.ranges, Log: log, OnRepair: mets.Repair, Cluster: cl})
 	if err != nil {
 		return err
 	}
@@ -72,7 +84,12 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, Sysctls: sysctls, OnRepair: mets.Repair})
+	var clusterHooks *driver.Cluster
+	if cl != nil {
+		clusterHooks = &driver.Cluster{Client: cl, View: cluster.NewView(), NetworkOf: ipamDriver.ClusterNetwork, VXLANPort: cfg.cluster.VXLANPort}
+		go cl.Follow(ctx, clusterHooks.View)
+	}
+	netDriver, err := driver.New(driver.Config{Store: store, Firewall: fw, Log: log, Sysctls: sysctls, OnRepair: mets.Repair, Cluster: clusterHooks})
 	if err != nil {
 		return err
 	}
@@ -84,9 +101,10 @@ func run(cfg config) error {
 	}
 	defer ln.Close() // removes the socket while it is still ours
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	go netDriver.Run(ctx, cfg.firewallInterval)
+	if cl != nil {
+		startCluster(ctx, cfg.cluster, ipamDriver, netDriver, clusterHooks.View, log)
+	}
 
 	repairer := reconcile.NewRepairer(netDriver, ipamDriver, log)
 	adminSock := admin.SocketPath(cfg.state)
@@ -95,8 +113,13 @@ func run(cfg config) error {
 		return fmt.Errorf("admin socket (next to --state): %w", err)
 	}
 	defer adminLn.Close()
+	var clusterAdmin *admin.ClusterHandlers
+	if cl != nil {
+		clusterAdmin = &admin.ClusterHandlers{Hosts: cl.Hosts, Forget: cl.Forget}
+	}
 	go func() {
 		if err := admin.Serve(ctx, adminLn, admin.Handlers{
+			Cluster: clusterAdmin,
 			Snapshot: func() admin.Snapshot {
 				nets, eps := netDriver.Snapshot()
 				return admin.Snapshot{Networks: nets, Endpoints: eps, Pools: ipamDriver.Usage()}
@@ -164,4 +187,74 @@ func run(cfg config) error {
 	}
 	<-reconciled // a repair in progress ends before the store closes
 	return nil
+}
+
+// openCluster connects to etcd when --cluster is set (nil otherwise) and
+// keeps this host registered. etcd down at start is not fatal: running
+// containers need nothing from it, and the registration is retried.
+func openCluster(ctx context.Context, c clusterConfig, hostID string, log *slog.Logger, observe func(string, time.Duration, error)) (*cluster.Client, error) {
+	if len(c.Endpoints) == 0 {
+		return nil, nil
+	}
+	tlsConfig, err := cluster.TLSConfig(c.CA, c.Cert, c.Key)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Advertise.IsValid() {
+		if c.Advertise, err = cluster.RouteSource(c.Endpoints[0]); err != nil {
+			return nil, fmt.Errorf("--advertise: %w", err)
+		}
+	}
+	cl, err := cluster.Open(cluster.Config{Endpoints: c.Endpoints, TLS: tlsConfig, HostID: hostID, Advertise: c.Advertise, Log: log, Observe: observe})
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, cluster.DefaultTimeout)
+	err = cl.Register(rctx)
+	cancel()
+	if err != nil {
+		log.Warn("cluster: etcd does not answer at start; serving from this host's records and retrying", "err", err)
+	} else {
+		log.Info("cluster: joined", "host", hostID, "advertise", c.Advertise, "etcd", strings.Join(c.Endpoints, ","))
+	}
+	go cl.Run(ctx)
+	return cl, nil
+}
+
+// startCluster brings etcd in line with this host before the socket opens:
+// the IPAM's records (what this host holds and dropped while it was away)
+// and the data plane (the other hosts' endpoints), each bounded so that a
+// start with etcd down still serves; then keeps both reconciled.
+func startCluster(ctx context.Context, c clusterConfig, ipamDriver *ipam.Driver, netDriver *driver.Driver, view *cluster.View, log *slog.Logger) {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := ipamDriver.ReconcileCluster(rctx, ipam.ClaimGrace); err != nil {
+		log.Warn("cluster: reconcile at start incomplete; it runs again every --cluster-sync", "err", err)
+	}
+	cancel()
+	go ipamDriver.RunCluster(ctx, c.Sync)
+	waitSynced(ctx, view, 5*time.Second)
+	netDriver.SyncDataPlane()
+	rctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+	netDriver.ReconcileEndpoints(rctx, time.Minute)
+	cancel()
+	go netDriver.RunCluster(ctx, c.Sync)
+}
+
+// waitSynced waits until the view has listed etcd once, or d passes (etcd
+// away: the data plane keeps what the kernel has until etcd answers).
+func waitSynced(ctx context.Context, v *cluster.View, d time.Duration) {
+	deadline := time.After(d)
+	for {
+		if synced, _, _, _ := v.Status(); synced {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			return
+		case <-v.Changed():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -47,10 +47,12 @@ type Handlers struct {
 	Snapshot func() Snapshot
 	// Doctor answers a doctor request; an error is a refusal to repair,
 	// sent back as 409 with its text.
-	Doctor func(DoctorRequest, time.Duration) ([]drift.Drift, error)
+	Doctor  func(DoctorRequest, time.Duration) ([]drift.Drift, error)
+	Cluster *ClusterHandlers // nil: no --cluster
 }
 
-// Serve answers GET /v1/snapshot and POST /v1/doctor on ln until ctx ends.
+// Serve answers GET /v1/snapshot, POST /v1/doctor and the cluster routes
+// (cluster.go) on ln until ctx ends.
 func Serve(ctx context.Context, ln net.Listener, h Handlers) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/snapshot", func(w http.ResponseWriter, r *http.Request) {
@@ -81,6 +83,7 @@ func Serve(ctx context.Context, ln net.Listener, h Handlers) error {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(drifts)
 	})
+	serveCluster(mux, h.Cluster)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

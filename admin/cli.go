@@ -29,13 +29,17 @@ var Commands = map[string]string{
 	"pools":     "list IPAM pools with their use",
 	"ports":     "list published ports",
 	"doctor":    "compare store, kernel and Docker's view; --fix repairs (exit 4: drift left, 5: --fix refused)",
+	"cluster":   "cluster hosts: every host with its address, liveness and use; cluster forget HOST: drop a dead host's records",
 }
 
 // Run runs one subcommand (args[0]) and returns its exit code.
 func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 	cmd := args[0]
-	if cmd == "doctor" {
+	switch cmd {
+	case "doctor":
 		return runDoctor(args[1:], defaultState, stdout, stderr)
+	case "cluster":
+		return runCluster(args[1:], defaultState, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("mynet "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -139,6 +143,12 @@ func networks(s Snapshot) (any, [][]string) {
 		if n.Internal {
 			opts = append(opts, "internal")
 		}
+		if n.Cluster != "" {
+			opts = append(opts, "cluster="+n.Cluster)
+		}
+		if n.VNI != 0 {
+			opts = append(opts, fmt.Sprintf("vni=%d", n.VNI))
+		}
 		t = append(t, []string{short(n.ID), n.Backend + modeSuffix(n.Mode), linkName, strings.Join(subs, ","),
 			strings.Join(gws, ","), fmt.Sprint(count[n.ID]), strings.Join(opts, " ")})
 	}
@@ -178,7 +188,7 @@ func orDash(s string, ok bool) string {
 }
 
 func pools(s Snapshot) (any, [][]string) {
-	t := [][]string{{"POOL", "RANGE", "USED", "SIZE", "USE", ""}}
+	t := [][]string{{"POOL", "CLUSTER", "RANGE", "USED", "SIZE", "USE", ""}}
 	for _, p := range s.Pools {
 		pct := 0.0
 		if p.Size > 0 {
@@ -192,7 +202,7 @@ func pools(s Snapshot) (any, [][]string) {
 		if p.Size == math.MaxUint64 {
 			size = ">=2^64"
 		}
-		t = append(t, []string{p.Pool.String(), rng, fmt.Sprint(p.Used), size, fmt.Sprintf("%.1f%%", pct), bar(pct)})
+		t = append(t, []string{p.Pool.String(), orDash(p.Cluster, p.Cluster != ""), rng, fmt.Sprint(p.Used), size, fmt.Sprintf("%.1f%%", pct), bar(pct)})
 	}
 	return s.Pools, t
 }

@@ -78,6 +78,11 @@ const (
 	OrphanLink              = "orphan_link"
 	OrphanRules             = "orphan_firewall_rules"
 	OrphanPort              = "orphan_published_port"
+	// Cluster (--cluster): etcd's records of this host against its own.
+	ClusterMembership     = "cluster_membership"      // a cluster network joined again, or left
+	ClusterAddress        = "cluster_address"         // an address claimed again in etcd, or given back
+	ClusterEndpointRecord = "cluster_endpoint_record" // an endpoint record published again, or withdrawn
+	ClusterDataPlane      = "cluster_data_plane"      // a VXLAN device's entries programmed again from etcd
 )
 
 // ParseDockerHost gives the socket path of a unix:// Docker host, the only

@@ -53,6 +53,8 @@ func (d *Driver) backend(kind string) backend {
 	switch kind {
 	case backendMacvlan, backendIPvlan:
 		return lowerBackend{kind: kind, d: d}
+	case backendVXLAN:
+		return vxlanBackend{bridgeBackend{d: d}}
 	default:
 		return bridgeBackend{d: d}
 	}

@@ -25,7 +25,7 @@ func (bridgeBackend) name(rec *state.Network) {
 
 func (bridgeBackend) check(rec state.Network, others []state.Network) error {
 	for _, o := range others {
-		if o.Backend == backendBridge && o.Bridge == rec.Bridge {
+		if bridged(o) && o.Bridge == rec.Bridge {
 			return badRequest("bridge %s is already used by mynet network %s: give another %s", rec.Bridge, short(o.ID), optBridgeName)
 		}
 	}

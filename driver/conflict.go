@@ -56,7 +56,7 @@ func networkFields(have state.Network) []networkField {
 		// A dummy parent is named after the id, so only whether one was
 		// asked for tells "no parent" from "parent=mnd<id>".
 		{optParent, func(n state.Network) string {
-			if n.Backend == backendBridge || dummyParent(n) {
+			if bridged(n) || dummyParent(n) {
 				return ""
 			}
 			return n.Parent

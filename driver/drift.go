@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -10,8 +11,8 @@ import (
 	"github.com/mynet/mynet/state"
 )
 
-// Doctor compares the driver's records with the kernel and, when hasView,
-// with Docker's view, and repairs each drift fix approves the way the
+// Doctor compares the driver's records with the kernel, with etcd's for
+// cluster networks, and, when hasView, with Docker's view, and repairs each drift fix approves the way the
 // protocol call or the start-up restore would, under the network's lock,
 // after checking the drift still holds.
 func (d *Driver) Doctor(v drift.View, hasView bool, fix drift.Fix, grace time.Duration) []drift.Drift {
@@ -55,6 +56,9 @@ func (d *Driver) Doctor(v drift.View, hasView bool, fix drift.Fix, grace time.Du
 		}
 	}
 	d.kernelDrift(report)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterOp)
+	defer cancel()
+	d.clusterDrift(ctx, grace, report)
 	return out
 }
 

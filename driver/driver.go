@@ -29,6 +29,9 @@ type Config struct {
 	// OnRepair, when set, is told of each repair (start-up restore, the
 	// periodic firewall check, mynet doctor --fix) by its drift kind.
 	OnRepair func(kind string)
+	// Cluster, when set, makes networks on cluster pools cluster networks
+	// and enables the vxlan backend; nil: this host only.
+	Cluster *Cluster
 }
 
 // Driver serves the NetworkDriver protocol.
@@ -40,6 +43,7 @@ type Driver struct {
 	ports    *ports.Reserver
 	log      *slog.Logger
 	onRepair func(kind string)
+	cluster  *Cluster
 
 	createMu  sync.Mutex // one CreateNetwork at a time
 	mu        sync.Mutex // guards the maps; never held across kernel calls
@@ -69,7 +73,7 @@ type netEntry struct {
 // deleted by hand), before the caller opens the socket.
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
-		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctls: cfg.Sysctls, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log, onRepair: cfg.OnRepair,
+		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctls: cfg.Sysctls, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log, onRepair: cfg.OnRepair, cluster: cfg.Cluster,
 		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*netLockEntry{}, waiting: map[string]string{},
 	}
 	if d.log == nil {
@@ -131,8 +135,13 @@ type Capabilities struct {
 	GwAllocChecker    bool
 }
 
-// GetCapabilities: a single-host driver that answers GwAllocCheck.
+// GetCapabilities: Docker keeps the network on this host (scope local);
+// with --cluster its connectivity spans hosts. Scope global would need
+// swarm or Docker's old cluster store. GwAllocCheck is answered.
 func (d *Driver) GetCapabilities() Capabilities {
+	if d != nil && d.cluster != nil {
+		return Capabilities{Scope: "local", ConnectivityScope: "global", GwAllocChecker: true}
+	}
 	return Capabilities{Scope: "local", ConnectivityScope: "local", GwAllocChecker: true}
 }
 

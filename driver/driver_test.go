@@ -254,7 +254,7 @@ func TestBadOptionsAreNamedAndLeaveNothing(t *testing.T) {
 			{map[string]any{optBridgeName: "much-too-long-bridge"}, "at most 15"},
 			{map[string]any{optBridgeName: "-j ACCEPT"}, optBridgeName},
 			{map[string]any{optBridgeName: "mnveth0"}, "not a bridge"},
-			{map[string]any{optBackend: "vxlan"}, "unknown backend"},
+			{map[string]any{optBackend: "overlay"}, "unknown backend"},
 			{map[string]any{optHostBinding: "::1"}, optHostBinding},
 			{map[string]any{optIfPrefix: "eth-0"}, optIfPrefix},
 		}

@@ -86,6 +86,14 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 			retErr = errors.Join(retErr, deleteLinks(ep))
 		}
 	}()
+	if err := d.publish(n.rec, ep); err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", short(ep.ID), err)
+	}
+	defer func() {
+		if retErr != nil {
+			d.withdraw(n.rec, ep)
+		}
+	}()
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
 		return nil, fmt.Errorf("save endpoint %s: %w", short(ep.ID), err)
 	}
@@ -214,6 +222,7 @@ func (d *Driver) DeleteEndpoint(req *api.DeleteEndpointRequest) error {
 	}
 	err := d.forgetEndpoint(rec, *ep)
 	unlock()
+	d.withdraw(rec, *ep) // etcd round trips outside the lock too
 	// The kernel takes tens of milliseconds to free a veth: do it outside the
 	// network's lock so its other endpoints do not queue behind it. A crash
 	// here leaves a marked link that the next start removes.
@@ -222,7 +231,9 @@ func (d *Driver) DeleteEndpoint(req *api.DeleteEndpointRequest) error {
 
 // removeEndpoint undoes an endpoint. Callers hold the network's lock.
 func (d *Driver) removeEndpoint(n state.Network, ep state.Endpoint) error {
-	return errors.Join(d.forgetEndpoint(n, ep), d.releaseLinks(ep))
+	err := errors.Join(d.forgetEndpoint(n, ep), d.releaseLinks(ep))
+	d.withdraw(n, ep)
+	return err
 }
 
 // forgetEndpoint drops the endpoint's record, then unpublishes its ports:

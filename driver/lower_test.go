@@ -90,7 +90,7 @@ func TestLowerBackendsRefuseBadInput(t *testing.T) {
 			{map[string]any{optBackend: "macvlan", optParent: "nosuch0.10"}, "nosuch0 does not exist"},
 			{map[string]any{optBackend: "macvlan", optParent: "lanp2", optMacvlanMode: "l2"}, optMacvlanMode},
 			{map[string]any{optBackend: "macvlan", optParent: "lanp2", optIPvlanMode: "l2"}, "applies to the ipvlan backend"},
-			{map[string]any{optBackend: "macvlan", optParent: "lanp2", optICC: "false"}, "applies to the bridge backend"},
+			{map[string]any{optBackend: "macvlan", optParent: "lanp2", optICC: "false"}, "applies to the bridge and vxlan backend"},
 			{map[string]any{optBackend: "ipvlan", optParent: "lanp2", optIPvlanMode: "l4"}, optIPvlanMode},
 			{map[string]any{optBackend: "ipvlan", optParent: "lanp2", optIPvlanFlag: "loud"}, optIPvlanFlag},
 			{map[string]any{optParent: "lanp2"}, "applies to the macvlan and ipvlan backend"},

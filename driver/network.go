@@ -41,6 +41,9 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	}
 	b := d.backend(rec.Backend)
 	b.name(&rec)
+	if err := d.clusterFields(&rec); err != nil {
+		return err
+	}
 
 	// Creates are rare: one at a time makes the conflict checks exact
 	// without reservations.
@@ -55,6 +58,9 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	}
 	others := d.networkRecords("")
 	if err := checkSubnets(rec, others); err != nil {
+		return err
+	}
+	if err := d.defineInCluster(&rec, cfg); err != nil {
 		return err
 	}
 	if err := b.check(rec, others); err != nil {

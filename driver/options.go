@@ -64,11 +64,14 @@ const (
 	backendIPvlan  = "ipvlan"
 )
 
-var validBackends = []string{backendBridge, backendMacvlan, backendIPvlan}
+var validBackends = []string{backendBridge, backendMacvlan, backendIPvlan, backendVXLAN}
+
+// bridgeBackends have a bridge of ours.
+const bridgeBackends = backendBridge + "," + backendVXLAN
 
 // backendOptions says which keys apply to which backends ("" = all).
 var backendOptions = map[string]string{
-	optBridgeName: backendBridge, optICC: backendBridge, optMasquerade: backendBridge, optHostBinding: backendBridge,
+	optBridgeName: bridgeBackends, optICC: bridgeBackends, optMasquerade: bridgeBackends, optHostBinding: bridgeBackends,
 	optGwModeV4: backendBridge, optGwModeV6: backendBridge, optInhibitV4: backendBridge, optTrustedIfs: backendBridge,
 	optParent: backendMacvlan + "," + backendIPvlan, optMacvlanMode: backendMacvlan,
 	optIPvlanMode: backendIPvlan, optIPvlanFlag: backendIPvlan,
@@ -96,7 +99,7 @@ type netConfig struct {
 
 // optionHelp lists every key with what it takes, for error messages.
 var optionHelp = map[string]string{
-	optBackend:     "bridge, macvlan or ipvlan",
+	optBackend:     "bridge, macvlan, ipvlan or vxlan",
 	optParent:      "an existing host interface, or NAME.VLAN (VLAN 1-4094) to create a VLAN sub-interface",
 	optMacvlanMode: "bridge, private, vepa or passthru",
 	optIPvlanMode:  "l2, l3 or l3s",

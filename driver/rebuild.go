@@ -23,6 +23,8 @@ const (
 	RepairOrphanLink     = drift.OrphanLink       // a link of ours no record claims, removed
 	RepairOrphanRules    = drift.OrphanRules      // rules of ours no record claims, removed
 	RepairOrphanPort     = drift.OrphanPort       // a published port no endpoint record claims, removed
+	// With --cluster: an endpoint record in etcd published again or withdrawn.
+	RepairEndpointRecord = drift.ClusterEndpointRecord
 )
 
 func (d *Driver) repaired(kind string) {

@@ -68,8 +68,8 @@ func (d *Driver) surveyAll() survey {
 }
 
 // ourLinkName matches the names mynet gives links: mn-<12> bridges, mnh/mnc
-// veth ends and macvlan/ipvlan links, mnd dummy parents.
-var ourLinkName = regexp.MustCompile(`^mn[-hcd][0-9a-f]{12}$`)
+// veth ends and macvlan/ipvlan links, mnd dummy parents, mnv VXLAN devices.
+var ourLinkName = regexp.MustCompile(`^mn[-hcdv][0-9a-f]{12}$`)
 
 // orphan is a kernel object of ours that no record claims: what a crash
 // between a kernel change and its record, or a record removed by hand,
@@ -100,7 +100,7 @@ func (d *Driver) findOrphans(s survey) []orphan {
 	ids := map[string]string{} // 12-char id: full id
 	ports := map[portOf]bool{}
 	for _, n := range d.networks {
-		claimed[n.rec.Bridge], claimed[n.rec.Parent] = true, true
+		claimed[n.rec.Bridge], claimed[n.rec.Parent], claimed[n.rec.VXLAN] = true, true, true
 		ids[short(n.rec.ID)] = n.rec.ID
 	}
 	for _, ep := range d.endpoints {
@@ -209,7 +209,7 @@ func (d *Driver) madeRules(o firewall.OwnedNetwork) bool {
 // kernel lacks (for the repair log).
 func missingLinks(rec state.Network) []string {
 	var out []string
-	for _, name := range []string{rec.Bridge, rec.Parent} {
+	for _, name := range []string{rec.Bridge, rec.Parent, rec.VXLAN} {
 		if name != "" {
 			if ok, _ := link.Exists(name); !ok {
 				out = append(out, name)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this machine for mynet's integration tests and demo.
 #
-#   - installs the Debian packages the tests need (apt-get update only if one is missing)
+#   - installs the Debian packages the tests need (apt-get update only if one is missing);
+#     etcd-server is only the binary the cluster tests start themselves, on loopback or on
+#     test links, each with its own data in a temporary folder: its system service stays off
 #   - starts dockerd in the background if `docker info` fails (no systemd here)
 #   - builds the local image mynet-busybox:latest from busybox-static (no registry needed)
 #   - builds Docker Engine $MYNET_ENGINE_VERSION (dockerd, docker-proxy, client) from
@@ -17,7 +19,7 @@ DOCKERD_LOG=/var/log/mynet-dockerd.log
 DOCKERD_PID=/run/mynet-dockerd.pid
 DOCKERD_WAIT=60
 # gcc/libc6-dev: `go test -race` needs cgo and a C toolchain.
-PACKAGES=(docker.io busybox-static iptables iproute2 docker-compose iperf3 kmod user-mode-linux gcc libc6-dev debootstrap)
+PACKAGES=(docker.io busybox-static iptables iproute2 docker-compose iperf3 kmod user-mode-linux gcc libc6-dev debootstrap etcd-server)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -55,7 +57,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	for p in "${missing[@]}"; do
 		pkg_installed "$p" || die "package $p still not installed after apt-get install"
 	done
+	# The tests run their own etcd; keep the packaged service from starting at boot.
+	if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null; then
+		systemctl disable etcd.service >/dev/null 2>&1 || true # works offline too: it removes the links
+	fi
 fi
+[ -x /usr/bin/etcd ] || die "/usr/bin/etcd missing although etcd-server is installed"
 
 # Prefer Debian's client (same version as the engine); the newer one in
 # /usr/local/bin negotiates API 1.41 fine too.

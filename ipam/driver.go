@@ -4,6 +4,7 @@
 package ipam
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/state"
 )
 
@@ -40,6 +42,9 @@ type Config struct {
 	Log    *slog.Logger
 	// OnRepair, when set, is told of each repair mynet doctor --fix makes.
 	OnRepair func(kind string)
+	// Cluster, when set, serves pools asked for with --ipam-opt network=NAME
+	// from etcd; nil: such requests are refused.
+	Cluster *cluster.Client
 }
 
 // Driver serves the IpamDriver protocol.
@@ -50,20 +55,27 @@ type Driver struct {
 	log      *slog.Logger
 	onRepair func(kind string)
 
-	mu       sync.Mutex // guards pools and autoLast; never held across a disk write
+	cluster *cluster.Client
+
+	mu       sync.Mutex // guards pools and autoLast; never held across a disk write or an etcd call
 	pools    map[string]*pool
 	autoLast map[string]netip.Addr // last automatic pool per family, also kept in the store
+	// clusterMu orders cluster pool requests and releases with the reconcile.
+	clusterMu sync.Mutex
 }
 
 type pool struct {
 	rec   state.Pool
 	alloc *Allocator
+	// others: in a cluster pool, addresses other hosts hold (or that cool
+	// down), reserved in alloc so Next skips them; not in the store.
+	others map[netip.Addr]bool
 }
 
 // New loads every pool and address from the store. It costs time in
 // proportion to what is allocated, not to pool sizes.
 func New(cfg Config) (*Driver, error) {
-	d := &Driver{store: cfg.Store, ranges: cfg.Ranges, host: cfg.Host, log: cfg.Log, onRepair: cfg.OnRepair,
+	d := &Driver{store: cfg.Store, ranges: cfg.Ranges, host: cfg.Host, log: cfg.Log, onRepair: cfg.OnRepair, cluster: cfg.Cluster,
 		pools: map[string]*pool{}, autoLast: map[string]netip.Addr{}}
 	if d.host == nil {
 		d.host = HostNetworks
@@ -113,7 +125,7 @@ func newPool(rec state.Pool) (*pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pool{rec: rec, alloc: a}, nil
+	return &pool{rec: rec, alloc: a, others: map[netip.Addr]bool{}}, nil
 }
 
 // Capabilities says we persist (no replay wanted) and need no MAC.
@@ -164,6 +176,9 @@ func (d *Driver) RequestPool(req PoolRequest) (PoolResponse, error) {
 	}
 	if strings.Contains(space, "/") {
 		return PoolResponse{}, badRequest("address space %q must not contain '/'", space)
+	}
+	if name, ok := req.Options[OptNetwork]; ok {
+		return d.requestClusterPool(req, space, name)
 	}
 	family := "IPv4"
 	if req.V6 {
@@ -363,10 +378,14 @@ func overlapsAny(p netip.Prefix, list []netip.Prefix) bool {
 // ReleasePool forgets a pool and its addresses. Unknown ids succeed.
 func (d *Driver) ReleasePool(id string) error {
 	d.mu.Lock()
-	_, ok := d.pools[id]
+	p, ok := d.pools[id]
 	d.mu.Unlock()
 	if !ok {
 		return nil
+	}
+	if p.rec.Cluster != "" {
+		d.clusterMu.Lock()
+		defer d.clusterMu.Unlock()
 	}
 	// Durable first: a pool forgotten on disk but still in memory only blocks
 	// reuse until the call returns; the reverse could hand it out twice.
@@ -376,6 +395,15 @@ func (d *Driver) ReleasePool(id string) error {
 	d.mu.Lock()
 	delete(d.pools, id)
 	d.mu.Unlock()
+	if p.rec.Cluster != "" {
+		// This host leaves; the last host to leave releases the network. If etcd
+		// does not answer, the reconcile leaves later (no local pool, a member).
+		ctx, cancel := context.WithTimeout(context.Background(), clusterOp)
+		defer cancel()
+		if err := d.cluster.Leave(ctx, p.rec.Cluster); err != nil {
+			return fmt.Errorf("release pool %s: %w", id, err)
+		}
+	}
 	return nil
 }
 
@@ -413,6 +441,10 @@ func (d *Driver) RequestAddress(req AddressRequest) (AddressResponse, error) {
 	if !ok {
 		d.mu.Unlock()
 		return AddressResponse{}, unknownPool(req.PoolID)
+	}
+	if p.rec.Cluster != "" {
+		d.mu.Unlock()
+		return d.requestClusterAddress(p, want, gateway, req.Options[optMAC])
 	}
 	var err error
 	switch {
@@ -484,8 +516,19 @@ func (d *Driver) ReleaseAddress(poolID, address string) error {
 		return fmt.Errorf("release address %s: %w", a, err)
 	}
 	d.mu.Lock()
-	p.alloc.Release(a)
+	if !p.others[a] {
+		p.alloc.Release(a)
+	}
 	d.mu.Unlock()
+	if p.rec.Cluster != "" {
+		// Given back in etcd last: a crash in between leaves it held there by
+		// this host, and the reconcile gives back what our records lack.
+		ctx, cancel := context.WithTimeout(context.Background(), clusterOp)
+		defer cancel()
+		if err := d.cluster.Release(ctx, p.rec.Cluster, a); err != nil {
+			return fmt.Errorf("release address %s: %w", a, err)
+		}
+	}
 	return nil
 }
 
@@ -495,7 +538,8 @@ type PoolUsage struct {
 	Pool      netip.Prefix
 	Range     netip.Prefix
 	Automatic bool
-	Used      uint64
+	Cluster   string // cluster network name; empty for a pool of this host only
+	Used      uint64 // by this host
 	Size      uint64
 }
 
@@ -506,7 +550,7 @@ func (d *Driver) Usage() []PoolUsage {
 	out := make([]PoolUsage, 0, len(d.pools))
 	for id, p := range d.pools {
 		out = append(out, PoolUsage{ID: id, Pool: p.rec.Pool, Range: p.rec.Range, Automatic: p.rec.Automatic,
-			Used: p.alloc.Used(), Size: p.alloc.Size()})
+			Cluster: p.rec.Cluster, Used: p.alloc.Used() - uint64(len(p.others)), Size: p.alloc.Size()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

@@ -38,6 +38,8 @@ type Metrics struct {
 	bbolt      *prometheus.HistogramVec
 	overlapped *prometheus.CounterVec
 	repairs    *prometheus.CounterVec
+	etcd       *prometheus.HistogramVec // cluster.go
+	watchLag   prometheus.Histogram
 	reconciles *prometheus.CounterVec
 	reconciled prometheus.Gauge
 
@@ -81,6 +83,7 @@ func New() *Metrics {
 		drift.NetworkUnknownToDocker, drift.EndpointUnknownToDocker, drift.PoolUnused, drift.AddressUnused} {
 		m.repairs.WithLabelValues(k) // present at 0 from the start, so rate() sees the first one
 	}
+	m.registerCluster()
 	m.reconciles = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mynet_reconcile_runs_total",
 		Help: "Background reconcile runs against Docker's view, by outcome (" + strings.Join(reconcile.Outcomes, ", ") + ").",
@@ -93,7 +96,7 @@ func New() *Metrics {
 		Help: "Unix time the last background reconcile with outcome ok ended; 0 before the first.",
 	})
 	m.reg.MustRegister(m.requests, m.duration, m.netlink, m.iptables, m.bbolt, m.overlapped, m.repairs,
-		m.reconciles, m.reconciled,
+		m.reconciles, m.reconciled, m.etcd, m.watchLag,
 		scrapeTime{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -5,6 +5,7 @@
 package reconcile
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,9 @@ func (r *Repairer) do(run Run) ([]drift.Drift, error) {
 	if run.HasView {
 		drifts = append(drifts, r.ipam.Doctor(run.View, run.Fix, run.Grace)...)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	drifts = append(drifts, r.ipam.ClusterDrift(ctx, run.Grace, run.Fix)...) // none without --cluster
+	cancel()
 	for _, d := range drifts {
 		switch {
 		case d.Fixed:

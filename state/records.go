@@ -15,6 +15,7 @@ type Pool struct {
 	Range        netip.Prefix      `json:"range,omitzero"` // --ip-range; zero = whole pool
 	V6           bool              `json:"v6,omitempty"`
 	Automatic    bool              `json:"automatic,omitempty"` // cut from the default ranges
+	Cluster      string            `json:"cluster,omitempty"`   // the cluster network it belongs to (--ipam-opt network=)
 	Options      map[string]string `json:"options,omitempty"`
 	Created      time.Time         `json:"created"`
 }
@@ -72,6 +73,15 @@ type Network struct {
 	// addresses its create added. An address the bridge already had is
 	// the user's and stays when the network goes.
 	GatewaysAdded []netip.Prefix `json:"gateways_added,omitempty"`
+
+	// Cluster network (--ipam-opt network=NAME) this network belongs to.
+	Cluster string `json:"cluster,omitempty"`
+	// vxlan backend: the device on the bridge and what it was made with, so
+	// a restart rebuilds it without asking etcd.
+	VXLAN     string     `json:"vxlan,omitempty"`
+	VNI       uint32     `json:"vni,omitempty"`
+	VTEP      netip.Addr `json:"vtep,omitzero"` // this host's underlay address
+	VXLANPort int        `json:"vxlan_port,omitempty"`
 
 	// macvlan / ipvlan backends.
 	Parent        string `json:"parent,omitempty"`

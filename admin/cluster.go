@@ -1,0 +1,150 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mynet/mynet/cluster"
+)
+
+// ClusterHandlers serve the cluster commands; nil when the daemon runs
+// without --cluster.
+type ClusterHandlers struct {
+	Hosts  func(context.Context) ([]cluster.HostStatus, error)
+	Forget func(ctx context.Context, host string) error
+}
+
+// ForgetRequest is what `mynet cluster forget HOST` posts.
+type ForgetRequest struct {
+	Host string `json:"host"`
+}
+
+const noCluster = "this mynet runs without --cluster: there is no cluster to show"
+
+func serveCluster(mux *http.ServeMux, h *ClusterHandlers) {
+	mux.HandleFunc("GET /v1/cluster/hosts", func(w http.ResponseWriter, r *http.Request) {
+		if h == nil {
+			http.Error(w, noCluster, http.StatusNotFound)
+			return
+		}
+		hosts, err := h.Hosts(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(hosts)
+	})
+	mux.HandleFunc("POST /v1/cluster/forget", func(w http.ResponseWriter, r *http.Request) {
+		if h == nil {
+			http.Error(w, noCluster, http.StatusNotFound)
+			return
+		}
+		var req ForgetRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.Host == "" {
+			http.Error(w, "bad forget request: give the host", http.StatusBadRequest)
+			return
+		}
+		if err := h.Forget(r.Context(), req.Host); err != nil {
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, cluster.ErrAlive) || errors.Is(err, cluster.ErrInvalid) {
+				code = http.StatusConflict
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// runCluster is `mynet cluster hosts` and `mynet cluster forget HOST`, asked
+// of the running daemon (it holds the etcd connection and settings).
+func runCluster(args []string, defaultState string, stdout, stderr io.Writer) int {
+	usage := "usage: mynet cluster hosts [--json] | mynet cluster forget HOST   [--state FILE]"
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return ExitUsage
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("mynet cluster "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	statePath := fs.String("state", defaultState, "state file of the mynet to ask (env MYNET_STATE)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	var positional []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			return ExitUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional, rest = append(positional, fs.Arg(0)), fs.Args()[1:]
+	}
+	c := client(SocketPath(*statePath), 2*time.Minute)
+	switch {
+	case sub == "hosts" && len(positional) == 0:
+		resp, err := c.Get("http://mynet/v1/cluster/hosts")
+		if err != nil {
+			fmt.Fprintf(stderr, "mynet cluster hosts: no mynet daemon answers on %s (the cluster commands ask the running daemon): %v\n", SocketPath(*statePath), err)
+			return ExitError
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			msg, _ := io.ReadAll(resp.Body)
+			fmt.Fprintf(stderr, "mynet cluster hosts: %s\n", strings.TrimSpace(string(msg)))
+			return ExitError
+		}
+		var hosts []cluster.HostStatus
+		if err := json.NewDecoder(resp.Body).Decode(&hosts); err != nil {
+			fmt.Fprintf(stderr, "mynet cluster hosts: decode answer: %v\n", err)
+			return ExitError
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			enc.Encode(hosts)
+			return ExitOK
+		}
+		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "HOST\tADVERTISE\tALIVE\tNETWORKS\tENDPOINTS\tADDRESSES")
+		for _, h := range hosts {
+			alive := "no"
+			if h.Alive {
+				alive = "yes"
+			}
+			nets := strings.Join(h.Networks, ",")
+			if nets == "" {
+				nets = "-"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", h.ID, orDash(h.Advertise.String(), h.Advertise.IsValid()), alive, nets, h.Endpoints, h.Addresses)
+		}
+		w.Flush()
+		return ExitOK
+	case sub == "forget" && len(positional) == 1:
+		body, _ := json.Marshal(ForgetRequest{Host: positional[0]})
+		resp, err := c.Post("http://mynet/v1/cluster/forget", "application/json", bytes.NewReader(body))
+		if err != nil {
+			fmt.Fprintf(stderr, "mynet cluster forget: no mynet daemon answers on %s (the cluster commands ask the running daemon): %v\n", SocketPath(*statePath), err)
+			return ExitError
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			msg, _ := io.ReadAll(resp.Body)
+			fmt.Fprintf(stderr, "mynet cluster forget: %s\n", strings.TrimSpace(string(msg)))
+			return ExitError
+		}
+		fmt.Fprintf(stdout, "host %s forgotten: its addresses cool down and are then free, its endpoints and memberships are gone\n", positional[0])
+		return ExitOK
+	}
+	fmt.Fprintln(stderr, usage)
+	return ExitUsage
+}

@@ -1,0 +1,124 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Publish records where an endpoint of this host lives (IP, MAC, this host's
+// VTEP), so other hosts program their data plane for it. The address must
+// be held by this host; the record carries the address's generation. A
+// record already there for the same address is replaced.
+func (c *Client) Publish(ctx context.Context, e Endpoint) (Endpoint, error) {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	what := fmt.Sprintf("publish endpoint %s of cluster network %s", e.IP, e.Network)
+	e.Host, e.VTEP = c.cfg.HostID, c.cfg.Advertise
+	if e.Created.IsZero() {
+		e.Created = time.Now().UTC()
+	}
+	addrKey := c.keys.addr(e.Network, e.IP)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		resp, err := c.get(ctx, "get_addr", addrKey)
+		if err != nil {
+			return Endpoint{}, c.wrap(what, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return Endpoint{}, fmt.Errorf("%s: %w: the address is not allocated in the cluster", what, ErrInvalid)
+		}
+		held, err := decode[Address](resp.Kvs[0].Value)
+		if err != nil {
+			return Endpoint{}, fmt.Errorf("%s: address record: %w", what, err)
+		}
+		if held.Host != c.cfg.HostID || !held.Released.IsZero() {
+			return Endpoint{}, &TakenError{Network: e.Network, Addr: e.IP, Held: held}
+		}
+		e.Gen = held.Gen
+		tr, err := c.txn(ctx, "publish", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(addrKey), "=", resp.Kvs[0].ModRevision)},
+			[]clientv3.Op{clientv3.OpPut(c.keys.endpoint(e.Network, e.IP), encode(e))}, nil)
+		if err != nil {
+			return Endpoint{}, c.wrap(what, err)
+		}
+		if tr.Succeeded {
+			return e, nil
+		}
+	}
+	return Endpoint{}, fmt.Errorf("%s: %w", what, ErrContended)
+}
+
+// Withdraw removes this host's endpoint record for ip. A record of another
+// host, or none, is left alone (success).
+func (c *Client) Withdraw(ctx context.Context, network string, ip netip.Addr) error {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	what := fmt.Sprintf("withdraw endpoint %s of cluster network %s", ip, network)
+	key := c.keys.endpoint(network, ip)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		resp, err := c.get(ctx, "get_endpoint", key)
+		if err != nil {
+			return c.wrap(what, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return nil
+		}
+		e, err := decode[Endpoint](resp.Kvs[0].Value)
+		if err != nil {
+			return fmt.Errorf("%s: endpoint record: %w", what, err)
+		}
+		if e.Host != c.cfg.HostID {
+			return nil
+		}
+		tr, err := c.txn(ctx, "withdraw", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)},
+			[]clientv3.Op{clientv3.OpDelete(key)}, nil)
+		if err != nil {
+			return c.wrap(what, err)
+		}
+		if tr.Succeeded {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w", what, ErrContended)
+}
+
+// Endpoints lists the endpoint records of one cluster network, or of every
+// network when name is empty.
+func (c *Client) Endpoints(ctx context.Context, name string) ([]Endpoint, error) {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	prefix := c.keys.allEndpoints()
+	if name != "" {
+		prefix = c.keys.endpoints(name)
+	}
+	resp, err := c.get(ctx, "list_endpoints", prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, c.wrap("list endpoints", err)
+	}
+	out := make([]Endpoint, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		e, err := decode[Endpoint](kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint record %s: %w", kv.Key, err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// splitEndpointKey takes endpoints/<name>/<ip> apart.
+func (c *Client) splitEndpointKey(key string) (string, netip.Addr, bool) {
+	rest, ok := strings.CutPrefix(key, c.keys.allEndpoints())
+	if !ok {
+		return "", netip.Addr{}, false
+	}
+	name, ipText, ok := strings.Cut(rest, "/")
+	if !ok {
+		return "", netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(ipText)
+	return name, ip, err == nil
+}

@@ -1,0 +1,250 @@
+// Package etcdtest starts a real etcd server for tests: Debian's etcd-server
+// binary (installed by integration/setup.sh), one member, its data in a
+// temporary folder, listening only on the address the test names (loopback
+// by default). It can be stopped, paused and started again on the same
+// ports and data, so tests can take etcd away and bring it back.
+package etcdtest
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binary is the etcd server used, overridable with MYNET_ETCD.
+func Binary() string {
+	if p := os.Getenv("MYNET_ETCD"); p != "" {
+		return p
+	}
+	return "/usr/bin/etcd"
+}
+
+// Options tune Start.
+type Options struct {
+	// Addr is where etcd listens (client and peer port); 127.0.0.1 if zero.
+	// Use an address on a test link of your own, never a host interface.
+	Addr netip.Addr
+	// Dir holds the data and the log; Start uses a t.TempDir() if empty.
+	Dir string
+}
+
+// Server is one running (or stopped) etcd member.
+type Server struct {
+	addr       netip.Addr
+	clientPort int
+	peerPort   int
+	dir        string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan error // receives the process's exit once
+	log    *os.File
+}
+
+// Start runs etcd for one test and stops it when the test ends. The test
+// fails (never skips) when the binary is missing: run integration/setup.sh.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	s, err := New(opts)
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// New runs etcd and waits until it answers; the caller stops it. For a
+// TestMain that shares one server between tests (each on its own key prefix).
+func New(opts Options) (*Server, error) {
+	if _, err := os.Stat(Binary()); err != nil {
+		return nil, fmt.Errorf("etcd server %s: %v: run integration/setup.sh (installs Debian's etcd-server) or set MYNET_ETCD", Binary(), err)
+	}
+	s := &Server{addr: opts.Addr, dir: opts.Dir}
+	if !s.addr.IsValid() {
+		s.addr = netip.MustParseAddr("127.0.0.1")
+	}
+	if s.dir == "" {
+		return nil, fmt.Errorf("etcdtest.New: Options.Dir is required")
+	}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, err
+	}
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if s.clientPort, s.peerPort, err = freePorts(s.addr); err != nil {
+			return nil, err
+		}
+		if err = s.Start(); err == nil {
+			return s, nil
+		}
+		os.RemoveAll(filepath.Join(s.dir, "data")) // a port taken meanwhile: try other ports
+	}
+	return nil, err
+}
+
+// freePorts picks two ports free on addr right now (etcd binds them a moment
+// later; Start retries if another process took one meanwhile).
+func freePorts(addr netip.Addr) (int, int, error) {
+	var ports [2]int
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for i := range ports {
+		l, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+		if err != nil {
+			return 0, 0, fmt.Errorf("find a free port on %s: %w", addr, err)
+		}
+		lns = append(lns, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports[0], ports[1], nil
+}
+
+// Endpoint is the client URL, e.g. http://127.0.0.1:40123.
+func (s *Server) Endpoint() string {
+	return "http://" + net.JoinHostPort(s.addr.String(), strconv.Itoa(s.clientPort))
+}
+
+// Endpoints is Endpoint as the list the client wants.
+func (s *Server) Endpoints() []string { return []string{s.Endpoint()} }
+
+// LogPath is etcd's log file.
+func (s *Server) LogPath() string { return filepath.Join(s.dir, "etcd.log") }
+
+// Pid is the running server's process id, 0 when stopped.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// Start starts a stopped server again on the same ports and data.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return nil
+	}
+	peer := "http://" + net.JoinHostPort(s.addr.String(), strconv.Itoa(s.peerPort))
+	log, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(Binary(),
+		"--name", "t",
+		"--data-dir", filepath.Join(s.dir, "data"),
+		"--listen-client-urls", s.Endpoint(),
+		"--advertise-client-urls", s.Endpoint(),
+		"--listen-peer-urls", peer,
+		"--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "t="+peer,
+		"--initial-cluster-state", "new",
+		"--log-level", "warn", "--logger", "zap",
+	)
+	cmd.Stdout, cmd.Stderr = log, log
+	for _, kv := range os.Environ() { // nothing from the caller's ETCD_* settings leaks in
+		if !strings.HasPrefix(kv, "ETCD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	// Its own process group: a Ctrl-C meant for the test does not reach etcd
+	// before the test's cleanup stops it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return fmt.Errorf("start %s: %w", Binary(), err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.After(30 * time.Second)
+	for !healthy(s.Endpoint()) {
+		select {
+		case err := <-exited:
+			log.Close()
+			return fmt.Errorf("etcd exited before it answered (%v); log %s:\n%s", err, s.LogPath(), tail(s.LogPath()))
+		case <-deadline:
+			cmd.Process.Kill()
+			<-exited
+			log.Close()
+			return fmt.Errorf("etcd did not answer on %s within 30s; log %s:\n%s", s.Endpoint(), s.LogPath(), tail(s.LogPath()))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	s.cmd, s.exited, s.log = cmd, exited, log
+	return nil
+}
+
+// Stop ends the server (SIGTERM, then SIGKILL after 10 s) and keeps its data.
+// Stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot act on SIGTERM
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.log.Close()
+	s.cmd, s.exited, s.log = nil, nil, nil
+}
+
+// Pause freezes the server (SIGSTOP): connections stay open and nothing is
+// answered, as when etcd's host hangs or the network drops packets.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume undoes Pause.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.cmd.Process.Signal(sig)
+	}
+}
+
+// healthy asks etcd's /health endpoint.
+func healthy(endpoint string) bool {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get(endpoint + "/health")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode == http.StatusOK
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
