@@ -77,6 +77,7 @@ const (
 	EndpointLinkMissing     = "endpoint_link_missing"
 	OrphanLink              = "orphan_link"
 	OrphanRules             = "orphan_firewall_rules"
+	OrphanPort              = "orphan_published_port"
 	// Cluster (--cluster): etcd's records of this host against its own.
 	ClusterMembership     = "cluster_membership"      // a cluster network joined again, or left
 	ClusterAddress        = "cluster_address"         // an address claimed again in etcd, or given back

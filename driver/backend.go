@@ -14,10 +14,13 @@ type backend interface {
 	name(rec *state.Network)
 	// check refuses a network that conflicts with the others.
 	check(rec state.Network, others []state.Network) error
-	// setup makes the kernel's links and addresses match rec and records in
-	// rec what it created. Idempotent: a rebuild calls it too. On error it
-	// leaves nothing behind. Firewall rules come after, from addRules.
-	setup(rec *state.Network, others []state.Network) error
+	// setup makes the kernel's links and addresses match rec. Idempotent: a
+	// rebuild calls it too. When creating, it records in rec which of the
+	// links and addresses it needs it made (mynet's, to remove with the
+	// network) and which were there (the user's); a rebuild keeps what the
+	// create recorded. On error it leaves nothing behind. Firewall rules
+	// come after, from addRules.
+	setup(rec *state.Network, others []state.Network, creating bool) error
 	// teardown undoes setup and addRules; others are the networks that remain.
 	teardown(rec state.Network, others []state.Network) error
 	// createLink makes the endpoint's link(s); ep.HostIf / ep.ContainerIf name them.

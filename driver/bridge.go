@@ -4,6 +4,8 @@ import (
 	"errors"
 	"maps"
 	"net"
+	"net/netip"
+	"slices"
 
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/firewall"
@@ -48,14 +50,15 @@ func (bridgeBackend) join(n state.Network, ep state.Endpoint, resp *api.JoinResp
 	}
 }
 
-// gateways returns the plain-IP gateways Join announces for ep.
+// gateways returns the plain-IP gateways Join announces for ep: none for a
+// family in gateway mode isolated.
 func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 	for _, s := range n.IPv4 {
-		if s.Gateway.IsValid() {
+		if s.Gateway.IsValid() && n.GatewayModeV4 != gwIsolated {
 			v4 = s.Gateway.Addr().String()
 		}
 	}
-	if ep.IPv6.IsValid() {
+	if ep.IPv6.IsValid() && n.GatewayModeV6 != gwIsolated {
 		for _, s := range n.IPv6 {
 			if s.Gateway.IsValid() {
 				v6 = s.Gateway.Addr().String()
@@ -66,10 +69,16 @@ func gateways(n state.Network, ep state.Endpoint) (v4, v6 string) {
 }
 
 // setup makes the kernel match rec: bridge, gateway addresses, forwarding.
-// It records in rec whether it created the bridge and, on a bridge it did
-// not create, the settings the rules are about to change (noteSysctls).
-func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr error) {
+// When creating, it records in rec whether it created the bridge and, on a
+// bridge it did not create, the gateway addresses it added. On such a bridge
+// it also notes the settings the rules are about to change (noteSysctls).
+func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating bool) (retErr error) {
 	d := b.d
+	if !creating && !rec.BridgeCreated {
+		if err := awaitLink(rec.Bridge, "bridge"); err != nil {
+			return err
+		}
+	}
 	created, err := link.EnsureBridge(rec.Bridge, rec.MTU)
 	if err != nil {
 		return err
@@ -88,11 +97,9 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 	if _, _, err := d.sysctls.Set("net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
-	for _, s := range rec.IPv4 {
-		if s.Gateway.IsValid() {
-			if err := link.EnsureAddr(rec.Bridge, s.Gateway); err != nil {
-				return err
-			}
+	for _, gw := range gatewayAddrs(*rec, false) {
+		if err := ensureGateway(rec, gw, creating); err != nil {
+			return err
 		}
 	}
 	if rec.EnableIPv6 && len(rec.IPv6) > 0 {
@@ -102,15 +109,27 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network) (retErr erro
 		if _, _, err := d.sysctls.Set("net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return err
 		}
-		for _, s := range rec.IPv6 {
-			if s.Gateway.IsValid() {
-				if err := link.EnsureAddr(rec.Bridge, s.Gateway); err != nil {
-					return err
-				}
+		for _, gw := range gatewayAddrs(*rec, true) {
+			if err := ensureGateway(rec, gw, creating); err != nil {
+				return err
 			}
 		}
 	}
 	return d.noteSysctls(rec)
+}
+
+// ensureGateway puts the subnet's gateway on the bridge. When creating on a
+// bridge mynet did not make, an address it adds is recorded as mynet's: one
+// the bridge already had is the user's, and stays when the network goes.
+func ensureGateway(rec *state.Network, gw netip.Prefix, creating bool) error {
+	added, err := link.EnsureAddr(rec.Bridge, gw)
+	if err != nil {
+		return err
+	}
+	if added && creating && !rec.BridgeCreated {
+		rec.GatewaysAdded = append(slices.Clone(rec.GatewaysAdded), gw)
+	}
+	return nil
 }
 
 // noteSysctls records in rec, on a bridge we did not create, the value that
@@ -166,18 +185,37 @@ func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
 	return errors.Join(b.d.putSysctlsBack(rec), b.d.fw.RemoveNetwork(fwNetwork(rec)), removeBridge(rec))
 }
 
-// removeBridge deletes the bridge if we made it, else only our addresses on it.
+// removeBridge deletes the bridge if we made it, else only the addresses we
+// added to it.
 func removeBridge(rec state.Network) error {
 	if rec.BridgeCreated {
 		return link.Delete(rec.Bridge)
 	}
 	var errs []error
-	for _, s := range allSubnets(rec) {
-		if s.Gateway.IsValid() {
-			errs = append(errs, link.DelAddr(rec.Bridge, s.Gateway))
-		}
+	for _, gw := range rec.GatewaysAdded {
+		errs = append(errs, link.DelAddr(rec.Bridge, gw))
 	}
 	return errors.Join(errs...)
+}
+
+// gatewayAddrs are the gateway addresses (with prefix length) of one family
+// that go on the bridge: none in gateway mode isolated, and no IPv4 one with
+// inhibit_ipv4 (the gateway is another machine on the bridge's LAN).
+func gatewayAddrs(rec state.Network, v6 bool) []netip.Prefix {
+	subnets, mode := rec.IPv4, rec.GatewayModeV4
+	if v6 {
+		subnets, mode = rec.IPv6, rec.GatewayModeV6
+	}
+	if mode == gwIsolated || (!v6 && rec.InhibitIPv4) {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, s := range subnets {
+		if s.Gateway.IsValid() {
+			out = append(out, s.Gateway)
+		}
+	}
+	return out
 }
 
 // restoreEndpoint puts a surviving host veth back on its bridge and re-takes
@@ -194,6 +232,9 @@ func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint, maste
 	}
 	if len(ep.Ports) > 0 {
 		for _, pb := range ep.Ports {
+			if pb.HostPort == 0 {
+				continue // gateway mode routed: no host port
+			}
 			if err := d.ports.Restore(pb); err != nil {
 				errs = append(errs, err)
 			}

@@ -54,7 +54,8 @@ func (b bridgeBackend) unpublish(n state.Network, bs []state.PortBinding) error 
 
 // fwNetwork is what the firewall needs to know of a network.
 func fwNetwork(rec state.Network) firewall.Network {
-	n := firewall.Network{ID: rec.ID, Bridge: rec.Bridge, ICC: rec.ICC, Masquerade: rec.Masquerade, Internal: rec.Internal}
+	n := firewall.Network{ID: rec.ID, Bridge: rec.Bridge, ICC: rec.ICC, Masquerade: rec.Masquerade, Internal: rec.Internal,
+		GatewayModeV4: rec.GatewayModeV4, GatewayModeV6: rec.GatewayModeV6, TrustedIfs: rec.TrustedIfs}
 	for _, s := range rec.IPv4 {
 		n.Subnets = append(n.Subnets, s.Pool)
 	}

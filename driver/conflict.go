@@ -49,6 +49,10 @@ func networkFields(have state.Network) []networkField {
 		{optHostBinding, func(n state.Network) string { return n.HostBindingV4 }},
 		{optMTU, func(n state.Network) string { return mtuOf(n.MTU) }},
 		{optIfPrefix, func(n state.Network) string { return n.IfacePrefix }},
+		{optGwModeV4, func(n state.Network) string { return n.GatewayModeV4 }},
+		{optGwModeV6, func(n state.Network) string { return n.GatewayModeV6 }},
+		{optInhibitV4, func(n state.Network) string { return strconv.FormatBool(n.InhibitIPv4) }},
+		{optTrustedIfs, func(n state.Network) string { return strings.Join(n.TrustedIfs, ":") }},
 		// A dummy parent is named after the id, so only whether one was
 		// asked for tells "no parent" from "parent=mnd<id>".
 		{optParent, func(n state.Network) string {

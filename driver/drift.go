@@ -70,12 +70,20 @@ func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 		report(drift.Drift{Kind: drift.RulesMissing, Object: "firewall", Detail: "cannot list rules: " + err.Error()}, nil)
 	}
 	nets, eps := d.Snapshot()
-	known := map[string]bool{}
+	intact := map[string]state.Network{} // networks whose own links are all there
 	for _, n := range nets {
-		known[n.ID] = true
 		missing := missingLinks(n)
+		if len(missing) == 0 {
+			intact[n.ID] = n
+		}
 		noRules := err == nil && d.backend(n.Backend).rulesMissing(n, present)
 		if len(missing) == 0 && !noRules {
+			continue
+		}
+		if len(missing) > 0 && !madeLinks(n) {
+			report(drift.Drift{Kind: drift.LinksMissing, Object: "network " + short(n.ID),
+				Error:  "not mynet's to create: they existed when the network was created",
+				Detail: fmt.Sprintf("links %v of the user's are gone: mynet sets the network up again once the network configuration makes them", missing)}, nil)
 			continue
 		}
 		kind, detail := drift.LinksMissing, fmt.Sprintf("links %v are gone", missing)
@@ -85,14 +93,25 @@ func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 		report(drift.Drift{Kind: kind, Object: "network " + short(n.ID), Detail: detail + ": re-create as at start-up"},
 			func() error { return d.rebuild([]string{n.ID}, survey{rules: present}) })
 	}
+	masters, mErr := link.Masters()
 	for _, ep := range eps {
-		if ep.HostIf == "" || !known[ep.NetworkID] {
-			continue // macvlan/ipvlan links live in the container's namespace
+		n, ok := intact[ep.NetworkID]
+		if ep.HostIf == "" || !ok {
+			continue // macvlan/ipvlan links live in the container's namespace; a network's missing links are reported above
 		}
-		if ok, _ := link.Exists(ep.HostIf); !ok {
+		master, exists, err := masterOf(masters, ep.HostIf)
+		if mErr != nil {
+			master, exists, err = masterOf(nil, ep.HostIf)
+		}
+		switch {
+		case !exists:
 			report(drift.Drift{Kind: drift.EndpointLinkMissing, Object: "endpoint " + short(ep.ID),
 				Error:  "cannot be repaired from outside the container",
 				Detail: fmt.Sprintf("host veth %s is gone, the container (address %s) is cut off: restart the container", ep.HostIf, ep.IPv4)}, nil)
+		case err == nil && master != n.Bridge:
+			report(drift.Drift{Kind: drift.EndpointDetached, Object: "endpoint " + short(ep.ID),
+				Detail: fmt.Sprintf("host veth %s is not on bridge %s (master %q), the container (address %s) is cut off: put it back as at start-up", ep.HostIf, n.Bridge, master, ep.IPv4)},
+				func() error { return d.rebuild([]string{n.ID}, survey{rules: present}) })
 		}
 	}
 	// Calls in flight make links and rules before their records: with every

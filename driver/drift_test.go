@@ -8,6 +8,7 @@ import (
 
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -130,6 +131,40 @@ func TestDoctorLeavesCallsInFlightAlone(t *testing.T) {
 			if ok, _ := link.Exists(hostIfName(id)); !ok {
 				t.Errorf("veth of endpoint %s is gone", short(id))
 			}
+		}
+	})
+}
+
+// A container's host veth taken off its bridge (by hand, by another tool)
+// cuts the container off: doctor reports it and --fix puts it back as a
+// start does.
+func TestDoctorFindsDetachedVeth(t *testing.T) {
+	inNetns(t, func(e *env) {
+		e.createNetwork(netA, "10.63.0.0/24", "10.63.0.1/24", nil)
+		e.createEndpoint(netA, ep1, "10.63.0.2/24")
+		veth, err := netlink.LinkByName(hostIfName(ep1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkSetNoMaster(veth); err != nil {
+			t.Fatal(err)
+		}
+		ds := e.d.Doctor(drift.View{}, false, nil, 0)
+		if len(ds) != 1 || ds[0].Kind != drift.EndpointDetached || ds[0].Object != "endpoint "+ep1[:12] {
+			t.Fatalf("doctor: %+v, want the detached veth", ds)
+		}
+		ds = e.d.Doctor(drift.View{}, false, drift.FixAll, 0)
+		if len(ds) != 1 || !ds[0].Fixed {
+			t.Errorf("doctor --fix: %+v", ds)
+		}
+		if m, _ := link.Master(hostIfName(ep1)); m != "mn-aaaaaaaaaaaa" {
+			t.Errorf("veth on %q after doctor --fix", m)
+		}
+		if got := e.repaired(); got[RepairEndpointAttach] != 1 {
+			t.Errorf("OnRepair heard %v, want one re-attach", got)
+		}
+		if ds := e.d.Doctor(drift.View{}, false, nil, 0); len(ds) != 0 {
+			t.Errorf("doctor after the fix: %+v", ds)
 		}
 	})
 }

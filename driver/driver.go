@@ -49,7 +49,19 @@ type Driver struct {
 	mu        sync.Mutex // guards the maps; never held across kernel calls
 	networks  map[string]*netEntry
 	endpoints map[string]*state.Endpoint
-	locks     map[string]*sync.Mutex // one per network: serialises its kernel work
+	// locks serialise each network's kernel work. An entry lives only while
+	// a call holds or waits for it, so ids that name no network (a hostile
+	// client's) and deleted networks leave nothing behind.
+	locks map[string]*netLockEntry
+	// waiting: networks a rebuild could not set up (a link of the user's
+	// not back yet, a parent gone), by id, with the error; each periodic
+	// check tries them again.
+	waiting map[string]string
+}
+
+type netLockEntry struct {
+	mu    sync.Mutex
+	users int // calls holding or waiting for mu; guarded by Driver.mu
 }
 
 type netEntry struct {
@@ -62,7 +74,7 @@ type netEntry struct {
 func New(cfg Config) (*Driver, error) {
 	d := &Driver{
 		store: cfg.Store, owner: "mynet:" + cfg.Store.InstanceID(), sysctls: cfg.Sysctls, fw: cfg.Firewall, ports: ports.NewReserver(), log: cfg.Log, onRepair: cfg.OnRepair, cluster: cfg.Cluster,
-		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*sync.Mutex{},
+		networks: map[string]*netEntry{}, endpoints: map[string]*state.Endpoint{}, locks: map[string]*netLockEntry{}, waiting: map[string]string{},
 	}
 	if d.log == nil {
 		d.log = slog.Default()
@@ -82,12 +94,20 @@ func (d *Driver) netLock(id string) func() {
 	d.mu.Lock()
 	l, ok := d.locks[id]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &netLockEntry{}
 		d.locks[id] = l
 	}
+	l.users++
 	d.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		d.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(d.locks, id)
+		}
+		d.mu.Unlock()
+	}
 }
 
 func (d *Driver) lookupNetwork(id string) (*netEntry, bool) {
@@ -117,12 +137,37 @@ type Capabilities struct {
 
 // GetCapabilities: Docker keeps the network on this host (scope local);
 // with --cluster its connectivity spans hosts. Scope global would need
-// swarm or Docker's old cluster store.
+// swarm or Docker's old cluster store. GwAllocCheck is answered.
 func (d *Driver) GetCapabilities() Capabilities {
 	if d != nil && d.cluster != nil {
-		return Capabilities{Scope: "local", ConnectivityScope: "global"}
+		return Capabilities{Scope: "local", ConnectivityScope: "global", GwAllocChecker: true}
 	}
-	return Capabilities{Scope: "local", ConnectivityScope: "local"}
+	return Capabilities{Scope: "local", ConnectivityScope: "local", GwAllocChecker: true}
+}
+
+// GwAllocCheckRequest and GwAllocCheckResponse are Docker 28's question,
+// before CreateNetwork, whether to reserve gateway addresses (older engines
+// never ask, and reserve them).
+type GwAllocCheckRequest struct {
+	Options map[string]any
+}
+
+type GwAllocCheckResponse struct {
+	SkipIPv4, SkipIPv6 bool
+}
+
+// GwAllocCheck: no gateway for a family in gateway mode isolated, nor for
+// IPv4 on an internal network with inhibit_ipv4 (as Docker's bridge). Bad
+// options fail here already, with CreateNetwork's message.
+func (d *Driver) GwAllocCheck(req *GwAllocCheckRequest) (*GwAllocCheckResponse, error) {
+	cfg, err := parseNetworkOptions(req.Options)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	return &GwAllocCheckResponse{
+		SkipIPv4: cfg.GwModeV4 == gwIsolated || (cfg.InhibitIPv4 && cfg.Internal),
+		SkipIPv6: cfg.GwModeV6 == gwIsolated,
+	}, nil
 }
 
 func short(id string) string {

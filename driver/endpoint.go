@@ -51,6 +51,11 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 		}
 		return &api.CreateEndpointResponse{Interface: d.macResponse(req, old.MAC)}, nil // retried create
 	}
+	// Docker 28 names the container's interface itself for its own
+	// drivers; a remote driver's Join can only answer a prefix.
+	if name, _ := req.Options[optIfname].(string); name != "" {
+		return nil, badRequest("driver option %s=%s: the remote driver protocol cannot name the container's interface (Join returns only a prefix, to which Docker adds a number); set %s on the network instead", optIfname, name, optIfPrefix)
+	}
 	b := d.backend(n.rec.Backend)
 	// Docker sends the port map here too: refuse a bad one before any link
 	// exists, not later at ProgramExternalConnectivity.
@@ -231,21 +236,22 @@ func (d *Driver) removeEndpoint(n state.Network, ep state.Endpoint) error {
 	return err
 }
 
-// forgetEndpoint unpublishes the endpoint's ports and drops its record.
-// Callers hold the network's lock.
+// forgetEndpoint drops the endpoint's record, then unpublishes its ports:
+// after a crash between the two, a start removes rules that no record
+// claims, where a record left behind would publish the ports again to
+// whichever container gets the address next. Callers hold the network's
+// lock.
 func (d *Driver) forgetEndpoint(n state.Network, ep state.Endpoint) error {
-	var errs []error
-	if len(ep.Ports) > 0 && n.ID != "" {
-		errs = append(errs, d.unpublish(n, ep))
-	}
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteEndpoint(ep.ID) }); err != nil {
-		errs = append(errs, fmt.Errorf("forget endpoint: %w", err))
+		return fmt.Errorf("delete endpoint %s: forget it: %w", short(ep.ID), err)
 	}
 	d.mu.Lock()
 	delete(d.endpoints, ep.ID)
 	d.mu.Unlock()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+	if len(ep.Ports) > 0 && n.ID != "" {
+		if err := d.unpublish(n, ep); err != nil {
+			return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+		}
 	}
 	return nil
 }

@@ -44,7 +44,12 @@ func (l lowerBackend) check(rec state.Network, others []state.Network) error {
 	return nil
 }
 
-func (l lowerBackend) setup(rec *state.Network, others []state.Network) (retErr error) {
+func (l lowerBackend) setup(rec *state.Network, others []state.Network, creating bool) (retErr error) {
+	if !creating && !rec.ParentCreated {
+		if err := awaitLink(rec.Parent, "parent"); err != nil {
+			return err
+		}
+	}
 	var created bool
 	var err error
 	if dummyParent(*rec) {
@@ -58,7 +63,7 @@ func (l lowerBackend) setup(rec *state.Network, others []state.Network) (retErr 
 	// A parent we created is shared by every network on it, and removed
 	// with the last one, whichever network created it.
 	for _, o := range others {
-		if o.Parent == rec.Parent && o.ParentCreated {
+		if creating && o.Parent == rec.Parent && o.ParentCreated {
 			rec.ParentCreated = true
 		}
 	}

@@ -236,3 +236,71 @@ func TestUMLFailedCreateRemovesTheVLANItMade(t *testing.T) {
 		}
 	})
 }
+
+// A user's VLAN parent missing at a start is the user's to create: mynet
+// waits for it, sets the network up again once it is back, and never
+// removes it.
+func TestUMLUserVLANParentMissingAtStartIsAwaited(t *testing.T) {
+	inNetns(t, func(e *env) {
+		dummyLink(t, "lan6")
+		userVLAN := func() {
+			t.Helper()
+			base, _ := netlink.LinkByName("lan6")
+			if err := netlink.LinkAdd(&netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: "lan6.40", ParentIndex: base.Attrs().Index}, VlanId: 40}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		userVLAN()
+		e.createNetwork(netA, "10.88.0.0/24", "10.88.0.1/24", map[string]any{optBackend: "macvlan", optParent: "lan6.40"})
+		link.Delete("lan6.40")
+		e.restart()
+		if ok, _ := link.Exists("lan6.40"); ok {
+			t.Fatalf("the start created the user's VLAN (alias %q)", link.Alias("lan6.40"))
+		}
+		userVLAN() // the network configuration comes up
+		e.d.repairFirewall()
+		if got := e.repaired(); got[RepairLinks] != 1 {
+			t.Errorf("OnRepair heard %v, want one links repair once the VLAN is back", got)
+		}
+		e.createEndpoint(netA, ep1, "10.88.0.2/24")
+		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := link.Exists("lan6.40"); !ok {
+			t.Fatal("docker network rm removed the user's VLAN")
+		}
+	})
+}
+
+// A VLAN parent mynet made whose base interface is missing at a start is
+// tried again at each periodic check, not given up on.
+func TestUMLMissingParentIsRetried(t *testing.T) {
+	inNetns(t, func(e *env) {
+		dummyLink(t, "lan7")
+		e.createNetwork(netA, "10.89.0.0/24", "10.89.0.1/24", map[string]any{optBackend: "macvlan", optParent: "lan7.50"})
+		link.Delete("lan7") // takes lan7.50 with it
+		e.restart()
+		e.d.repairFirewall()
+		if ok, _ := link.Exists("lan7.50"); ok {
+			t.Fatal("lan7.50 exists without lan7")
+		}
+		dummyLink(t, "lan7")
+		e.d.repairFirewall()
+		if ok, _ := link.Exists("lan7.50"); !ok {
+			t.Fatal("the periodic check did not make the VLAN parent once its interface was back")
+		}
+		if got := e.repaired(); got[RepairLinks] != 1 {
+			t.Errorf("OnRepair heard %v, want one links repair", got)
+		}
+		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := link.Exists("lan7.50"); ok {
+			t.Fatal("the VLAN mynet made stayed after its last network")
+		}
+		link.Delete("lan7")
+		if left := e.leftovers(); len(left) > 0 {
+			t.Fatalf("left behind: %v", left)
+		}
+	})
+}

@@ -24,6 +24,7 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 		ID: req.NetworkID, Backend: cfg.Backend, Options: cfg.Raw, EnableIPv6: cfg.EnableIPv6, Internal: cfg.Internal,
 		Bridge: cfg.Bridge, MTU: cfg.MTU, ICC: cfg.ICC, Masquerade: cfg.Masquerade, IfacePrefix: cfg.IfPrefix,
 		Parent: cfg.Parent, Mode: cfg.Mode, Flag: cfg.Flag,
+		GatewayModeV4: cfg.GwModeV4, GatewayModeV6: cfg.GwModeV6, InhibitIPv4: cfg.InhibitIPv4, TrustedIfs: cfg.TrustedIfs,
 		Created: time.Now().UTC(),
 	}
 	if cfg.HostBinding.IsValid() {
@@ -65,7 +66,7 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	if err := b.check(rec, others); err != nil {
 		return err
 	}
-	if err := b.setup(&rec, others); err != nil {
+	if err := b.setup(&rec, others, true); err != nil {
 		return err
 	}
 	defer func() {
@@ -166,6 +167,7 @@ func (d *Driver) DeleteNetwork(req *api.DeleteNetworkRequest) error {
 	}
 	d.mu.Lock()
 	delete(d.networks, req.NetworkID)
+	delete(d.waiting, req.NetworkID)
 	d.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("delete network %s: %w", short(req.NetworkID), err)

@@ -24,6 +24,11 @@ const (
 	optMTU         = "com.docker.network.driver.mtu"
 	optMTUShort    = "mtu"
 	optIfPrefix    = "com.docker.network.container_iface_prefix"
+	// Docker 28's bridge options.
+	optGwModeV4   = "com.docker.network.bridge.gateway_mode_ipv4"
+	optGwModeV6   = "com.docker.network.bridge.gateway_mode_ipv6"
+	optInhibitV4  = "com.docker.network.bridge.inhibit_ipv4"
+	optTrustedIfs = "com.docker.network.bridge.trusted_host_interfaces"
 
 	optParent      = "parent"
 	optMacvlanMode = "macvlan_mode"
@@ -32,7 +37,25 @@ const (
 
 	optPortMap = "com.docker.network.portmap"
 	optMAC     = "com.docker.network.endpoint.macaddress"
+	// optIfname is Docker 28's --driver-opt for the container's interface
+	// name. Join can only answer a prefix, so it is refused.
+	optIfname = "com.docker.network.endpoint.ifname"
 )
+
+// Gateway modes (gateway_mode_ipv4 / _ipv6), as Docker 28's bridge: nat is
+// the default; nat-unprotected also lets anything reach the containers'
+// addresses directly; routed does no NAT (published ports open the
+// container's port on its own address); isolated has no gateway on the
+// bridge and needs --internal.
+const (
+	gwNAT         = "nat"
+	gwNATUnprot   = "nat-unprotected"
+	gwRouted      = "routed"
+	gwIsolated    = "isolated"
+	gwModesHelped = "nat, nat-unprotected, routed or isolated"
+)
+
+var validGwModes = []string{gwNAT, gwNATUnprot, gwRouted, gwIsolated}
 
 // Backends.
 const (
@@ -49,6 +72,7 @@ const bridgeBackends = backendBridge + "," + backendVXLAN
 // backendOptions says which keys apply to which backends ("" = all).
 var backendOptions = map[string]string{
 	optBridgeName: bridgeBackends, optICC: bridgeBackends, optMasquerade: bridgeBackends, optHostBinding: bridgeBackends,
+	optGwModeV4: backendBridge, optGwModeV6: backendBridge, optInhibitV4: backendBridge, optTrustedIfs: backendBridge,
 	optParent: backendMacvlan + "," + backendIPvlan, optMacvlanMode: backendMacvlan,
 	optIPvlanMode: backendIPvlan, optIPvlanFlag: backendIPvlan,
 }
@@ -66,6 +90,10 @@ type netConfig struct {
 	Mode, Flag  string // macvlan_mode, or ipvlan_mode and ipvlan_flag
 	EnableIPv6  bool
 	Internal    bool
+	GwModeV4    string // "" = nat
+	GwModeV6    string
+	InhibitIPv4 bool     // no IPv4 address on the bridge (the gateway is elsewhere)
+	TrustedIfs  []string // host interfaces that may reach published ports directly
 	Raw         map[string]string
 }
 
@@ -83,6 +111,10 @@ var optionHelp = map[string]string{
 	optMTU:         "an integer from 68 to 65535",
 	optMTUShort:    "an integer from 68 to 65535",
 	optIfPrefix:    "letters and digits, at most 12 bytes",
+	optGwModeV4:    gwModesHelped,
+	optGwModeV6:    gwModesHelped,
+	optInhibitV4:   "true or false",
+	optTrustedIfs:  "host interface names separated by ':'",
 }
 
 func validKeys() string {
@@ -125,6 +157,9 @@ func parseNetworkOptions(opts map[string]any) (netConfig, error) {
 			return cfg, fmt.Errorf("option %s applies to the %s backend, not to backend %s", k, strings.ReplaceAll(applies, ",", " and "), cfg.Backend)
 		}
 	}
+	if (cfg.GwModeV4 == gwIsolated || cfg.GwModeV6 == gwIsolated) && !cfg.Internal {
+		return cfg, fmt.Errorf("gateway mode %s can only be used for an internal network: add --internal", gwIsolated)
+	}
 	switch cfg.Backend {
 	case backendMacvlan:
 		if cfg.Mode == "" {
@@ -156,15 +191,39 @@ func (c *netConfig) set(k, v string) error {
 			return bad(err.Error())
 		}
 		c.Bridge = v
-	case optICC, optMasquerade:
+	case optICC, optMasquerade, optInhibitV4:
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return bad("not a boolean")
 		}
-		if k == optICC {
+		switch k {
+		case optICC:
 			c.ICC = b
-		} else {
+		case optMasquerade:
 			c.Masquerade = b
+		default:
+			c.InhibitIPv4 = b
+		}
+	case optGwModeV4, optGwModeV6:
+		if !contains(validGwModes, v) {
+			return bad("unknown gateway mode")
+		}
+		if v == gwNAT {
+			v = "" // the default, stored as such
+		}
+		if k == optGwModeV4 {
+			c.GwModeV4 = v
+		} else {
+			c.GwModeV6 = v
+		}
+	case optTrustedIfs:
+		// Docker splits on ':' and drops empty names.
+		c.TrustedIfs = nil
+		for _, name := range strings.FieldsFunc(v, func(r rune) bool { return r == ':' }) {
+			if err := link.ValidName(name); err != nil {
+				return bad(fmt.Sprintf("interface %q: %v", name, err))
+			}
+			c.TrustedIfs = append(c.TrustedIfs, name)
 		}
 	case optHostBinding:
 		a, err := netip.ParseAddr(v)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/ports"
 	"github.com/mynet/mynet/state"
 )
@@ -44,16 +45,27 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 			d.ports.Release(bindings)
 		}
 	}()
-	if err := b.publish(n.rec, bindings); err != nil {
-		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
+	// The record comes before the rule: after a crash between the two, a
+	// start publishes what the record holds. A rule no record claimed would
+	// forward the host port to whichever container gets the address next
+	// (a start and mynet doctor remove such rules too).
+	ep.Ports = bindings
+	if err := d.saveEndpoint(*ep); err != nil {
+		return err
 	}
 	defer func() {
 		if retErr != nil {
-			retErr = errors.Join(retErr, b.unpublish(n.rec, bindings))
+			ep.Ports = nil
+			retErr = errors.Join(retErr, d.saveEndpoint(*ep))
 		}
 	}()
-	ep.Ports = bindings
-	return d.saveEndpoint(*ep)
+	if err := b.publish(n.rec, bindings); err != nil {
+		if errors.Is(err, firewall.ErrNetworkNotProgrammed) {
+			return fmt.Errorf("publish ports of endpoint %s: the firewall rules of network %s are missing (removed by hand or by a firewall reload?): mynet's periodic check re-adds them within seconds, or run `mynet doctor --fix`; then start the container again", short(ep.ID), short(n.rec.ID))
+		}
+		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
+	}
+	return nil
 }
 
 // reserve holds host ports for each mapping, routing IPv6 host addresses to
@@ -77,6 +89,16 @@ func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping)
 		return nil, badRequest("endpoint %s has no IPv6 address to publish %s to", short(ep.ID), v6[0])
 	}
 	var out []state.PortBinding
+	// Gateway mode routed: the container's port is opened on its own
+	// address; the host port is ignored and nothing is held (as Docker).
+	if n.GatewayModeV4 == gwRouted {
+		out = append(out, routedBindings(ep.IPv4.Addr(), v4)...)
+		v4 = nil
+	}
+	if n.GatewayModeV6 == gwRouted {
+		out = append(out, routedBindings(ep.IPv6.Addr(), v6)...)
+		v6 = nil
+	}
 	if len(v4) > 0 {
 		b, err := d.ports.Reserve(ep.IPv4.Addr(), v4)
 		if err != nil {
@@ -95,6 +117,20 @@ func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping)
 	return out, nil
 }
 
+// routedBindings are the bindings of a routed family: container ports only.
+func routedBindings(containerIP netip.Addr, ms []ports.Mapping) []state.PortBinding {
+	var out []state.PortBinding
+	seen := map[state.PortBinding]bool{}
+	for _, m := range ms {
+		b := state.PortBinding{Proto: m.Proto, ContainerIP: containerIP, ContainerPort: m.ContainerPort}
+		if !seen[b] {
+			seen[b] = true
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // RevokeExternalConnectivity unpublishes the endpoint's ports. Idempotent.
 func (d *Driver) RevokeExternalConnectivity(req *api.RevokeExternalConnectivityRequest) error {
 	unlock := d.netLock(req.NetworkID)
@@ -104,11 +140,13 @@ func (d *Driver) RevokeExternalConnectivity(req *api.RevokeExternalConnectivityR
 	if !ok || !ok2 || len(ep.Ports) == 0 {
 		return nil
 	}
-	if err := d.unpublish(n.rec, *ep); err != nil {
+	// The record first, as in ProgramExternalConnectivity.
+	revoked := *ep
+	ep.Ports = nil
+	if err := d.saveEndpoint(*ep); err != nil {
 		return err
 	}
-	ep.Ports = nil
-	return d.saveEndpoint(*ep)
+	return d.unpublish(n.rec, revoked)
 }
 
 // unpublish removes the rules and frees the host ports of ep.

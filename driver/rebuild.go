@@ -22,6 +22,7 @@ const (
 	RepairFirewallRules  = drift.RulesMissing     // a network's missing rules re-added
 	RepairOrphanLink     = drift.OrphanLink       // a link of ours no record claims, removed
 	RepairOrphanRules    = drift.OrphanRules      // rules of ours no record claims, removed
+	RepairOrphanPort     = drift.OrphanPort       // a published port no endpoint record claims, removed
 	// With --cluster: an endpoint record in etcd published again or withdrawn.
 	RepairEndpointRecord = drift.ClusterEndpointRecord
 )
@@ -48,6 +49,7 @@ type survey struct {
 // periodic firewall check and mynet doctor --fix all rebuild here. Each
 // repair is logged and counted; one broken network does not stop the others.
 func (d *Driver) rebuild(ids []string, s survey) error {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids))) // a waiting network may also lack its rules
 	release := d.lockNetworks(ids)
 	defer release()
 	// Every record once, not all the others per network (quadratic): a
@@ -61,18 +63,24 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 	for _, id := range ids {
 		n, ok := d.lookupNetwork(id)
 		if !ok {
-			continue // deleted meanwhile
+			d.ready(id) // deleted meanwhile
+			continue
 		}
 		rec := n.rec
 		recs[id] = rec // its endpoints are restored even if setup fails: their host ports stay held
 		b := d.backend(rec.Backend)
 		missing := missingLinks(rec)
-		if err := b.setup(&rec, all); err != nil {
+		if err := b.setup(&rec, all, false); err != nil {
 			errs = append(errs, d.rebuildFailed(rec, err))
 			continue
 		}
-		if len(missing) > 0 {
+		wasWaiting := d.ready(id)
+		switch {
+		case len(missing) > 0:
 			d.log.Info("repaired: re-created missing links", "network", short(rec.ID), "links", missing)
+			d.repaired(RepairLinks)
+		case wasWaiting:
+			d.log.Info("repaired: network set up again: what it waited for is back", "network", short(rec.ID), "bridge", rec.Bridge, "parent", rec.Parent)
 			d.repaired(RepairLinks)
 		}
 		d.saveNotedSysctls(n.rec, rec)
@@ -83,7 +91,7 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 		gone[id] = b.rulesMissing(rec, s.rules)
 		// A re-created bridge gets its rules again even when they are all
 		// there: what they need of the bridge (route_localnet) went with it.
-		if gone[id] || len(missing) > 0 || s.recheck {
+		if gone[id] || len(missing) > 0 || wasWaiting || s.recheck {
 			needRules = append(needRules, rec)
 		}
 	}
@@ -119,9 +127,34 @@ func (d *Driver) saveNotedSysctls(was, now state.Network) {
 	}
 }
 
+// rebuildFailed records that rec waits for another try (see Driver.waiting)
+// and logs the error, once for as long as it stays the same.
 func (d *Driver) rebuildFailed(rec state.Network, err error) error {
-	d.log.Error("rebuild network", "network", short(rec.ID), "backend", rec.Backend, "err", err)
+	msg := err.Error()
+	d.mu.Lock()
+	prev, was := d.waiting[rec.ID]
+	d.waiting[rec.ID] = msg
+	d.mu.Unlock()
+	if !was || prev != msg {
+		d.log.Error("rebuild network: tried again at each firewall check", "network", short(rec.ID), "backend", rec.Backend, "err", err)
+	}
 	return fmt.Errorf("network %s: %w", short(rec.ID), err)
+}
+
+// ready forgets that network id waits for another try; it says whether it
+// did.
+func (d *Driver) ready(id string) (was bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, was = d.waiting[id]
+	delete(d.waiting, id)
+	return was
+}
+
+func (d *Driver) waitingNetworks() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Collect(maps.Keys(d.waiting))
 }
 
 // addRules programs the rules of recs, one batch per backend, and counts
@@ -194,35 +227,44 @@ func (d *Driver) Run(ctx context.Context, every time.Duration) {
 }
 
 // repairFirewall re-asserts our jumps and rebuilds any network whose rules
-// are gone (iptables -F, firewalld reload): one iptables-save per family
-// when nothing is missing.
+// are gone (iptables -F, firewalld reload) or that waits for another try
+// (a link of the user's not back yet): one iptables-save per family when
+// nothing is missing.
 func (d *Driver) repairFirewall() {
 	// Background work marks itself so a request it overlaps does not claim
 	// its iptables time.
 	span := timing.Begin()
 	defer span.End()
+	ids := d.waitingNetworks()
+	present, err := d.checkRules()
+	if err != nil {
+		d.log.Warn("check firewall rules", "err", err)
+	}
+	for _, n := range d.networkRecords("") {
+		if present != nil && d.backend(n.Backend).rulesMissing(n, present) {
+			ids = append(ids, n.ID)
+		}
+	}
+	if len(ids) > 0 {
+		d.rebuild(ids, survey{rules: present}) // logs each failure
+	}
+}
+
+// checkRules re-asserts our jumps and lists the bridges whose rules exist;
+// nil when no network has rules or they cannot be listed.
+func (d *Driver) checkRules() (map[string]bool, error) {
 	nets := d.networkRecords("")
 	if !slices.ContainsFunc(nets, func(n state.Network) bool { return d.backend(n.Backend).hasRules() }) {
-		return // no rules of ours to check
+		return nil, nil // no rules of ours to check
 	}
 	if err := d.fw.EnsureBase(); err != nil {
-		d.log.Warn("re-assert firewall jumps", "err", err)
-		return
+		return nil, fmt.Errorf("re-assert firewall jumps: %w", err)
 	}
 	present, err := d.rulesPresent()
 	if err != nil {
-		d.log.Warn("list firewall rules", "err", err)
-		return
+		return nil, fmt.Errorf("list firewall rules: %w", err)
 	}
-	var missing []string
-	for _, n := range nets {
-		if d.backend(n.Backend).rulesMissing(n, present) {
-			missing = append(missing, n.ID)
-		}
-	}
-	if len(missing) > 0 {
-		d.rebuild(missing, survey{rules: present}) // logs each failure
-	}
+	return present, nil
 }
 
 // rulesPresent lists the bridges whose firewall rules exist.

@@ -46,3 +46,29 @@ func TestRecreatedBridgeGetsWhatItsRulesNeed(t *testing.T) {
 		routeLocalnet("after doctor --fix")
 	})
 }
+
+// Rules that survive a reboot (iptables-persistent) while the bridge and
+// the kernel's settings come back fresh: a start sets what the rules need
+// (route_localnet for -p 127.0.0.1, bridged traffic through iptables for
+// enable_icc=false) whether or not the rules are there.
+func TestRestartSetsSysctlsWhenRulesExist(t *testing.T) {
+	inNetns(t, func(e *env) {
+		userBridge(t, "usr0")
+		e.createNetwork(netA, "10.99.0.0/24", "10.99.0.1/24", map[string]any{optBridgeName: "usr0", optICC: "false"})
+		keys := []string{"net/ipv4/conf/usr0/route_localnet", "net/bridge/bridge-nf-call-iptables"}
+		for _, key := range keys {
+			if err := os.WriteFile("/proc/sys/"+key, []byte("0"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if owned, _ := e.d.fw.Owned(); len(owned) != 1 {
+			t.Fatalf("rules before the start: %v", owned)
+		}
+		e.restart()
+		for _, key := range keys {
+			if v, err := e.d.sysctls.Get(key); err != nil || v != "1" {
+				t.Errorf("%s = %q (%v) after the start, want 1", key, v, err)
+			}
+		}
+	})
+}

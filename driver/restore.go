@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 
 	"github.com/mynet/mynet/drift"
@@ -96,13 +97,17 @@ func (d *Driver) removeOrphans(s survey) {
 func (d *Driver) findOrphans(s survey) []orphan {
 	d.mu.Lock()
 	claimed := map[string]bool{}
-	ids := map[string]bool{}
+	ids := map[string]string{} // 12-char id: full id
+	ports := map[portOf]bool{}
 	for _, n := range d.networks {
 		claimed[n.rec.Bridge], claimed[n.rec.Parent], claimed[n.rec.VXLAN] = true, true, true
-		ids[short(n.rec.ID)] = true
+		ids[short(n.rec.ID)] = n.rec.ID
 	}
 	for _, ep := range d.endpoints {
 		claimed[ep.HostIf], claimed[ep.ContainerIf] = true, true
+		for _, b := range ep.Ports {
+			ports[portOf{short(ep.NetworkID), normalPort(b)}] = true
+		}
 	}
 	d.mu.Unlock()
 	var out []orphan
@@ -129,11 +134,56 @@ func (d *Driver) findOrphans(s survey) []orphan {
 		return out
 	}
 	for _, o := range owned {
-		if !ids[o.ID] && d.madeRules(o) {
+		if ids[o.ID] == "" && d.madeRules(o) {
 			out = append(out, orphan{
 				drift: drift.Drift{Kind: drift.OrphanRules, Object: "network " + o.ID,
 					Detail: fmt.Sprintf("firewall rules (bridge %s) no record claims", o.Bridge)},
 				remove: func() error { return d.fw.RemoveNetwork(firewall.Network{ID: o.ID}) },
+			})
+		}
+	}
+	return append(out, d.strayPorts(ids, ports)...)
+}
+
+// portOf is a published port of the network with that 12-char id.
+type portOf struct {
+	id12 string
+	b    state.PortBinding
+}
+
+// normalPort is b as its DNAT rule reads back: an unspecified host address
+// is every address.
+func normalPort(b state.PortBinding) state.PortBinding {
+	if b.HostIP.IsUnspecified() {
+		b.HostIP = netip.Addr{}
+	}
+	return b
+}
+
+// strayPorts lists the DNAT rules of our networks that no endpoint record
+// claims: a crash between a rule and its record, which would forward the host
+// port to whichever container gets that address next. (The rules of networks
+// no record claims go with the network's, above.)
+func (d *Driver) strayPorts(ids map[string]string, claimed map[portOf]bool) []orphan {
+	published, err := d.fw.PublishedPorts()
+	if err != nil {
+		d.log.Warn("list published ports to find orphans", "err", err)
+		return nil
+	}
+	var out []orphan
+	for id12, bs := range published {
+		id := ids[id12]
+		if id == "" {
+			continue
+		}
+		for _, b := range bs {
+			if claimed[portOf{id12, normalPort(b)}] {
+				continue
+			}
+			out = append(out, orphan{
+				drift: drift.Drift{Kind: drift.OrphanPort, Object: "network " + id12,
+					Detail: fmt.Sprintf("published port %s that no endpoint record claims", b)},
+				remove: func() error { return d.fw.RemovePorts(firewall.Network{ID: id}, []state.PortBinding{b}) },
 			})
 		}
 	}

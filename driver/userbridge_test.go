@@ -5,10 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/state"
@@ -162,6 +164,138 @@ func TestUserBridgeGetsRouteLocalnetBack(t *testing.T) {
 		}
 		if v := read(); v != "0" {
 			t.Errorf("route_localnet=%s after the older network went, want 0 as the start found it", v)
+		}
+		if left := e.leftovers(); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	})
+}
+
+// bridgeAddrs lists the IPv4 addresses of a link.
+func bridgeAddrs(t *testing.T, name string) []string {
+	t.Helper()
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range addrs {
+		out = append(out, a.IPNet.String())
+	}
+	return out
+}
+
+// A user's bridge keeps the addresses it had: a failed create and the
+// delete of a network (also after a restart) remove only the gateway mynet
+// added.
+func TestUserBridgeKeepsItsOwnAddresses(t *testing.T) {
+	inNetns(t, func(e *env) {
+		userBridge(t, "usr0")
+		l, _ := netlink.LinkByName("usr0")
+		own, _ := netlink.ParseAddr("10.96.0.1/24")
+		if err := netlink.AddrAdd(l, own); err != nil {
+			t.Fatal(err)
+		}
+		want := func(when string, addrs ...string) {
+			t.Helper()
+			if got := bridgeAddrs(t, "usr0"); !slices.Equal(got, addrs) {
+				t.Errorf("%s: usr0 has %v, want %v", when, got, addrs)
+			}
+		}
+
+		// A create that fails after the gateway is on the bridge: its
+		// IPv6 half cannot read the bridge's settings.
+		root := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte("1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.d.sysctls = link.Sysctls{Root: root}
+		req := netReq(netA, "10.96.0.0/24", "10.96.0.1/24", map[string]any{optBridgeName: "usr0"})
+		req.Options[optEnableIPv6] = true
+		req.IPv6Data = []*api.IPAMData{{AddressSpace: "LocalDefault", Pool: "fd00:96::/64", Gateway: "fd00:96::1/64"}}
+		if err := e.d.CreateNetwork(req); err == nil {
+			t.Fatal("create succeeded without the bridge's IPv6 settings")
+		}
+		e.d.sysctls = link.Sysctls{}
+		want("after a failed create", "10.96.0.1/24")
+
+		userBridge(t, "usr1")
+		e.createNetwork(netA, "10.96.0.0/24", "10.96.0.1/24", map[string]any{optBridgeName: "usr0"})
+		e.createNetwork(netB, "10.97.0.0/24", "10.97.0.1/24", map[string]any{optBridgeName: "usr1"})
+		want("with its network", "10.96.0.1/24")
+		e.restart()
+		for _, id := range []string{netA, netB} {
+			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := bridgeAddrs(t, "usr1"); len(got) != 0 {
+			t.Errorf("usr1 keeps the gateway mynet added: %v", got)
+		}
+		want("after its network went", "10.96.0.1/24")
+		if left := e.leftovers(); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	})
+}
+
+// A user's bridge missing at a start (mynet started before the network
+// configuration) is the user's to create: mynet does not make it in its
+// place, sets the network up again at a periodic check once it is back, and
+// never deletes it.
+func TestUserBridgeMissingAtStartIsAwaitedNotTaken(t *testing.T) {
+	inNetns(t, func(e *env) {
+		userBridge(t, "usr0")
+		e.createNetwork(netA, "10.98.0.0/24", "10.98.0.1/24", map[string]any{optBridgeName: "usr0"})
+		e.createEndpoint(netA, ep1, "10.98.0.2/24")
+		if err := link.Delete("usr0"); err != nil {
+			t.Fatal(err)
+		}
+		e.restart()
+		if ok, _ := link.Exists("usr0"); ok {
+			t.Fatalf("the start created the user's bridge (alias %q)", link.Alias("usr0"))
+		}
+		e.d.repairFirewall()
+		if ok, _ := link.Exists("usr0"); ok {
+			t.Fatal("the periodic check created the user's bridge")
+		}
+		ds := e.d.Doctor(drift.View{}, false, drift.FixAll, 0)
+		if len(ds) != 1 || ds[0].Kind != drift.LinksMissing || ds[0].Fixed || ds[0].Error == "" {
+			t.Errorf("doctor --fix: %+v, want the missing bridge reported and left to the user", ds)
+		}
+		if ok, _ := link.Exists("usr0"); ok {
+			t.Fatal("doctor --fix created the user's bridge")
+		}
+
+		userBridge(t, "usr0") // the network configuration comes up
+		e.d.repairFirewall()
+		if got := bridgeAddrs(t, "usr0"); !slices.Equal(got, []string{"10.98.0.1/24"}) {
+			t.Errorf("gateway on the bridge once back: %v", got)
+		}
+		if m, _ := link.Master(hostIfName(ep1)); m != "usr0" {
+			t.Errorf("endpoint not back on the bridge: master %q", m)
+		}
+		if v, _ := e.d.sysctls.Get("net/ipv4/conf/usr0/route_localnet"); v != "1" {
+			t.Errorf("route_localnet=%q on the bridge once back, want 1", v)
+		}
+		if got := e.repaired(); got[RepairLinks] != 1 {
+			t.Errorf("OnRepair heard %v, want one links repair", got)
+		}
+		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := link.Exists("usr0"); !ok {
+			t.Fatal("docker network rm deleted the user's bridge")
+		}
+		if alias := link.Alias("usr0"); alias != "" {
+			t.Errorf("the user's bridge carries mark %q", alias)
 		}
 		if left := e.leftovers(); len(left) > 0 {
 			t.Errorf("left behind: %v", left)

@@ -50,8 +50,8 @@ func (b vxlanBackend) check(rec state.Network, others []state.Network) error {
 
 // setup: the bridge network, then the VXLAN device on it. A stale device of
 // ours holding the VNI (an unclean stop) is removed; one not ours is an error.
-func (b vxlanBackend) setup(rec *state.Network, others []state.Network) (retErr error) {
-	if err := b.bridgeBackend.setup(rec, others); err != nil {
+func (b vxlanBackend) setup(rec *state.Network, others []state.Network, creating bool) (retErr error) {
+	if err := b.bridgeBackend.setup(rec, others, creating); err != nil {
 		return err
 	}
 	defer func() {

@@ -20,10 +20,11 @@ import (
 	"time"
 )
 
-const (
-	dockerdLog     = "/var/log/mynet-dockerd.log" // as integration/setup.sh
-	dockerdPidFile = "/run/mynet-dockerd.pid"
-)
+// dockerdLog is where the engine's output goes: integration/setup.sh's log,
+// or the log of the engine the suite runs inside.
+var dockerdLog = "/var/log/mynet-dockerd.log"
+
+const dockerdPidFile = "/run/mynet-dockerd.pid" // as integration/setup.sh
 
 func isDockerd(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
@@ -38,6 +39,13 @@ func isDockerd(pid int) bool {
 // (used only to find the pid; the signal goes to that pid).
 func dockerdPID(t *testing.T) int {
 	t.Helper()
+	if inEngine != nil {
+		pid := inEngine.DockerdPID()
+		if pid == 0 {
+			t.Fatalf("engine %s: no dockerd running (pid file %s)", inEngine.Name, inEngine.PidFile)
+		}
+		return pid
+	}
 	if b, err := os.ReadFile(dockerdPidFile); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && isDockerd(pid) {
 			return pid
@@ -88,6 +96,10 @@ func closeInheritedFDs() {
 // startDockerd starts dockerd in the background as integration/setup.sh
 // does (own session, log appended, pid file) and waits for `docker info`.
 func startDockerd() (int, error) {
+	if inEngine != nil {
+		err := inEngine.StartDockerd()
+		return inEngine.DockerdPID(), err
+	}
 	logf, err := os.OpenFile(dockerdLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, err
@@ -139,6 +151,14 @@ func ensureDockerd(t *testing.T) {
 	if _, err := dockerCmd("info"); err == nil {
 		return
 	}
+	if inEngine != nil {
+		if inEngine.DockerdPID() == 0 {
+			if err := inEngine.StartDockerd(); err != nil {
+				t.Errorf("could not restore dockerd: %v", err)
+			}
+		}
+		return
+	}
 	// One may be starting still.
 	if pid, err := exec.Command("pidof", "dockerd").Output(); err == nil && len(strings.Fields(string(pid))) > 0 {
 		if eventually(60*time.Second, func() error { _, err := dockerCmd("info"); return err }) == nil {
@@ -161,6 +181,9 @@ func dockerdUsers(ours ...string) []string {
 	var busy []string
 	mine := ancestors()
 	ents, _ := os.ReadDir("/proc")
+	if inEngine != nil {
+		ents = nil // an engine of our own: no other test run can use it
+	}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || mine[pid] {

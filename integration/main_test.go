@@ -12,8 +12,9 @@
 // (/run/docker/plugins/mynetit.sock) with its state in a temporary folder, runs
 // the tests and removes every container and network named mit-*.
 //
-// Environment knobs: MYNET_IT_BIN=path tests a prebuilt binary instead of
-// building one; MYNET_IT_RACE=1 builds the plugin with -race; MYNET_IT_KEEP=1
+// Environment knobs: MYNET_IT_DOCKERD=path runs the suite against that dockerd,
+// started in its own namespaces (engines_test.go); MYNET_IT_BIN=path tests a
+// prebuilt binary instead of building one; MYNET_IT_RACE=1 builds the plugin with -race; MYNET_IT_KEEP=1
 // keeps the temporary folder (state, plugin log) after the run.
 package integration
 
@@ -49,6 +50,9 @@ func fail(format string, args ...any) int {
 const howToPrepare = "run `make test` from the repository root (it runs integration/setup.sh, which installs Docker, starts dockerd and builds " + testImage + ")"
 
 func runMain(m *testing.M) int {
+	if code, handled := engineMode(); handled {
+		return code
+	}
 	// Never skip: a suite that silently runs nothing is worse than a failure.
 	if os.Geteuid() != 0 {
 		return fail("must run as root (bridges, iptables, containers); %s", howToPrepare)

@@ -6,6 +6,9 @@
 #     test links, each with its own data in a temporary folder: its system service stays off
 #   - starts dockerd in the background if `docker info` fails (no systemd here)
 #   - builds the local image mynet-busybox:latest from busybox-static (no registry needed)
+#   - builds Docker Engine $MYNET_ENGINE_VERSION (dockerd, docker-proxy, client) from
+#     the Go module proxy into /var/cache/mynet/dockerd-VERSION/, once
+#     (integration/engine/build-dockerd.sh); the suite runs a second time against it
 #
 # Idempotent: running it again on a prepared machine changes nothing.
 # Must run as root. Exits non-zero with a message saying what went wrong.
@@ -129,4 +132,9 @@ if ! "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
 	log "built $IMAGE"
 fi
 
-log "ready (docker client $DOCKER, image $IMAGE)"
+# ---------------------------------------------------------------- second engine
+ENGINE_VERSION=${MYNET_ENGINE_VERSION:-28.5.2}
+engine_dir=$(bash "$(dirname "$0")/engine/build-dockerd.sh" "$ENGINE_VERSION") ||
+	die "building Docker Engine $ENGINE_VERSION failed"
+
+log "ready (docker client $DOCKER, image $IMAGE, engine $ENGINE_VERSION in $engine_dir)"

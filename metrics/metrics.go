@@ -79,7 +79,7 @@ func New() *Metrics {
 		Help: "Things mynet put right itself (the 'repaired: ...' log lines), by kind.",
 	}, []string{"kind"})
 	for _, k := range []string{driver.RepairLinks, driver.RepairEndpointAttach, driver.RepairFirewallRules,
-		driver.RepairOrphanLink, driver.RepairOrphanRules,
+		driver.RepairOrphanLink, driver.RepairOrphanRules, driver.RepairOrphanPort,
 		drift.NetworkUnknownToDocker, drift.EndpointUnknownToDocker, drift.PoolUnused, drift.AddressUnused} {
 		m.repairs.WithLabelValues(k) // present at 0 from the start, so rate() sees the first one
 	}

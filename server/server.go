@@ -68,6 +68,7 @@ func NewWithConfig(c Config) http.Handler {
 	// them (a retry whose buffer was already drained arrives empty) is
 	// refused instead of being answered as a request for defaults.
 	noBody(m, "/NetworkDriver.GetCapabilities", func() (any, error) { return nd.GetCapabilities(), nil })
+	route(m, "/NetworkDriver.GwAllocCheck", nd.GwAllocCheck)
 	route(m, "/NetworkDriver.CreateNetwork", empty(nd.CreateNetwork), "NetworkID")
 	route(m, "/NetworkDriver.DeleteNetwork", empty(nd.DeleteNetwork), "NetworkID")
 	route(m, "/NetworkDriver.CreateEndpoint", nd.CreateEndpoint, "NetworkID", "EndpointID")

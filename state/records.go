@@ -60,10 +60,19 @@ type Network struct {
 	Masquerade    bool   `json:"masquerade"`
 	HostBindingV4 string `json:"host_binding_ipv4,omitempty"`
 	IfacePrefix   string `json:"iface_prefix,omitempty"`
+	// Docker 28's gateway modes per family ("" = nat), see driver/options.go.
+	GatewayModeV4 string   `json:"gateway_mode_ipv4,omitempty"`
+	GatewayModeV6 string   `json:"gateway_mode_ipv6,omitempty"`
+	InhibitIPv4   bool     `json:"inhibit_ipv4,omitempty"` // no IPv4 address on the bridge
+	TrustedIfs    []string `json:"trusted_host_interfaces,omitempty"`
 	// SysctlsBefore: on a bridge mynet did not create, the settings it
 	// changed (key like "net/ipv4/conf/br0/route_localnet") and the value
 	// each had before; they are put back when the network goes.
 	SysctlsBefore map[string]string `json:"sysctls_before,omitempty"`
+	// GatewaysAdded: on a bridge mynet did not create, the gateway
+	// addresses its create added. An address the bridge already had is
+	// the user's and stays when the network goes.
+	GatewaysAdded []netip.Prefix `json:"gateways_added,omitempty"`
 
 	// Cluster network (--ipam-opt network=NAME) this network belongs to.
 	Cluster string `json:"cluster,omitempty"`

@@ -20,6 +20,7 @@
 //	raw     MYNET-LOOPBACK        PREROUTING rule 1                     -j MYNET-LOOPBACK-<s> for s in 0..f
 //	                              (-d 127.0.0.0/8 ! -i lo)
 //	raw     MYNET-LOOPBACK-<s>    MYNET-LOOPBACK                        per network: -i BR -d 127.0.0.0/8 -j DROP
+//	filter  MYNET-PORTS           MYNET-FORWARD-<s> (some networks)     open ports (see Gateway modes and trusted interfaces)
 //
 // <id> is the first 12 characters of the network id and <s> its first
 // character (the shard, see shard). A network's rules carry the comment
@@ -90,6 +91,23 @@
 // mynet or Docker networks (isolation comes first); and a direct, untranslated
 // connection to the container's address is dropped. Hairpin and 127.0.0.1
 // connections are masqueraded so the answer comes back through the host.
+//
+// # Gateway modes and trusted interfaces
+//
+// Network.GatewayModeV4/V6 are Docker 28's gateway modes, per family. nat
+// (the default) is what the sections above describe. The others add, to the
+// network's shard before its drop of new connections into the bridge, for
+// packets from outside the bridge ("! -i BR -o BR"): nat-unprotected an
+// ACCEPT (every port of the containers' addresses); routed an ICMP ACCEPT
+// and a jump to MYNET-PORTS, and no outbound MASQUERADE. A published port of
+// a routed network has no DNAT rule and no host port: it is a rule "-d CTR
+// -o BR -p P --dport CPORT -j ACCEPT" in MYNET-PORTS. With trusted
+// interfaces (nat), the shard jumps to MYNET-PORTS too and each published
+// port also gets "-d CTR -i IF -o BR -p P --dport CPORT -j ACCEPT" per
+// interface there, so it is reachable at the container's own address from
+// there. Isolation runs first in every case. isolated is only for internal
+// networks, whose rules do not change; the caller keeps the gateway off the
+// bridge.
 //
 // # The host's loopback
 //

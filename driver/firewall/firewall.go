@@ -19,6 +19,40 @@ type Network struct {
 	ICC        bool           // inter-container traffic allowed (com.docker.network.bridge.enable_icc)
 	Masquerade bool           // outbound NAT (enable_ip_masquerade); ignored when Internal
 	Internal   bool           // --internal: traffic only within the subnet(s), nothing in or out
+	// GatewayModeV4/V6 are Docker 28's bridge gateway modes per family: ""
+	// or GatewayNAT (the default), GatewayNATUnprotected, GatewayRouted,
+	// GatewayIsolated (only with Internal).
+	GatewayModeV4, GatewayModeV6 string
+	// TrustedIfs are host interfaces from which a published port is also
+	// reachable at the container's own address and port.
+	TrustedIfs []string
+}
+
+// Gateway modes, as Docker 28's com.docker.network.bridge.gateway_mode_ipv4/_ipv6.
+const (
+	// GatewayNAT: outbound NAT, published ports by DNAT; nothing reaches a
+	// container's address directly (FORWARD's policy decides, DROP under Docker).
+	GatewayNAT = "nat"
+	// GatewayNATUnprotected: as nat, and anything may reach the containers'
+	// addresses directly, on any port (isolation from other bridges stays).
+	GatewayNATUnprotected = "nat-unprotected"
+	// GatewayRouted: no NAT; a published port opens the container's port on
+	// its own address (no host port), and ICMP reaches the containers.
+	GatewayRouted = "routed"
+	// GatewayIsolated: no gateway on the bridge; Internal networks only.
+	GatewayIsolated = "isolated"
+)
+
+// gatewayMode is n's gateway mode for family fam ("" means nat).
+func (n *Network) gatewayMode(fam family) string {
+	m := n.GatewayModeV4
+	if fam == v6 {
+		m = n.GatewayModeV6
+	}
+	if m == "" {
+		return GatewayNAT
+	}
+	return m
 }
 
 // OwnedNetwork is a network that has rules of mynet's.

@@ -24,8 +24,11 @@ func (f *Firewall) OwnedNetworks() ([]OwnedNetwork, error) {
 					if !ok {
 						continue
 					}
+					// The bridge is the output interface: every network has
+					// "-o BR" rules (isolation), and an input interface may be
+					// a trusted host interface, not a bridge.
 					for i := 0; i+1 < len(r.tokens); i++ {
-						if (r.tokens[i] == "-i" || r.tokens[i] == "-o") && !strings.HasSuffix(r.tokens[i+1], "+") {
+						if r.tokens[i] == "-o" && !strings.HasSuffix(r.tokens[i+1], "+") {
 							seen[OwnedNetwork{ID: id, Bridge: r.tokens[i+1], Owner: owner}] = true
 						}
 					}

@@ -63,15 +63,22 @@ func (f *Firewall) AddPorts(n Network, ports []state.PortBinding) (retErr error)
 			}
 			f.baseOps(b, st, s)
 			ch.added, hasSCTP = nil, false
+			routed := n.gatewayMode(fam) == GatewayRouted
 			for i, p := range pms {
-				r := portRule(id12, p)
-				if err := checkConflict(st, r, pms[:i]); err != nil {
-					return err
+				var rs []rule
+				if !routed { // routed: no DNAT, no host port
+					r := portRule(id12, p)
+					if err := checkConflict(st, r, dnatOnly(pms[:i])); err != nil {
+						return err
+					}
+					rs = append(rs, r)
 				}
-				if st.count(tNat, chDNAT, r.key()) == 0 {
-					s.appendRule(r)
-					ch.added = append(ch.added, r)
-					hasSCTP = hasSCTP || p.Proto == "sctp"
+				for _, r := range append(rs, openRules(&n, fam, p)...) {
+					if st.count(r.table, r.chain, r.key()) == 0 {
+						s.appendRule(r)
+						ch.added = append(ch.added, r)
+						hasSCTP = hasSCTP || p.Proto == "sctp"
+					}
 				}
 			}
 			return nil
@@ -88,6 +95,17 @@ func (f *Firewall) AddPorts(n Network, ports []state.PortBinding) (retErr error)
 		}
 	}
 	return nil
+}
+
+// dnatOnly drops the bindings without a host port (gateway mode routed).
+func dnatOnly(ps []state.PortBinding) []state.PortBinding {
+	var out []state.PortBinding
+	for _, p := range ps {
+		if p.HostPort != 0 {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // checkConflict looks for another DNAT rule of ours (or an earlier port of
@@ -147,9 +165,10 @@ func (f *Firewall) RemovePorts(n Network, ports []state.PortBinding) error {
 		}
 		err = f.change(b, func(st *ruleset, s *script) error {
 			for _, p := range pms {
-				r := portRule(id12, p)
-				if st.count(tNat, r.chain, r.key()) > 0 {
-					s.deleteRule(r)
+				for _, r := range append([]rule{portRule(id12, p)}, openRules(&n, fam, p)...) {
+					if st.count(r.table, r.chain, r.key()) > 0 {
+						s.deleteRule(r)
+					}
 				}
 			}
 			return nil

@@ -41,6 +41,7 @@ const (
 	chDNAT     = "MYNET-DNAT"        // nat, jumped from PREROUTING and OUTPUT (rule 1): published ports
 	chPost     = "MYNET-POSTROUTING" // nat, jumped from POSTROUTING (rule 1): masquerading
 	chLoopback = "MYNET-LOOPBACK"    // raw (IPv4), jumped from PREROUTING (rule 1) for 127.0.0.0/8 not from lo
+	chPorts    = "MYNET-PORTS"       // filter, jumped from the shard of a routed network or one with trusted interfaces: open ports
 
 	chainPrefix   = "MYNET-"
 	commentBase   = "mynet"  // comment of rules that belong to no network
@@ -164,7 +165,7 @@ func baseChains(fam family) []chainRef {
 			cs = append(cs, chainRef{c.table, shardChain(c.name, shardDigits[i])})
 		}
 	}
-	return append(cs, chainRef{tNat, chDNAT})
+	return append(cs, chainRef{tNat, chDNAT}, chainRef{tFilter, chPorts})
 }
 
 // shardJumps are the jumps from a sharded chain into its 16 shards.
@@ -259,6 +260,19 @@ func buildNetRules(n *Network, fam family, subnets []netip.Prefix, comment strin
 	// even with ICC off), come first; every other new connection into the
 	// bridge is dropped, from the bridge itself too unless ICC allows it.
 	add(tFilter, chForward, []string{"-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, "ACCEPT")
+	// What Docker 28's gateway modes and trusted interfaces let in from
+	// outside the bridge, before the drop.
+	mode := n.gatewayMode(fam)
+	fromOutside := []string{"!", "-i", br, "-o", br}
+	switch {
+	case mode == GatewayNATUnprotected:
+		add(tFilter, chForward, fromOutside, "ACCEPT") // every port of every container
+	case mode == GatewayRouted:
+		add(tFilter, chForward, append(fromOutside, "-p", icmpProto(fam)), "ACCEPT")
+		add(tFilter, chForward, fromOutside, chPorts) // published container ports
+	case len(n.TrustedIfs) > 0:
+		add(tFilter, chForward, fromOutside, chPorts)
+	}
 	if n.ICC {
 		add(tFilter, chForward, []string{"-i", br}, "ACCEPT")
 		add(tFilter, chForward, []string{"-o", br}, "DROP")
@@ -267,7 +281,7 @@ func buildNetRules(n *Network, fam family, subnets []netip.Prefix, comment strin
 		add(tFilter, chForward, []string{"-i", br}, "ACCEPT")
 	}
 	for _, p := range subnets {
-		if n.Masquerade {
+		if n.Masquerade && mode != GatewayRouted {
 			add(tNat, chPost, []string{"-s", p.String(), "!", "-o", br}, "MASQUERADE")
 		}
 	}
@@ -287,6 +301,35 @@ func buildNetRules(n *Network, fam family, subnets []netip.Prefix, comment strin
 		add(tRaw, chLoopback, []string{"-i", br, "-d", loopbackNet}, "DROP")
 	}
 	return nr
+}
+
+// icmpProto is ICMP's protocol name in iptables-save's output.
+func icmpProto(fam family) string {
+	if fam == v6 {
+		return "ipv6-icmp"
+	}
+	return "icmp"
+}
+
+// openRules are the MYNET-PORTS rules that let a published port be reached
+// at the container's own address and port: from anywhere (but another
+// bridge: isolation ran first) in gateway mode routed, where there is no
+// DNAT, else from each trusted host interface. The network's shard jumps to
+// MYNET-PORTS only for packets from outside its bridge.
+func openRules(n *Network, fam family, p state.PortBinding) []rule {
+	id12 := shortID(n.ID)
+	dst := netip.PrefixFrom(p.ContainerIP, p.ContainerIP.BitLen()).String()
+	port := []string{"-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.ContainerPort))}
+	if n.gatewayMode(fam) == GatewayRouted {
+		m := append([]string{"-d", dst, "-o", n.Bridge}, port...)
+		return []rule{mk(tFilter, chPorts, netComment(id12), m, "ACCEPT")}
+	}
+	var rs []rule
+	for _, ifName := range n.TrustedIfs {
+		m := append([]string{"-d", dst, "-i", ifName, "-o", n.Bridge}, port...)
+		rs = append(rs, mk(tFilter, chPorts, netComment(id12), m, "ACCEPT"))
+	}
+	return rs
 }
 
 // portRule is the DNAT rule of one published port.

@@ -97,13 +97,14 @@ func (n *Network) portsByFamily(ports []state.PortBinding) (map[family][]state.P
 		default:
 			return nil, fmt.Errorf("%w: port protocol %q (want tcp, udp or sctp)", ErrInvalid, p.Proto)
 		}
-		if p.HostPort == 0 || p.ContainerPort == 0 {
-			return nil, fmt.Errorf("%w: %s port %d->%d: ports must not be 0", ErrInvalid, p.Proto, p.HostPort, p.ContainerPort)
-		}
 		if !p.ContainerIP.IsValid() || p.ContainerIP.Zone() != "" || p.ContainerIP.Is4In6() || p.ContainerIP.IsUnspecified() {
 			return nil, fmt.Errorf("%w: container address %q", ErrInvalid, p.ContainerIP)
 		}
 		fam := familyOf(p.ContainerIP)
+		// Gateway mode routed publishes the container port alone.
+		if (p.HostPort == 0 && n.gatewayMode(fam) != GatewayRouted) || p.ContainerPort == 0 {
+			return nil, fmt.Errorf("%w: %s port %d->%d: ports must not be 0", ErrInvalid, p.Proto, p.HostPort, p.ContainerPort)
+		}
 		if p.HostIP.IsValid() && p.HostIP.IsUnspecified() {
 			p.HostIP = netip.Addr{} // every address of the container's family
 		}

@@ -118,20 +118,23 @@ func deleteLink(name string) error {
 }
 
 // EnsureAddr adds an address (with its prefix length) to a link unless present.
-func EnsureAddr(name string, p netip.Prefix) error {
+func EnsureAddr(name string, p netip.Prefix) (added bool, err error) {
 	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	if err != nil {
-		return fmt.Errorf("add %s to %s: %w", p, name, err)
+		return false, fmt.Errorf("add %s to %s: %w", p, name, err)
 	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 	if p.Addr().Is6() {
 		addr.Flags = unix.IFA_F_NODAD // the gateway must answer at once
 	}
-	if err := netlink.AddrAdd(l, addr); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("add %s to %s: %w", p, name, err)
+	switch err := netlink.AddrAdd(l, addr); {
+	case errors.Is(err, unix.EEXIST):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("add %s to %s: %w", p, name, err)
 	}
-	return nil
+	return true, nil
 }
 
 // DelAddr removes an address from a link. Missing link or address is fine.

@@ -57,8 +57,8 @@ func TestBridgeAndAddressesAreIdempotent(t *testing.T) {
 		}
 		gw := netip.MustParsePrefix("10.77.0.1/24")
 		for i := 0; i < 2; i++ {
-			if err := EnsureAddr("tbr0", gw); err != nil {
-				t.Fatal(err)
+			if added, err := EnsureAddr("tbr0", gw); err != nil || added != (i == 0) {
+				t.Fatalf("ensure %d: added=%v err=%v", i, added, err)
 			}
 		}
 		addrs, _ := netlink.AddrList(l, netlink.FAMILY_V4)

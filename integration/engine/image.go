@@ -66,3 +66,33 @@ func busyboxTar(busybox string) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// CopyImage copies image ref from another engine (host: its DOCKER_HOST
+// address, "" for the client's default, the host's engine) into this one
+// with docker save | docker load.
+func (e *Engine) CopyImage(host, ref string) error {
+	save := exec.Command("docker", "save", ref)
+	save.Env = os.Environ()
+	if host != "" {
+		save.Env = append(save.Env, "DOCKER_HOST="+host)
+	}
+	var saveErr strings.Builder
+	save.Stderr = &saveErr
+	out, err := save.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	load := e.Command("docker", "load")
+	load.Stdin = out
+	if err := save.Start(); err != nil {
+		return fmt.Errorf("engine %s: docker save %s: %w", e.Name, ref, err)
+	}
+	loadOut, loadErr := load.CombinedOutput()
+	if err := save.Wait(); err != nil {
+		return fmt.Errorf("engine %s: docker save %s: %v: %s", e.Name, ref, err, strings.TrimSpace(saveErr.String()))
+	}
+	if loadErr != nil {
+		return fmt.Errorf("engine %s: docker load %s: %v: %s", e.Name, ref, loadErr, strings.TrimSpace(string(loadOut)))
+	}
+	return nil
+}
