@@ -215,8 +215,41 @@ func (s *Server) Stop() {
 }
 
 // Pause freezes the server (SIGSTOP): connections stay open and nothing is
-// answered, as when etcd's host hangs or the network drops packets.
-func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+// answered, as when etcd's host hangs or the network drops packets. It
+// returns once every thread is stopped: the signal takes effect on each
+// thread only when it is next scheduled, and a thread still running on a
+// busy machine would answer a request sent right after.
+func (s *Server) Pause() {
+	s.signal(syscall.SIGSTOP)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !allStopped(s.cmd.Process.Pid); {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// allStopped says whether every thread of pid is in the stopped state.
+func allStopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume undoes Pause.
 func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
