@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -102,8 +103,6 @@ func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 	return ExitOK
 }
 
-func short(id string) string { return id[:min(12, len(id))] }
-
 func findNetwork(s Snapshot, q string) string {
 	if q == "" {
 		return ""
@@ -149,7 +148,7 @@ func networks(s Snapshot) (any, [][]string) {
 		if n.VNI != 0 {
 			opts = append(opts, fmt.Sprintf("vni=%d", n.VNI))
 		}
-		t = append(t, []string{short(n.ID), n.Backend + modeSuffix(n.Mode), linkName, strings.Join(subs, ","),
+		t = append(t, []string{protocol.Short(n.ID), n.Backend + modeSuffix(n.Mode), linkName, strings.Join(subs, ","),
 			strings.Join(gws, ","), fmt.Sprint(count[n.ID]), strings.Join(opts, " ")})
 	}
 	return s.Networks, t
@@ -171,7 +170,7 @@ func endpoints(s Snapshot, network string) (any, [][]string) {
 			continue
 		}
 		out = append(out, e)
-		t = append(t, []string{short(e.ID), short(e.NetworkID), orDash(e.IPv4.String(), e.IPv4.IsValid()),
+		t = append(t, []string{protocol.Short(e.ID), protocol.Short(e.NetworkID), orDash(e.IPv4.String(), e.IPv4.IsValid()),
 			orDash(e.IPv6.String(), e.IPv6.IsValid()), orDash(e.MAC, e.MAC != ""), orDash(e.HostIf, e.HostIf != ""), fmt.Sprint(len(e.Ports))})
 	}
 	if out == nil {
@@ -234,7 +233,7 @@ func publishedPorts(s Snapshot) (any, [][]string) {
 			if p.HostIP.IsValid() {
 				hip = p.HostIP.String()
 			}
-			rows = append(rows, portRow{hip, p.HostPort, p.Proto, p.ContainerIP.String(), p.ContainerPort, short(e.ID), short(e.NetworkID)})
+			rows = append(rows, portRow{hip, p.HostPort, p.Proto, p.ContainerIP.String(), p.ContainerPort, protocol.Short(e.ID), protocol.Short(e.NetworkID)})
 		}
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].HostPort < rows[j].HostPort })

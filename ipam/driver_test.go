@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -140,8 +141,8 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want it to mention %q", c.name, err, c.want)
 		}
-		if c.name != "unknown pool" && !errors.Is(err, ErrBadRequest) {
-			t.Errorf("%s: %v is not ErrBadRequest", c.name, err)
+		if c.name != "unknown pool" && !errors.Is(err, protocol.ErrBadRequest) {
+			t.Errorf("%s: %v is not protocol.ErrBadRequest", c.name, err)
 		}
 	}
 	if u := e.d.Usage(); len(u) != 1 || u[0].Used != 0 {
