@@ -33,6 +33,21 @@ var Commands = map[string]string{
 	"cluster":   "cluster hosts: every host with its address, liveness and use; cluster forget HOST: drop a dead host's records",
 }
 
+// parseAnyOrder parses args whose flags may come before or after the
+// positional arguments (mynet endpoints NET --json) and returns the latter.
+func parseAnyOrder(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional, rest = append(positional, fs.Arg(0)), fs.Args()[1:]
+	}
+}
+
 // Run runs one subcommand (args[0]) and returns its exit code.
 func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 	cmd := args[0]
@@ -46,16 +61,9 @@ func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	statePath := fs.String("state", defaultState, "state file of the mynet to inspect (env MYNET_STATE)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	// Flags may come before or after the argument (mynet endpoints NET --json).
-	var positional []string
-	for rest := args[1:]; ; {
-		if err := fs.Parse(rest); err != nil {
-			return ExitUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional, rest = append(positional, fs.Arg(0)), fs.Args()[1:]
+	positional, err := parseAnyOrder(fs, args[1:])
+	if err != nil {
+		return ExitUsage
 	}
 	if len(positional) > 1 || (len(positional) == 1 && cmd != "endpoints") {
 		fmt.Fprintf(stderr, "mynet %s: unexpected argument %q\n", cmd, positional[len(positional)-1])
