@@ -20,14 +20,7 @@ func (d *Driver) Doctor(v drift.View, hasView bool, fix drift.Fix, grace time.Du
 	var out []drift.Drift
 	// Each repair counts what it put right itself (see counted).
 	report := func(dr drift.Drift, repair func() error) {
-		if repair != nil && fix != nil && fix(dr) {
-			if err := repair(); err != nil {
-				dr.Error = err.Error()
-			} else {
-				dr.Fixed = true
-			}
-		}
-		out = append(out, dr)
+		out = append(out, drift.Apply(dr, fix, repair))
 	}
 	nets, eps := d.Snapshot()
 	if hasView {
