@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -32,6 +33,21 @@ var Commands = map[string]string{
 	"cluster":   "cluster hosts: every host with its address, liveness and use; cluster forget HOST: drop a dead host's records",
 }
 
+// parseAnyOrder parses args whose flags may come before or after the
+// positional arguments (mynet endpoints NET --json) and returns the latter.
+func parseAnyOrder(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional, rest = append(positional, fs.Arg(0)), fs.Args()[1:]
+	}
+}
+
 // Run runs one subcommand (args[0]) and returns its exit code.
 func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 	cmd := args[0]
@@ -45,16 +61,9 @@ func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	statePath := fs.String("state", defaultState, "state file of the mynet to inspect (env MYNET_STATE)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	// Flags may come before or after the argument (mynet endpoints NET --json).
-	var positional []string
-	for rest := args[1:]; ; {
-		if err := fs.Parse(rest); err != nil {
-			return ExitUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional, rest = append(positional, fs.Arg(0)), fs.Args()[1:]
+	positional, err := parseAnyOrder(fs, args[1:])
+	if err != nil {
+		return ExitUsage
 	}
 	if len(positional) > 1 || (len(positional) == 1 && cmd != "endpoints") {
 		fmt.Fprintf(stderr, "mynet %s: unexpected argument %q\n", cmd, positional[len(positional)-1])
@@ -102,8 +111,6 @@ func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 	return ExitOK
 }
 
-func short(id string) string { return id[:min(12, len(id))] }
-
 func findNetwork(s Snapshot, q string) string {
 	if q == "" {
 		return ""
@@ -149,7 +156,7 @@ func networks(s Snapshot) (any, [][]string) {
 		if n.VNI != 0 {
 			opts = append(opts, fmt.Sprintf("vni=%d", n.VNI))
 		}
-		t = append(t, []string{short(n.ID), n.Backend + modeSuffix(n.Mode), linkName, strings.Join(subs, ","),
+		t = append(t, []string{protocol.Short(n.ID), n.Backend + modeSuffix(n.Mode), linkName, strings.Join(subs, ","),
 			strings.Join(gws, ","), fmt.Sprint(count[n.ID]), strings.Join(opts, " ")})
 	}
 	return s.Networks, t
@@ -171,7 +178,7 @@ func endpoints(s Snapshot, network string) (any, [][]string) {
 			continue
 		}
 		out = append(out, e)
-		t = append(t, []string{short(e.ID), short(e.NetworkID), orDash(e.IPv4.String(), e.IPv4.IsValid()),
+		t = append(t, []string{protocol.Short(e.ID), protocol.Short(e.NetworkID), orDash(e.IPv4.String(), e.IPv4.IsValid()),
 			orDash(e.IPv6.String(), e.IPv6.IsValid()), orDash(e.MAC, e.MAC != ""), orDash(e.HostIf, e.HostIf != ""), fmt.Sprint(len(e.Ports))})
 	}
 	if out == nil {
@@ -234,7 +241,7 @@ func publishedPorts(s Snapshot) (any, [][]string) {
 			if p.HostIP.IsValid() {
 				hip = p.HostIP.String()
 			}
-			rows = append(rows, portRow{hip, p.HostPort, p.Proto, p.ContainerIP.String(), p.ContainerPort, short(e.ID), short(e.NetworkID)})
+			rows = append(rows, portRow{hip, p.HostPort, p.Proto, p.ContainerIP.String(), p.ContainerPort, protocol.Short(e.ID), protocol.Short(e.NetworkID)})
 		}
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].HostPort < rows[j].HostPort })

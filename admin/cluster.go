@@ -79,30 +79,19 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 	fs.SetOutput(stderr)
 	statePath := fs.String("state", defaultState, "state file of the mynet to ask (env MYNET_STATE)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	var positional []string
-	for rest := args[1:]; ; {
-		if err := fs.Parse(rest); err != nil {
-			return ExitUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional, rest = append(positional, fs.Arg(0)), fs.Args()[1:]
+	positional, err := parseAnyOrder(fs, args[1:])
+	if err != nil {
+		return ExitUsage
 	}
-	c := client(SocketPath(*statePath), 2*time.Minute)
+	sock := SocketPath(*statePath)
+	c := client(sock, 2*time.Minute)
 	switch {
 	case sub == "hosts" && len(positional) == 0:
 		resp, err := c.Get("http://mynet/v1/cluster/hosts")
-		if err != nil {
-			fmt.Fprintf(stderr, "mynet cluster hosts: no mynet daemon answers on %s (the cluster commands ask the running daemon): %v\n", SocketPath(*statePath), err)
+		if !answered(resp, err, http.StatusOK, "mynet cluster hosts", sock, stderr) {
 			return ExitError
 		}
 		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			msg, _ := io.ReadAll(resp.Body)
-			fmt.Fprintf(stderr, "mynet cluster hosts: %s\n", strings.TrimSpace(string(msg)))
-			return ExitError
-		}
 		var hosts []cluster.HostStatus
 		if err := json.NewDecoder(resp.Body).Decode(&hosts); err != nil {
 			fmt.Fprintf(stderr, "mynet cluster hosts: decode answer: %v\n", err)
@@ -132,19 +121,29 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 	case sub == "forget" && len(positional) == 1:
 		body, _ := json.Marshal(ForgetRequest{Host: positional[0]})
 		resp, err := c.Post("http://mynet/v1/cluster/forget", "application/json", bytes.NewReader(body))
-		if err != nil {
-			fmt.Fprintf(stderr, "mynet cluster forget: no mynet daemon answers on %s (the cluster commands ask the running daemon): %v\n", SocketPath(*statePath), err)
+		if !answered(resp, err, http.StatusNoContent, "mynet cluster forget", sock, stderr) {
 			return ExitError
 		}
 		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			msg, _ := io.ReadAll(resp.Body)
-			fmt.Fprintf(stderr, "mynet cluster forget: %s\n", strings.TrimSpace(string(msg)))
-			return ExitError
-		}
 		fmt.Fprintf(stdout, "host %s forgotten: its addresses cool down and are then free, its endpoints and memberships are gone\n", positional[0])
 		return ExitOK
 	}
 	fmt.Fprintln(stderr, usage)
 	return ExitUsage
+}
+
+// answered says whether the daemon answered a cluster command with want;
+// otherwise it tells stderr why, prefixed with cmd.
+func answered(resp *http.Response, err error, want int, cmd, sock string, stderr io.Writer) bool {
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: no mynet daemon answers on %s (the cluster commands ask the running daemon): %v\n", cmd, sock, err)
+		return false
+	}
+	if resp.StatusCode != want {
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Fprintf(stderr, "%s: %s\n", cmd, strings.TrimSpace(string(msg)))
+		return false
+	}
+	return true
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -111,14 +110,5 @@ func (c *Client) Endpoints(ctx context.Context, name string) ([]Endpoint, error)
 
 // splitEndpointKey takes endpoints/<name>/<ip> apart.
 func (c *Client) splitEndpointKey(key string) (string, netip.Addr, bool) {
-	rest, ok := strings.CutPrefix(key, c.keys.allEndpoints())
-	if !ok {
-		return "", netip.Addr{}, false
-	}
-	name, ipText, ok := strings.Cut(rest, "/")
-	if !ok {
-		return "", netip.Addr{}, false
-	}
-	ip, err := netip.ParseAddr(ipText)
-	return name, ip, err == nil
+	return splitNameAddr(key, c.keys.allEndpoints())
 }

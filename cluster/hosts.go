@@ -254,7 +254,13 @@ func (c *Client) deleteIfUnchanged(ctx context.Context, key string, rev int64) e
 
 // splitAddrKey takes addrs/<name>/<ip> apart.
 func (c *Client) splitAddrKey(key string) (string, netip.Addr, bool) {
-	rest, ok := strings.CutPrefix(key, c.keys.allAddrs())
+	return splitNameAddr(key, c.keys.allAddrs())
+}
+
+// splitNameAddr takes <prefix><name>/<ip> apart; ok is false for a key
+// of another shape.
+func splitNameAddr(key, prefix string) (name string, ip netip.Addr, ok bool) {
+	rest, ok := strings.CutPrefix(key, prefix)
 	if !ok {
 		return "", netip.Addr{}, false
 	}

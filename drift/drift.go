@@ -64,6 +64,19 @@ type Fix func(Drift) bool
 // FixAll repairs every drift found: `mynet doctor --fix`.
 func FixAll(Drift) bool { return true }
 
+// Apply runs repair when there is one and fix approves dr, and returns dr
+// with the outcome: Fixed, or the repair's Error.
+func Apply(dr Drift, fix Fix, repair func() error) Drift {
+	if repair != nil && fix != nil && fix(dr) {
+		if err := repair(); err != nil {
+			dr.Error = err.Error()
+		} else {
+			dr.Fixed = true
+		}
+	}
+	return dr
+}
+
 // Drift kinds; also the kinds of repair the driver reports (metrics label
 // mynet_repairs_total{kind}).
 const (

@@ -10,6 +10,7 @@ import (
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -19,14 +20,14 @@ type bridgeBackend struct{ d *Driver }
 
 func (bridgeBackend) name(rec *state.Network) {
 	if rec.Bridge == "" {
-		rec.Bridge = "mn-" + short(rec.ID)
+		rec.Bridge = "mn-" + protocol.Short(rec.ID)
 	}
 }
 
 func (bridgeBackend) check(rec state.Network, others []state.Network) error {
 	for _, o := range others {
 		if bridged(o) && o.Bridge == rec.Bridge {
-			return badRequest("bridge %s is already used by mynet network %s: give another %s", rec.Bridge, short(o.ID), optBridgeName)
+			return protocol.BadRequest("bridge %s is already used by mynet network %s: give another %s", rec.Bridge, protocol.Short(o.ID), optBridgeName)
 		}
 	}
 	return nil
@@ -226,7 +227,7 @@ func (b bridgeBackend) restoreEndpoint(n state.Network, ep state.Endpoint, maste
 	if master, ok, err := masterOf(masters, ep.HostIf); ok {
 		if err != nil || master != n.Bridge {
 			errs = append(errs, link.AttachByName(ep.HostIf, n.Bridge))
-			d.log.Info("repaired: re-attached endpoint to its bridge", "endpoint", short(ep.ID), "bridge", n.Bridge)
+			d.log.Info("repaired: re-attached endpoint to its bridge", "endpoint", protocol.Short(ep.ID), "bridge", n.Bridge)
 			d.repaired(RepairEndpointAttach)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -38,7 +39,7 @@ func (b bridgeBackend) addRules(recs []state.Network) []error {
 	}
 	for i := range fws {
 		if err := b.d.fw.AddNetwork(fws[i]); err != nil {
-			errs[i] = fmt.Errorf("firewall for network %s: %w", short(recs[i].ID), err)
+			errs[i] = fmt.Errorf("firewall for network %s: %w", protocol.Short(recs[i].ID), err)
 		}
 	}
 	return errs

@@ -12,6 +12,7 @@ import (
 	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 	"github.com/mynet/mynet/timing"
 )
@@ -74,7 +75,7 @@ func (d *Driver) clusterFields(rec *state.Network) error {
 		if d.cluster == nil {
 			how = "start mynet with --cluster etcd://HOST:2379, then " + how
 		}
-		return badRequest("backend vxlan spans hosts and needs a cluster-wide pool, or addresses would clash between hosts: %s", how)
+		return protocol.BadRequest("backend vxlan spans hosts and needs a cluster-wide pool, or addresses would clash between hosts: %s", how)
 	}
 	rec.VTEP, rec.VXLANPort = d.cluster.Client.Advertise(), d.vxlanPort()
 	if rec.MTU == 0 {
@@ -83,7 +84,7 @@ func (d *Driver) clusterFields(rec *state.Network) error {
 			return fmt.Errorf("MTU for the VXLAN network: %w (is --advertise an address of this host?)", err)
 		}
 		if rec.MTU = mtu - vxlanOverhead; rec.MTU < 68 {
-			return badRequest("the underlay %s has MTU %d, too small for VXLAN's %d bytes of overhead", dev, mtu, vxlanOverhead)
+			return protocol.BadRequest("the underlay %s has MTU %d, too small for VXLAN's %d bytes of overhead", dev, mtu, vxlanOverhead)
 		}
 	}
 	return nil
@@ -101,7 +102,7 @@ func (d *Driver) defineInCluster(rec *state.Network, cfg netConfig) error {
 	n, err := d.cluster.Client.Define(ctx, rec.Cluster, cluster.Driver{Backend: rec.Backend, Options: clusterOptions(cfg, *rec)}, rec.ID)
 	if err != nil {
 		if errors.Is(err, cluster.ErrConflict) || errors.Is(err, cluster.ErrInvalid) || errors.Is(err, cluster.ErrNoNetwork) {
-			return fmt.Errorf("%w: %v", ErrBadRequest, err)
+			return fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 		}
 		return err
 	}
@@ -124,14 +125,14 @@ func (d *Driver) publish(n state.Network, ep state.Endpoint) error {
 		return nil
 	}
 	if d.cluster == nil {
-		return fmt.Errorf("network %s is part of cluster network %s (vxlan), but this mynet runs without --cluster: start it with --cluster", short(n.ID), n.Cluster)
+		return fmt.Errorf("network %s is part of cluster network %s (vxlan), but this mynet runs without --cluster: start it with --cluster", protocol.Short(n.ID), n.Cluster)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterOp)
 	defer cancel()
 	_, err := d.cluster.Client.Publish(ctx, cluster.Endpoint{Network: n.Cluster, IP: ep.IPv4.Addr(), MAC: ep.MAC,
 		DockerNetwork: n.ID, EndpointID: ep.ID})
 	if errors.Is(err, cluster.ErrInvalid) || errors.Is(err, cluster.ErrTaken) {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	return err
 }
@@ -149,7 +150,7 @@ func (d *Driver) withdraw(n state.Network, ep state.Endpoint) {
 	ctx, cancel := context.WithTimeout(context.Background(), withdrawWait)
 	defer cancel()
 	if err := d.cluster.Client.Withdraw(ctx, n.Cluster, ep.IPv4.Addr()); err != nil {
-		d.log.Warn("cluster: endpoint record not withdrawn; the reconcile does it", "endpoint", short(ep.ID), "err", err)
+		d.log.Warn("cluster: endpoint record not withdrawn; the reconcile does it", "endpoint", protocol.Short(ep.ID), "err", err)
 	}
 }
 
@@ -197,7 +198,7 @@ func (d *Driver) SyncDataPlane() {
 		unlock := d.netLock(rec.ID)
 		if _, ok := d.lookupNetwork(rec.ID); ok { // not deleted meanwhile
 			if err := d.programRemotes(rec, d.remotesOf(rec)); err != nil {
-				d.log.Warn("cluster: programming remote endpoints", "network", short(rec.ID), "cluster", rec.Cluster, "err", err)
+				d.log.Warn("cluster: programming remote endpoints", "network", protocol.Short(rec.ID), "cluster", rec.Cluster, "err", err)
 			}
 		}
 		unlock()
@@ -282,7 +283,7 @@ func (d *Driver) clusterDrift(ctx context.Context, grace time.Duration, report f
 		want := d.remotesOf(rec)
 		have, _, err := link.Remotes(rec.VXLAN)
 		if err != nil || !maps.Equal(have, want) {
-			report(drift.Drift{Kind: drift.ClusterDataPlane, Object: "network " + short(rec.ID),
+			report(drift.Drift{Kind: drift.ClusterDataPlane, Object: "network " + protocol.Short(rec.ID),
 				Detail: fmt.Sprintf("VXLAN device %s holds %d entries, the other hosts have %d endpoints: program them", rec.VXLAN, len(have), len(want))},
 				d.counted(drift.ClusterDataPlane, func() error {
 					unlock := d.netLock(rec.ID)
@@ -300,7 +301,7 @@ func (d *Driver) clusterDrift(ctx context.Context, grace time.Duration, report f
 			if e, ok := seen[ip]; ok && e.Host == us && e.MAC == l.ep.MAC && e.EndpointID == l.ep.ID && e.VTEP == vtep {
 				continue
 			}
-			report(drift.Drift{Kind: drift.ClusterEndpointRecord, Object: "endpoint " + short(l.ep.ID),
+			report(drift.Drift{Kind: drift.ClusterEndpointRecord, Object: "endpoint " + protocol.Short(l.ep.ID),
 				Detail: fmt.Sprintf("address %s of cluster network %s has no current record in etcd: publish it", ip, name)},
 				d.counted(RepairEndpointRecord, func() error { return d.publish(l.rec, l.ep) }))
 		}

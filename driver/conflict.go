@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -16,7 +17,7 @@ import (
 func sameNetwork(have, want state.Network) error {
 	for _, f := range networkFields(have) {
 		if h, w := f.value(have), f.value(want); h != w {
-			return badRequest("network %s already exists with %s=%s; this request asks for %s", short(have.ID), f.name, shown(h), shown(w))
+			return protocol.BadRequest("network %s already exists with %s=%s; this request asks for %s", protocol.Short(have.ID), f.name, shown(h), shown(w))
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -19,14 +20,7 @@ func (d *Driver) Doctor(v drift.View, hasView bool, fix drift.Fix, grace time.Du
 	var out []drift.Drift
 	// Each repair counts what it put right itself (see counted).
 	report := func(dr drift.Drift, repair func() error) {
-		if repair != nil && fix != nil && fix(dr) {
-			if err := repair(); err != nil {
-				dr.Error = err.Error()
-			} else {
-				dr.Fixed = true
-			}
-		}
-		out = append(out, dr)
+		out = append(out, drift.Apply(dr, fix, repair))
 	}
 	nets, eps := d.Snapshot()
 	if hasView {
@@ -34,7 +28,7 @@ func (d *Driver) Doctor(v drift.View, hasView bool, fix drift.Fix, grace time.Du
 			if _, ok := v.Networks[n.ID]; ok || !v.Mature(n.Created, grace) {
 				continue
 			}
-			report(drift.Drift{Kind: drift.NetworkUnknownToDocker, Object: "network " + short(n.ID),
+			report(drift.Drift{Kind: drift.NetworkUnknownToDocker, Object: "network " + protocol.Short(n.ID),
 				Detail: fmt.Sprintf("%s network (%s) that Docker no longer has: remove it with its endpoints", n.Backend, nameOf(n))},
 				d.counted(drift.NetworkUnknownToDocker, func() error {
 					return d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n.ID})
@@ -48,8 +42,8 @@ func (d *Driver) Doctor(v drift.View, hasView bool, fix drift.Fix, grace time.Du
 			if _, ok := dn.Endpoints[ep.ID]; ok {
 				continue
 			}
-			report(drift.Drift{Kind: drift.EndpointUnknownToDocker, Object: "endpoint " + short(ep.ID),
-				Detail: fmt.Sprintf("on network %s (%s), address %s: no container of Docker's uses it", dn.Name, short(ep.NetworkID), ep.IPv4)},
+			report(drift.Drift{Kind: drift.EndpointUnknownToDocker, Object: "endpoint " + protocol.Short(ep.ID),
+				Detail: fmt.Sprintf("on network %s (%s), address %s: no container of Docker's uses it", dn.Name, protocol.Short(ep.NetworkID), ep.IPv4)},
 				d.counted(drift.EndpointUnknownToDocker, func() error {
 					return d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: ep.NetworkID, EndpointID: ep.ID})
 				}))
@@ -81,7 +75,7 @@ func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 			continue
 		}
 		if len(missing) > 0 && !madeLinks(n) {
-			report(drift.Drift{Kind: drift.LinksMissing, Object: "network " + short(n.ID),
+			report(drift.Drift{Kind: drift.LinksMissing, Object: "network " + protocol.Short(n.ID),
 				Error:  "not mynet's to create: they existed when the network was created",
 				Detail: fmt.Sprintf("links %v of the user's are gone: mynet sets the network up again once the network configuration makes them", missing)}, nil)
 			continue
@@ -90,7 +84,7 @@ func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 		if len(missing) == 0 {
 			kind, detail = drift.RulesMissing, fmt.Sprintf("the firewall rules of bridge %s are gone", n.Bridge)
 		}
-		report(drift.Drift{Kind: kind, Object: "network " + short(n.ID), Detail: detail + ": re-create as at start-up"},
+		report(drift.Drift{Kind: kind, Object: "network " + protocol.Short(n.ID), Detail: detail + ": re-create as at start-up"},
 			func() error { return d.rebuild([]string{n.ID}, survey{rules: present}) })
 	}
 	masters, mErr := link.Masters()
@@ -105,11 +99,11 @@ func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 		}
 		switch {
 		case !exists:
-			report(drift.Drift{Kind: drift.EndpointLinkMissing, Object: "endpoint " + short(ep.ID),
+			report(drift.Drift{Kind: drift.EndpointLinkMissing, Object: "endpoint " + protocol.Short(ep.ID),
 				Error:  "cannot be repaired from outside the container",
 				Detail: fmt.Sprintf("host veth %s is gone, the container (address %s) is cut off: restart the container", ep.HostIf, ep.IPv4)}, nil)
 		case err == nil && master != n.Bridge:
-			report(drift.Drift{Kind: drift.EndpointDetached, Object: "endpoint " + short(ep.ID),
+			report(drift.Drift{Kind: drift.EndpointDetached, Object: "endpoint " + protocol.Short(ep.ID),
 				Detail: fmt.Sprintf("host veth %s is not on bridge %s (master %q), the container (address %s) is cut off: put it back as at start-up", ep.HostIf, n.Bridge, master, ep.IPv4)},
 				func() error { return d.rebuild([]string{n.ID}, survey{rules: present}) })
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/protocol"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -129,7 +130,7 @@ func TestDoctorLeavesCallsInFlightAlone(t *testing.T) {
 		}
 		for _, id := range ids {
 			if ok, _ := link.Exists(hostIfName(id)); !ok {
-				t.Errorf("veth of endpoint %s is gone", short(id))
+				t.Errorf("veth of endpoint %s is gone", protocol.Short(id))
 			}
 		}
 	})

@@ -4,7 +4,6 @@
 package driver
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -13,11 +12,9 @@ import (
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/driver/ports"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
-
-// ErrBadRequest marks errors caused by the request itself.
-var ErrBadRequest = errors.New("bad request")
 
 // Config wires a Driver.
 type Config struct {
@@ -162,23 +159,12 @@ type GwAllocCheckResponse struct {
 func (d *Driver) GwAllocCheck(req *GwAllocCheckRequest) (*GwAllocCheckResponse, error) {
 	cfg, err := parseNetworkOptions(req.Options)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	return &GwAllocCheckResponse{
 		SkipIPv4: cfg.GwModeV4 == gwIsolated || (cfg.InhibitIPv4 && cfg.Internal),
 		SkipIPv6: cfg.GwModeV6 == gwIsolated,
 	}, nil
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
-func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, args...)...)
 }
 
 // mark records that this instance made a link; failures only cost cleanup.

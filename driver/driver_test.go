@@ -16,6 +16,7 @@ import (
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/internal/testutil"
 	"github.com/mynet/mynet/state"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -44,22 +45,12 @@ func (e *env) repaired() map[string]int {
 // touches the kernel must run inside fn.
 func inNetns(t *testing.T, fn func(e *env)) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread dies with its namespace
-		if _, err := netns.New(); err != nil {
-			t.Errorf("new netns: %v", err)
-			return
-		}
-		lo, _ := netlink.LinkByName("lo")
-		netlink.LinkSetUp(lo)
+	testutil.InNetns(t, func() {
 		e := &env{t: t, path: filepath.Join(t.TempDir(), "mynet.db")}
 		e.start()
 		defer e.store.Close()
 		fn(e)
-	}()
-	<-done
+	})
 }
 
 func (e *env) start() {

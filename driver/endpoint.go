@@ -12,13 +12,14 @@ import (
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/driver/ports"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
 // Link names come from the endpoint id, so they are stable and never clash
 // with Docker's own (veth + random hex).
-func hostIfName(endpointID string) string      { return "mnh" + short(endpointID) }
-func containerIfName(endpointID string) string { return "mnc" + short(endpointID) }
+func hostIfName(endpointID string) string      { return "mnh" + protocol.Short(endpointID) }
+func containerIfName(endpointID string) string { return "mnc" + protocol.Short(endpointID) }
 
 // CreateEndpoint makes the veth pair for one container interface. It never
 // echoes an interface field Docker sent; it returns the MAC only when Docker
@@ -31,7 +32,7 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 	defer unlock()
 	n, ok := d.lookupNetwork(req.NetworkID)
 	if !ok {
-		return nil, badRequest("network %s is not a mynet network (unknown id): it may have been removed", short(req.NetworkID))
+		return nil, protocol.BadRequest("network %s is not a mynet network (unknown id): it may have been removed", protocol.Short(req.NetworkID))
 	}
 	iface := req.Interface
 	if iface == nil {
@@ -47,30 +48,30 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 	}
 	if old, ok := d.lookupEndpoint(req.EndpointID); ok {
 		if old.IPv4 != ep.IPv4 || old.IPv6 != ep.IPv6 {
-			return nil, badRequest("endpoint %s already exists with address %s %s, not %s %s", short(old.ID), old.IPv4, old.IPv6, ep.IPv4, ep.IPv6)
+			return nil, protocol.BadRequest("endpoint %s already exists with address %s %s, not %s %s", protocol.Short(old.ID), old.IPv4, old.IPv6, ep.IPv4, ep.IPv6)
 		}
 		return &api.CreateEndpointResponse{Interface: d.macResponse(req, old.MAC)}, nil // retried create
 	}
 	// Docker 28 names the container's interface itself for its own
 	// drivers; a remote driver's Join can only answer a prefix.
 	if name, _ := req.Options[optIfname].(string); name != "" {
-		return nil, badRequest("driver option %s=%s: the remote driver protocol cannot name the container's interface (Join returns only a prefix, to which Docker adds a number); set %s on the network instead", optIfname, name, optIfPrefix)
+		return nil, protocol.BadRequest("driver option %s=%s: the remote driver protocol cannot name the container's interface (Join returns only a prefix, to which Docker adds a number); set %s on the network instead", optIfname, name, optIfPrefix)
 	}
 	b := d.backend(n.rec.Backend)
 	// Docker sends the port map here too: refuse a bad one before any link
 	// exists, not later at ProgramExternalConnectivity.
 	ms, err := ports.ParsePortMap(req.Options[optPortMap])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return nil, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	if !b.publishes() && len(ms) > 0 {
-		return nil, badRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", ms[0], n.rec.Backend)
+		return nil, protocol.BadRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", ms[0], n.rec.Backend)
 	}
 	var mac net.HardwareAddr
 	if n.rec.Backend == backendIPvlan {
 		// ipvlan links share the parent's MAC and cannot take another.
 		if userMAC(req) {
-			return nil, badRequest("ipvlan endpoints share the parent's MAC address: remove --mac-address, or use backend macvlan")
+			return nil, protocol.BadRequest("ipvlan endpoints share the parent's MAC address: remove --mac-address, or use backend macvlan")
 		}
 	} else {
 		if mac, err = endpointMAC(req, ep.IPv4); err != nil {
@@ -79,7 +80,7 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 		ep.MAC = mac.String()
 	}
 	if err := b.createLink(n.rec, &ep, mac); err != nil {
-		return nil, fmt.Errorf("endpoint %s: %w", short(ep.ID), err)
+		return nil, fmt.Errorf("endpoint %s: %w", protocol.Short(ep.ID), err)
 	}
 	defer func() {
 		if retErr != nil {
@@ -87,7 +88,7 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 		}
 	}()
 	if err := d.publish(n.rec, ep); err != nil {
-		return nil, fmt.Errorf("endpoint %s: %w", short(ep.ID), err)
+		return nil, fmt.Errorf("endpoint %s: %w", protocol.Short(ep.ID), err)
 	}
 	defer func() {
 		if retErr != nil {
@@ -95,7 +96,7 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 		}
 	}()
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
-		return nil, fmt.Errorf("save endpoint %s: %w", short(ep.ID), err)
+		return nil, fmt.Errorf("save endpoint %s: %w", protocol.Short(ep.ID), err)
 	}
 	d.mu.Lock()
 	d.endpoints[ep.ID] = &ep
@@ -138,7 +139,7 @@ func parseIfAddr(field, s string, v6 bool, subnets []state.Subnet) (netip.Prefix
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil || p.Addr().Is6() != v6 {
-		return p, badRequest("Interface.%s %q is not an IPv%s address with prefix length", field, s, map[bool]string{false: "4", true: "6"}[v6])
+		return p, protocol.BadRequest("Interface.%s %q is not an IPv%s address with prefix length", field, s, map[bool]string{false: "4", true: "6"}[v6])
 	}
 	var in []string
 	for _, sn := range subnets {
@@ -147,7 +148,7 @@ func parseIfAddr(field, s string, v6 bool, subnets []state.Subnet) (netip.Prefix
 		}
 		in = append(in, sn.Pool.String())
 	}
-	return p, badRequest("Interface.%s %s is outside the network's subnets %v", field, s, in)
+	return p, protocol.BadRequest("Interface.%s %s is outside the network's subnets %v", field, s, in)
 }
 
 // endpointMAC is the user's MAC if given, else 02:42 + the IPv4 address like
@@ -156,7 +157,7 @@ func endpointMAC(req *api.CreateEndpointRequest, v4 netip.Prefix) (net.HardwareA
 	if req.Interface != nil && req.Interface.MacAddress != "" {
 		mac, err := net.ParseMAC(req.Interface.MacAddress)
 		if err != nil || len(mac) != 6 {
-			return nil, badRequest("Interface.MacAddress %q is not a MAC address", req.Interface.MacAddress)
+			return nil, protocol.BadRequest("Interface.MacAddress %q is not a MAC address", req.Interface.MacAddress)
 		}
 		return mac, nil
 	}
@@ -167,7 +168,7 @@ func endpointMAC(req *api.CreateEndpointRequest, v4 netip.Prefix) (net.HardwareA
 		if mac, err := net.ParseMAC(s); err == nil && len(mac) == 6 {
 			return mac, nil
 		}
-		return nil, badRequest("option %s=%q is not a MAC address", optMAC, s)
+		return nil, protocol.BadRequest("option %s=%q is not a MAC address", optMAC, s)
 	}
 	if v4.IsValid() {
 		b := v4.Addr().As4()
@@ -184,14 +185,14 @@ func (d *Driver) Join(req *api.JoinRequest) (*api.JoinResponse, error) {
 	defer unlock()
 	n, ok := d.lookupNetwork(req.NetworkID)
 	if !ok {
-		return nil, badRequest("network %s is not a mynet network", short(req.NetworkID))
+		return nil, protocol.BadRequest("network %s is not a mynet network", protocol.Short(req.NetworkID))
 	}
 	ep, ok := d.lookupEndpoint(req.EndpointID)
 	if !ok {
-		return nil, badRequest("endpoint %s does not exist on network %s (Join before CreateEndpoint?)", short(req.EndpointID), short(req.NetworkID))
+		return nil, protocol.BadRequest("endpoint %s does not exist on network %s (Join before CreateEndpoint?)", protocol.Short(req.EndpointID), protocol.Short(req.NetworkID))
 	}
 	if ok, err := link.Exists(ep.ContainerIf); err != nil || !ok {
-		return nil, fmt.Errorf("endpoint %s: its interface %s is gone (host rebooted?): %v", short(ep.ID), ep.ContainerIf, err)
+		return nil, fmt.Errorf("endpoint %s: its interface %s is gone (host rebooted?): %v", protocol.Short(ep.ID), ep.ContainerIf, err)
 	}
 	resp := &api.JoinResponse{InterfaceName: api.InterfaceName{SrcName: ep.ContainerIf, DstPrefix: n.rec.IfacePrefix}}
 	d.backend(n.rec.Backend).join(n.rec, *ep, resp)
@@ -243,14 +244,14 @@ func (d *Driver) removeEndpoint(n state.Network, ep state.Endpoint) error {
 // lock.
 func (d *Driver) forgetEndpoint(n state.Network, ep state.Endpoint) error {
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteEndpoint(ep.ID) }); err != nil {
-		return fmt.Errorf("delete endpoint %s: forget it: %w", short(ep.ID), err)
+		return fmt.Errorf("delete endpoint %s: forget it: %w", protocol.Short(ep.ID), err)
 	}
 	d.mu.Lock()
 	delete(d.endpoints, ep.ID)
 	d.mu.Unlock()
 	if len(ep.Ports) > 0 && n.ID != "" {
 		if err := d.unpublish(n, ep); err != nil {
-			return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+			return fmt.Errorf("delete endpoint %s: %w", protocol.Short(ep.ID), err)
 		}
 	}
 	return nil
@@ -261,14 +262,14 @@ func (d *Driver) releaseLinks(ep state.Endpoint) error {
 	err := deleteLinks(ep)
 	d.flushConntrack(ep)
 	if err != nil {
-		return fmt.Errorf("delete endpoint %s: %w", short(ep.ID), err)
+		return fmt.Errorf("delete endpoint %s: %w", protocol.Short(ep.ID), err)
 	}
 	return nil
 }
 
 func (d *Driver) saveEndpoint(ep state.Endpoint) error {
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
-		return fmt.Errorf("save endpoint %s: %w", short(ep.ID), err)
+		return fmt.Errorf("save endpoint %s: %w", protocol.Short(ep.ID), err)
 	}
 	d.mu.Lock()
 	d.endpoints[ep.ID] = &ep
@@ -288,7 +289,7 @@ func (d *Driver) flushConntrack(ep state.Endpoint) {
 	for _, p := range []netip.Prefix{ep.IPv4, ep.IPv6} {
 		if p.IsValid() {
 			if err := link.FlushConntrack(p.Addr()); err != nil {
-				d.log.Warn("flush conntrack", "endpoint", short(ep.ID), "err", err)
+				d.log.Warn("flush conntrack", "endpoint", protocol.Short(ep.ID), "err", err)
 			}
 		}
 	}

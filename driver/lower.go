@@ -7,6 +7,7 @@ import (
 
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -23,7 +24,7 @@ func dummyParent(rec state.Network) bool { return rec.Options[optParent] == "" }
 
 func (lowerBackend) name(rec *state.Network) {
 	if rec.Parent == "" {
-		rec.Parent = "mnd" + short(rec.ID)
+		rec.Parent = "mnd" + protocol.Short(rec.ID)
 	}
 }
 
@@ -34,11 +35,11 @@ func (l lowerBackend) check(rec state.Network, others []state.Network) error {
 		}
 		switch {
 		case o.Backend != rec.Backend:
-			return badRequest("parent %s is already used by %s network %s: macvlan and ipvlan networks cannot share a parent", rec.Parent, o.Backend, short(o.ID))
+			return protocol.BadRequest("parent %s is already used by %s network %s: macvlan and ipvlan networks cannot share a parent", rec.Parent, o.Backend, protocol.Short(o.ID))
 		case rec.Backend == backendIPvlan && o.Mode != rec.Mode:
-			return badRequest("parent %s already carries ipvlan mode %s (network %s): every ipvlan network on one parent has the same %s", rec.Parent, o.Mode, short(o.ID), optIPvlanMode)
+			return protocol.BadRequest("parent %s already carries ipvlan mode %s (network %s): every ipvlan network on one parent has the same %s", rec.Parent, o.Mode, protocol.Short(o.ID), optIPvlanMode)
 		case rec.Mode == "passthru" || o.Mode == "passthru":
-			return badRequest("parent %s is already used by network %s: macvlan passthru takes a parent for one network only", rec.Parent, short(o.ID))
+			return protocol.BadRequest("parent %s is already used by network %s: macvlan passthru takes a parent for one network only", rec.Parent, protocol.Short(o.ID))
 		}
 	}
 	return nil
@@ -58,7 +59,7 @@ func (l lowerBackend) setup(rec *state.Network, others []state.Network, creating
 		created, err = link.EnsureParent(rec.Parent)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	// A parent we created is shared by every network on it, and removed
 	// with the last one, whichever network created it.
@@ -82,7 +83,7 @@ func (l lowerBackend) setup(rec *state.Network, others []state.Network, creating
 			return err
 		}
 		if rec.MTU > pm {
-			return badRequest("option %s=%d is larger than the MTU %d of parent %s: give %d or less", optMTU, rec.MTU, pm, rec.Parent, pm)
+			return protocol.BadRequest("option %s=%d is larger than the MTU %d of parent %s: give %d or less", optMTU, rec.MTU, pm, rec.Parent, pm)
 		}
 	}
 	return nil

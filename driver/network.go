@@ -7,6 +7,7 @@ import (
 	"time"
 
 	api "github.com/docker/go-plugins-helpers/network"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -18,7 +19,7 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	}
 	cfg, err := parseNetworkOptions(req.Options)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	rec := state.Network{
 		ID: req.NetworkID, Backend: cfg.Backend, Options: cfg.Raw, EnableIPv6: cfg.EnableIPv6, Internal: cfg.Internal,
@@ -37,7 +38,7 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 		return err
 	}
 	if len(rec.IPv4) > 1 || len(rec.IPv6) > 1 {
-		return badRequest("a mynet network takes one IPv4 and one IPv6 subnet, got %d and %d", len(rec.IPv4), len(rec.IPv6))
+		return protocol.BadRequest("a mynet network takes one IPv4 and one IPv6 subnet, got %d and %d", len(rec.IPv4), len(rec.IPv6))
 	}
 	b := d.backend(rec.Backend)
 	b.name(&rec)
@@ -78,12 +79,12 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 		return err
 	}
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutNetwork(rec) }); err != nil {
-		return fmt.Errorf("save network %s: %w", short(rec.ID), err)
+		return fmt.Errorf("save network %s: %w", protocol.Short(rec.ID), err)
 	}
 	d.mu.Lock()
 	d.networks[rec.ID] = &netEntry{rec: rec}
 	d.mu.Unlock()
-	d.log.Info("network created", "network", short(rec.ID), "backend", rec.Backend, "bridge", rec.Bridge, "parent", rec.Parent)
+	d.log.Info("network created", "network", protocol.Short(rec.ID), "backend", rec.Backend, "bridge", rec.Bridge, "parent", rec.Parent)
 	return nil
 }
 
@@ -106,7 +107,7 @@ func checkSubnets(rec state.Network, others []state.Network) error {
 		for _, a := range allSubnets(rec) {
 			for _, b := range allSubnets(other) {
 				if a.Pool.Overlaps(b.Pool) {
-					return badRequest("subnet %s overlaps subnet %s of mynet network %s", a.Pool, b.Pool, short(other.ID))
+					return protocol.BadRequest("subnet %s overlaps subnet %s of mynet network %s", a.Pool, b.Pool, protocol.Short(other.ID))
 				}
 			}
 		}
@@ -126,7 +127,7 @@ func subnets(data []*api.IPAMData, v6 bool) ([]state.Subnet, error) {
 		}
 		pool, err := netip.ParsePrefix(d.Pool)
 		if err != nil || pool.Addr().Is6() != v6 {
-			return nil, badRequest("IPAM pool %q is not an IPv%s prefix", d.Pool, map[bool]string{false: "4", true: "6"}[v6])
+			return nil, protocol.BadRequest("IPAM pool %q is not an IPv%s prefix", d.Pool, map[bool]string{false: "4", true: "6"}[v6])
 		}
 		s := state.Subnet{Pool: pool.Masked()}
 		if d.Gateway != "" {
@@ -134,12 +135,12 @@ func subnets(data []*api.IPAMData, v6 bool) ([]state.Subnet, error) {
 			if err != nil {
 				a, err2 := netip.ParseAddr(d.Gateway)
 				if err2 != nil {
-					return nil, badRequest("IPAM gateway %q is not an address", d.Gateway)
+					return nil, protocol.BadRequest("IPAM gateway %q is not an address", d.Gateway)
 				}
 				gw = netip.PrefixFrom(a, pool.Bits())
 			}
 			if !s.Pool.Contains(gw.Addr()) {
-				return nil, badRequest("IPAM gateway %s is outside its pool %s", gw.Addr(), s.Pool)
+				return nil, protocol.BadRequest("IPAM gateway %s is outside its pool %s", gw.Addr(), s.Pool)
 			}
 			s.Gateway = gw
 		}
@@ -170,9 +171,9 @@ func (d *Driver) DeleteNetwork(req *api.DeleteNetworkRequest) error {
 	delete(d.waiting, req.NetworkID)
 	d.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("delete network %s: %w", short(req.NetworkID), err)
+		return fmt.Errorf("delete network %s: %w", protocol.Short(req.NetworkID), err)
 	}
-	d.log.Info("network deleted", "network", short(req.NetworkID))
+	d.log.Info("network deleted", "network", protocol.Short(req.NetworkID))
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/ports"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -19,22 +20,22 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 	defer unlock()
 	n, ok := d.lookupNetwork(req.NetworkID)
 	if !ok {
-		return badRequest("network %s is not a mynet network", short(req.NetworkID))
+		return protocol.BadRequest("network %s is not a mynet network", protocol.Short(req.NetworkID))
 	}
 	ep, ok := d.lookupEndpoint(req.EndpointID)
 	if !ok {
-		return badRequest("endpoint %s does not exist on network %s", short(req.EndpointID), short(req.NetworkID))
+		return protocol.BadRequest("endpoint %s does not exist on network %s", protocol.Short(req.EndpointID), protocol.Short(req.NetworkID))
 	}
 	mappings, err := ports.ParsePortMap(req.Options[optPortMap])
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	if len(mappings) == 0 || len(ep.Ports) > 0 || n.rec.Internal {
 		return nil // nothing asked, already done, or nothing may reach an internal network
 	}
 	b := d.backend(n.rec.Backend)
 	if !b.publishes() {
-		return badRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", mappings[0], n.rec.Backend)
+		return protocol.BadRequest("published ports (-p %s) do not apply to %s networks: the container is reachable at its own address; remove -p", mappings[0], n.rec.Backend)
 	}
 	bindings, err := d.reserve(n.rec, *ep, mappings)
 	if err != nil {
@@ -61,9 +62,9 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 	}()
 	if err := b.publish(n.rec, bindings); err != nil {
 		if errors.Is(err, firewall.ErrNetworkNotProgrammed) {
-			return fmt.Errorf("publish ports of endpoint %s: the firewall rules of network %s are missing (removed by hand or by a firewall reload?): mynet's periodic check re-adds them within seconds, or run `mynet doctor --fix`; then start the container again", short(ep.ID), short(n.rec.ID))
+			return fmt.Errorf("publish ports of endpoint %s: the firewall rules of network %s are missing (removed by hand or by a firewall reload?): mynet's periodic check re-adds them within seconds, or run `mynet doctor --fix`; then start the container again", protocol.Short(ep.ID), protocol.Short(n.rec.ID))
 		}
-		return fmt.Errorf("publish ports of endpoint %s: %w", short(ep.ID), err)
+		return fmt.Errorf("publish ports of endpoint %s: %w", protocol.Short(ep.ID), err)
 	}
 	return nil
 }
@@ -83,10 +84,10 @@ func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping)
 		}
 	}
 	if len(v4) > 0 && !ep.IPv4.IsValid() {
-		return nil, badRequest("endpoint %s has no IPv4 address to publish %s to", short(ep.ID), v4[0])
+		return nil, protocol.BadRequest("endpoint %s has no IPv4 address to publish %s to", protocol.Short(ep.ID), v4[0])
 	}
 	if len(v6) > 0 && !ep.IPv6.IsValid() {
-		return nil, badRequest("endpoint %s has no IPv6 address to publish %s to", short(ep.ID), v6[0])
+		return nil, protocol.BadRequest("endpoint %s has no IPv6 address to publish %s to", protocol.Short(ep.ID), v6[0])
 	}
 	var out []state.PortBinding
 	// Gateway mode routed: the container's port is opened on its own
@@ -155,7 +156,7 @@ func (d *Driver) unpublish(n state.Network, ep state.Endpoint) error {
 	d.ports.Release(ep.Ports)
 	d.flushConntrack(ep)
 	if err != nil {
-		return fmt.Errorf("unpublish ports of endpoint %s: %w", short(ep.ID), err)
+		return fmt.Errorf("unpublish ports of endpoint %s: %w", protocol.Short(ep.ID), err)
 	}
 	return nil
 }

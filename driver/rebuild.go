@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/drift"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 	"github.com/mynet/mynet/timing"
 )
@@ -77,10 +78,10 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 		wasWaiting := d.ready(id)
 		switch {
 		case len(missing) > 0:
-			d.log.Info("repaired: re-created missing links", "network", short(rec.ID), "links", missing)
+			d.log.Info("repaired: re-created missing links", "network", protocol.Short(rec.ID), "links", missing)
 			d.repaired(RepairLinks)
 		case wasWaiting:
-			d.log.Info("repaired: network set up again: what it waited for is back", "network", short(rec.ID), "bridge", rec.Bridge, "parent", rec.Parent)
+			d.log.Info("repaired: network set up again: what it waited for is back", "network", protocol.Short(rec.ID), "bridge", rec.Bridge, "parent", rec.Parent)
 			d.repaired(RepairLinks)
 		}
 		d.saveNotedSysctls(n.rec, rec)
@@ -99,8 +100,8 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 	for _, ep := range d.endpointsOfNetworks(recs) {
 		n := recs[ep.NetworkID]
 		if err := d.backend(n.Backend).restoreEndpoint(n, ep, s.masters); err != nil {
-			d.log.Error("restore endpoint", "endpoint", short(ep.ID), "network", short(ep.NetworkID), "err", err)
-			errs = append(errs, fmt.Errorf("endpoint %s: %w", short(ep.ID), err))
+			d.log.Error("restore endpoint", "endpoint", protocol.Short(ep.ID), "network", protocol.Short(ep.NetworkID), "err", err)
+			errs = append(errs, fmt.Errorf("endpoint %s: %w", protocol.Short(ep.ID), err))
 		}
 	}
 	return errors.Join(errs...)
@@ -123,7 +124,7 @@ func (d *Driver) saveNotedSysctls(was, now state.Network) {
 		return tx.PutNetwork(stored)
 	})
 	if err != nil {
-		d.log.Warn("record the settings to put back on the bridge", "network", short(now.ID), "err", err)
+		d.log.Warn("record the settings to put back on the bridge", "network", protocol.Short(now.ID), "err", err)
 	}
 }
 
@@ -136,9 +137,9 @@ func (d *Driver) rebuildFailed(rec state.Network, err error) error {
 	d.waiting[rec.ID] = msg
 	d.mu.Unlock()
 	if !was || prev != msg {
-		d.log.Error("rebuild network: tried again at each firewall check", "network", short(rec.ID), "backend", rec.Backend, "err", err)
+		d.log.Error("rebuild network: tried again at each firewall check", "network", protocol.Short(rec.ID), "backend", rec.Backend, "err", err)
 	}
-	return fmt.Errorf("network %s: %w", short(rec.ID), err)
+	return fmt.Errorf("network %s: %w", protocol.Short(rec.ID), err)
 }
 
 // ready forgets that network id waits for another try; it says whether it
@@ -172,7 +173,7 @@ func (d *Driver) addRules(recs []state.Network, gone map[string]bool) []error {
 			case err != nil:
 				errs = append(errs, d.rebuildFailed(rec, err))
 			case gone[rec.ID]:
-				d.log.Info("repaired: re-added missing firewall rules", "network", short(rec.ID), "bridge", rec.Bridge)
+				d.log.Info("repaired: re-added missing firewall rules", "network", protocol.Short(rec.ID), "bridge", rec.Bridge)
 				d.repaired(RepairFirewallRules)
 			}
 		}

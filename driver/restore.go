@@ -8,6 +8,7 @@ import (
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -38,7 +39,7 @@ func (d *Driver) restore() error {
 		ep := eps[i]
 		d.endpoints[ep.ID] = &ep
 		if _, ok := d.networks[ep.NetworkID]; !ok {
-			d.log.Warn("endpoint of unknown network", "endpoint", short(ep.ID), "network", short(ep.NetworkID))
+			d.log.Warn("endpoint of unknown network", "endpoint", protocol.Short(ep.ID), "network", protocol.Short(ep.NetworkID))
 		}
 	}
 	s := d.surveyAll()
@@ -101,12 +102,12 @@ func (d *Driver) findOrphans(s survey) []orphan {
 	ports := map[portOf]bool{}
 	for _, n := range d.networks {
 		claimed[n.rec.Bridge], claimed[n.rec.Parent], claimed[n.rec.VXLAN] = true, true, true
-		ids[short(n.rec.ID)] = n.rec.ID
+		ids[protocol.Short(n.rec.ID)] = n.rec.ID
 	}
 	for _, ep := range d.endpoints {
 		claimed[ep.HostIf], claimed[ep.ContainerIf] = true, true
 		for _, b := range ep.Ports {
-			ports[portOf{short(ep.NetworkID), normalPort(b)}] = true
+			ports[portOf{protocol.Short(ep.NetworkID), normalPort(b)}] = true
 		}
 	}
 	d.mu.Unlock()

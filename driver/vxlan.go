@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -27,7 +28,7 @@ func bridged(n state.Network) bool {
 	return n.Backend == backendBridge || n.Backend == backendVXLAN
 }
 
-func vxlanName(networkID string) string { return "mnv" + short(networkID) }
+func vxlanName(networkID string) string { return "mnv" + protocol.Short(networkID) }
 
 type vxlanBackend struct{ bridgeBackend }
 
@@ -42,7 +43,7 @@ func (b vxlanBackend) check(rec state.Network, others []state.Network) error {
 	}
 	for _, o := range others {
 		if o.Backend == backendVXLAN && o.VNI == rec.VNI {
-			return badRequest("VNI %d of cluster network %s is already used by mynet network %s (cluster network %s) on this host", rec.VNI, rec.Cluster, short(o.ID), o.Cluster)
+			return protocol.BadRequest("VNI %d of cluster network %s is already used by mynet network %s (cluster network %s) on this host", rec.VNI, rec.Cluster, protocol.Short(o.ID), o.Cluster)
 		}
 	}
 	return nil
@@ -75,7 +76,7 @@ func (b vxlanBackend) setup(rec *state.Network, others []state.Network, creating
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("network %s: %w", short(rec.ID), err)
+		return fmt.Errorf("network %s: %w", protocol.Short(rec.ID), err)
 	}
 	b.d.mark(rec.VXLAN)
 	return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -284,7 +285,7 @@ func TestVXLANTwoHostsShareOneSegment(t *testing.T) {
 			!x.SrcAddr.Equal(net.ParseIP("192.0.2.1")) || x.MTU != 1450 {
 			t.Fatalf("VXLAN device %+v", dev)
 		}
-		br, _ := netlink.LinkByName("mn-" + short(vxNetA))
+		br, _ := netlink.LinkByName("mn-" + protocol.Short(vxNetA))
 		if br.Attrs().MTU != 1450 || x.MasterIndex != br.Attrs().Index {
 			t.Fatalf("bridge MTU %d, VXLAN device master %d (bridge %d)", br.Attrs().MTU, x.MasterIndex, br.Attrs().Index)
 		}
@@ -403,7 +404,7 @@ func TestVXLANRefusals(t *testing.T) {
 		// Not a cluster pool.
 		a.enter()
 		err := a.d.CreateNetwork(netReq(vxNetA, "10.91.0.0/24", "10.91.0.1/24", map[string]any{optBackend: backendVXLAN}))
-		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "--ipam-opt network=NAME") {
+		if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "--ipam-opt network=NAME") {
 			t.Fatalf("vxlan on a local pool: %v", err)
 		}
 
@@ -417,11 +418,11 @@ func TestVXLANRefusals(t *testing.T) {
 		}
 		b.enter()
 		err = b.d.CreateNetwork(netReq(vxNetB, "10.90.0.0/24", "10.90.0.1/24", map[string]any{optBackend: backendBridge}))
-		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "cluster network blue already exists with backend=vxlan; this request asks for backend=bridge") {
+		if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "cluster network blue already exists with backend=vxlan; this request asks for backend=bridge") {
 			t.Fatalf("other backend: %v", err)
 		}
 		err = b.d.CreateNetwork(netReq(vxNetB, "10.90.0.0/24", "10.90.0.1/24", map[string]any{optBackend: backendVXLAN, optICC: "false"}))
-		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "option com.docker.network.bridge.enable_icc=true; this request asks for option com.docker.network.bridge.enable_icc=false") {
+		if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "option com.docker.network.bridge.enable_icc=true; this request asks for option com.docker.network.bridge.enable_icc=false") {
 			t.Fatalf("other option: %v", err)
 		}
 		if names, _ := link.Names(); strings.Contains(strings.Join(names, " "), "mn") {
@@ -461,7 +462,7 @@ func TestVXLANRefusals(t *testing.T) {
 	// Without --cluster, vxlan is refused naming what to add.
 	inNetns(t, func(e *env) {
 		err := e.d.CreateNetwork(netReq(vxNetA, "10.91.0.0/24", "10.91.0.1/24", map[string]any{optBackend: backendVXLAN}))
-		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "start mynet with --cluster") {
+		if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "start mynet with --cluster") {
 			t.Fatalf("vxlan without --cluster: %v", err)
 		}
 		if l := e.leftovers(); len(l) != 0 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/cluster"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -43,7 +44,7 @@ func clusterPoolID(name string, p, rng netip.Prefix) string {
 func clusterError(err error) error {
 	if errors.Is(err, cluster.ErrConflict) || errors.Is(err, cluster.ErrInvalid) ||
 		errors.Is(err, cluster.ErrTaken) || errors.Is(err, cluster.ErrNoNetwork) {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	return err
 }
@@ -52,14 +53,14 @@ func clusterError(err error) error {
 // registers its pool on this host.
 func (d *Driver) requestClusterPool(req PoolRequest, space, name string) (PoolResponse, error) {
 	if d.cluster == nil {
-		return PoolResponse{}, badRequest("--ipam-opt %s=%s asks for a cluster network, but this mynet was started without --cluster: start it with --cluster etcd://HOST:2379 (env MYNET_CLUSTER), or drop --ipam-opt %s for a network of this host only",
+		return PoolResponse{}, protocol.BadRequest("--ipam-opt %s=%s asks for a cluster network, but this mynet was started without --cluster: start it with --cluster etcd://HOST:2379 (env MYNET_CLUSTER), or drop --ipam-opt %s for a network of this host only",
 			OptNetwork, name, OptNetwork)
 	}
 	if err := cluster.CheckName(name); err != nil {
 		return PoolResponse{}, clusterError(err)
 	}
 	if req.V6 {
-		return PoolResponse{}, badRequest("cluster network %s: IPv6 pools are not supported in cluster networks: create it without --ipv6", name)
+		return PoolResponse{}, protocol.BadRequest("cluster network %s: IPv6 pools are not supported in cluster networks: create it without --ipv6", name)
 	}
 	spec := cluster.PoolSpec{Name: name, Options: map[string]string{}}
 	for k, v := range req.Options {
@@ -73,12 +74,12 @@ func (d *Driver) requestClusterPool(req PoolRequest, space, name string) (PoolRe
 			return PoolResponse{}, err
 		}
 		if !spec.Subnet.Addr().Is4() {
-			return PoolResponse{}, badRequest("subnet %s is not an IPv4 subnet", spec.Subnet)
+			return PoolResponse{}, protocol.BadRequest("subnet %s is not an IPv4 subnet", spec.Subnet)
 		}
 	}
 	if req.SubPool != "" {
 		if req.Pool == "" {
-			return PoolResponse{}, badRequest("ip-range %s given without a subnet: give --subnet too", req.SubPool)
+			return PoolResponse{}, protocol.BadRequest("ip-range %s given without a subnet: give --subnet too", req.SubPool)
 		}
 		if spec.Range, err = parseNetwork("ip-range", req.SubPool); err != nil {
 			return PoolResponse{}, err
@@ -115,7 +116,7 @@ func (d *Driver) requestClusterPool(req PoolRequest, space, name string) (PoolRe
 	p, err := newPool(rec)
 	if err != nil {
 		leave()
-		return PoolResponse{}, fmt.Errorf("%w: cluster network %s: %v", ErrBadRequest, name, err)
+		return PoolResponse{}, fmt.Errorf("%w: cluster network %s: %v", protocol.ErrBadRequest, name, err)
 	}
 	p.alloc.SetCursor(hostOffset(p.alloc, d.cluster.HostID()))
 	d.mu.Lock()
@@ -123,9 +124,9 @@ func (d *Driver) requestClusterPool(req PoolRequest, space, name string) (PoolRe
 		d.mu.Unlock()
 		leave()
 		if other.rec.Cluster == name {
-			return PoolResponse{}, badRequest("cluster network %s already has a network on this host (pool %s): one Docker network per cluster network and host", name, other.rec.ID)
+			return PoolResponse{}, protocol.BadRequest("cluster network %s already has a network on this host (pool %s): one Docker network per cluster network and host", name, other.rec.ID)
 		}
-		return PoolResponse{}, badRequest("cluster network %s has subnet %s, which overlaps subnet %s already used by another mynet network on this host (pool %s)",
+		return PoolResponse{}, protocol.BadRequest("cluster network %s has subnet %s, which overlaps subnet %s already used by another mynet network on this host (pool %s)",
 			name, rec.Pool, other.rec.Pool, other.rec.ID)
 	}
 	d.pools[rec.ID] = p
@@ -284,7 +285,7 @@ func (d *Driver) clusterGateway(ctx context.Context, p *pool, want netip.Addr) (
 		return netip.Addr{}, clusterError(&cluster.ConflictError{Network: name, Field: "gateway", Existing: gw.String(), Requested: want.String()})
 	}
 	if err := d.takeLocally(p, gw); err != nil && !errors.Is(err, ErrInUse) {
-		return netip.Addr{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return netip.Addr{}, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	if _, err := d.cluster.Claim(ctx, name, gw, cluster.KindGateway); err != nil {
 		d.dropLocally(p, gw)
@@ -296,7 +297,7 @@ func (d *Driver) clusterGateway(ctx context.Context, p *pool, want netip.Addr) (
 // claimSpecific takes one given address (--ip, an aux address).
 func (d *Driver) claimSpecific(ctx context.Context, p *pool, want netip.Addr) error {
 	if err := d.takeLocally(p, want); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	if _, err := d.cluster.Claim(ctx, p.rec.Cluster, want, cluster.KindEndpoint); err != nil {
 		if errors.Is(err, cluster.ErrTaken) {

@@ -71,19 +71,7 @@ func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix drif
 	// be joined again after its release left.
 	d.clusterMu.Lock()
 	defer d.clusterMu.Unlock()
-	check := func(dr drift.Drift, repair func() error) {
-		if repair != nil && fix != nil && fix(dr) {
-			if err := repair(); err != nil {
-				dr.Error = err.Error()
-			} else {
-				dr.Fixed = true
-				if d.onRepair != nil {
-					d.onRepair(dr.Kind)
-				}
-			}
-		}
-		report(dr)
-	}
+	check := func(dr drift.Drift, repair func() error) { report(d.apply(dr, fix, repair)) }
 	type local struct {
 		rec   state.Pool
 		addrs map[netip.Addr]state.Address

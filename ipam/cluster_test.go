@@ -17,6 +17,7 @@ import (
 
 	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/cluster/etcdtest"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -167,7 +168,7 @@ func (h *chost) storedPools() []state.Pool {
 func TestClusterOptionWithoutClusterRefused(t *testing.T) {
 	e := newEnv(t, DefaultRanges)
 	_, err := e.d.RequestPool(PoolRequest{AddressSpace: LocalSpace, Pool: "10.60.0.0/24", Options: map[string]string{OptNetwork: "blue"}})
-	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "started without --cluster") || !strings.Contains(err.Error(), "network=blue") {
+	if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "started without --cluster") || !strings.Contains(err.Error(), "network=blue") {
 		t.Fatalf("network=blue without --cluster: %v", err)
 	}
 	if u := e.d.Usage(); len(u) != 0 {
@@ -206,12 +207,12 @@ func TestClusterPoolSharedGatewayAndRefusals(t *testing.T) {
 		{"10.60.0.1/24", nil, "not in network form"},
 	} {
 		_, err := c.pool("blue", tc.subnet, tc.extra...)
-		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tc.want) {
+		if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("host c, network=blue subnet %q %v: %v; want a bad request containing %q", tc.subnet, tc.extra, err, tc.want)
 		}
 	}
 	_, err := c.pool("red", "10.60.0.0/25")
-	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "overlaps subnet 10.60.0.0/24 of cluster network blue") {
+	if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "overlaps subnet 10.60.0.0/24 of cluster network blue") {
 		t.Errorf("overlapping cluster network: %v", err)
 	}
 	if ps := c.storedPools(); len(ps) != 0 {
@@ -222,12 +223,12 @@ func TestClusterPoolSharedGatewayAndRefusals(t *testing.T) {
 		t.Fatalf("members after refusals: %+v, %v", n.Members, err)
 	}
 	// A second gateway request with another address is refused by name.
-	if _, err := b.addr(pb.PoolID, "10.60.0.254", true); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "gateway=10.60.0.1; this request asks for gateway=10.60.0.254") {
+	if _, err := b.addr(pb.PoolID, "10.60.0.254", true); !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "gateway=10.60.0.1; this request asks for gateway=10.60.0.254") {
 		t.Fatalf("other gateway: %v", err)
 	}
 	// IPv6 is refused, naming what to drop.
 	_, err = c.d.RequestPool(PoolRequest{AddressSpace: LocalSpace, V6: true, Options: map[string]string{OptNetwork: "blue"}})
-	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "without --ipv6") {
+	if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "without --ipv6") {
 		t.Fatalf("IPv6 cluster pool: %v", err)
 	}
 }
@@ -239,7 +240,7 @@ func TestClusterPoolOverlappingALocalPoolRefusedAndLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := a.pool("blue", "10.60.5.0/24")
-	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "overlaps subnet 10.60.0.0/16 already used by another mynet network on this host") {
+	if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "overlaps subnet 10.60.0.0/16 already used by another mynet network on this host") {
 		t.Fatalf("cluster pool over a local pool: %v", err)
 	}
 	if _, _, err := a.cl.Network(context.Background(), "blue"); !errors.Is(err, cluster.ErrNoNetwork) {
@@ -247,7 +248,7 @@ func TestClusterPoolOverlappingALocalPoolRefusedAndLeft(t *testing.T) {
 	}
 	// A second Docker network on the same host and cluster network is refused.
 	a.mustPool("green", "10.61.0.0/24")
-	if _, err := a.pool("green", ""); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "already has a network on this host") {
+	if _, err := a.pool("green", ""); !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "already has a network on this host") {
 		t.Fatalf("second network for green on one host: %v", err)
 	}
 	if n, _, err := a.cl.Network(context.Background(), "green"); err != nil || len(n.Members) != 1 {
@@ -320,7 +321,7 @@ func TestClusterSpecificAddressHeldElsewhereAndCooldown(t *testing.T) {
 	a.mustAddr(pa.PoolID, "", true)
 	a.mustAddr(pa.PoolID, "10.60.0.5", false)
 	_, err := b.addr(pb.PoolID, "10.60.0.5", false)
-	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "address 10.60.0.5 of cluster network blue is in use (endpoint, held by host "+a.cl.HostID()+")") {
+	if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "address 10.60.0.5 of cluster network blue is in use (endpoint, held by host "+a.cl.HostID()+")") {
 		t.Fatalf("--ip held by another host: %v", err)
 	}
 	if _, ok := b.storedAddrs(pb.PoolID)[netip.MustParseAddr("10.60.0.5")]; ok {
@@ -350,7 +351,7 @@ func TestClusterSpecificAddressHeldElsewhereAndCooldown(t *testing.T) {
 		t.Fatalf("a just-released address was handed out again: %v", err)
 	}
 	_, err = b.addr(pb.PoolID, "10.60.0.5", false)
-	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "is not handed out again before") {
+	if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "is not handed out again before") {
 		t.Fatalf("--ip of a cooling address: %v", err)
 	}
 }
@@ -466,7 +467,7 @@ func TestClusterEtcdAwayFailsNamingItAndRecordsNothing(t *testing.T) {
 	defer srv.Resume()
 	start := time.Now()
 	_, err := a.addr(pa.PoolID, "", false)
-	if err == nil || !strings.Contains(err.Error(), "etcd at "+srv.Endpoint()) || errors.Is(err, ErrBadRequest) {
+	if err == nil || !strings.Contains(err.Error(), "etcd at "+srv.Endpoint()) || errors.Is(err, protocol.ErrBadRequest) {
 		t.Fatalf("RequestAddress with etcd paused: %v", err)
 	}
 	t.Logf("failed after %s: %v", time.Since(start).Round(time.Millisecond), err)

@@ -77,19 +77,7 @@ func (d *Driver) Doctor(v drift.View, fix drift.Fix, grace time.Duration) []drif
 	sort.Slice(pools, func(i, j int) bool { return pools[i].ID < pools[j].ID })
 
 	var out []drift.Drift
-	report := func(dr drift.Drift, repair func() error) {
-		if fix != nil && fix(dr) {
-			if err := repair(); err != nil {
-				dr.Error = err.Error()
-			} else {
-				dr.Fixed = true
-				if d.onRepair != nil {
-					d.onRepair(dr.Kind)
-				}
-			}
-		}
-		out = append(out, dr)
-	}
+	report := func(dr drift.Drift, repair func() error) { out = append(out, d.apply(dr, fix, repair)) }
 	for _, p := range pools {
 		u, ok := used[[2]netip.Prefix{p.Pool.Masked(), p.Range.Masked()}]
 		if !ok {
@@ -108,4 +96,13 @@ func (d *Driver) Doctor(v drift.View, fix drift.Fix, grace time.Duration) []drif
 		}
 	}
 	return out
+}
+
+// apply repairs dr as drift.Apply does and tells onRepair what it fixed.
+func (d *Driver) apply(dr drift.Drift, fix drift.Fix, repair func() error) drift.Drift {
+	dr = drift.Apply(dr, fix, repair)
+	if dr.Fixed && d.onRepair != nil {
+		d.onRepair(dr.Kind)
+	}
+	return dr
 }

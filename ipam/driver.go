@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/cluster"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -30,9 +31,6 @@ const (
 	gatewayType    = "com.docker.network.gateway"
 	optMAC         = "com.docker.network.endpoint.macaddress"
 )
-
-// ErrBadRequest marks errors caused by the request itself.
-var ErrBadRequest = errors.New("bad request")
 
 // Config wires a Driver.
 type Config struct {
@@ -164,10 +162,6 @@ type PoolResponse struct {
 	Data   map[string]string
 }
 
-func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, args...)...)
-}
-
 // RequestPool registers an explicit pool or picks an automatic one.
 func (d *Driver) RequestPool(req PoolRequest) (PoolResponse, error) {
 	space := req.AddressSpace
@@ -175,7 +169,7 @@ func (d *Driver) RequestPool(req PoolRequest) (PoolResponse, error) {
 		space = LocalSpace
 	}
 	if strings.Contains(space, "/") {
-		return PoolResponse{}, badRequest("address space %q must not contain '/'", space)
+		return PoolResponse{}, protocol.BadRequest("address space %q must not contain '/'", space)
 	}
 	if name, ok := req.Options[OptNetwork]; ok {
 		return d.requestClusterPool(req, space, name)
@@ -187,7 +181,7 @@ func (d *Driver) RequestPool(req PoolRequest) (PoolResponse, error) {
 	var rng netip.Prefix
 	if req.SubPool != "" {
 		if req.Pool == "" {
-			return PoolResponse{}, badRequest("ip-range %s given without a subnet: give --subnet too", req.SubPool)
+			return PoolResponse{}, protocol.BadRequest("ip-range %s given without a subnet: give --subnet too", req.SubPool)
 		}
 		var err error
 		if rng, err = parseNetwork("ip-range", req.SubPool); err != nil {
@@ -203,25 +197,25 @@ func (d *Driver) RequestPool(req PoolRequest) (PoolResponse, error) {
 		return PoolResponse{}, err
 	}
 	if p.Addr().Is6() != req.V6 {
-		return PoolResponse{}, badRequest("subnet %s is not an %s subnet", p, family)
+		return PoolResponse{}, protocol.BadRequest("subnet %s is not an %s subnet", p, family)
 	}
 	rec.Pool = p
 	if rng.IsValid() {
 		if rng.Addr().Is6() != rec.Pool.Addr().Is6() || rng.Bits() < rec.Pool.Bits() || !rec.Pool.Contains(rng.Addr()) {
-			return PoolResponse{}, badRequest("ip-range %s is not inside subnet %s", rng, rec.Pool)
+			return PoolResponse{}, protocol.BadRequest("ip-range %s is not inside subnet %s", rng, rec.Pool)
 		}
 		rec.Range = rng
 	}
 	rec.ID = poolID(space, rec.Pool, rec.Range)
 	pl, err := newPool(rec)
 	if err != nil {
-		return PoolResponse{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return PoolResponse{}, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 
 	d.mu.Lock()
 	if other := d.overlapping(rec.Pool); other != nil {
 		d.mu.Unlock()
-		return PoolResponse{}, badRequest("subnet %s overlaps subnet %s already used by another mynet network (pool %s): choose a subnet that does not overlap",
+		return PoolResponse{}, protocol.BadRequest("subnet %s overlaps subnet %s already used by another mynet network (pool %s): choose a subnet that does not overlap",
 			rec.Pool, other.rec.Pool, other.rec.ID)
 	}
 	d.pools[rec.ID] = pl // claimed now, so a concurrent request cannot take it
@@ -290,10 +284,10 @@ func poolID(space string, p, rng netip.Prefix) string {
 func parseNetwork(what, s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return p, badRequest("%s %q is not a CIDR prefix (want e.g. 10.50.0.0/24 or fd00:50::/64)", what, s)
+		return p, protocol.BadRequest("%s %q is not a CIDR prefix (want e.g. 10.50.0.0/24 or fd00:50::/64)", what, s)
 	}
 	if p != p.Masked() {
-		return p, badRequest("%s %s is not in network form: use %s", what, p, p.Masked())
+		return p, protocol.BadRequest("%s %s is not in network form: use %s", what, p, p.Masked())
 	}
 	return p, nil
 }
@@ -324,7 +318,7 @@ func (d *Driver) pickAutomatic(v6 bool, avoid []netip.Prefix) (netip.Prefix, str
 		}
 	}
 	if len(ranges) == 0 {
-		return netip.Prefix{}, "", badRequest("no default %s pool range is configured: give --subnet, or add one with --default-pools", map[bool]string{false: "IPv4", true: "IPv6"}[v6])
+		return netip.Prefix{}, "", protocol.BadRequest("no default %s pool range is configured: give --subnet, or add one with --default-pools", map[bool]string{false: "IPv4", true: "IPv6"}[v6])
 	}
 	last := d.autoLast[key]
 	// Visit every candidate once, beginning just after the last pool handed out.
@@ -462,7 +456,7 @@ func (d *Driver) RequestAddress(req AddressRequest) (AddressResponse, error) {
 		if errors.Is(err, ErrPoolFull) {
 			return AddressResponse{}, err
 		}
-		return AddressResponse{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return AddressResponse{}, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 
 	rec := state.Address{Kind: kind, MAC: req.Options[optMAC], Created: time.Now().UTC()}
@@ -490,13 +484,13 @@ func parseAddr(s string) (netip.Addr, error) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return a, badRequest("address %q is not an IP address", s)
+		return a, protocol.BadRequest("address %q is not an IP address", s)
 	}
 	return a.Unmap(), nil
 }
 
 func unknownPool(id string) error {
-	return badRequest("unknown pool id %q: mynet has no such pool (it was released, or never allocated by mynet)", id)
+	return protocol.BadRequest("unknown pool id %q: mynet has no such pool (it was released, or never allocated by mynet)", id)
 }
 
 // ReleaseAddress frees an address. Unknown pools and free addresses succeed.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -102,46 +103,37 @@ func TestExplicitPoolWithRangeGatewayAux(t *testing.T) {
 func TestBadRequestsChangeNothing(t *testing.T) {
 	e := newEnv(t, DefaultRanges)
 	p := e.pool("10.92.0.0/24", "", false)
+	pool := func(r PoolRequest) func() error {
+		return func() error { _, err := e.d.RequestPool(r); return err }
+	}
+	addr := func(r AddressRequest) func() error {
+		return func() error { _, err := e.d.RequestAddress(r); return err }
+	}
 	cases := []struct {
 		name string
 		call func() error
 		want string
 	}{
-		{"not network form", func() error { _, err := e.d.RequestPool(PoolRequest{Pool: "10.93.0.1/24"}); return err }, "10.93.0.0/24"},
-		{"not a prefix", func() error { _, err := e.d.RequestPool(PoolRequest{Pool: "banana"}); return err }, "banana"},
-		{"family mismatch", func() error { _, err := e.d.RequestPool(PoolRequest{Pool: "fd00::/64"}); return err }, "IPv4"},
-		{"overlap", func() error { _, err := e.d.RequestPool(PoolRequest{Pool: "10.92.0.0/16"}); return err }, "overlaps"},
-		{"range outside", func() error {
-			_, err := e.d.RequestPool(PoolRequest{Pool: "10.94.0.0/24", SubPool: "10.95.0.0/25"})
-			return err
-		}, "not inside"},
-		{"range without pool", func() error { _, err := e.d.RequestPool(PoolRequest{SubPool: "10.95.0.0/25"}); return err }, "without a subnet"},
-		{"too small", func() error { _, err := e.d.RequestPool(PoolRequest{Pool: "10.96.0.0/31"}); return err }, "too small"},
-		{"unknown pool", func() error { _, err := e.d.RequestAddress(AddressRequest{PoolID: "nope"}); return err }, "unknown pool"},
-		{"outside pool", func() error {
-			_, err := e.d.RequestAddress(AddressRequest{PoolID: p.PoolID, Address: "10.99.0.1"})
-			return err
-		}, "not inside"},
-		{"wrong family", func() error {
-			_, err := e.d.RequestAddress(AddressRequest{PoolID: p.PoolID, Address: "fd00::1"})
-			return err
-		}, "IPv4"},
-		{"broadcast", func() error {
-			_, err := e.d.RequestAddress(AddressRequest{PoolID: p.PoolID, Address: "10.92.0.255"})
-			return err
-		}, "broadcast"},
-		{"garbage address", func() error {
-			_, err := e.d.RequestAddress(AddressRequest{PoolID: p.PoolID, Address: "x.y"})
-			return err
-		}, "x.y"},
+		{"not network form", pool(PoolRequest{Pool: "10.93.0.1/24"}), "10.93.0.0/24"},
+		{"not a prefix", pool(PoolRequest{Pool: "banana"}), "banana"},
+		{"family mismatch", pool(PoolRequest{Pool: "fd00::/64"}), "IPv4"},
+		{"overlap", pool(PoolRequest{Pool: "10.92.0.0/16"}), "overlaps"},
+		{"range outside", pool(PoolRequest{Pool: "10.94.0.0/24", SubPool: "10.95.0.0/25"}), "not inside"},
+		{"range without pool", pool(PoolRequest{SubPool: "10.95.0.0/25"}), "without a subnet"},
+		{"too small", pool(PoolRequest{Pool: "10.96.0.0/31"}), "too small"},
+		{"unknown pool", addr(AddressRequest{PoolID: "nope"}), "unknown pool"},
+		{"outside pool", addr(AddressRequest{PoolID: p.PoolID, Address: "10.99.0.1"}), "not inside"},
+		{"wrong family", addr(AddressRequest{PoolID: p.PoolID, Address: "fd00::1"}), "IPv4"},
+		{"broadcast", addr(AddressRequest{PoolID: p.PoolID, Address: "10.92.0.255"}), "broadcast"},
+		{"garbage address", addr(AddressRequest{PoolID: p.PoolID, Address: "x.y"}), "x.y"},
 	}
 	for _, c := range cases {
 		err := c.call()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want it to mention %q", c.name, err, c.want)
 		}
-		if c.name != "unknown pool" && !errors.Is(err, ErrBadRequest) {
-			t.Errorf("%s: %v is not ErrBadRequest", c.name, err)
+		if c.name != "unknown pool" && !errors.Is(err, protocol.ErrBadRequest) {
+			t.Errorf("%s: %v is not protocol.ErrBadRequest", c.name, err)
 		}
 	}
 	if u := e.d.Usage(); len(u) != 1 || u[0].Used != 0 {

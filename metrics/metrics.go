@@ -19,6 +19,7 @@ import (
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/reconcile"
 	"github.com/mynet/mynet/state"
 	"github.com/mynet/mynet/timing"
@@ -189,12 +190,10 @@ func (s scrapeTime) Collect(ch chan<- prometheus.Metric) {
 		perBackend := map[string]int{}
 		for _, n := range recs {
 			perBackend[n.Backend]++
-			ch <- prometheus.MustNewConstMetric(endpoints, prometheus.GaugeValue, float64(perNet[n.ID]), short(n.ID), n.Backend)
+			ch <- prometheus.MustNewConstMetric(endpoints, prometheus.GaugeValue, float64(perNet[n.ID]), strings.Clone(protocol.Short(n.ID)), n.Backend)
 		}
 		for b, c := range perBackend {
 			ch <- prometheus.MustNewConstMetric(networks, prometheus.GaugeValue, float64(c), b)
 		}
 	}
 }
-
-func short(id string) string { return strings.Clone(id[:min(12, len(id))]) }

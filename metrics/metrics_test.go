@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/internal/testutil"
 	"github.com/mynet/mynet/reconcile"
 	"github.com/mynet/mynet/server"
 	"github.com/mynet/mynet/state"
@@ -30,16 +29,7 @@ import (
 // observed by m, and m's /metrics.
 func plugin(t *testing.T) (h http.Handler, m *Metrics, scrape func() map[string]*dto.MetricFamily) {
 	t.Helper()
-	s, err := state.Open(filepath.Join(t.TempDir(), "m.db"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	rs, _ := ipam.ParseRanges(ipam.DefaultRanges)
-	id, err := ipam.New(ipam.Config{Store: s, Ranges: rs, Host: func() ([]netip.Prefix, error) { return nil, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := testutil.IPAM(t)
 	m = New()
 	m.Track(id.Usage, nil)
 	h = server.NewWithConfig(server.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), IPAM: id, Observe: m.ObserveRequest})

@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -10,19 +9,17 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	api "github.com/docker/go-plugins-helpers/network"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/internal/testutil"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/state"
 )
@@ -38,44 +35,18 @@ type env struct {
 	net   *driver.Driver
 	ipam  *ipam.Driver
 	rep   *Repairer
-	log   *syncBuffer
+	log   *testutil.LockedBuffer
 
 	mu      sync.Mutex
 	repairs map[string]int // what OnRepair heard, by kind
 	viewAt  time.Time      // when the loop's views say they were read; zero: now
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // inNetns runs fn on a thread in a new network namespace.
 func inNetns(t testing.TB, fn func(e *env)) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread dies with its namespace
-		if _, err := netns.New(); err != nil {
-			t.Errorf("new netns: %v", err)
-			return
-		}
-		lo, _ := netlink.LinkByName("lo")
-		netlink.LinkSetUp(lo)
-		e := &env{t: t, log: &syncBuffer{}, repairs: map[string]int{}}
+	testutil.InNetns(t, func() {
+		e := &env{t: t, log: &testutil.LockedBuffer{}, repairs: map[string]int{}}
 		s, err := state.Open(filepath.Join(t.TempDir(), "mynet.db"), state.Options{})
 		if err != nil {
 			t.Error(err)
@@ -104,8 +75,7 @@ func inNetns(t testing.TB, fn func(e *env)) {
 		}
 		e.store, e.rep = s, NewRepairer(e.net, e.ipam, log)
 		fn(e)
-	}()
-	<-done
+	})
 }
 
 func (e *env) repaired() map[string]int {

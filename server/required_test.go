@@ -7,13 +7,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mynet/mynet/internal/testutil"
 	"github.com/mynet/mynet/ipam"
-	"github.com/mynet/mynet/state"
 	"github.com/mynet/mynet/timing"
 )
 
@@ -48,16 +46,7 @@ var noArgCalls = []string{"Plugin.Activate", "NetworkDriver.GetCapabilities", "I
 // panic). The network driver is nil: a call that reaches it fails.
 func served(t *testing.T) (*httptest.Server, *ipam.Driver) {
 	t.Helper()
-	s, err := state.Open(filepath.Join(t.TempDir(), "m.db"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	rs, _ := ipam.ParseRanges(ipam.DefaultRanges)
-	id, err := ipam.New(ipam.Config{Store: s, Ranges: rs, Host: func() ([]netip.Prefix, error) { return nil, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := testutil.IPAM(t)
 	srv := httptest.NewServer(NewWithConfig(Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), IPAM: id}))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // net/http logs the panics it recovers
 	t.Cleanup(srv.Close)
@@ -120,7 +109,7 @@ func TestEmptyOrNullBodiesNameTheMissingField(t *testing.T) {
 // A handler that panics answers 500 naming the call, and ends its timing
 // span, so later calls are not all logged as overlapped.
 func TestPanickingHandlerAnswersAndEndsItsSpan(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	m := &mux{ServeMux: http.NewServeMux(), log: slog.New(slog.NewTextHandler(&logs, nil))}
 	var outcome string
 	m.observe = func(_, o string, _ timing.Result) { outcome = o }
@@ -136,8 +125,8 @@ func TestPanickingHandlerAnswersAndEndsItsSpan(t *testing.T) {
 	if outcome != Error {
 		t.Errorf("observed outcome %q, want %q", outcome, Error)
 	}
-	if lines := logs.lines("goroutine"); len(lines) == 0 {
-		t.Errorf("no stack in the log:\n%s", logs.b.String())
+	if lines := linesWith(&logs, "goroutine"); len(lines) == 0 {
+		t.Errorf("no stack in the log:\n%s", logs.String())
 	}
 	if r := timing.Begin().End(); !r.Alone {
 		t.Fatal("a span after the panic is not alone: the panicking call's span was left open")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/ipam"
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/timing"
 )
 
@@ -138,7 +139,7 @@ func route[Req any, Resp any](m *mux, path string, fn func(*Req) (Resp, error), 
 		resp, err := callSafely(call, fn, req, m.log)
 		if err != nil {
 			status := http.StatusInternalServerError
-			if errors.Is(err, driver.ErrBadRequest) || errors.Is(err, ipam.ErrBadRequest) {
+			if errors.Is(err, protocol.ErrBadRequest) {
 				status = http.StatusBadRequest
 			}
 			m.fail(w, call, body, span, status, err)
@@ -213,7 +214,7 @@ func ids(body []byte) string {
 		if kv[1] != "" {
 			id := kv[1]
 			if kv[0] == "network" || kv[0] == "endpoint" {
-				id = id[:min(12, len(id))]
+				id = protocol.Short(id)
 			}
 			parts = append(parts, kv[0]+"="+id)
 		}

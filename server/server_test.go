@@ -6,46 +6,21 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/mynet/mynet/ipam"
-	"github.com/mynet/mynet/state"
+	"github.com/mynet/mynet/internal/testutil"
 )
 
 // ipamMux serves the protocol routes with a real IPAM on a temporary store.
 // The network driver is nil: these tests only call IPAM and generic paths.
 func ipamMux(t testing.TB) http.Handler {
-	t.Helper()
-	s, err := state.Open(filepath.Join(t.TempDir(), "m.db"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	rs, _ := ipam.ParseRanges(ipam.DefaultRanges)
-	id, err := ipam.New(ipam.Config{Store: s, Ranges: rs, Host: func() ([]netip.Prefix, error) { return nil, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return NewWithConfig(Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), IPAM: id})
+	return ipamMuxWith(t, Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
 // ipamMuxWith is ipamMux with the caller's logger and observer.
 func ipamMuxWith(t testing.TB, c Config) http.Handler {
-	t.Helper()
-	s, err := state.Open(filepath.Join(t.TempDir(), "m.db"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	rs, _ := ipam.ParseRanges(ipam.DefaultRanges)
-	id, err := ipam.New(ipam.Config{Store: s, Ranges: rs, Host: func() ([]netip.Prefix, error) { return nil, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.IPAM = id
+	c.IPAM = testutil.IPAM(t)
 	return NewWithConfig(c)
 }
 

@@ -1,33 +1,19 @@
 package server
 
 import (
-	"bytes"
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/mynet/mynet/internal/testutil"
 	"github.com/mynet/mynet/timing"
 )
 
-// lockedBuffer is a log sink safe for the handler's goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines(prefix string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// linesWith are the lines of a log that contain prefix.
+func linesWith(l *testutil.LockedBuffer, prefix string) []string {
 	var out []string
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		if strings.Contains(line, prefix) {
 			out = append(out, line)
 		}
@@ -38,7 +24,7 @@ func (l *lockedBuffer) lines(prefix string) []string {
 // The debug request line splits a lone call's time into netlink, iptables
 // and bbolt; a call that overlapped other work says so instead.
 func TestRequestLogSplitsTime(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.LockedBuffer
 	type seen struct{ call, outcome string }
 	var got []seen
 	h := ipamMuxWith(t, Config{
@@ -48,7 +34,7 @@ func TestRequestLogSplitsTime(t *testing.T) {
 	if code, out := post(h, "/IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"10.73.0.0/24"}`); code != 200 {
 		t.Fatalf("request pool: %d %v", code, out)
 	}
-	lines := logs.lines(`msg=request call=IpamDriver.RequestPool`)
+	lines := linesWith(&logs, `msg=request call=IpamDriver.RequestPool`)
 	lone := regexp.MustCompile(`took=\S+ netlink=\S+ iptables=0s bbolt=(\S+)$`)
 	if len(lines) != 1 || !lone.MatchString(lines[0]) || lone.FindStringSubmatch(lines[0])[1] == "0s" {
 		t.Fatalf("lone request (a bbolt write, no iptables) logged %q", lines)
@@ -58,7 +44,7 @@ func TestRequestLogSplitsTime(t *testing.T) {
 	bg := timing.Begin()
 	post(h, "/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.73.0.0/24"}`)
 	bg.End()
-	lines = logs.lines(`msg=request call=IpamDriver.RequestAddress`)
+	lines = linesWith(&logs, `msg=request call=IpamDriver.RequestAddress`)
 	if len(lines) != 1 || !regexp.MustCompile(`took=\S+ parts=overlapped$`).MatchString(lines[0]) || strings.Contains(lines[0], "bbolt=") {
 		t.Fatalf("overlapped request logged %q", lines)
 	}
@@ -66,7 +52,7 @@ func TestRequestLogSplitsTime(t *testing.T) {
 	// Failures carry the same fields and reach the observer with their outcome.
 	post(h, "/IpamDriver.RequestPool", `{"Pool":`)
 	post(h, "/IpamDriver.RequestAddress", `{"PoolID":"LocalDefault/10.99.0.0/24"}`)
-	if lines = logs.lines(`msg="request failed" call=IpamDriver.RequestPool`); len(lines) != 1 || !strings.Contains(lines[0], " took=") {
+	if lines = linesWith(&logs, `msg="request failed" call=IpamDriver.RequestPool`); len(lines) != 1 || !strings.Contains(lines[0], " took=") {
 		t.Fatalf("failed request logged %q", lines)
 	}
 	want := []seen{{"IpamDriver.RequestPool", OK}, {"IpamDriver.RequestAddress", OK}, {"IpamDriver.RequestPool", BadRequest}}

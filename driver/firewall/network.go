@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/mynet/mynet/protocol"
 )
 
 // AddNetwork programs all rules of one network (idempotent: a second call
@@ -15,7 +17,7 @@ func (f *Firewall) AddNetwork(n Network) (retErr error) {
 		return err
 	}
 	if len(byFam[v6]) > 0 && f.v6 == nil {
-		return fmt.Errorf("network %s has IPv6 subnets: %w: %v", shortID(n.ID), ErrIPv6Unavailable, f.v6err)
+		return fmt.Errorf("network %s has IPv6 subnets: %w: %v", protocol.Short(n.ID), ErrIPv6Unavailable, f.v6err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -51,7 +53,7 @@ func (f *Firewall) AddNetwork(n Network) (retErr error) {
 			undo = append(undo, func() error { return f.undo(ch) })
 		}
 		if err != nil {
-			return fmt.Errorf("add %s rules of network %s: %w", fam, shortID(n.ID), err)
+			return fmt.Errorf("add %s rules of network %s: %w", fam, protocol.Short(n.ID), err)
 		}
 	}
 	return nil
@@ -72,7 +74,7 @@ func (f *Firewall) AddNetworks(ns []Network) (changed []string, err error) {
 			return nil, err
 		}
 		if len(byFam[v6]) > 0 && f.v6 == nil {
-			return nil, fmt.Errorf("network %s has IPv6 subnets: %w: %v", shortID(ns[i].ID), ErrIPv6Unavailable, f.v6err)
+			return nil, fmt.Errorf("network %s has IPv6 subnets: %w: %v", protocol.Short(ns[i].ID), ErrIPv6Unavailable, f.v6err)
 		}
 		byFams[i] = byFam
 	}
@@ -153,7 +155,7 @@ func rulesOf(st *ruleset, c chainRef, id12 string) []savedRule {
 // be, and returns what it adds for a rollback. Only the chains of the
 // network's shard are looked at: a network's rules never go elsewhere.
 func (f *Firewall) planNetwork(b *backend, st *ruleset, s *script, n *Network, fam family, subnets []netip.Prefix) *change {
-	id12 := shortID(n.ID)
+	id12 := protocol.Short(n.ID)
 	want := buildNetRules(n, fam, subnets, ownedComment(id12, f.owner))
 	ch := &change{b: b}
 	// The network's rules in each shared chain, in order: when they differ
@@ -198,7 +200,7 @@ func (f *Firewall) RemoveNetwork(n Network) error {
 	if err := validID(n.ID); err != nil {
 		return err
 	}
-	id12 := shortID(n.ID)
+	id12 := protocol.Short(n.ID)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var errs []error

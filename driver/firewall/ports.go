@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -20,13 +21,13 @@ func (f *Firewall) AddPorts(n Network, ports []state.PortBinding) (retErr error)
 		return err
 	}
 	if n.Internal {
-		return fmt.Errorf("%w: network %s is internal: no published ports", ErrInvalid, shortID(n.ID))
+		return fmt.Errorf("%w: network %s is internal: no published ports", ErrInvalid, protocol.Short(n.ID))
 	}
 	byFam, err := n.portsByFamily(ports)
 	if err != nil {
 		return err
 	}
-	id12 := shortID(n.ID)
+	id12 := protocol.Short(n.ID)
 	for fam := range byFam {
 		if _, err := f.backend(fam); err != nil {
 			return err
@@ -150,7 +151,7 @@ func (f *Firewall) RemovePorts(n Network, ports []state.PortBinding) error {
 	if err != nil {
 		return err
 	}
-	id12 := shortID(n.ID)
+	id12 := protocol.Short(n.ID)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var errs []error

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -60,13 +61,6 @@ var ourTables = []string{tFilter, tNat, tRaw}
 // trailing wildcard) of the bridges of Docker's own bridge driver: docker0,
 // docker_gwbridge and br-<12 hex>. Our bridges are isolated from them.
 var DefaultForeignBridges = []string{"docker+", "br-+"}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
 
 // netComment is the comment of a network's published ports: "mynet:<id12>".
 func netComment(id12 string) string { return commentPrefix + id12 }
@@ -234,7 +228,7 @@ type netRules map[chainRef][]rule
 func buildNetRules(n *Network, fam family, subnets []netip.Prefix, comment string) netRules {
 	br := n.Bridge
 	nr := netRules{}
-	sh := shard(shortID(n.ID))
+	sh := shard(protocol.Short(n.ID))
 	add := func(tbl, ch string, match []string, target ...string) {
 		k := chainRef{tbl, shardChain(ch, sh)}
 		nr[k] = append(nr[k], mk(tbl, k.name, comment, match, target...))
@@ -317,7 +311,7 @@ func icmpProto(fam family) string {
 // DNAT, else from each trusted host interface. The network's shard jumps to
 // MYNET-PORTS only for packets from outside its bridge.
 func openRules(n *Network, fam family, p state.PortBinding) []rule {
-	id12 := shortID(n.ID)
+	id12 := protocol.Short(n.ID)
 	dst := netip.PrefixFrom(p.ContainerIP, p.ContainerIP.BitLen()).String()
 	port := []string{"-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.ContainerPort))}
 	if n.gatewayMode(fam) == GatewayRouted {

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+
+	"github.com/mynet/mynet/protocol"
 )
 
 // networkSysctls sets what the rules of n need from the kernel, adding to
@@ -18,14 +20,14 @@ func (f *Firewall) networkSysctls(n *Network, byFam map[family][]netip.Prefix, u
 				continue
 			}
 			if err := f.ensureBridgeNF(name); err != nil {
-				return fmt.Errorf("network %s with enable_icc=false: %w", shortID(n.ID), err)
+				return fmt.Errorf("network %s with enable_icc=false: %w", protocol.Short(n.ID), err)
 			}
 		}
 	}
 	for key, value := range bridgeSysctls(n, byFam) {
 		prev, changed, err := f.sysctls.Set(key, value)
 		if err != nil {
-			return fmt.Errorf("network %s: %w", shortID(n.ID), err)
+			return fmt.Errorf("network %s: %w", protocol.Short(n.ID), err)
 		}
 		if changed {
 			*undo = append(*undo, func() error { _, _, err := f.sysctls.Set(key, prev); return err })

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
 
@@ -60,10 +61,10 @@ func (n *Network) validate(needBridge bool) (map[family][]netip.Prefix, error) {
 	byFam := map[family][]netip.Prefix{}
 	for _, p := range n.Subnets {
 		if !p.IsValid() || p.Addr().Zone() != "" {
-			return nil, fmt.Errorf("%w: network %s: subnet %q", ErrInvalid, shortID(n.ID), p)
+			return nil, fmt.Errorf("%w: network %s: subnet %q", ErrInvalid, protocol.Short(n.ID), p)
 		}
 		if p.Addr().Is4In6() {
-			return nil, fmt.Errorf("%w: network %s: IPv4-mapped subnet %s: use the IPv4 form", ErrInvalid, shortID(n.ID), p)
+			return nil, fmt.Errorf("%w: network %s: IPv4-mapped subnet %s: use the IPv4 form", ErrInvalid, protocol.Short(n.ID), p)
 		}
 		p = p.Masked()
 		fam := familyOf(p.Addr())
@@ -72,7 +73,7 @@ func (n *Network) validate(needBridge bool) (map[family][]netip.Prefix, error) {
 		}
 	}
 	if len(byFam[v4])+len(byFam[v6]) == 0 {
-		return nil, fmt.Errorf("%w: network %s has no subnet", ErrInvalid, shortID(n.ID))
+		return nil, fmt.Errorf("%w: network %s has no subnet", ErrInvalid, protocol.Short(n.ID))
 	}
 	return byFam, nil
 }
@@ -117,7 +118,7 @@ func (n *Network) portsByFamily(ports []state.PortBinding) (map[family][]state.P
 			}
 		}
 		if len(n.Subnets) > 0 && !inAny(n.Subnets, p.ContainerIP) {
-			return nil, fmt.Errorf("%w: container address %s is in no subnet of network %s", ErrInvalid, p.ContainerIP, shortID(n.ID))
+			return nil, fmt.Errorf("%w: container address %s is in no subnet of network %s", ErrInvalid, p.ContainerIP, protocol.Short(n.ID))
 		}
 		if seen[p] {
 			continue

@@ -3,11 +3,12 @@ package link
 import (
 	"testing"
 
+	"github.com/mynet/mynet/internal/testutil"
 	"github.com/vishvananda/netlink"
 )
 
 func TestDumpLinksAgreesWithLinkList(t *testing.T) {
-	inFreshNetns(t, func() { checkDumpLinks(t) })
+	testutil.InNetns(t, func() { checkDumpLinks(t) })
 }
 
 func checkDumpLinks(t *testing.T) {

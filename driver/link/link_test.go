@@ -3,30 +3,12 @@ package link
 import (
 	"net"
 	"net/netip"
-	"runtime"
 	"testing"
 
+	"github.com/mynet/mynet/internal/testutil"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
-
-// inFreshNetns runs fn on a thread moved into a new, empty network namespace,
-// so kernel tests never touch the host's links.
-func inFreshNetns(t *testing.T, fn func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread dies with its namespace
-		if _, err := netns.New(); err != nil {
-			t.Errorf("new netns: %v", err)
-			return
-		}
-		fn()
-	}()
-	<-done
-}
 
 func TestValidName(t *testing.T) {
 	for _, ok := range []string{"mn-0123456789ab", "br0", "eth1.10", "a_b"} {
@@ -42,7 +24,7 @@ func TestValidName(t *testing.T) {
 }
 
 func TestBridgeAndAddressesAreIdempotent(t *testing.T) {
-	inFreshNetns(t, func() {
+	testutil.InNetns(t, func() {
 		created, err := EnsureBridge("tbr0", 1400)
 		if err != nil || !created {
 			t.Fatalf("first ensure: created=%v err=%v", created, err)
@@ -82,7 +64,7 @@ func TestBridgeAndAddressesAreIdempotent(t *testing.T) {
 }
 
 func TestEnsureBridgeRefusesOtherLinkTypes(t *testing.T) {
-	inFreshNetns(t, func() {
+	testutil.InNetns(t, func() {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = "tv0"
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "tv1"}); err != nil {
@@ -95,7 +77,7 @@ func TestEnsureBridgeRefusesOtherLinkTypes(t *testing.T) {
 }
 
 func TestVethOnBridge(t *testing.T) {
-	inFreshNetns(t, func() {
+	testutil.InNetns(t, func() {
 		if _, err := EnsureBridge("tbr1", 0); err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +112,7 @@ func TestVethOnBridge(t *testing.T) {
 }
 
 func TestVethFailureLeavesNothing(t *testing.T) {
-	inFreshNetns(t, func() {
+	testutil.InNetns(t, func() {
 		if err := CreateVeth(Veth{Host: "th1", Peer: "tc1", Bridge: "nosuchbr"}); err == nil {
 			t.Fatal("veth on a missing bridge succeeded")
 		}
@@ -150,7 +132,7 @@ func TestVethFailureLeavesNothing(t *testing.T) {
 }
 
 func TestFlushConntrackRemovesFlowsOfOneAddress(t *testing.T) {
-	inFreshNetns(t, func() {
+	testutil.InNetns(t, func() {
 		mk := func(src, dst string) *netlink.ConntrackFlow {
 			return &netlink.ConntrackFlow{FamilyType: unix.AF_INET, TimeOut: 100,
 				Forward: netlink.IPTuple{SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4(), Protocol: unix.IPPROTO_UDP, SrcPort: 1000, DstPort: 53},
