@@ -136,7 +136,7 @@ func TestReconcileRepairsWhatDockerForgot(t *testing.T) {
 		pluginPost("NetworkDriver.DeleteNetwork", `{"NetworkID":"`+forgotID+`"}`)
 		pluginPost("IpamDriver.ReleasePool", `{"PoolID":"`+forgotPool+`"}`)
 	})
-	mustPluginPost(t, "IpamDriver.RequestPool", `{"Pool":"`+forgotSubnet.String()+`"}`)
+	mustPluginPost(t, "IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"`+forgotSubnet.String()+`"}`)
 	mustPluginPost(t, "NetworkDriver.CreateNetwork", `{"NetworkID":"`+forgotID+`","Options":{"com.docker.network.generic":{}},`+
 		`"IPv4Data":[{"AddressSpace":"LocalDefault","Pool":"`+forgotSubnet.String()+`","Gateway":"`+netip.PrefixFrom(nthAddr(forgotSubnet, 1), 24).String()+`"}]}`)
 
