@@ -220,6 +220,8 @@ func TestReconcileAcrossDockerdRestartAndBoot(t *testing.T) {
 		runContainer(t, c, "--network", name, "--restart", "always")
 	}
 
+	// Picked while dockerd still answers: freeSubnet asks it.
+	sub := freeSubnet(t, "10.134.0.0/24")
 	off := p.LogSize()
 	stopDockerd(t, dockerdPID(t))
 	answers := func(when string) {
@@ -227,8 +229,7 @@ func TestReconcileAcrossDockerdRestartAndBoot(t *testing.T) {
 		if err := p.activate(); err != nil {
 			t.Errorf("%s: the plugin does not answer Plugin.Activate: %v", when, err)
 		}
-		sub := freeSubnet(t, "10.134.0.0/24")
-		for _, call := range [][2]string{{"IpamDriver.RequestPool", `{"Pool":"` + sub.String() + `"}`},
+		for _, call := range [][2]string{{"IpamDriver.RequestPool", `{"AddressSpace":"LocalDefault","Pool":"` + sub.String() + `"}`},
 			{"IpamDriver.ReleasePool", `{"PoolID":"LocalDefault/` + sub.String() + `"}`}} {
 			if code, out, err := pluginPost(call[0], call[1]); err != nil || code != http.StatusOK {
 				t.Errorf("%s: %s: %d %v %s", when, call[0], code, err, out)
