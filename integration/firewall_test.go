@@ -187,7 +187,7 @@ func wipeOurFirewall(t *testing.T, only map[string]bool) {
 		return false
 	}
 	for _, tool := range []string{"iptables", "ip6tables"} {
-		for _, table := range []string{"filter", "nat"} {
+		for _, table := range []string{"raw", "filter", "nat"} {
 			out := mustRun(t, tool, "-t", table, "-S")
 			var chains []string
 			rulesOf := map[string][]string{}
