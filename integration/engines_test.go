@@ -27,8 +27,10 @@ const (
 	// engineDirEnv tells the test binary it runs inside an engine, and where
 	// that engine's folder is.
 	engineDirEnv = "MYNET_IT_ENGINE_DIR"
-	// engineName names the engine's network namespace and folder.
-	engineName = "mynet-it"
+	// defaultEngineName names the engine's network namespace and folder;
+	// MYNET_IT_ENGINE_NAME picks another, so that several runs of the suite
+	// (each in an engine of its own) can share a machine.
+	defaultEngineName = "mynet-it"
 	// engineUplink is a veth pair inside the engine's namespace; the first
 	// end carries the "host address" that port tests publish on.
 	engineUplink, engineUplinkPeer = "uplink0", "uplink1"
@@ -70,7 +72,7 @@ func runInEngine(dockerd string) int {
 	}
 	start := time.Now()
 	e, err := engine.Start(engine.Config{
-		Name:    engineName,
+		Name:    engineName(),
 		Dockerd: dockerd,
 		Keep:    os.Getenv("MYNET_IT_KEEP") == "1",
 		// Debug: the plugin tests read a managed plugin's debug lines from
@@ -156,4 +158,12 @@ func logTail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// engineName is MYNET_IT_ENGINE_NAME, or defaultEngineName.
+func engineName() string {
+	if n := os.Getenv("MYNET_IT_ENGINE_NAME"); n != "" {
+		return n
+	}
+	return defaultEngineName
 }

@@ -59,7 +59,7 @@ func TestMacvlanBadInputIsRefusedClearly(t *testing.T) {
 		"does not exist":                {"-o", "backend=macvlan", "-o", "parent=mitnosuch0"},
 		"loopback":                      {"-o", "backend=macvlan", "-o", "parent=lo"},
 		"macvlan_mode":                  {"-o", "backend=macvlan", "-o", "parent=" + parent, "-o", "macvlan_mode=fast"},
-		"applies to the bridge": {"-o", "backend=macvlan", "-o", "parent=" + parent, "-o", "com.docker.network.bridge.enable_icc=false"},
+		"applies to the bridge":         {"-o", "backend=macvlan", "-o", "parent=" + parent, "-o", "com.docker.network.bridge.enable_icc=false"},
 		"applies to the ipvlan backend": {"-o", "backend=macvlan", "-o", "parent=" + parent, "-o", "ipvlan_mode=l3"},
 		"larger than the MTU 1500":      {"-o", "backend=macvlan", "-o", "parent=" + parent, "-o", "mtu=9000"},
 	}

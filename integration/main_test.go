@@ -13,7 +13,8 @@
 // the tests and removes every container and network named mit-*.
 //
 // Environment knobs: MYNET_IT_DOCKERD=path runs the suite against that dockerd,
-// started in its own namespaces (engines_test.go); MYNET_IT_BIN=path tests a
+// started in its own namespaces (engines_test.go; MYNET_IT_ENGINE_NAME names
+// that engine, so several runs can share a machine); MYNET_IT_BIN=path tests a
 // prebuilt binary instead of building one; MYNET_IT_RACE=1 builds the plugin with -race; MYNET_IT_KEEP=1
 // keeps the temporary folder (state, plugin log) after the run.
 package integration
