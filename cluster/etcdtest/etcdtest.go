@@ -37,6 +37,9 @@ type Options struct {
 	Addr netip.Addr
 	// Dir holds the data and the log; Start uses a t.TempDir() if empty.
 	Dir string
+	// TLS serves clients over TLS with client certificates required
+	// (--client-cert-auth); Server.TLS names the files to connect with.
+	TLS bool
 }
 
 // Server is one running (or stopped) etcd member.
@@ -45,6 +48,7 @@ type Server struct {
 	clientPort int
 	peerPort   int
 	dir        string
+	tls        *TLSFiles // nil: plain http
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -83,6 +87,13 @@ func New(opts Options) (*Server, error) {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, err
 	}
+	if opts.TLS {
+		f, err := writeTLS(filepath.Join(s.dir, "tls"), s.addr)
+		if err != nil {
+			return nil, fmt.Errorf("etcdtest: certificates: %w", err)
+		}
+		s.tls = &f
+	}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		if s.clientPort, s.peerPort, err = freePorts(s.addr); err != nil {
@@ -117,9 +128,27 @@ func freePorts(addr netip.Addr) (int, int, error) {
 	return ports[0], ports[1], nil
 }
 
-// Endpoint is the client URL, e.g. http://127.0.0.1:40123.
+// Endpoint is the client URL, e.g. http://127.0.0.1:40123 (https with TLS).
 func (s *Server) Endpoint() string {
-	return "http://" + net.JoinHostPort(s.addr.String(), strconv.Itoa(s.clientPort))
+	scheme := "http"
+	if s.tls != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(s.addr.String(), strconv.Itoa(s.clientPort))
+}
+
+// HostPort is the client address without a scheme, e.g. 127.0.0.1:40123.
+func (s *Server) HostPort() string {
+	return net.JoinHostPort(s.addr.String(), strconv.Itoa(s.clientPort))
+}
+
+// TLS is the certificate files of a server started with Options.TLS; the
+// zero value otherwise.
+func (s *Server) TLS() TLSFiles {
+	if s.tls == nil {
+		return TLSFiles{}
+	}
+	return *s.tls
 }
 
 // Endpoints is Endpoint as the list the client wants.
@@ -150,17 +179,21 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(Binary(),
-		"--name", "t",
+	args := []string{"--name", "t",
 		"--data-dir", filepath.Join(s.dir, "data"),
 		"--listen-client-urls", s.Endpoint(),
 		"--advertise-client-urls", s.Endpoint(),
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "t="+peer,
+		"--initial-cluster", "t=" + peer,
 		"--initial-cluster-state", "new",
 		"--log-level", "warn", "--logger", "zap",
-	)
+	}
+	if s.tls != nil {
+		args = append(args, "--cert-file", s.tls.ServerCert, "--key-file", s.tls.ServerKey,
+			"--trusted-ca-file", s.tls.CA, "--client-cert-auth")
+	}
+	cmd := exec.Command(Binary(), args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	for _, kv := range os.Environ() { // nothing from the caller's ETCD_* settings leaks in
 		if !strings.HasPrefix(kv, "ETCD_") {
@@ -177,7 +210,12 @@ func (s *Server) Start() error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.After(30 * time.Second)
-	for !healthy(s.Endpoint()) {
+	probe, err := s.probe()
+	if err != nil {
+		log.Close()
+		return err
+	}
+	for !healthy(probe, s.Endpoint()) {
 		select {
 		case err := <-exited:
 			log.Close()
@@ -262,9 +300,21 @@ func (s *Server) signal(sig syscall.Signal) {
 	}
 }
 
+// probe is the HTTP client that asks a starting server whether it is ready.
+func (s *Server) probe() (*http.Client, error) {
+	c := &http.Client{Timeout: time.Second}
+	if s.tls != nil {
+		cfg, err := s.tls.clientTLS()
+		if err != nil {
+			return nil, err
+		}
+		c.Transport = &http.Transport{TLSClientConfig: cfg}
+	}
+	return c, nil
+}
+
 // healthy asks etcd's /health endpoint.
-func healthy(endpoint string) bool {
-	c := http.Client{Timeout: time.Second}
+func healthy(c *http.Client, endpoint string) bool {
 	resp, err := c.Get(endpoint + "/health")
 	if err != nil {
 		return false

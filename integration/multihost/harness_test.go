@@ -5,7 +5,9 @@
 // running its own dockerd (integration/engine) and its own mynet with
 // --cluster, and the hosts are joined by veths to an underlay bridge. A real
 // etcd (Debian's etcd-server, integration/setup.sh installs it) listens on
-// the underlay only.
+// the underlay only, over TLS with client certificates required, and each
+// mynet reaches it with --cluster-ca, --cluster-cert and --cluster-key, as a
+// production cluster would.
 //
 // Layout (names start with mit-mh so a crashed run's leftovers are found):
 //
@@ -171,7 +173,7 @@ func setUp() (*lab, error) {
 		}
 	}
 	var err error
-	if l.etcd, err = etcdtest.New(etcdtest.Options{Addr: netip.MustParseAddr(rootAddr), Dir: filepath.Join(l.dir, "etcd")}); err != nil {
+	if l.etcd, err = etcdtest.New(etcdtest.Options{Addr: netip.MustParseAddr(rootAddr), Dir: filepath.Join(l.dir, "etcd"), TLS: true}); err != nil {
 		return l, err
 	}
 	for n := 1; n <= hostCount; n++ {
@@ -282,8 +284,10 @@ func (h *host) startMynet(l *lab) error {
 	from := st.Size()
 	fmt.Fprintf(logf, "\n===== %s: starting mynet at %s =====\n", h.Name, time.Now().Format(time.RFC3339Nano))
 	// No --advertise: mynet takes the source address of its route to etcd.
+	tlsFiles := l.etcd.TLS()
 	cmd := h.Eng.Command(l.bin, "--name", "mynet", "--state", h.statePath(), "--log-level", "debug",
-		"--cluster", "etcd://"+strings.TrimPrefix(l.etcd.Endpoint(), "http://"), "--cluster-sync", "3s")
+		"--cluster", "etcd://"+l.etcd.HostPort(), "--cluster-sync", "3s",
+		"--cluster-ca", tlsFiles.CA, "--cluster-cert", tlsFiles.ClientCert, "--cluster-key", tlsFiles.ClientKey)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
