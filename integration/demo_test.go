@@ -130,7 +130,9 @@ func newcomerEnv(firstOnPath string) []string {
 	env := []string{"PATH=" + firstOnPath + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if k == "HOME" || k == "LANG" || k == "TERM" || strings.HasPrefix(k, "GO") {
+		// DOCKER_HOST: under MYNET_IT_DOCKERD the engine is not at the default
+		// socket, and a user whose engine is elsewhere sets it too.
+		if k == "HOME" || k == "LANG" || k == "TERM" || k == "DOCKER_HOST" || strings.HasPrefix(k, "GO") {
 			env = append(env, kv)
 		}
 	}

@@ -101,14 +101,16 @@ func runInEngine(dockerd string) int {
 		return fail("%v", err)
 	}
 	// The managed plugin's base image is made with debootstrap, which needs
-	// a Debian mirror the engine's namespace cannot reach: take the host
-	// engine's copy when it has one (the host's run makes it).
-	if _, err := dockerCmd("image", "inspect", pluginBaseImage); err == nil {
-		if err := e.CopyImage("", pluginBaseImage); err != nil {
-			return fail("%v", err)
+	// a Debian mirror the engine's namespace cannot reach: make it in the
+	// host's engine (once; build.sh keeps it there) and copy it in.
+	if _, err := dockerCmd("image", "inspect", pluginBaseImage); err != nil {
+		build := exec.Command("bash", "plugin/build.sh", "--base-only", "--base", pluginBaseImage)
+		if out, err := build.CombinedOutput(); err != nil {
+			return fail("plugin base image on the host engine: %v\n%s", err, out)
 		}
-	} else {
-		fmt.Fprintf(os.Stderr, "integration: the host engine has no %s to copy: TestPluginManaged will try debootstrap inside the engine's namespace, which reaches no mirror\n", pluginBaseImage)
+	}
+	if err := e.CopyImage("", pluginBaseImage); err != nil {
+		return fail("%v", err)
 	}
 	version, _ := e.Docker("version", "--format", "{{.Server.Version}}")
 	fmt.Fprintf(os.Stderr, "integration: dockerd %s in namespaces %s (folder %s) ready after %s\n",

@@ -17,6 +17,7 @@
 #   --base IMAGE       base image with Debian + iptables (default mynet-plugin-base:bookworm,
 #                      made with debootstrap + docker import when missing)
 #   --rebuild-base     make the base image again
+#   --base-only        only make sure the base image exists (made when missing), then stop
 #   --keep-image       keep the rootfs image mynet-plugin-rootfs:TAG
 #
 # The rootfs comes from the repository's Dockerfile (runtime stage) built with
@@ -43,6 +44,7 @@ xtables_lock=0
 base=mynet-plugin-base:bookworm
 rebuild_base=0
 keep_image=0
+base_only=0
 mirror=${MYNET_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 if [ -x /usr/bin/docker ]; then DOCKER=${DOCKER:-/usr/bin/docker}; else DOCKER=${DOCKER:-docker}; fi
@@ -64,6 +66,7 @@ while [ $# -gt 0 ]; do
 	--xtables-lock) xtables_lock=1; shift ;;
 	--base) base=$2; shift 2 ;;
 	--rebuild-base) rebuild_base=1; shift ;;
+	--base-only) base_only=1; shift ;;
 	--keep-image) keep_image=1; shift ;;
 	-h | --help) usage ;;
 	*) log "unknown option $1"; usage ;;
@@ -117,6 +120,7 @@ make_base() {
 if [ "$rebuild_base" = 1 ] || ! "$DOCKER" image inspect "$base" >/dev/null 2>&1; then
 	make_base
 fi
+[ "$base_only" = 0 ] || exit 0
 
 # ---------------------------------------------------------------- binary + image
 t0=$(now)
