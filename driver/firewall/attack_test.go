@@ -132,14 +132,10 @@ func ipv4UDP(src, dst netip.AddrPort, payload []byte) []byte {
 // ports (DNAT) get in, and the containers' own traffic and its answers flow.
 func TestNoNewConnectionsFromOutside(t *testing.T) {
 	l := newLab(t)
-	netA := Network{ID: "a10000000000ffff", Bridge: "mya0", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("mya0", "198.18.1.1/24", "fd00:1::1/64")}
-	netB := Network{ID: "b10000000000ffff", Bridge: "myb0", ICC: false, Masquerade: true,
-		Subnets: l.addBridge("myb0", "198.18.2.1/24", "fd00:2::1/64")}
-	netI := Network{ID: "c10000000000ffff", Bridge: "myi0", ICC: true, Internal: true,
-		Subnets: l.addBridge("myi0", "198.18.3.1/24", "fd00:3::1/64")}
-	netM := Network{ID: "d10000000000ffff", Bridge: "mym0", ICC: true, Masquerade: false,
-		Subnets: l.addBridge("mym0", "198.18.4.1/24", "fd00:4::1/64")}
+	netA := l.addNetwork(Network{ID: "a10000000000ffff", Bridge: "mya0", ICC: true, Masquerade: true}, "198.18.1.1/24", "fd00:1::1/64")
+	netB := l.addNetwork(Network{ID: "b10000000000ffff", Bridge: "myb0", ICC: false, Masquerade: true}, "198.18.2.1/24", "fd00:2::1/64")
+	netI := l.addNetwork(Network{ID: "c10000000000ffff", Bridge: "myi0", ICC: true, Internal: true}, "198.18.3.1/24", "fd00:3::1/64")
+	netM := l.addNetwork(Network{ID: "d10000000000ffff", Bridge: "mym0", ICC: true, Masquerade: false}, "198.18.4.1/24", "fd00:4::1/64")
 	a1 := l.addContainer("a1", "mya0", "198.18.1.2/24", "198.18.1.1", "fd00:1::2/64", "fd00:1::1")
 	a2 := l.addContainer("a2", "mya0", "198.18.1.3/24", "198.18.1.1", "fd00:1::3/64", "fd00:1::1")
 	b1 := l.addContainer("b1", "myb0", "198.18.2.2/24", "198.18.2.1", "fd00:2::2/64", "fd00:2::1")
@@ -219,8 +215,7 @@ func TestNoNewConnectionsFromOutside(t *testing.T) {
 // by sending packets to 127.0.0.1 through its gateway.
 func TestLoopbackGuard(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "e10000000000ffff", Bridge: "myl0", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("myl0", "198.18.7.1/24", "")}
+	n := l.addNetwork(Network{ID: "e10000000000ffff", Bridge: "myl0", ICC: true, Masquerade: true}, "198.18.7.1/24", "")
 	c := l.addContainer("c1", "myl0", "198.18.7.2/24", "198.18.7.1", "", "")
 	l.serve(c.ns, 80)
 	l.do(l.fw.EnsureBase)

@@ -29,10 +29,8 @@ func sortedRules(save string) []string {
 // on a fresh read.
 func TestCacheAndForeignChanges(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "ca0000000000", Bridge: "myk0", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("myk0", "198.18.41.1/24", "")}
-	m := Network{ID: "cb0000000000", Bridge: "myk1", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("myk1", "198.18.42.1/24", "")}
+	n := l.addNetwork(Network{ID: "ca0000000000", Bridge: "myk0", ICC: true, Masquerade: true}, "198.18.41.1/24", "")
+	m := l.addNetwork(Network{ID: "cb0000000000", Bridge: "myk1", ICC: true, Masquerade: true}, "198.18.42.1/24", "")
 	l.do(func() error { return l.fw.AddNetwork(n) })
 	want := l.save(v4)
 	processes := func(what string, want int, fn func() error) {
@@ -82,8 +80,7 @@ func TestCacheAndForeignChanges(t *testing.T) {
 // by the current layout: the same rules a fresh install would have.
 func TestMigratesOldLayout(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true,
-		Subnets: l.addBridge("myx0", "198.18.10.1/24", "")}
+	n := l.addNetwork(Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true}, "198.18.10.1/24", "")
 	ports := []state.PortBinding{
 		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80},
 		{Proto: "udp", HostIP: addr("192.0.2.1"), HostPort: 5353, ContainerIP: addr("198.18.10.2"), ContainerPort: 53},
@@ -135,10 +132,8 @@ func TestMigratesOldLayout(t *testing.T) {
 // install has. Published ports, whose rules did not change, stay as they are.
 func TestUpdatesRulesInPlace(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true,
-		Subnets: l.addBridge("myx0", "198.18.10.1/24", "")}
-	m := Network{ID: "bbbbbbbbbbbb0123456789", Bridge: "myy0", ICC: true, Internal: true,
-		Subnets: l.addBridge("myy0", "198.18.11.1/24", "")}
+	n := l.addNetwork(Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true}, "198.18.10.1/24", "")
+	m := l.addNetwork(Network{ID: "bbbbbbbbbbbb0123456789", Bridge: "myy0", ICC: true, Internal: true}, "198.18.11.1/24", "")
 	ports := []state.PortBinding{{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80}}
 	l.do(l.fw.EnsureBase)
 	l.do(func() error {
@@ -257,8 +252,8 @@ COMMIT
 // fail and be planned on a fresh read, never empty the first's chains.
 func TestTwoFirewallsShareChains(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "a20000000000", Bridge: "myp0", ICC: true, Masquerade: true, Subnets: l.addBridge("myp0", "198.18.50.1/24", "")}
-	m := Network{ID: "a30000000000", Bridge: "myq0", ICC: true, Masquerade: true, Subnets: l.addBridge("myq0", "198.18.51.1/24", "")}
+	n := l.addNetwork(Network{ID: "a20000000000", Bridge: "myp0", ICC: true, Masquerade: true}, "198.18.50.1/24", "")
+	m := l.addNetwork(Network{ID: "a30000000000", Bridge: "myq0", ICC: true, Masquerade: true}, "198.18.51.1/24", "")
 	var other *Firewall
 	l.do(func() (err error) { other, err = New(nil); return })
 	l.do(func() error { _, err := other.OwnedNetworks(); return err }) // its start reads the ruleset

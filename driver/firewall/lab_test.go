@@ -255,6 +255,14 @@ func (l *lab) addBridge(name, gw4, gw6 string) []netip.Prefix {
 	return subnets
 }
 
+// addNetwork adds n's bridge with the gateway addresses gw4 and gw6 (""
+// for none) and returns n with the subnets they make.
+func (l *lab) addNetwork(n Network, gw4, gw6 string) Network {
+	l.t.Helper()
+	n.Subnets = l.addBridge(n.Bridge, gw4, gw6)
+	return n
+}
+
 type ctr struct {
 	name string // namespace name
 	ns   netns.NsHandle
