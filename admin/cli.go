@@ -98,17 +98,27 @@ func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(rows)
-		return ExitOK
+		writeJSON(stdout, rows)
+	} else {
+		writeTable(stdout, table)
 	}
-	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	for _, r := range table {
-		fmt.Fprintln(w, strings.Join(r, "\t"))
-	}
-	w.Flush()
 	return ExitOK
+}
+
+// writeJSON writes v as the --json forms of the commands print it: indented.
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// writeTable writes rows (the first one the header) as aligned columns.
+func writeTable(w io.Writer, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
 }
 
 func findNetwork(s Snapshot, q string) string {

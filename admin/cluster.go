@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mynet/mynet/cluster"
@@ -98,13 +98,10 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 			return ExitError
 		}
 		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			enc.Encode(hosts)
+			writeJSON(stdout, hosts)
 			return ExitOK
 		}
-		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "HOST\tADVERTISE\tALIVE\tNETWORKS\tENDPOINTS\tADDRESSES")
+		table := [][]string{{"HOST", "ADVERTISE", "ALIVE", "NETWORKS", "ENDPOINTS", "ADDRESSES"}}
 		for _, h := range hosts {
 			alive := "no"
 			if h.Alive {
@@ -114,9 +111,10 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 			if nets == "" {
 				nets = "-"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", h.ID, orDash(h.Advertise.String(), h.Advertise.IsValid()), alive, nets, h.Endpoints, h.Addresses)
+			table = append(table, []string{h.ID, orDash(h.Advertise.String(), h.Advertise.IsValid()), alive, nets,
+				strconv.Itoa(h.Endpoints), strconv.Itoa(h.Addresses)})
 		}
-		w.Flush()
+		writeTable(stdout, table)
 		return ExitOK
 	case sub == "forget" && len(positional) == 1:
 		body, _ := json.Marshal(ForgetRequest{Host: positional[0]})

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mynet/mynet/drift"
@@ -81,17 +80,14 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(drifts)
+		writeJSON(stdout, drifts)
 		return code
 	}
 	if len(drifts) == 0 {
 		fmt.Fprintln(stdout, "no drift: store, kernel and Docker agree")
 		return code
 	}
-	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "KIND\tOBJECT\tSTATUS\tDETAIL")
+	table := [][]string{{"KIND", "OBJECT", "STATUS", "DETAIL"}}
 	fixed := 0
 	for _, d := range drifts {
 		status := "found"
@@ -101,9 +97,9 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 		case d.Error != "":
 			status = "not fixed: " + d.Error
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Kind, d.Object, status, d.Detail)
+		table = append(table, []string{d.Kind, d.Object, status, d.Detail})
 	}
-	w.Flush()
+	writeTable(stdout, table)
 	fmt.Fprintf(stdout, "%d drift(s), %d fixed", len(drifts), fixed)
 	if !*fix && fixed < len(drifts) {
 		fmt.Fprint(stdout, ": run with --fix to repair")
