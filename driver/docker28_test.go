@@ -39,9 +39,7 @@ func TestDocker28OptionsRefusedClearly(t *testing.T) {
 				t.Errorf("options %v: GwAllocCheck accepted them", c.opts)
 			}
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -122,9 +120,7 @@ func TestGatewayOffTheBridge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -205,8 +201,6 @@ func TestRoutedPublishesContainerPortOnly(t *testing.T) {
 		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
 			t.Fatal(err)
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }

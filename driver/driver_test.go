@@ -106,6 +106,14 @@ func (e *env) createEndpoint(netID, epID, addr string) *api.CreateEndpointRespon
 	return r
 }
 
+// assertNoLeftovers fails the test if anything of ours remains (leftovers).
+func (e *env) assertNoLeftovers() {
+	e.t.Helper()
+	if left := e.leftovers(); len(left) > 0 {
+		e.t.Fatalf("left behind: %v", left)
+	}
+}
+
 // leftovers lists links, rules and records of ours that remain.
 func (e *env) leftovers() []string {
 	var out []string
@@ -203,9 +211,7 @@ func TestNetworkAndEndpointLifecycle(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -256,9 +262,7 @@ func TestBadOptionsAreNamedAndLeaveNothing(t *testing.T) {
 			}
 		}
 		netlink.LinkDel(&netlink.Veth{LinkAttrs: attrs})
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -320,9 +324,7 @@ func TestRestartRebuildsDeletedBridgeAndRules(t *testing.T) {
 		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
 			t.Fatal(err)
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -411,9 +413,7 @@ func TestParallelEndpoints(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -583,9 +583,7 @@ func TestRestartReaddsRulesOfAllNetworksInOneBatch(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 

@@ -58,9 +58,7 @@ func TestMacvlanNetworkAndEndpoint(t *testing.T) {
 		if ok, _ := link.Exists("lanp0"); !ok {
 			t.Fatal("the user's parent was deleted")
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -103,9 +101,7 @@ func TestLowerBackendsRefuseBadInput(t *testing.T) {
 				t.Errorf("options %v: error %v, want it to mention %q", c.opts, err, c.want)
 			}
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 		names, _ := link.Names()
 		for _, n := range names {
 			if strings.Contains(n, ".") {

@@ -216,9 +216,7 @@ func TestUMLVLANParentRefcount(t *testing.T) {
 		if ok, _ := link.Exists("lan3.20"); !ok {
 			t.Fatal("a VLAN we did not create was removed")
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -299,8 +297,6 @@ func TestUMLMissingParentIsRetried(t *testing.T) {
 			t.Fatal("the VLAN mynet made stayed after its last network")
 		}
 		link.Delete("lan7")
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
