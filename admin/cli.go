@@ -57,10 +57,7 @@ func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 	case "cluster":
 		return runCluster(args[1:], defaultState, stdout, stderr)
 	}
-	fs := flag.NewFlagSet("mynet "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	statePath := fs.String("state", defaultState, "state file of the mynet to inspect (env MYNET_STATE)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	fs, statePath, asJSON := commandFlags("mynet "+cmd, defaultState, "inspect", stderr)
 	positional, err := parseAnyOrder(fs, args[1:])
 	if err != nil {
 		return ExitUsage
@@ -103,6 +100,16 @@ func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 		writeTable(stdout, table)
 	}
 	return ExitOK
+}
+
+// commandFlags is the flag set of the command name with the two flags
+// every command has: --state (the mynet to role) and --json.
+func commandFlags(name, defaultState, role string, stderr io.Writer) (fs *flag.FlagSet, statePath *string, asJSON *bool) {
+	fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	statePath = fs.String("state", defaultState, "state file of the mynet to "+role+" (env MYNET_STATE)")
+	asJSON = fs.Bool("json", false, "print JSON instead of a table")
+	return fs, statePath, asJSON
 }
 
 // writeJSON writes v as the --json forms of the commands print it: indented.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -75,10 +74,7 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 		return ExitUsage
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("mynet cluster "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	statePath := fs.String("state", defaultState, "state file of the mynet to ask (env MYNET_STATE)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	fs, statePath, asJSON := commandFlags("mynet cluster "+sub, defaultState, "ask", stderr)
 	positional, err := parseAnyOrder(fs, args[1:])
 	if err != nil {
 		return ExitUsage

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,10 +26,7 @@ const (
 // runDoctor is `mynet doctor`: Docker's view from the Docker API, compared
 // by the daemon with its store and the kernel, repaired with --fix.
 func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("mynet doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	statePath := fs.String("state", defaultState, "state file of the mynet to check (env MYNET_STATE)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	fs, statePath, asJSON := commandFlags("mynet doctor", defaultState, "check", stderr)
 	fix := fs.Bool("fix", false, "repair what is found")
 	dockerHost := fs.String("docker-host", envOr("DOCKER_HOST", "unix:///var/run/docker.sock"), "Docker API socket (env DOCKER_HOST)")
 	noDocker := fs.Bool("no-docker", false, "compare the store with the kernel only")
