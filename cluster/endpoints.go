@@ -93,19 +93,7 @@ func (c *Client) Endpoints(ctx context.Context, name string) ([]Endpoint, error)
 	if name != "" {
 		prefix = c.keys.endpoints(name)
 	}
-	resp, err := c.get(ctx, "list_endpoints", prefix, clientv3.WithPrefix())
-	if err != nil {
-		return nil, c.wrap("list endpoints", err)
-	}
-	out := make([]Endpoint, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		e, err := decode[Endpoint](kv.Value)
-		if err != nil {
-			return nil, fmt.Errorf("endpoint record %s: %w", kv.Key, err)
-		}
-		out = append(out, e)
-	}
-	return out, nil
+	return list[Endpoint](ctx, c, "list_endpoints", prefix, "list endpoints", "endpoint record")
 }
 
 // splitEndpointKey takes endpoints/<name>/<ip> apart.

@@ -364,17 +364,9 @@ func (c *Client) Network(ctx context.Context, name string) (Network, int64, erro
 func (c *Client) Networks(ctx context.Context) ([]Network, error) {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	resp, err := c.get(ctx, "list_networks", c.keys.networks(), clientv3.WithPrefix())
+	out, err := list[Network](ctx, c, "list_networks", c.keys.networks(), "list cluster networks", "network record")
 	if err != nil {
-		return nil, c.wrap("list cluster networks", err)
-	}
-	out := make([]Network, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		n, err := decode[Network](kv.Value)
-		if err != nil {
-			return nil, fmt.Errorf("network record %s: %w", kv.Key, err)
-		}
-		out = append(out, n)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // keys lays out mynet's records under one prefix:
@@ -134,6 +137,24 @@ func decode[T any](raw []byte) (T, error) {
 	var v T
 	err := json.Unmarshal(raw, &v)
 	return v, err
+}
+
+// list reads and decodes every record under prefix; op names the call in
+// the metrics, what the listing and kind a record in errors.
+func list[T any](ctx context.Context, c *Client, op, prefix, what, kind string) ([]T, error) {
+	resp, err := c.get(ctx, op, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, c.wrap(what, err)
+	}
+	out := make([]T, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		v, err := decode[T](kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", kind, kv.Key, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 func encode(v any) string {
