@@ -33,19 +33,7 @@ func engineMajor(t *testing.T) int {
 // outsideGetHas retries an HTTP GET from the outside namespace until the
 // answer contains want.
 func (o *outsideNS) getHas(addr netip.AddrPort, want string, d time.Duration) error {
-	var out string
-	err := eventually(d, func() error {
-		var err error
-		out, err = o.httpGet(addr, 2*time.Second)
-		if err == nil && !strings.Contains(out, want) {
-			err = fmt.Errorf("answer lacks %q", want)
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("GET http://%s/ from the outside namespace: %v\n%s", addr, err, out)
-	}
-	return nil
+	return getHasVia(o.httpGet, "the outside namespace", addr, want, d)
 }
 
 // noGet checks that the outside namespace can NOT get token from addr.
