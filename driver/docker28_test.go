@@ -115,11 +115,7 @@ func TestGatewayOffTheBridge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, id := range []string{netA, netB} {
-			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e.deleteNetworks(netA, netB)
 		e.assertNoLeftovers()
 	})
 }
@@ -198,9 +194,7 @@ func TestRoutedPublishesContainerPortOnly(t *testing.T) {
 		if err := e.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: netA, EndpointID: ep1}); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		e.assertNoLeftovers()
 	})
 }

@@ -198,19 +198,7 @@ func TestNetworkAndEndpointLifecycle(t *testing.T) {
 		if held := e.d.ports.Held(); len(held) != 0 {
 			t.Errorf("held after revoke %v", held)
 		}
-		for i := 0; i < 2; i++ {
-			if err := e.d.Leave(&api.LeaveRequest{NetworkID: netA, EndpointID: ep1}); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: netA, EndpointID: ep1}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for i := 0; i < 2; i++ {
-			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e.deleteAll(netA, ep1) // each call twice: deletes are idempotent
 		e.assertNoLeftovers()
 	})
 }
@@ -321,9 +309,7 @@ func TestRestartRebuildsDeletedBridgeAndRules(t *testing.T) {
 		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
 			t.Errorf("rules not restored: %v", owned)
 		}
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		e.assertNoLeftovers()
 	})
 }
@@ -335,9 +321,7 @@ func TestExistingBridgeIsKept(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.createNetwork(netA, "10.66.0.0/24", "10.66.0.1/24", map[string]any{optBridgeName: "mnmine"})
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		br, err := netlink.LinkByName("mnmine")
 		if err != nil {
 			t.Fatal("a bridge we did not create was deleted")
@@ -408,11 +392,7 @@ func TestParallelEndpoints(t *testing.T) {
 			net, _ := netOf(i)
 			return e.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: net, EndpointID: id(i)})
 		})
-		for _, n := range []string{netA, netB} {
-			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e.deleteNetworks(netA, netB)
 		e.assertNoLeftovers()
 	})
 }
@@ -578,11 +558,7 @@ func TestRestartReaddsRulesOfAllNetworksInOneBatch(t *testing.T) {
 		if after := ourRuleLines(t); strings.Join(after, "\n") != strings.Join(before, "\n") {
 			t.Fatalf("rules after restart:\n%s\nwant:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
 		}
-		for _, n := range []string{netA, netB} {
-			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e.deleteNetworks(netA, netB)
 		e.assertNoLeftovers()
 	})
 }

@@ -146,8 +146,14 @@ func (e *env) deleteAll(netID, epID string) {
 			e.t.Fatal(err)
 		}
 	}
-	for i := 0; i < 2; i++ {
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netID}); err != nil {
+	e.deleteNetworks(netID, netID)
+}
+
+// deleteNetworks deletes each network in turn and fails the test on an error.
+func (e *env) deleteNetworks(ids ...string) {
+	e.t.Helper()
+	for _, id := range ids {
+		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
 			e.t.Fatal(err)
 		}
 	}

@@ -92,11 +92,7 @@ func TestTwoInstancesRemoveOnlyTheirOwnRules(t *testing.T) {
 		}
 
 		for _, e := range []*env{a, b} {
-			for _, id := range []string{netA, netB} {
-				if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			e.deleteNetworks(netA, netB)
 		}
 		for _, id12 := range []string{"aaaaaaaaaaaa", "bbbbbbbbbbbb"} {
 			if got := rulesNaming(t, id12); got != 0 {
@@ -130,9 +126,7 @@ func TestUserBridgeGetsRouteLocalnetBack(t *testing.T) {
 			t.Fatalf("route_localnet=%s on the network's bridge, want 1", v)
 		}
 		e.restart()
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		if v := read(); v != "0" {
 			t.Errorf("route_localnet=%s after the network went, want 0 as before", v)
 		}
@@ -159,9 +153,7 @@ func TestUserBridgeGetsRouteLocalnetBack(t *testing.T) {
 			t.Fatalf("route_localnet=%s after the start, want 1", v)
 		}
 		e.restart()
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netB}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netB)
 		if v := read(); v != "0" {
 			t.Errorf("route_localnet=%s after the older network went, want 0 as the start found it", v)
 		}
@@ -231,11 +223,7 @@ func TestUserBridgeKeepsItsOwnAddresses(t *testing.T) {
 		e.createNetwork(netB, "10.97.0.0/24", "10.97.0.1/24", map[string]any{optBridgeName: "usr1"})
 		want("with its network", "10.96.0.1/24")
 		e.restart()
-		for _, id := range []string{netA, netB} {
-			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e.deleteNetworks(netA, netB)
 		if got := bridgeAddrs(t, "usr1"); len(got) != 0 {
 			t.Errorf("usr1 keeps the gateway mynet added: %v", got)
 		}
@@ -288,9 +276,7 @@ func TestUserBridgeMissingAtStartIsAwaitedNotTaken(t *testing.T) {
 		if got := e.repaired(); got[RepairLinks] != 1 {
 			t.Errorf("OnRepair heard %v, want one links repair", got)
 		}
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		if ok, _ := link.Exists("usr0"); !ok {
 			t.Fatal("docker network rm deleted the user's bridge")
 		}
