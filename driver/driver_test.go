@@ -106,6 +106,22 @@ func (e *env) createEndpoint(netID, epID, addr string) *api.CreateEndpointRespon
 	return r
 }
 
+// fakeSysctls points the driver's sysctl writes at a fresh directory, as a
+// managed plugin's bound /proc/sys/net, that holds only
+// net/ipv4/ip_forward with the value ipForward; it returns the directory.
+func (e *env) fakeSysctls(ipForward string) string {
+	e.t.Helper()
+	root := e.t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte(ipForward+"\n"), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	e.d.sysctls = link.Sysctls{Root: root}
+	return root
+}
+
 // assertNoLeftovers fails the test if anything of ours remains (leftovers).
 func (e *env) assertNoLeftovers() {
 	e.t.Helper()
@@ -520,14 +536,7 @@ func BenchmarkStartWith200Networks2000Endpoints(b *testing.B) {
 // elsewhere: the driver must write under the root it is given.
 func TestSysctlsGoUnderTheGivenRoot(t *testing.T) {
 	inNetns(t, func(e *env) {
-		root := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte("0\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		e.d.sysctls = link.Sysctls{Root: root}
+		root := e.fakeSysctls("0")
 		e.createNetwork(netA, "10.91.0.0/24", "10.91.0.1/24", nil)
 		got, err := os.ReadFile(filepath.Join(root, "net/ipv4/ip_forward"))
 		if err != nil || string(got) != "1" {

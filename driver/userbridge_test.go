@@ -201,14 +201,7 @@ func TestUserBridgeKeepsItsOwnAddresses(t *testing.T) {
 
 		// A create that fails after the gateway is on the bridge: its
 		// IPv6 half cannot read the bridge's settings.
-		root := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte("1\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		e.d.sysctls = link.Sysctls{Root: root}
+		e.fakeSysctls("1")
 		req := netReq(netA, "10.96.0.0/24", "10.96.0.1/24", map[string]any{optBridgeName: "usr0"})
 		req.Options[optEnableIPv6] = true
 		req.IPv6Data = []*api.IPAMData{{AddressSpace: "LocalDefault", Pool: "fd00:96::/64", Gateway: "fd00:96::1/64"}}
