@@ -222,27 +222,16 @@ func TestEnsureBaseMovesJumpsBackToTop(t *testing.T) {
 
 // TestTraffic proves the rules with real connections.
 func TestTraffic(t *testing.T) {
-	l := newLab(t)
-	gw := addr("198.18.1.1")
-	gw6 := addr("fd00:1::1")
-	netA := l.addNetwork(Network{ID: "a00000000000ffff", Bridge: "mya0", ICC: true, Masquerade: true}, "198.18.1.1/24", "fd00:1::1/64")
-	netB := l.addNetwork(Network{ID: "b00000000000ffff", Bridge: "myb0", ICC: false, Masquerade: true}, "198.18.2.1/24", "fd00:2::1/64")
-	netI := l.addNetwork(Network{ID: "c00000000000ffff", Bridge: "myi0", ICC: true, Internal: true, Masquerade: true}, "198.18.3.1/24", "")
-	netM := l.addNetwork(Network{ID: "d00000000000ffff", Bridge: "mym0", ICC: true, Masquerade: false}, "198.18.4.1/24", "")
-	l.addBridge("docker0", "198.18.9.1/24", "fd00:9::1/64") // a bridge of Docker's, no rules of ours
-
-	a1 := l.addContainer("a1", "mya0", "198.18.1.2/24", "198.18.1.1", "fd00:1::2/64", "fd00:1::1")
-	a2 := l.addContainer("a2", "mya0", "198.18.1.3/24", "198.18.1.1", "fd00:1::3/64", "fd00:1::1")
-	b1 := l.addContainer("b1", "myb0", "198.18.2.2/24", "198.18.2.1", "fd00:2::2/64", "fd00:2::1")
-	b2 := l.addContainer("b2", "myb0", "198.18.2.3/24", "198.18.2.1", "fd00:2::3/64", "fd00:2::1")
-	i1 := l.addContainer("i1", "myi0", "198.18.3.2/24", "198.18.3.1", "", "")
-	i2 := l.addContainer("i2", "myi0", "198.18.3.3/24", "198.18.3.1", "", "")
-	m1 := l.addContainer("m1", "mym0", "198.18.4.2/24", "198.18.4.1", "", "")
-	d1 := l.addContainer("d1", "docker0", "198.18.9.2/24", "198.18.9.1", "fd00:9::2/64", "fd00:9::1")
 	// The outside knows a way back to the container subnets, so only
 	// masquerading decides which source it sees.
-	l.ip(l.prefix+"-o", "route", "add", "198.18.0.0/16", "via", "192.0.2.1")
-	l.ip(l.prefix+"-o", "-6", "route", "add", "fd00::/8", "via", "2001:db8:1::1")
+	k := newKindsLab(t)
+	l, netA, netB, netI, netM := k.lab, k.netA, k.netB, k.netI, k.netM
+	a1, a2, b1, i1, i2, m1 := k.a1, k.a2, k.b1, k.i1, k.i2, k.m1
+	gw := addr("198.18.1.1")
+	gw6 := addr("fd00:1::1")
+	l.addBridge("docker0", "198.18.9.1/24", "fd00:9::1/64") // a bridge of Docker's, no rules of ours
+	b2 := l.addContainer("b2", "myb0", "198.18.2.3/24", "198.18.2.1", "fd00:2::3/64", "fd00:2::1")
+	d1 := l.addContainer("d1", "docker0", "198.18.9.2/24", "198.18.9.1", "fd00:9::2/64", "fd00:9::1")
 	// Docker's own rule for docker0, after ours like on a real host.
 	l.run("iptables", "-A", "FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
 	l.run("ip6tables", "-A", "FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")

@@ -27,8 +27,7 @@ func TestGatewayModesAndTrustedInterfaces(t *testing.T) {
 	r1 := l.addContainer("r1", "myr0", "198.18.13.2/24", "198.18.13.1", "fd00:13::2/64", "fd00:13::1")
 	t1 := l.addContainer("t1", "myt0", "198.18.14.2/24", "198.18.14.1", "", "")
 	d1 := l.addContainer("d1", "docker0", "198.18.9.2/24", "198.18.9.1", "", "")
-	l.ip(l.prefix+"-o", "route", "add", "198.18.0.0/16", "via", "192.0.2.1")
-	l.ip(l.prefix+"-o", "-6", "route", "add", "fd00::/8", "via", "2001:db8:1::1")
+	l.routeOutsideViaHost()
 	for _, c := range []*ctr{n1, u1, r1, t1} {
 		l.serve(c.ns, 80)
 		l.serve(c.ns, 81)
