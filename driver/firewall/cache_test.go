@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -20,6 +21,20 @@ func sortedRules(save string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// restoreNoflush loads the IPv4 rules of an iptables-save text into the
+// host namespace on top of what is there, as an older mynet left them.
+func (l *lab) restoreNoflush(save string) {
+	l.t.Helper()
+	l.do(func() error {
+		cmd := exec.Command("iptables-restore", "--noflush")
+		cmd.Stdin = strings.NewReader(save)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables-restore --noflush: %v: %s", err, out)
+		}
+		return nil
+	})
 }
 
 // TestCacheAndForeignChanges: with nobody else touching the firewall a
@@ -88,14 +103,7 @@ func TestMigratesOldLayout(t *testing.T) {
 	// Docker's rule, to be kept.
 	l.run("iptables", "-A", "FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
 	l.do(l.fw.Cleanup)
-	l.do(func() error {
-		cmd := exec.Command("iptables-restore", "--noflush")
-		cmd.Stdin = strings.NewReader(oldLayout)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("load old layout: %v: %s", err, out)
-		}
-		return nil
-	})
+	l.restoreNoflush(oldLayout)
 	// What the driver does at start: the old rules are not recognised as
 	// the network's, so it adds the network and its ports again.
 	var owned []string
@@ -136,14 +144,7 @@ func TestUpdatesRulesInPlace(t *testing.T) {
 	m := l.addNetwork(Network{ID: "bbbbbbbbbbbb0123456789", Bridge: "myy0", ICC: true, Internal: true}, "198.18.11.1/24", "")
 	ports := []state.PortBinding{{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80}}
 	l.do(l.fw.EnsureBase)
-	l.do(func() error {
-		cmd := exec.Command("iptables-restore", "--noflush")
-		cmd.Stdin = strings.NewReader(previousLayout)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("load the previous layout: %v: %s", err, out)
-		}
-		return nil
-	})
+	l.restoreNoflush(previousLayout)
 	// The next start: another Firewall, which names its owner.
 	var fw *Firewall
 	l.do(func() (err error) {
