@@ -55,10 +55,7 @@ func TestMacvlanNetworkAndEndpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.deleteAll(netA, ep1)
-		if ok, _ := link.Exists("lanp0"); !ok {
-			t.Fatal("the user's parent was deleted")
-		}
-		e.assertNoLeftovers()
+		e.assertOnlyParentLeft("lanp0")
 	})
 }
 
@@ -147,6 +144,16 @@ func (e *env) deleteAll(netID, epID string) {
 		}
 	}
 	e.deleteNetworks(netID, netID)
+}
+
+// assertOnlyParentLeft fails the test unless the parent link, which the
+// user made, is still there and nothing of ours is.
+func (e *env) assertOnlyParentLeft(parent string) {
+	e.t.Helper()
+	if ok, _ := link.Exists(parent); !ok {
+		e.t.Fatalf("parent %s, which mynet did not create, was removed", parent)
+	}
+	e.assertNoLeftovers()
 }
 
 // deleteNetworks deletes each network in turn and fails the test on an error.

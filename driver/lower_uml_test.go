@@ -209,10 +209,7 @@ func TestUMLVLANParentRefcount(t *testing.T) {
 		}
 		e.createNetwork(netA, "10.86.0.0/24", "10.86.0.1/24", map[string]any{optBackend: "ipvlan", optParent: "lan3.20"})
 		e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA})
-		if ok, _ := link.Exists("lan3.20"); !ok {
-			t.Fatal("a VLAN we did not create was removed")
-		}
-		e.assertNoLeftovers()
+		e.assertOnlyParentLeft("lan3.20")
 	})
 }
 
