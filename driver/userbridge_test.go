@@ -110,26 +110,22 @@ func TestUserBridgeGetsRouteLocalnetBack(t *testing.T) {
 	inNetns(t, func(e *env) {
 		userBridge(t, "usr0")
 		const key = "net/ipv4/conf/usr0/route_localnet"
-		read := func() string {
+		want := func(v, when string) {
 			t.Helper()
-			v, err := e.d.sysctls.Get(key)
+			got, err := e.d.sysctls.Get(key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return v
+			if got != v {
+				t.Fatalf("route_localnet=%s %s, want %s", got, when, v)
+			}
 		}
-		if v := read(); v != "0" {
-			t.Fatalf("a new bridge has route_localnet=%s", v)
-		}
+		want("0", "on a new bridge")
 		e.createNetwork(netA, "10.74.0.0/24", "10.74.0.1/24", map[string]any{optBridgeName: "usr0"})
-		if v := read(); v != "1" {
-			t.Fatalf("route_localnet=%s on the network's bridge, want 1", v)
-		}
+		want("1", "on the network's bridge")
 		e.restart()
 		e.deleteNetworks(netA)
-		if v := read(); v != "0" {
-			t.Errorf("route_localnet=%s after the network went, want 0 as before", v)
-		}
+		want("0", "after the network went (as before it)")
 
 		// A network of an older mynet (no record of the value before) on a
 		// bridge the network configuration made again since: the start
@@ -149,14 +145,10 @@ func TestUserBridgeGetsRouteLocalnetBack(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.restart()
-		if v := read(); v != "1" {
-			t.Fatalf("route_localnet=%s after the start, want 1", v)
-		}
+		want("1", "after the start")
 		e.restart()
 		e.deleteNetworks(netB)
-		if v := read(); v != "0" {
-			t.Errorf("route_localnet=%s after the older network went, want 0 as the start found it", v)
-		}
+		want("0", "after the older network went (as the start found it)")
 		if left := e.leftovers(); len(left) > 0 {
 			t.Errorf("left behind: %v", left)
 		}
