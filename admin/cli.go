@@ -57,10 +57,7 @@ func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 	case "cluster":
 		return runCluster(args[1:], defaultState, stdout, stderr)
 	}
-	fs := flag.NewFlagSet("mynet "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	statePath := fs.String("state", defaultState, "state file of the mynet to inspect (env MYNET_STATE)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	fs, statePath, asJSON := commandFlags("mynet "+cmd, defaultState, "inspect", stderr)
 	positional, err := parseAnyOrder(fs, args[1:])
 	if err != nil {
 		return ExitUsage
@@ -98,17 +95,37 @@ func Run(args []string, defaultState string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(rows)
-		return ExitOK
+		writeJSON(stdout, rows)
+	} else {
+		writeTable(stdout, table)
 	}
-	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	for _, r := range table {
-		fmt.Fprintln(w, strings.Join(r, "\t"))
-	}
-	w.Flush()
 	return ExitOK
+}
+
+// commandFlags is the flag set of the command name with the two flags
+// every command has: --state (the mynet to role) and --json.
+func commandFlags(name, defaultState, role string, stderr io.Writer) (fs *flag.FlagSet, statePath *string, asJSON *bool) {
+	fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	statePath = fs.String("state", defaultState, "state file of the mynet to "+role+" (env MYNET_STATE)")
+	asJSON = fs.Bool("json", false, "print JSON instead of a table")
+	return fs, statePath, asJSON
+}
+
+// writeJSON writes v as the --json forms of the commands print it: indented.
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// writeTable writes rows (the first one the header) as aligned columns.
+func writeTable(w io.Writer, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
 }
 
 func findNetwork(s Snapshot, q string) string {

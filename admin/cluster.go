@@ -5,12 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mynet/mynet/cluster"
@@ -75,10 +74,7 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 		return ExitUsage
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("mynet cluster "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	statePath := fs.String("state", defaultState, "state file of the mynet to ask (env MYNET_STATE)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	fs, statePath, asJSON := commandFlags("mynet cluster "+sub, defaultState, "ask", stderr)
 	positional, err := parseAnyOrder(fs, args[1:])
 	if err != nil {
 		return ExitUsage
@@ -98,13 +94,10 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 			return ExitError
 		}
 		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			enc.Encode(hosts)
+			writeJSON(stdout, hosts)
 			return ExitOK
 		}
-		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "HOST\tADVERTISE\tALIVE\tNETWORKS\tENDPOINTS\tADDRESSES")
+		table := [][]string{{"HOST", "ADVERTISE", "ALIVE", "NETWORKS", "ENDPOINTS", "ADDRESSES"}}
 		for _, h := range hosts {
 			alive := "no"
 			if h.Alive {
@@ -114,9 +107,10 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 			if nets == "" {
 				nets = "-"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", h.ID, orDash(h.Advertise.String(), h.Advertise.IsValid()), alive, nets, h.Endpoints, h.Addresses)
+			table = append(table, []string{h.ID, orDash(h.Advertise.String(), h.Advertise.IsValid()), alive, nets,
+				strconv.Itoa(h.Endpoints), strconv.Itoa(h.Addresses)})
 		}
-		w.Flush()
+		writeTable(stdout, table)
 		return ExitOK
 	case sub == "forget" && len(positional) == 1:
 		body, _ := json.Marshal(ForgetRequest{Host: positional[0]})

@@ -38,14 +38,8 @@ func TestClusterHostsAndForget(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	state := filepath.Join(t.TempDir(), "mynet.db")
-	ln, err := net.Listen("unix", SocketPath(state))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go Serve(ctx, ln, Handlers{Cluster: &ClusterHandlers{Hosts: self.Hosts, Forget: self.Forget}})
+	ctx := context.Background()
+	state := serveAdmin(t, Handlers{Cluster: &ClusterHandlers{Hosts: self.Hosts, Forget: self.Forget}})
 
 	run := func(args ...string) (int, string, string) {
 		var out, errOut bytes.Buffer
@@ -80,16 +74,24 @@ func TestClusterHostsAndForget(t *testing.T) {
 }
 
 func TestClusterCommandsWithoutCluster(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "mynet.db")
-	ln, err := net.Listen("unix", SocketPath(state))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go Serve(ctx, ln, Handlers{})
+	state := serveAdmin(t, Handlers{})
 	var out, errOut bytes.Buffer
 	if code := Run([]string{"cluster", "hosts"}, state, &out, &errOut); code != ExitError || !strings.Contains(errOut.String(), "without --cluster") {
 		t.Fatalf("cluster hosts without --cluster = %d: %s", code, errOut.String())
 	}
+}
+
+// serveAdmin serves h on the admin socket of a fresh state path, which it
+// returns, until the test ends.
+func serveAdmin(t *testing.T, h Handlers) (statePath string) {
+	t.Helper()
+	statePath = filepath.Join(t.TempDir(), "mynet.db")
+	ln, err := net.Listen("unix", SocketPath(statePath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go Serve(ctx, ln, h)
+	return statePath
 }

@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mynet/mynet/drift"
@@ -28,10 +26,7 @@ const (
 // runDoctor is `mynet doctor`: Docker's view from the Docker API, compared
 // by the daemon with its store and the kernel, repaired with --fix.
 func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("mynet doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	statePath := fs.String("state", defaultState, "state file of the mynet to check (env MYNET_STATE)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	fs, statePath, asJSON := commandFlags("mynet doctor", defaultState, "check", stderr)
 	fix := fs.Bool("fix", false, "repair what is found")
 	dockerHost := fs.String("docker-host", envOr("DOCKER_HOST", "unix:///var/run/docker.sock"), "Docker API socket (env DOCKER_HOST)")
 	noDocker := fs.Bool("no-docker", false, "compare the store with the kernel only")
@@ -81,17 +76,14 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(drifts)
+		writeJSON(stdout, drifts)
 		return code
 	}
 	if len(drifts) == 0 {
 		fmt.Fprintln(stdout, "no drift: store, kernel and Docker agree")
 		return code
 	}
-	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "KIND\tOBJECT\tSTATUS\tDETAIL")
+	table := [][]string{{"KIND", "OBJECT", "STATUS", "DETAIL"}}
 	fixed := 0
 	for _, d := range drifts {
 		status := "found"
@@ -101,9 +93,9 @@ func runDoctor(args []string, defaultState string, stdout, stderr io.Writer) int
 		case d.Error != "":
 			status = "not fixed: " + d.Error
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Kind, d.Object, status, d.Detail)
+		table = append(table, []string{d.Kind, d.Object, status, d.Detail})
 	}
-	w.Flush()
+	writeTable(stdout, table)
 	fmt.Fprintf(stdout, "%d drift(s), %d fixed", len(drifts), fixed)
 	if !*fix && fixed < len(drifts) {
 		fmt.Fprint(stdout, ": run with --fix to repair")

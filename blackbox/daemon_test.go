@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/internal/proctest"
 )
 
 // bin is the real mynet command, built once by TestMain for all tests.
@@ -143,12 +145,7 @@ func (d *daemon) pid() int { return d.cmd.Process.Pid }
 // 20 s) and returns how it exited.
 func (d *daemon) stop() error {
 	if d.running() {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.exited:
-		case <-time.After(20 * time.Second):
-			d.cmd.Process.Kill()
-		}
+		proctest.Stop(d.cmd.Process, d.exited, 20*time.Second)
 	}
 	<-d.exited
 	return d.waitErr

@@ -124,22 +124,15 @@ func (c *Client) release(ctx context.Context, name string, a netip.Addr, owner s
 	what := fmt.Sprintf("release address %s of cluster network %s", a, name)
 	key := c.keys.addr(name, a)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		resp, err := c.get(ctx, "get_addr", key)
-		if err != nil {
-			return c.wrap(what, err)
-		}
-		if len(resp.Kvs) == 0 {
-			return nil
-		}
-		held, err := decode[Address](resp.Kvs[0].Value)
-		if err != nil {
-			return fmt.Errorf("%s: address record: %w", what, err)
+		held, rev, found, err := getRecord[Address](ctx, c, "get_addr", key, what, "address")
+		if err != nil || !found {
+			return err
 		}
 		if held.Host != owner || owner == "" || !held.Released.IsZero() {
 			return nil
 		}
 		held.Released = time.Now().UTC()
-		tr, err := c.txn(ctx, "release", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)},
+		tr, err := c.txn(ctx, "release", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)},
 			[]clientv3.Op{clientv3.OpPut(key, encode(held))}, nil)
 		if err != nil {
 			return c.wrap(what, err) // a retried release finds the tombstone and succeeds

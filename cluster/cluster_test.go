@@ -69,6 +69,23 @@ func host(t *testing.T, srv *etcdtest.Server, id string, opts ...opt) *Client {
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
 
+// joinBlue joins each host in turn to the cluster network blue,
+// 10.60.0.0/24, and returns it as the first host's join answered.
+func joinBlue(t *testing.T, hosts ...*Client) Network {
+	t.Helper()
+	var blue Network
+	for i, h := range hosts {
+		n, _, err := h.Join(context.Background(), PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			blue = n
+		}
+	}
+	return blue
+}
+
 func TestJoinDefinesThenJoinsAndRefusesOtherSettings(t *testing.T) {
 	ctx := context.Background()
 	a, b := host(t, shared, "hosta"), host(t, shared, "hostb")
@@ -123,11 +140,7 @@ func TestJoinDefinesThenJoinsAndRefusesOtherSettings(t *testing.T) {
 func TestDefineSetsBackendOnceAndRefusesAnother(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := host(t, shared, "hosta"), host(t, shared, "hostb"), host(t, shared, "hostc")
-	for _, h := range []*Client{a, b} {
-		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinBlue(t, a, b)
 	vx := Driver{Backend: "vxlan", Options: map[string]string{"mtu": "1400"}}
 	if _, err := a.Define(ctx, "blue", vx, "netA"); err != nil {
 		t.Fatal(err)
@@ -247,13 +260,7 @@ func TestAutomaticSubnetAvoidsOtherClusterNetworks(t *testing.T) {
 func TestLastLeaveReleasesNetworkVNIAndRecords(t *testing.T) {
 	ctx := context.Background()
 	a, b := host(t, shared, "hosta"), host(t, shared, "hostb")
-	blue, _, err := a.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := b.Join(ctx, PoolSpec{Name: "blue"}); err != nil {
-		t.Fatal(err)
-	}
+	blue := joinBlue(t, a, b)
 	if _, err := a.Claim(ctx, "blue", ip("10.60.0.2"), KindEndpoint); err != nil {
 		t.Fatal(err)
 	}
@@ -357,11 +364,7 @@ func TestReleasedAddressCoolsDownBeforeReuse(t *testing.T) {
 	ctx := context.Background()
 	const cool = 700 * time.Millisecond
 	a, b := host(t, shared, "hosta", withCooldown(cool)), host(t, shared, "hostb", withCooldown(cool))
-	for _, h := range []*Client{a, b} {
-		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinBlue(t, a, b)
 	x := ip("10.60.0.9")
 	if _, err := a.Claim(ctx, "blue", x, KindEndpoint); err != nil {
 		t.Fatal(err)
@@ -401,11 +404,7 @@ func TestReleasedAddressCoolsDownBeforeReuse(t *testing.T) {
 func TestGatewayIsSharedAndSetOnce(t *testing.T) {
 	ctx := context.Background()
 	a, b := host(t, shared, "hosta"), host(t, shared, "hostb")
-	for _, h := range []*Client{a, b} {
-		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinBlue(t, a, b)
 	gw := ip("10.60.0.1")
 	for _, h := range []*Client{a, b} {
 		if _, err := h.Claim(ctx, "blue", gw, KindGateway); err != nil {
@@ -471,11 +470,7 @@ func (t *lostAnswerTxn) Commit() (*clientv3.TxnResponse, error) {
 func TestClaimWhoseAnswerWasLostIsRecognisedAsWon(t *testing.T) {
 	ctx := context.Background()
 	a, b := host(t, shared, "hosta"), host(t, shared, "hostb")
-	for _, h := range []*Client{a, b} {
-		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinBlue(t, a, b)
 	a.cli.KV = &lostAnswerKV{KV: a.cli.KV, n: 1}
 	rec, err := a.Claim(ctx, "blue", ip("10.60.0.5"), KindEndpoint)
 	if err != nil {
@@ -499,11 +494,7 @@ func TestPublishNeedsTheAddressAndViewFollows(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a, b := host(t, shared, "hosta"), host(t, shared, "hostb")
-	for _, h := range []*Client{a, b} {
-		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinBlue(t, a, b)
 	v := NewView()
 	go b.Follow(ctx, v)
 
@@ -705,11 +696,7 @@ func TestEtcdAwayCallsFailFastNamingItAndTheViewCatchesUp(t *testing.T) {
 	defer cancel()
 	const timeout = 1500 * time.Millisecond
 	a, b := host(t, srv, "hosta", withTimeout(timeout)), host(t, srv, "hostb", withTimeout(timeout))
-	for _, h := range []*Client{a, b} {
-		if _, _, err := h.Join(ctx, PoolSpec{Name: "blue", Subnet: pfx("10.60.0.0/24")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinBlue(t, a, b)
 	v := NewView()
 	go b.Follow(ctx, v)
 	publish := func(addr string) error { // Reassert: a retry after a half-done attempt holds it already

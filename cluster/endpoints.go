@@ -23,22 +23,18 @@ func (c *Client) Publish(ctx context.Context, e Endpoint) (Endpoint, error) {
 	}
 	addrKey := c.keys.addr(e.Network, e.IP)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		resp, err := c.get(ctx, "get_addr", addrKey)
+		held, rev, found, err := getRecord[Address](ctx, c, "get_addr", addrKey, what, "address")
 		if err != nil {
-			return Endpoint{}, c.wrap(what, err)
+			return Endpoint{}, err
 		}
-		if len(resp.Kvs) == 0 {
+		if !found {
 			return Endpoint{}, fmt.Errorf("%s: %w: the address is not allocated in the cluster", what, ErrInvalid)
-		}
-		held, err := decode[Address](resp.Kvs[0].Value)
-		if err != nil {
-			return Endpoint{}, fmt.Errorf("%s: address record: %w", what, err)
 		}
 		if held.Host != c.cfg.HostID || !held.Released.IsZero() {
 			return Endpoint{}, &TakenError{Network: e.Network, Addr: e.IP, Held: held}
 		}
 		e.Gen = held.Gen
-		tr, err := c.txn(ctx, "publish", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(addrKey), "=", resp.Kvs[0].ModRevision)},
+		tr, err := c.txn(ctx, "publish", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(addrKey), "=", rev)},
 			[]clientv3.Op{clientv3.OpPut(c.keys.endpoint(e.Network, e.IP), encode(e))}, nil)
 		if err != nil {
 			return Endpoint{}, c.wrap(what, err)
@@ -58,21 +54,14 @@ func (c *Client) Withdraw(ctx context.Context, network string, ip netip.Addr) er
 	what := fmt.Sprintf("withdraw endpoint %s of cluster network %s", ip, network)
 	key := c.keys.endpoint(network, ip)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		resp, err := c.get(ctx, "get_endpoint", key)
-		if err != nil {
-			return c.wrap(what, err)
-		}
-		if len(resp.Kvs) == 0 {
-			return nil
-		}
-		e, err := decode[Endpoint](resp.Kvs[0].Value)
-		if err != nil {
-			return fmt.Errorf("%s: endpoint record: %w", what, err)
+		e, rev, found, err := getRecord[Endpoint](ctx, c, "get_endpoint", key, what, "endpoint")
+		if err != nil || !found {
+			return err
 		}
 		if e.Host != c.cfg.HostID {
 			return nil
 		}
-		tr, err := c.txn(ctx, "withdraw", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)},
+		tr, err := c.txn(ctx, "withdraw", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)},
 			[]clientv3.Op{clientv3.OpDelete(key)}, nil)
 		if err != nil {
 			return c.wrap(what, err)
@@ -93,19 +82,7 @@ func (c *Client) Endpoints(ctx context.Context, name string) ([]Endpoint, error)
 	if name != "" {
 		prefix = c.keys.endpoints(name)
 	}
-	resp, err := c.get(ctx, "list_endpoints", prefix, clientv3.WithPrefix())
-	if err != nil {
-		return nil, c.wrap("list endpoints", err)
-	}
-	out := make([]Endpoint, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		e, err := decode[Endpoint](kv.Value)
-		if err != nil {
-			return nil, fmt.Errorf("endpoint record %s: %w", kv.Key, err)
-		}
-		out = append(out, e)
-	}
-	return out, nil
+	return list[Endpoint](ctx, c, "list_endpoints", prefix, "list endpoints", "endpoint record")
 }
 
 // splitEndpointKey takes endpoints/<name>/<ip> apart.

@@ -216,27 +216,20 @@ func prefixText(p netip.Prefix) string {
 // later host that asks for something else. dockerNetwork is the id Docker
 // gave the network on this host. This host must have joined.
 func (c *Client) Define(ctx context.Context, name string, drv Driver, dockerNetwork string) (Network, error) {
-	ctx, cancel := c.ctx(ctx)
-	defer cancel()
-	what := "define cluster network " + name
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		n, rev, err := c.Network(ctx, name)
-		if err != nil {
-			return Network{}, err
-		}
+	return c.updateNetwork(ctx, name, "define_network", "define cluster network "+name, func(n *Network) (bool, error) {
 		m, ok := n.Members[c.cfg.HostID]
 		if !ok {
-			return Network{}, fmt.Errorf("%w: this host is not a member of cluster network %s (its pool was released)", ErrInvalid, name)
+			return false, fmt.Errorf("%w: this host is not a member of cluster network %s (its pool was released)", ErrInvalid, name)
 		}
 		if n.Driver != nil {
 			if n.Driver.Backend != drv.Backend {
-				return Network{}, &ConflictError{Network: name, Field: "backend", Existing: n.Driver.Backend, Requested: drv.Backend}
+				return false, &ConflictError{Network: name, Field: "backend", Existing: n.Driver.Backend, Requested: drv.Backend}
 			}
 			if err := matchOptions(name, "option ", n.Driver.Options, drv.Options); err != nil {
-				return Network{}, err
+				return false, err
 			}
 			if m.DockerNetwork == dockerNetwork {
-				return n, nil
+				return false, nil
 			}
 		} else {
 			d := Driver{Backend: drv.Backend, Options: maps.Clone(drv.Options)}
@@ -244,15 +237,8 @@ func (c *Client) Define(ctx context.Context, name string, drv Driver, dockerNetw
 		}
 		m.DockerNetwork = dockerNetwork
 		n.Members[c.cfg.HostID] = m
-		ok, err = c.casNetwork(ctx, "define_network", n, rev)
-		if err != nil {
-			continue // re-read: an ambiguous commit shows up as our own definition
-		}
-		if ok {
-			return n, nil
-		}
-	}
-	return Network{}, fmt.Errorf("%s: %w", what, ErrContended)
+		return true, nil
+	})
 }
 
 // SetGateway records gw as the gateway every host of the network uses, unless
@@ -260,24 +246,42 @@ func (c *Client) Define(ctx context.Context, name string, drv Driver, dockerNetw
 // caller holds gw as a KindGateway address (Claim) and releases it if another
 // gateway came back.
 func (c *Client) SetGateway(ctx context.Context, name string, gw netip.Addr) (netip.Addr, error) {
+	n, err := c.updateNetwork(ctx, name, "set_gateway", "set the gateway of cluster network "+name, func(n *Network) (bool, error) {
+		if n.Gateway.IsValid() {
+			return false, nil
+		}
+		n.Gateway = gw
+		return true, nil
+	})
+	return n.Gateway, err
+}
+
+// updateNetwork reads the network name and lets change edit it: change says
+// whether to write the result back, or why the update is refused. A write
+// that loses to another host's is retried on a fresh read. It returns the
+// network as read, or as written.
+func (c *Client) updateNetwork(ctx context.Context, name, op, what string, change func(*Network) (write bool, err error)) (Network, error) {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	what := "set the gateway of cluster network " + name
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		n, rev, err := c.Network(ctx, name)
 		if err != nil {
-			return netip.Addr{}, err
+			return Network{}, err
 		}
-		if n.Gateway.IsValid() {
-			return n.Gateway, nil
+		write, err := change(&n)
+		if err != nil {
+			return Network{}, err
 		}
-		n.Gateway = gw
-		ok, err := c.casNetwork(ctx, "set_gateway", n, rev)
+		if !write {
+			return n, nil
+		}
+		ok, err := c.casNetwork(ctx, op, n, rev)
 		if err == nil && ok {
-			return gw, nil
+			return n, nil
 		}
+		// an error leaves the outcome unknown: re-read, an ambiguous commit shows up as done
 	}
-	return netip.Addr{}, fmt.Errorf("%s: %w", what, ErrContended)
+	return Network{}, fmt.Errorf("%s: %w", what, ErrContended)
 }
 
 // Leave ends this host's membership of a cluster network. The last member to
@@ -364,17 +368,9 @@ func (c *Client) Network(ctx context.Context, name string) (Network, int64, erro
 func (c *Client) Networks(ctx context.Context) ([]Network, error) {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	resp, err := c.get(ctx, "list_networks", c.keys.networks(), clientv3.WithPrefix())
+	out, err := list[Network](ctx, c, "list_networks", c.keys.networks(), "list cluster networks", "network record")
 	if err != nil {
-		return nil, c.wrap("list cluster networks", err)
-	}
-	out := make([]Network, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		n, err := decode[Network](kv.Value)
-		if err != nil {
-			return nil, fmt.Errorf("network record %s: %w", kv.Key, err)
-		}
-		out = append(out, n)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

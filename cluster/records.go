@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // keys lays out mynet's records under one prefix:
@@ -134,6 +137,41 @@ func decode[T any](raw []byte) (T, error) {
 	var v T
 	err := json.Unmarshal(raw, &v)
 	return v, err
+}
+
+// getRecord reads the record at key: found is false when there is none, rev
+// is its ModRevision for a compare-and-swap. op names the call in the
+// metrics; errors name the operation what and the record's kind.
+func getRecord[T any](ctx context.Context, c *Client, op, key, what, kind string) (v T, rev int64, found bool, err error) {
+	resp, err := c.get(ctx, op, key)
+	if err != nil {
+		return v, 0, false, c.wrap(what, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return v, 0, false, nil
+	}
+	if v, err = decode[T](resp.Kvs[0].Value); err != nil {
+		return v, 0, false, fmt.Errorf("%s: %s record: %w", what, kind, err)
+	}
+	return v, resp.Kvs[0].ModRevision, true, nil
+}
+
+// list reads and decodes every record under prefix; op names the call in
+// the metrics, what the listing and kind a record in errors.
+func list[T any](ctx context.Context, c *Client, op, prefix, what, kind string) ([]T, error) {
+	resp, err := c.get(ctx, op, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, c.wrap(what, err)
+	}
+	out := make([]T, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		v, err := decode[T](kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", kind, kv.Key, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 func encode(v any) string {

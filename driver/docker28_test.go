@@ -39,9 +39,7 @@ func TestDocker28OptionsRefusedClearly(t *testing.T) {
 				t.Errorf("options %v: GwAllocCheck accepted them", c.opts)
 			}
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -117,14 +115,8 @@ func TestGatewayOffTheBridge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, id := range []string{netA, netB} {
-			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.deleteNetworks(netA, netB)
+		e.assertNoLeftovers()
 	})
 }
 
@@ -202,11 +194,7 @@ func TestRoutedPublishesContainerPortOnly(t *testing.T) {
 		if err := e.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: netA, EndpointID: ep1}); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.deleteNetworks(netA)
+		e.assertNoLeftovers()
 	})
 }

@@ -106,6 +106,30 @@ func (e *env) createEndpoint(netID, epID, addr string) *api.CreateEndpointRespon
 	return r
 }
 
+// fakeSysctls points the driver's sysctl writes at a fresh directory, as a
+// managed plugin's bound /proc/sys/net, that holds only
+// net/ipv4/ip_forward with the value ipForward; it returns the directory.
+func (e *env) fakeSysctls(ipForward string) string {
+	e.t.Helper()
+	root := e.t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte(ipForward+"\n"), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	e.d.sysctls = link.Sysctls{Root: root}
+	return root
+}
+
+// assertNoLeftovers fails the test if anything of ours remains (leftovers).
+func (e *env) assertNoLeftovers() {
+	e.t.Helper()
+	if left := e.leftovers(); len(left) > 0 {
+		e.t.Fatalf("left behind: %v", left)
+	}
+}
+
 // leftovers lists links, rules and records of ours that remain.
 func (e *env) leftovers() []string {
 	var out []string
@@ -190,22 +214,8 @@ func TestNetworkAndEndpointLifecycle(t *testing.T) {
 		if held := e.d.ports.Held(); len(held) != 0 {
 			t.Errorf("held after revoke %v", held)
 		}
-		for i := 0; i < 2; i++ {
-			if err := e.d.Leave(&api.LeaveRequest{NetworkID: netA, EndpointID: ep1}); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: netA, EndpointID: ep1}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for i := 0; i < 2; i++ {
-			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.deleteAll(netA, ep1) // each call twice: deletes are idempotent
+		e.assertNoLeftovers()
 	})
 }
 
@@ -256,9 +266,7 @@ func TestBadOptionsAreNamedAndLeaveNothing(t *testing.T) {
 			}
 		}
 		netlink.LinkDel(&netlink.Veth{LinkAttrs: attrs})
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -317,12 +325,8 @@ func TestRestartRebuildsDeletedBridgeAndRules(t *testing.T) {
 		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
 			t.Errorf("rules not restored: %v", owned)
 		}
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.deleteNetworks(netA)
+		e.assertNoLeftovers()
 	})
 }
 
@@ -333,9 +337,7 @@ func TestExistingBridgeIsKept(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.createNetwork(netA, "10.66.0.0/24", "10.66.0.1/24", map[string]any{optBridgeName: "mnmine"})
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		br, err := netlink.LinkByName("mnmine")
 		if err != nil {
 			t.Fatal("a bridge we did not create was deleted")
@@ -406,14 +408,8 @@ func TestParallelEndpoints(t *testing.T) {
 			net, _ := netOf(i)
 			return e.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: net, EndpointID: id(i)})
 		})
-		for _, n := range []string{netA, netB} {
-			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.deleteNetworks(netA, netB)
+		e.assertNoLeftovers()
 	})
 }
 
@@ -540,14 +536,7 @@ func BenchmarkStartWith200Networks2000Endpoints(b *testing.B) {
 // elsewhere: the driver must write under the root it is given.
 func TestSysctlsGoUnderTheGivenRoot(t *testing.T) {
 	inNetns(t, func(e *env) {
-		root := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte("0\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		e.d.sysctls = link.Sysctls{Root: root}
+		root := e.fakeSysctls("0")
 		e.createNetwork(netA, "10.91.0.0/24", "10.91.0.1/24", nil)
 		got, err := os.ReadFile(filepath.Join(root, "net/ipv4/ip_forward"))
 		if err != nil || string(got) != "1" {
@@ -578,14 +567,8 @@ func TestRestartReaddsRulesOfAllNetworksInOneBatch(t *testing.T) {
 		if after := ourRuleLines(t); strings.Join(after, "\n") != strings.Join(before, "\n") {
 			t.Fatalf("rules after restart:\n%s\nwant:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
 		}
-		for _, n := range []string{netA, netB} {
-			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: n}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.deleteNetworks(netA, netB)
+		e.assertNoLeftovers()
 	})
 }
 

@@ -41,9 +41,7 @@ func TestNetworkLocksDoNotOutliveTheirCalls(t *testing.T) {
 		}
 		e.createNetwork(netA, "10.94.0.0/24", "10.94.0.1/24", nil)
 		e.createEndpoint(netA, ep1, "10.94.0.2/24")
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		if n := e.lockEntries(); n != 0 {
 			t.Errorf("%d per-network locks left after the network went", n)
 		}

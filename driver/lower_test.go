@@ -55,12 +55,7 @@ func TestMacvlanNetworkAndEndpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.deleteAll(netA, ep1)
-		if ok, _ := link.Exists("lanp0"); !ok {
-			t.Fatal("the user's parent was deleted")
-		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertOnlyParentLeft("lanp0")
 	})
 }
 
@@ -103,9 +98,7 @@ func TestLowerBackendsRefuseBadInput(t *testing.T) {
 				t.Errorf("options %v: error %v, want it to mention %q", c.opts, err, c.want)
 			}
 		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 		names, _ := link.Names()
 		for _, n := range names {
 			if strings.Contains(n, ".") {
@@ -150,8 +143,24 @@ func (e *env) deleteAll(netID, epID string) {
 			e.t.Fatal(err)
 		}
 	}
-	for i := 0; i < 2; i++ {
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netID}); err != nil {
+	e.deleteNetworks(netID, netID)
+}
+
+// assertOnlyParentLeft fails the test unless the parent link, which the
+// user made, is still there and nothing of ours is.
+func (e *env) assertOnlyParentLeft(parent string) {
+	e.t.Helper()
+	if ok, _ := link.Exists(parent); !ok {
+		e.t.Fatalf("parent %s, which mynet did not create, was removed", parent)
+	}
+	e.assertNoLeftovers()
+}
+
+// deleteNetworks deletes each network in turn and fails the test on an error.
+func (e *env) deleteNetworks(ids ...string) {
+	e.t.Helper()
+	for _, id := range ids {
+		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
 			e.t.Fatal(err)
 		}
 	}

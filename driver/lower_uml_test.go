@@ -189,9 +189,7 @@ func TestUMLVLANParentRefcount(t *testing.T) {
 			t.Fatalf("parent %T %+v", l, l)
 		}
 		e.createNetwork(netB, "10.87.0.0/24", "10.87.0.1/24", opts)
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		if ok, _ := link.Exists("lan3.10"); !ok {
 			t.Fatal("VLAN removed while network B still uses it")
 		}
@@ -201,9 +199,7 @@ func TestUMLVLANParentRefcount(t *testing.T) {
 		if ok, _ := link.Exists("lan3.10"); !ok {
 			t.Fatal("restart did not re-create the VLAN parent")
 		}
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netB}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netB)
 		if ok, _ := link.Exists("lan3.10"); ok {
 			t.Fatal("VLAN left after its last network")
 		}
@@ -213,12 +209,7 @@ func TestUMLVLANParentRefcount(t *testing.T) {
 		}
 		e.createNetwork(netA, "10.86.0.0/24", "10.86.0.1/24", map[string]any{optBackend: "ipvlan", optParent: "lan3.20"})
 		e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA})
-		if ok, _ := link.Exists("lan3.20"); !ok {
-			t.Fatal("a VLAN we did not create was removed")
-		}
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertOnlyParentLeft("lan3.20")
 	})
 }
 
@@ -263,9 +254,7 @@ func TestUMLUserVLANParentMissingAtStartIsAwaited(t *testing.T) {
 			t.Errorf("OnRepair heard %v, want one links repair once the VLAN is back", got)
 		}
 		e.createEndpoint(netA, ep1, "10.88.0.2/24")
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		if ok, _ := link.Exists("lan6.40"); !ok {
 			t.Fatal("docker network rm removed the user's VLAN")
 		}
@@ -292,15 +281,11 @@ func TestUMLMissingParentIsRetried(t *testing.T) {
 		if got := e.repaired(); got[RepairLinks] != 1 {
 			t.Errorf("OnRepair heard %v, want one links repair", got)
 		}
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		if ok, _ := link.Exists("lan7.50"); ok {
 			t.Fatal("the VLAN mynet made stayed after its last network")
 		}
 		link.Delete("lan7")
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }

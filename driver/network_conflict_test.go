@@ -200,9 +200,7 @@ func TestMacvlanCreateRepeatedWithOtherModeIsRefused(t *testing.T) {
 			t.Fatalf("endpoint link's parent %v, want lanp8", p)
 		}
 		e.deleteAll(netA, ep1)
-		if left := e.leftovers(); len(left) > 0 {
-			t.Fatalf("left behind: %v", left)
-		}
+		e.assertNoLeftovers()
 	})
 }
 
@@ -222,7 +220,5 @@ func (e *env) stillWorks(netID, addr, bridge string) {
 		e.t.Fatalf("Join gateway %q, want %s", join.Gateway, gw)
 	}
 	e.deleteAll(netID, ep1)
-	if left := e.leftovers(); len(left) > 0 {
-		e.t.Fatalf("left behind: %v", left)
-	}
+	e.assertNoLeftovers()
 }

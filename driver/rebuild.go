@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/drift"
+	"github.com/mynet/mynet/internal/periodic"
 	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 	"github.com/mynet/mynet/timing"
@@ -215,16 +216,7 @@ func (d *Driver) endpointsOfNetworks(nets map[string]state.Network) []state.Endp
 // Run checks the firewall until ctx ends: dockerd rebuilds its own chains at
 // every start and puts its jumps above ours.
 func (d *Driver) Run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			d.repairFirewall()
-		}
-	}
+	periodic.Run(ctx, every, d.repairFirewall)
 }
 
 // repairFirewall re-asserts our jumps and rebuilds any network whose rules

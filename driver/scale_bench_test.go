@@ -110,14 +110,47 @@ func (c *callCost) report(b *testing.B, name string) {
 func benchNetID(i int) string { return fmt.Sprintf("%x", sha256.Sum256([]byte(fmt.Sprint("net", i)))) }
 func benchEpID(i int) string  { return fmt.Sprintf("%012x%052d", 0xe00000+i, 0) }
 
-// BenchmarkNetworkCreateDelete: CreateNetwork then DeleteNetwork of a bridge
-// network with 0 and with 200 other bridge networks in place. Reports each
-// call's mean besides the pair's ns/op.
-func BenchmarkNetworkCreateDelete(b *testing.B) {
-	for _, existing := range []int{0, 200} {
+// benchCreateDelete runs one sub-benchmark LABEL=N for each N in counts, on
+// a fresh worker that fill has given N objects: each round calls create then
+// del, and each call's mean is reported besides the pair's ns/op.
+func benchCreateDelete(b *testing.B, label string, counts []int, fill func(w *nsWorker, n int) error, create, del func(w *nsWorker) error) {
+	for _, existing := range counts {
 		w := newNSWorker(b)
-		err := w.do(func() error {
-			for i := 0; i < existing; i++ {
+		if err := w.do(func() error { return fill(w, existing) }); err != nil {
+			w.stop()
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("%s=%d", label, existing), func(b *testing.B) {
+			var createCost, delCost callCost
+			err := w.do(func() error {
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := createCost.add(func() error { return create(w) }); err != nil {
+						return err
+					}
+					if err := delCost.add(func() error { return del(w) }); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			createCost.report(b, "create")
+			delCost.report(b, "delete")
+		})
+		w.stop()
+	}
+}
+
+// BenchmarkNetworkCreateDelete: CreateNetwork then DeleteNetwork of a bridge
+// network with 0 and with 200 other bridge networks in place.
+func BenchmarkNetworkCreateDelete(b *testing.B) {
+	id := benchNetID(9999)
+	benchCreateDelete(b, "networks", []int{0, 200},
+		func(w *nsWorker, n int) error {
+			for i := 0; i < n; i++ {
 				sub := fmt.Sprintf("10.%d.%d.0/24", 120+i/250, i%250)
 				gw := fmt.Sprintf("10.%d.%d.1/24", 120+i/250, i%250)
 				if err := w.d.CreateNetwork(netReq(benchNetID(i), sub, gw, nil)); err != nil {
@@ -125,90 +158,38 @@ func BenchmarkNetworkCreateDelete(b *testing.B) {
 				}
 			}
 			return nil
+		},
+		func(w *nsWorker) error {
+			return w.d.CreateNetwork(netReq(id, "10.119.0.0/24", "10.119.0.1/24", nil))
+		},
+		func(w *nsWorker) error {
+			return w.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id})
 		})
-		if err != nil {
-			w.stop()
-			b.Fatal(err)
-		}
-		b.Run(fmt.Sprintf("networks=%d", existing), func(b *testing.B) {
-			var create, del callCost
-			err := w.do(func() error {
-				id := benchNetID(9999)
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if err := create.add(func() error {
-						return w.d.CreateNetwork(netReq(id, "10.119.0.0/24", "10.119.0.1/24", nil))
-					}); err != nil {
-						return err
-					}
-					if err := del.add(func() error {
-						return w.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id})
-					}); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			create.report(b, "create")
-			del.report(b, "delete")
-		})
-		w.stop()
-	}
 }
 
 // BenchmarkEndpointCreateDelete: CreateEndpoint then DeleteEndpoint (a veth
 // pair on a bridge) with 0 and with 1000 other endpoints on the same network.
 func BenchmarkEndpointCreateDelete(b *testing.B) {
 	const net = "ee0000000000" + "0000000000000000000000000000000000000000000000000000"
-	addr := func(i int) string { return fmt.Sprintf("10.118.%d.%d/16", i/250, i%250+2) }
-	for _, existing := range []int{0, 1000} {
-		w := newNSWorker(b)
-		err := w.do(func() error {
+	createEp := func(w *nsWorker, i int) error {
+		_, err := w.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: net, EndpointID: benchEpID(i),
+			Interface: &api.EndpointInterface{Address: fmt.Sprintf("10.118.%d.%d/16", i/250, i%250+2)}, Options: map[string]any{}})
+		return err
+	}
+	benchCreateDelete(b, "endpoints", []int{0, 1000},
+		func(w *nsWorker, n int) error {
 			if err := w.d.CreateNetwork(netReq(net, "10.118.0.0/16", "10.118.255.254/16", nil)); err != nil {
 				return err
 			}
-			for i := 0; i < existing; i++ {
-				if _, err := w.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: net, EndpointID: benchEpID(i),
-					Interface: &api.EndpointInterface{Address: addr(i)}, Options: map[string]any{}}); err != nil {
+			for i := 0; i < n; i++ {
+				if err := createEp(w, i); err != nil {
 					return err
 				}
 			}
 			return nil
+		},
+		func(w *nsWorker) error { return createEp(w, 9999) },
+		func(w *nsWorker) error {
+			return w.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: net, EndpointID: benchEpID(9999)})
 		})
-		if err != nil {
-			w.stop()
-			b.Fatal(err)
-		}
-		b.Run(fmt.Sprintf("endpoints=%d", existing), func(b *testing.B) {
-			var create, del callCost
-			err := w.do(func() error {
-				id := benchEpID(9999)
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if err := create.add(func() error {
-						_, err := w.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: net, EndpointID: id,
-							Interface: &api.EndpointInterface{Address: addr(9999)}, Options: map[string]any{}})
-						return err
-					}); err != nil {
-						return err
-					}
-					if err := del.add(func() error {
-						return w.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: net, EndpointID: id})
-					}); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			create.report(b, "create")
-			del.report(b, "delete")
-		})
-		w.stop()
-	}
 }

@@ -92,11 +92,7 @@ func TestTwoInstancesRemoveOnlyTheirOwnRules(t *testing.T) {
 		}
 
 		for _, e := range []*env{a, b} {
-			for _, id := range []string{netA, netB} {
-				if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			e.deleteNetworks(netA, netB)
 		}
 		for _, id12 := range []string{"aaaaaaaaaaaa", "bbbbbbbbbbbb"} {
 			if got := rulesNaming(t, id12); got != 0 {
@@ -114,28 +110,22 @@ func TestUserBridgeGetsRouteLocalnetBack(t *testing.T) {
 	inNetns(t, func(e *env) {
 		userBridge(t, "usr0")
 		const key = "net/ipv4/conf/usr0/route_localnet"
-		read := func() string {
+		want := func(v, when string) {
 			t.Helper()
-			v, err := e.d.sysctls.Get(key)
+			got, err := e.d.sysctls.Get(key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return v
+			if got != v {
+				t.Fatalf("route_localnet=%s %s, want %s", got, when, v)
+			}
 		}
-		if v := read(); v != "0" {
-			t.Fatalf("a new bridge has route_localnet=%s", v)
-		}
+		want("0", "on a new bridge")
 		e.createNetwork(netA, "10.74.0.0/24", "10.74.0.1/24", map[string]any{optBridgeName: "usr0"})
-		if v := read(); v != "1" {
-			t.Fatalf("route_localnet=%s on the network's bridge, want 1", v)
-		}
+		want("1", "on the network's bridge")
 		e.restart()
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
-		if v := read(); v != "0" {
-			t.Errorf("route_localnet=%s after the network went, want 0 as before", v)
-		}
+		e.deleteNetworks(netA)
+		want("0", "after the network went (as before it)")
 
 		// A network of an older mynet (no record of the value before) on a
 		// bridge the network configuration made again since: the start
@@ -155,16 +145,10 @@ func TestUserBridgeGetsRouteLocalnetBack(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.restart()
-		if v := read(); v != "1" {
-			t.Fatalf("route_localnet=%s after the start, want 1", v)
-		}
+		want("1", "after the start")
 		e.restart()
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netB}); err != nil {
-			t.Fatal(err)
-		}
-		if v := read(); v != "0" {
-			t.Errorf("route_localnet=%s after the older network went, want 0 as the start found it", v)
-		}
+		e.deleteNetworks(netB)
+		want("0", "after the older network went (as the start found it)")
 		if left := e.leftovers(); len(left) > 0 {
 			t.Errorf("left behind: %v", left)
 		}
@@ -209,14 +193,7 @@ func TestUserBridgeKeepsItsOwnAddresses(t *testing.T) {
 
 		// A create that fails after the gateway is on the bridge: its
 		// IPv6 half cannot read the bridge's settings.
-		root := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte("1\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		e.d.sysctls = link.Sysctls{Root: root}
+		e.fakeSysctls("1")
 		req := netReq(netA, "10.96.0.0/24", "10.96.0.1/24", map[string]any{optBridgeName: "usr0"})
 		req.Options[optEnableIPv6] = true
 		req.IPv6Data = []*api.IPAMData{{AddressSpace: "LocalDefault", Pool: "fd00:96::/64", Gateway: "fd00:96::1/64"}}
@@ -231,11 +208,7 @@ func TestUserBridgeKeepsItsOwnAddresses(t *testing.T) {
 		e.createNetwork(netB, "10.97.0.0/24", "10.97.0.1/24", map[string]any{optBridgeName: "usr1"})
 		want("with its network", "10.96.0.1/24")
 		e.restart()
-		for _, id := range []string{netA, netB} {
-			if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: id}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		e.deleteNetworks(netA, netB)
 		if got := bridgeAddrs(t, "usr1"); len(got) != 0 {
 			t.Errorf("usr1 keeps the gateway mynet added: %v", got)
 		}
@@ -288,9 +261,7 @@ func TestUserBridgeMissingAtStartIsAwaitedNotTaken(t *testing.T) {
 		if got := e.repaired(); got[RepairLinks] != 1 {
 			t.Errorf("OnRepair heard %v, want one links repair", got)
 		}
-		if err := e.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: netA}); err != nil {
-			t.Fatal(err)
-		}
+		e.deleteNetworks(netA)
 		if ok, _ := link.Exists("usr0"); !ok {
 			t.Fatal("docker network rm deleted the user's bridge")
 		}

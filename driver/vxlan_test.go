@@ -465,8 +465,6 @@ func TestVXLANRefusals(t *testing.T) {
 		if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "start mynet with --cluster") {
 			t.Fatalf("vxlan without --cluster: %v", err)
 		}
-		if l := e.leftovers(); len(l) != 0 {
-			t.Fatalf("leftovers: %v", l)
-		}
+		e.assertNoLeftovers()
 	})
 }

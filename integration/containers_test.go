@@ -464,17 +464,23 @@ func httpOn(c net.Conn, timeout time.Duration) (string, error) {
 
 // httpGetHas retries httpGet until the answer contains want.
 func httpGetHas(addr netip.AddrPort, want string, d time.Duration) error {
+	return getHasVia(httpGet, "the host", addr, want, d)
+}
+
+// getHasVia retries get (an HTTP GET from the place named from) of addr
+// until the answer contains want.
+func getHasVia(get func(netip.AddrPort, time.Duration) (string, error), from string, addr netip.AddrPort, want string, d time.Duration) error {
 	var out string
 	err := eventually(d, func() error {
 		var err error
-		out, err = httpGet(addr, 2*time.Second)
+		out, err = get(addr, 2*time.Second)
 		if err == nil && !strings.Contains(out, want) {
 			err = fmt.Errorf("answer lacks %q", want)
 		}
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("GET http://%s/ from the host: %v\n%s", addr, err, out)
+		return fmt.Errorf("GET http://%s/ from %s: %v\n%s", addr, from, err, out)
 	}
 	return nil
 }

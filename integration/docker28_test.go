@@ -33,19 +33,7 @@ func engineMajor(t *testing.T) int {
 // outsideGetHas retries an HTTP GET from the outside namespace until the
 // answer contains want.
 func (o *outsideNS) getHas(addr netip.AddrPort, want string, d time.Duration) error {
-	var out string
-	err := eventually(d, func() error {
-		var err error
-		out, err = o.httpGet(addr, 2*time.Second)
-		if err == nil && !strings.Contains(out, want) {
-			err = fmt.Errorf("answer lacks %q", want)
-		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("GET http://%s/ from the outside namespace: %v\n%s", addr, err, out)
-	}
-	return nil
+	return getHasVia(o.httpGet, "the outside namespace", addr, want, d)
 }
 
 // noGet checks that the outside namespace can NOT get token from addr.
@@ -157,23 +145,19 @@ func TestDocker28GatewayModes(t *testing.T) {
 func TestDocker28IsolatedAndInhibit(t *testing.T) {
 	withPlugin(t)
 	lc := assertNoBridgeLeftovers(t)
-	out, err := docker(t, "network", "create", "-d", pluginName, "--subnet", freeV4Subnet(t, 115).String(),
-		"-o", optPrefix+"gateway_mode_ipv4=isolated", "mit-gw-isobad")
-	if err == nil {
-		netRemove(t, "mit-gw-isobad")
-		t.Fatalf("isolated without --internal accepted: %s", out)
-	}
-	if !strings.Contains(out, "gateway mode isolated can only be used for an internal network") {
-		t.Errorf("isolated without --internal: %s", out)
-	}
-	out, err = docker(t, "network", "create", "-d", pluginName, "--subnet", freeV4Subnet(t, 115).String(),
-		"-o", optPrefix+"gateway_mode_ipv4=nated", "mit-gw-bad")
-	if err == nil {
-		netRemove(t, "mit-gw-bad")
-		t.Fatalf("gateway mode nated accepted: %s", out)
-	}
-	if !strings.Contains(out, "valid: nat, nat-unprotected, routed or isolated") {
-		t.Errorf("bad gateway mode: %s", out)
+	for _, bad := range []struct{ what, name, mode, reason string }{
+		{"isolated without --internal", "mit-gw-isobad", "isolated", "gateway mode isolated can only be used for an internal network"},
+		{"gateway mode nated", "mit-gw-bad", "nated", "valid: nat, nat-unprotected, routed or isolated"},
+	} {
+		out, err := docker(t, "network", "create", "-d", pluginName, "--subnet", freeV4Subnet(t, 115).String(),
+			"-o", optPrefix+"gateway_mode_ipv4="+bad.mode, bad.name)
+		if err == nil {
+			netRemove(t, bad.name)
+			t.Fatalf("%s accepted: %s", bad.what, out)
+		}
+		if !strings.Contains(out, bad.reason) {
+			t.Errorf("%s refused without the reason %q: %s", bad.what, bad.reason, out)
+		}
 	}
 
 	iso := lc.net("mit-gw-iso", "-d", pluginName, "--internal", "--subnet", freeV4Subnet(t, 116).String(),

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/integration/engine"
 )
 
 // dockerdLog is where the engine's output goes: integration/setup.sh's log,
@@ -66,19 +68,6 @@ func dockerdPID(t *testing.T) int {
 	return pid
 }
 
-func procGone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// A zombie (state Z) has exited; its parent has not reaped it yet.
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] == 'Z'
-	}
-	return false
-}
-
 // closeInheritedFDs marks every descriptor above stderr close-on-exec. Go
 // opens its own files that way, but not the ones this process inherited:
 // under `flock /tmp/mynet-it.lock go test ...` the lock is one of them, and a
@@ -121,7 +110,7 @@ func startDockerd() (int, error) {
 		if _, err := dockerCmd("info"); err == nil {
 			return pid, nil
 		}
-		if procGone(pid) {
+		if !engine.Alive(pid) {
 			return pid, fmt.Errorf("dockerd (pid %d) exited; see %s", pid, dockerdLog)
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -137,7 +126,7 @@ func stopDockerd(t *testing.T, pid int) {
 		t.Fatalf("SIGTERM dockerd %d: %v", pid, err)
 	}
 	if err := eventually(90*time.Second, func() error {
-		if !procGone(pid) {
+		if engine.Alive(pid) {
 			return fmt.Errorf("dockerd %d still running", pid)
 		}
 		return nil

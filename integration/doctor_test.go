@@ -60,6 +60,50 @@ func hasDrifts(ds []drift.Drift, want map[string]int) bool {
 	return true
 }
 
+// removeWhilePluginDown kills the plugin and removes ctr behind its back:
+// Docker cannot tell the plugin, and forgets the endpoint and the address.
+// It returns ctr's endpoint on netName as it was; the plugin stays down.
+func removeWhilePluginDown(t *testing.T, p *Plugin, ctr, netName string) EndpointInfo {
+	t.Helper()
+	ep := containerNet(t, ctr, netName)
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := dockerCmd("rm", "-f", ctr); err != nil {
+		t.Fatalf("docker rm -f while the plugin is down: %v\n%s", err, out)
+	}
+	return ep
+}
+
+// putLostAddress writes, into the stopped plugin's store, the n-th address
+// of subnet as allocated age ago and never handed to Docker (an IPAM answer
+// lost in a crash), and returns it.
+func putLostAddress(t *testing.T, subnet netip.Prefix, n uint64, age time.Duration) netip.Addr {
+	t.Helper()
+	lost := nthAddr(subnet, n)
+	st, err := state.Open(plugin.State, state.Options{LockTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(func(tx *state.Tx) error {
+		pools, err := tx.Pools()
+		if err != nil {
+			return err
+		}
+		for _, pl := range pools {
+			if pl.Pool == subnet {
+				return tx.PutAddress(pl.ID, lost, state.Address{Kind: state.KindEndpoint, Created: time.Now().Add(-age)})
+			}
+		}
+		return fmt.Errorf("no pool %s in the store", subnet)
+	})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lost
+}
+
 func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 	p := withPlugin(t)
 	defer ensurePlugin(t)
@@ -76,35 +120,9 @@ func TestDoctorFindsAndRepairsDrift(t *testing.T) {
 
 	// 1. The plugin dies; a container is removed meanwhile: Docker cannot
 	// tell us, and forgets the endpoint and the address.
-	gone := containerNet(t, "mit-doc-2", name)
-	if err := p.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := dockerCmd("rm", "-f", "mit-doc-2"); err != nil {
-		t.Fatalf("docker rm -f while the plugin is down: %v\n%s", err, out)
-	}
+	gone := removeWhilePluginDown(t, p, "mit-doc-2", name)
 	// 2. An address whose RequestAddress answer never reached Docker.
-	lost := nthAddr(subnet, 200)
-	st, err := state.Open(plugin.State, state.Options{LockTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = st.Update(func(tx *state.Tx) error {
-		pools, err := tx.Pools()
-		if err != nil {
-			return err
-		}
-		for _, pl := range pools {
-			if pl.Pool == subnet {
-				return tx.PutAddress(pl.ID, lost, state.Address{Kind: state.KindEndpoint, Created: time.Now().Add(-2 * time.Hour)})
-			}
-		}
-		return fmt.Errorf("no pool %s in the store", subnet)
-	})
-	st.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lost := putLostAddress(t, subnet, 200, 2*time.Hour)
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}

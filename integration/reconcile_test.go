@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/drift"
-	"github.com/mynet/mynet/state"
 )
 
 // withReconcile restarts the shared plugin with its background reconcile
@@ -93,34 +92,8 @@ func TestReconcileRepairsWhatDockerForgot(t *testing.T) {
 	for _, c := range []string{"mit-rec-1", "mit-rec-2", "mit-rec-3"} {
 		runContainer(t, c, "--network", name)
 	}
-	gone := containerNet(t, "mit-rec-2", name)
-	if err := p.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := dockerCmd("rm", "-f", "mit-rec-2"); err != nil {
-		t.Fatalf("docker rm -f while the plugin is down: %v\n%s", err, out)
-	}
-	lost := nthAddr(subnet, 200)
-	st, err := state.Open(plugin.State, state.Options{LockTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = st.Update(func(tx *state.Tx) error {
-		pools, err := tx.Pools()
-		if err != nil {
-			return err
-		}
-		for _, pl := range pools {
-			if pl.Pool == subnet {
-				return tx.PutAddress(pl.ID, lost, state.Address{Kind: state.KindEndpoint, Created: time.Now().Add(-time.Hour)})
-			}
-		}
-		return fmt.Errorf("no pool %s in the store", subnet)
-	})
-	st.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	gone := removeWhilePluginDown(t, p, "mit-rec-2", name)
+	lost := putLostAddress(t, subnet, 200, time.Hour)
 	off := p.LogSize()
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
@@ -142,7 +115,7 @@ func TestReconcileRepairsWhatDockerForgot(t *testing.T) {
 
 	want := []string{drift.EndpointUnknownToDocker, drift.AddressUnused, drift.LinksMissing, drift.NetworkUnknownToDocker, drift.PoolUnused}
 	var missing []string
-	err = eventually(grace+10*every+30*time.Second, func() error {
+	err := eventually(grace+10*every+30*time.Second, func() error {
 		log := p.LogSince(off, 1<<20)
 		missing = nil
 		for _, k := range want {

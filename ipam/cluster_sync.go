@@ -10,6 +10,7 @@ import (
 
 	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/drift"
+	"github.com/mynet/mynet/internal/periodic"
 	"github.com/mynet/mynet/state"
 )
 
@@ -207,19 +208,12 @@ func (d *Driver) RunCluster(ctx context.Context, interval time.Duration) {
 	if d.cluster == nil {
 		return
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Run(ctx, interval, func() {
 		rctx, cancel := context.WithTimeout(ctx, clusterOp)
 		err := d.ReconcileCluster(rctx, ClaimGrace)
 		cancel()
 		if err != nil {
 			d.log.Warn("cluster: reconcile incomplete; trying again later", "err", err, "in", interval)
 		}
-	}
+	})
 }

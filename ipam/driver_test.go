@@ -230,32 +230,37 @@ func TestIPv6Slash64(t *testing.T) {
 	}
 }
 
+// allDistinct makes n calls of request at once and fails t unless every
+// one succeeds with a value no other call got.
+func allDistinct(t *testing.T, what string, n int, request func() (string, error)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	got := make([]string, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { got[i], errs[i] = request() })
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, v := range got {
+		if errs[i] != nil {
+			t.Fatalf("%s request %d: %v", what, i, errs[i])
+		}
+		if seen[v] {
+			t.Fatalf("%s %s handed out twice", what, v)
+		}
+		seen[v] = true
+	}
+}
+
 func TestConcurrentRequestsAreDistinctAndDurable(t *testing.T) {
 	e := newEnv(t, DefaultRanges)
 	p := e.pool("10.98.0.0/22", "", false)
 	const n = 200
-	var wg sync.WaitGroup
-	got := make([]string, n)
-	errs := make([]error, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := e.d.RequestAddress(AddressRequest{PoolID: p.PoolID})
-			got[i], errs[i] = r.Address, err
-		}()
-	}
-	wg.Wait()
-	seen := map[string]bool{}
-	for i, a := range got {
-		if errs[i] != nil {
-			t.Fatal(errs[i])
-		}
-		if seen[a] {
-			t.Fatalf("%s handed out twice", a)
-		}
-		seen[a] = true
-	}
+	allDistinct(t, "address", n, func() (string, error) {
+		r, err := e.d.RequestAddress(AddressRequest{PoolID: p.PoolID})
+		return r.Address, err
+	})
 	e.restart(DefaultRanges)
 	if u := e.d.Usage(); u[0].Used != n {
 		t.Fatalf("after restart %d addresses, want %d", u[0].Used, n)
@@ -348,27 +353,9 @@ func TestConcurrentAutomaticPoolsAllSucceed(t *testing.T) {
 			arrived.Wait()
 			return nil, nil
 		}
-		var wg sync.WaitGroup
-		got := make([]string, n)
-		errs := make([]error, n)
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r, err := e.d.RequestPool(PoolRequest{AddressSpace: LocalSpace})
-				got[i], errs[i] = r.Pool, err
-			}()
-		}
-		wg.Wait()
-		seen := map[string]bool{}
-		for i := range got {
-			if errs[i] != nil {
-				t.Fatalf("round %d: automatic pool request %d: %v", round, i, errs[i])
-			}
-			if seen[got[i]] {
-				t.Fatalf("round %d: pool %s handed out twice", round, got[i])
-			}
-			seen[got[i]] = true
-		}
+		allDistinct(t, fmt.Sprintf("round %d: automatic pool", round), n, func() (string, error) {
+			r, err := e.d.RequestPool(PoolRequest{AddressSpace: LocalSpace})
+			return r.Pool, err
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/drift"
+	"github.com/mynet/mynet/internal/periodic"
 )
 
 // Outcomes of a background run (mynet_reconcile_runs_total{outcome}).
@@ -47,17 +48,7 @@ const viewTimeout = time.Minute
 // waiting for its plugins) until ctx ends. The wait starts when a run ends,
 // so two views are always at least an interval apart.
 func (l *Loop) Run(ctx context.Context) {
-	t := time.NewTimer(l.Every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		l.Once(ctx)
-		t.Reset(l.Every)
-	}
+	periodic.Run(ctx, l.Every, func() { l.Once(ctx) })
 }
 
 // held: drift kinds that mean "Docker has no such thing", repaired only when

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/internal/proctest"
 )
 
 // Binary is the etcd server used, overridable with MYNET_ETCD.
@@ -240,14 +242,7 @@ func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGCONT) // a paused server cannot act on SIGTERM
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.exited
-	}
+	proctest.Stop(s.cmd.Process, s.exited, 10*time.Second)
 	s.log.Close()
 	s.cmd, s.exited, s.log = nil, nil, nil
 }

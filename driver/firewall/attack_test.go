@@ -131,25 +131,11 @@ func ipv4UDP(src, dst netip.AddrPort, payload []byte) []byte {
 // container directly, in any kind of network, IPv4 or IPv6; only published
 // ports (DNAT) get in, and the containers' own traffic and its answers flow.
 func TestNoNewConnectionsFromOutside(t *testing.T) {
-	l := newLab(t)
-	netA := Network{ID: "a10000000000ffff", Bridge: "mya0", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("mya0", "198.18.1.1/24", "fd00:1::1/64")}
-	netB := Network{ID: "b10000000000ffff", Bridge: "myb0", ICC: false, Masquerade: true,
-		Subnets: l.addBridge("myb0", "198.18.2.1/24", "fd00:2::1/64")}
-	netI := Network{ID: "c10000000000ffff", Bridge: "myi0", ICC: true, Internal: true,
-		Subnets: l.addBridge("myi0", "198.18.3.1/24", "fd00:3::1/64")}
-	netM := Network{ID: "d10000000000ffff", Bridge: "mym0", ICC: true, Masquerade: false,
-		Subnets: l.addBridge("mym0", "198.18.4.1/24", "fd00:4::1/64")}
-	a1 := l.addContainer("a1", "mya0", "198.18.1.2/24", "198.18.1.1", "fd00:1::2/64", "fd00:1::1")
-	a2 := l.addContainer("a2", "mya0", "198.18.1.3/24", "198.18.1.1", "fd00:1::3/64", "fd00:1::1")
-	b1 := l.addContainer("b1", "myb0", "198.18.2.2/24", "198.18.2.1", "fd00:2::2/64", "fd00:2::1")
-	i1 := l.addContainer("i1", "myi0", "198.18.3.2/24", "198.18.3.1", "fd00:3::2/64", "fd00:3::1")
-	i2 := l.addContainer("i2", "myi0", "198.18.3.3/24", "198.18.3.1", "fd00:3::3/64", "fd00:3::1")
-	m1 := l.addContainer("m1", "mym0", "198.18.4.2/24", "198.18.4.1", "fd00:4::2/64", "fd00:4::1")
 	// The neighbour routes every container subnet through the host, and
 	// the host checks no source path: what stops it must be our rules.
-	l.ip(l.prefix+"-o", "route", "add", "198.18.0.0/16", "via", "192.0.2.1")
-	l.ip(l.prefix+"-o", "-6", "route", "add", "fd00::/8", "via", "2001:db8:1::1")
+	k := newKindsLab(t)
+	l, netA, netB, netI, netM := k.lab, k.netA, k.netB, k.netI, k.netM
+	a1, a2, b1, i1, i2, m1 := k.a1, k.a2, k.b1, k.i1, k.i2, k.m1
 	l.sysctl(l.host, "net/ipv4/conf/all/rp_filter", "0")
 	l.sysctl(l.host, "net/ipv4/conf/up0/rp_filter", "0")
 	// An address of the internal subnet on the neighbour: a spoofed source.
@@ -219,8 +205,7 @@ func TestNoNewConnectionsFromOutside(t *testing.T) {
 // by sending packets to 127.0.0.1 through its gateway.
 func TestLoopbackGuard(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "e10000000000ffff", Bridge: "myl0", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("myl0", "198.18.7.1/24", "")}
+	n := l.addNetwork(Network{ID: "e10000000000ffff", Bridge: "myl0", ICC: true, Masquerade: true}, "198.18.7.1/24", "")
 	c := l.addContainer("c1", "myl0", "198.18.7.2/24", "198.18.7.1", "", "")
 	l.serve(c.ns, 80)
 	l.do(l.fw.EnsureBase)

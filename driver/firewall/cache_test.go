@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -22,6 +23,20 @@ func sortedRules(save string) []string {
 	return out
 }
 
+// restoreNoflush loads the IPv4 rules of an iptables-save text into the
+// host namespace on top of what is there, as an older mynet left them.
+func (l *lab) restoreNoflush(save string) {
+	l.t.Helper()
+	l.do(func() error {
+		cmd := exec.Command("iptables-restore", "--noflush")
+		cmd.Stdin = strings.NewReader(save)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables-restore --noflush: %v: %s", err, out)
+		}
+		return nil
+	})
+}
+
 // TestCacheAndForeignChanges: with nobody else touching the firewall a
 // call reads nothing; after someone else's change a call trusts its copy
 // of our own chains (one process, no read), EnsureBase reads again, and a
@@ -29,10 +44,8 @@ func sortedRules(save string) []string {
 // on a fresh read.
 func TestCacheAndForeignChanges(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "ca0000000000", Bridge: "myk0", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("myk0", "198.18.41.1/24", "")}
-	m := Network{ID: "cb0000000000", Bridge: "myk1", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("myk1", "198.18.42.1/24", "")}
+	n := l.addNetwork(Network{ID: "ca0000000000", Bridge: "myk0", ICC: true, Masquerade: true}, "198.18.41.1/24", "")
+	m := l.addNetwork(Network{ID: "cb0000000000", Bridge: "myk1", ICC: true, Masquerade: true}, "198.18.42.1/24", "")
 	l.do(func() error { return l.fw.AddNetwork(n) })
 	want := l.save(v4)
 	processes := func(what string, want int, fn func() error) {
@@ -82,8 +95,7 @@ func TestCacheAndForeignChanges(t *testing.T) {
 // by the current layout: the same rules a fresh install would have.
 func TestMigratesOldLayout(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true,
-		Subnets: l.addBridge("myx0", "198.18.10.1/24", "")}
+	n := l.addNetwork(Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true}, "198.18.10.1/24", "")
 	ports := []state.PortBinding{
 		{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80},
 		{Proto: "udp", HostIP: addr("192.0.2.1"), HostPort: 5353, ContainerIP: addr("198.18.10.2"), ContainerPort: 53},
@@ -91,14 +103,7 @@ func TestMigratesOldLayout(t *testing.T) {
 	// Docker's rule, to be kept.
 	l.run("iptables", "-A", "FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
 	l.do(l.fw.Cleanup)
-	l.do(func() error {
-		cmd := exec.Command("iptables-restore", "--noflush")
-		cmd.Stdin = strings.NewReader(oldLayout)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("load old layout: %v: %s", err, out)
-		}
-		return nil
-	})
+	l.restoreNoflush(oldLayout)
 	// What the driver does at start: the old rules are not recognised as
 	// the network's, so it adds the network and its ports again.
 	var owned []string
@@ -135,20 +140,11 @@ func TestMigratesOldLayout(t *testing.T) {
 // install has. Published ports, whose rules did not change, stay as they are.
 func TestUpdatesRulesInPlace(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true,
-		Subnets: l.addBridge("myx0", "198.18.10.1/24", "")}
-	m := Network{ID: "bbbbbbbbbbbb0123456789", Bridge: "myy0", ICC: true, Internal: true,
-		Subnets: l.addBridge("myy0", "198.18.11.1/24", "")}
+	n := l.addNetwork(Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", ICC: false, Masquerade: true}, "198.18.10.1/24", "")
+	m := l.addNetwork(Network{ID: "bbbbbbbbbbbb0123456789", Bridge: "myy0", ICC: true, Internal: true}, "198.18.11.1/24", "")
 	ports := []state.PortBinding{{Proto: "tcp", HostPort: 8080, ContainerIP: addr("198.18.10.2"), ContainerPort: 80}}
 	l.do(l.fw.EnsureBase)
-	l.do(func() error {
-		cmd := exec.Command("iptables-restore", "--noflush")
-		cmd.Stdin = strings.NewReader(previousLayout)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("load the previous layout: %v: %s", err, out)
-		}
-		return nil
-	})
+	l.restoreNoflush(previousLayout)
 	// The next start: another Firewall, which names its owner.
 	var fw *Firewall
 	l.do(func() (err error) {
@@ -257,8 +253,8 @@ COMMIT
 // fail and be planned on a fresh read, never empty the first's chains.
 func TestTwoFirewallsShareChains(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "a20000000000", Bridge: "myp0", ICC: true, Masquerade: true, Subnets: l.addBridge("myp0", "198.18.50.1/24", "")}
-	m := Network{ID: "a30000000000", Bridge: "myq0", ICC: true, Masquerade: true, Subnets: l.addBridge("myq0", "198.18.51.1/24", "")}
+	n := l.addNetwork(Network{ID: "a20000000000", Bridge: "myp0", ICC: true, Masquerade: true}, "198.18.50.1/24", "")
+	m := l.addNetwork(Network{ID: "a30000000000", Bridge: "myq0", ICC: true, Masquerade: true}, "198.18.51.1/24", "")
 	var other *Firewall
 	l.do(func() (err error) { other, err = New(nil); return })
 	l.do(func() error { _, err := other.OwnedNetworks(); return err }) // its start reads the ruleset

@@ -120,8 +120,7 @@ func TestIdempotentAndExactRemoval(t *testing.T) {
 
 func TestEnsureBaseMovesJumpsBackToTop(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "ab00000000000000", Bridge: "myj0", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("myj0", "198.18.40.1/24", "fd00:40::1/64")}
+	n := l.addNetwork(Network{ID: "ab00000000000000", Bridge: "myj0", ICC: true, Masquerade: true}, "198.18.40.1/24", "fd00:40::1/64")
 	l.do(func() error { return l.fw.AddNetwork(n) })
 	// What Docker does when it creates a bridge network: its rules at the
 	// top of FORWARD, POSTROUTING and PREROUTING, then DOCKER-USER put back
@@ -223,31 +222,16 @@ func TestEnsureBaseMovesJumpsBackToTop(t *testing.T) {
 
 // TestTraffic proves the rules with real connections.
 func TestTraffic(t *testing.T) {
-	l := newLab(t)
-	gw := addr("198.18.1.1")
-	gw6 := addr("fd00:1::1")
-	netA := Network{ID: "a00000000000ffff", Bridge: "mya0", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("mya0", "198.18.1.1/24", "fd00:1::1/64")}
-	netB := Network{ID: "b00000000000ffff", Bridge: "myb0", ICC: false, Masquerade: true,
-		Subnets: l.addBridge("myb0", "198.18.2.1/24", "fd00:2::1/64")}
-	netI := Network{ID: "c00000000000ffff", Bridge: "myi0", ICC: true, Internal: true, Masquerade: true,
-		Subnets: l.addBridge("myi0", "198.18.3.1/24", "")}
-	netM := Network{ID: "d00000000000ffff", Bridge: "mym0", ICC: true, Masquerade: false,
-		Subnets: l.addBridge("mym0", "198.18.4.1/24", "")}
-	l.addBridge("docker0", "198.18.9.1/24", "fd00:9::1/64") // a bridge of Docker's, no rules of ours
-
-	a1 := l.addContainer("a1", "mya0", "198.18.1.2/24", "198.18.1.1", "fd00:1::2/64", "fd00:1::1")
-	a2 := l.addContainer("a2", "mya0", "198.18.1.3/24", "198.18.1.1", "fd00:1::3/64", "fd00:1::1")
-	b1 := l.addContainer("b1", "myb0", "198.18.2.2/24", "198.18.2.1", "fd00:2::2/64", "fd00:2::1")
-	b2 := l.addContainer("b2", "myb0", "198.18.2.3/24", "198.18.2.1", "fd00:2::3/64", "fd00:2::1")
-	i1 := l.addContainer("i1", "myi0", "198.18.3.2/24", "198.18.3.1", "", "")
-	i2 := l.addContainer("i2", "myi0", "198.18.3.3/24", "198.18.3.1", "", "")
-	m1 := l.addContainer("m1", "mym0", "198.18.4.2/24", "198.18.4.1", "", "")
-	d1 := l.addContainer("d1", "docker0", "198.18.9.2/24", "198.18.9.1", "fd00:9::2/64", "fd00:9::1")
 	// The outside knows a way back to the container subnets, so only
 	// masquerading decides which source it sees.
-	l.ip(l.prefix+"-o", "route", "add", "198.18.0.0/16", "via", "192.0.2.1")
-	l.ip(l.prefix+"-o", "-6", "route", "add", "fd00::/8", "via", "2001:db8:1::1")
+	k := newKindsLab(t)
+	l, netA, netB, netI, netM := k.lab, k.netA, k.netB, k.netI, k.netM
+	a1, a2, b1, i1, i2, m1 := k.a1, k.a2, k.b1, k.i1, k.i2, k.m1
+	gw := addr("198.18.1.1")
+	gw6 := addr("fd00:1::1")
+	l.addBridge("docker0", "198.18.9.1/24", "fd00:9::1/64") // a bridge of Docker's, no rules of ours
+	b2 := l.addContainer("b2", "myb0", "198.18.2.3/24", "198.18.2.1", "fd00:2::3/64", "fd00:2::1")
+	d1 := l.addContainer("d1", "docker0", "198.18.9.2/24", "198.18.9.1", "fd00:9::2/64", "fd00:9::1")
 	// Docker's own rule for docker0, after ours like on a real host.
 	l.run("iptables", "-A", "FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
 	l.run("ip6tables", "-A", "FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
@@ -391,7 +375,7 @@ func TestTraffic(t *testing.T) {
 // hairpin mode on the bridge ports.
 func TestSelfHairpinNeedsHairpinMode(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "e00000000000", Bridge: "mye0", ICC: true, Masquerade: true, Subnets: l.addBridge("mye0", "198.18.5.1/24", "")}
+	n := l.addNetwork(Network{ID: "e00000000000", Bridge: "mye0", ICC: true, Masquerade: true}, "198.18.5.1/24", "")
 	c := l.addContainer("e1", "mye0", "198.18.5.2/24", "198.18.5.1", "", "")
 	l.serve(c.ns, 80)
 	l.do(func() error { return l.fw.AddNetwork(n) })
@@ -406,8 +390,7 @@ func TestSelfHairpinNeedsHairpinMode(t *testing.T) {
 
 func TestRollback(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "f00000000000", Bridge: "myf0", ICC: false, Masquerade: true,
-		Subnets: l.addBridge("myf0", "198.18.6.1/24", "fd00:6::1/64")}
+	n := l.addNetwork(Network{ID: "f00000000000", Bridge: "myf0", ICC: false, Masquerade: true}, "198.18.6.1/24", "fd00:6::1/64")
 	l.do(l.fw.EnsureBase)
 	base4, base6 := l.save(v4), l.save(v6)
 	readLocalnet := func() string {
@@ -479,8 +462,8 @@ func TestConcurrent(t *testing.T) {
 	var nets []Network
 	for i := range n {
 		br := fmt.Sprintf("myc%d", i)
-		nets = append(nets, Network{ID: fmt.Sprintf("%012d", i+1), Bridge: br, ICC: i%2 == 0, Masquerade: true,
-			Subnets: l.addBridge(br, fmt.Sprintf("198.18.%d.1/24", 20+i), fmt.Sprintf("fd00:%d::1/64", 20+i))})
+		nets = append(nets, l.addNetwork(Network{ID: fmt.Sprintf("%012d", i+1), Bridge: br, ICC: i%2 == 0, Masquerade: true},
+			fmt.Sprintf("198.18.%d.1/24", 20+i), fmt.Sprintf("fd00:%d::1/64", 20+i)))
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 3*n)
@@ -555,8 +538,7 @@ func TestConverge(t *testing.T) {
 // TestTiming logs what the operations cost (no assertion on time).
 func TestTiming(t *testing.T) {
 	l := newLab(t)
-	n := Network{ID: "123412341234", Bridge: "myt0", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("myt0", "198.18.30.1/24", "fd00:30::1/64")}
+	n := l.addNetwork(Network{ID: "123412341234", Bridge: "myt0", ICC: true, Masquerade: true}, "198.18.30.1/24", "fd00:30::1/64")
 	p := []state.PortBinding{{Proto: "tcp", HostPort: 80, ContainerIP: addr("198.18.30.2"), ContainerPort: 80}}
 	l.do(l.fw.EnsureBase)
 	for _, step := range []struct {

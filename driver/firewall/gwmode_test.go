@@ -14,14 +14,12 @@ import (
 // would): what reaches a container's own address, what is masqueraded.
 func TestGatewayModesAndTrustedInterfaces(t *testing.T) {
 	l := newLab(t)
-	netN := Network{ID: "a10000000000", Bridge: "myn0", ICC: true, Masquerade: true,
-		Subnets: l.addBridge("myn0", "198.18.11.1/24", "")}
-	netU := Network{ID: "b10000000000", Bridge: "myu0", ICC: true, Masquerade: true, GatewayModeV4: GatewayNATUnprotected,
-		Subnets: l.addBridge("myu0", "198.18.12.1/24", "")}
-	netR := Network{ID: "c10000000000", Bridge: "myr0", ICC: true, Masquerade: true, GatewayModeV4: GatewayRouted,
-		GatewayModeV6: GatewayRouted, Subnets: l.addBridge("myr0", "198.18.13.1/24", "fd00:13::1/64")}
-	netT := Network{ID: "d10000000000", Bridge: "myt0", ICC: true, Masquerade: true, TrustedIfs: []string{"up0"},
-		Subnets: l.addBridge("myt0", "198.18.14.1/24", "")}
+	netN := l.addNetwork(Network{ID: "a10000000000", Bridge: "myn0", ICC: true, Masquerade: true}, "198.18.11.1/24", "")
+	netU := l.addNetwork(Network{ID: "b10000000000", Bridge: "myu0", ICC: true, Masquerade: true, GatewayModeV4: GatewayNATUnprotected}, "198.18.12.1/24", "")
+	netR := l.addNetwork(Network{ID: "c10000000000", Bridge: "myr0", ICC: true, Masquerade: true, GatewayModeV4: GatewayRouted,
+		GatewayModeV6: GatewayRouted}, "198.18.13.1/24", "fd00:13::1/64")
+	netT := l.addNetwork(Network{ID: "d10000000000", Bridge: "myt0", ICC: true, Masquerade: true, TrustedIfs: []string{"up0"}},
+		"198.18.14.1/24", "")
 	l.addBridge("docker0", "198.18.9.1/24", "")
 
 	n1 := l.addContainer("n1", "myn0", "198.18.11.2/24", "198.18.11.1", "", "")
@@ -29,8 +27,7 @@ func TestGatewayModesAndTrustedInterfaces(t *testing.T) {
 	r1 := l.addContainer("r1", "myr0", "198.18.13.2/24", "198.18.13.1", "fd00:13::2/64", "fd00:13::1")
 	t1 := l.addContainer("t1", "myt0", "198.18.14.2/24", "198.18.14.1", "", "")
 	d1 := l.addContainer("d1", "docker0", "198.18.9.2/24", "198.18.9.1", "", "")
-	l.ip(l.prefix+"-o", "route", "add", "198.18.0.0/16", "via", "192.0.2.1")
-	l.ip(l.prefix+"-o", "-6", "route", "add", "fd00::/8", "via", "2001:db8:1::1")
+	l.routeOutsideViaHost()
 	for _, c := range []*ctr{n1, u1, r1, t1} {
 		l.serve(c.ns, 80)
 		l.serve(c.ns, 81)

@@ -255,6 +255,50 @@ func (l *lab) addBridge(name, gw4, gw6 string) []netip.Prefix {
 	return subnets
 }
 
+// addNetwork adds n's bridge with the gateway addresses gw4 and gw6 (""
+// for none) and returns n with the subnets they make.
+func (l *lab) addNetwork(n Network, gw4, gw6 string) Network {
+	l.t.Helper()
+	n.Subnets = l.addBridge(n.Bridge, gw4, gw6)
+	return n
+}
+
+// routeOutsideViaHost gives the outside a route to every container subnet
+// (198.18.0.0/16, fd00::/8) through the host, as a router on the uplink's
+// LAN would have.
+func (l *lab) routeOutsideViaHost() {
+	l.t.Helper()
+	l.ip(l.prefix+"-o", "route", "add", "198.18.0.0/16", "via", "192.0.2.1")
+	l.ip(l.prefix+"-o", "-6", "route", "add", "fd00::/8", "via", "2001:db8:1::1")
+}
+
+// kindsLab is a lab with a network of each kind, IPv4 and IPv6 — A (ICC,
+// masquerade), B (no ICC), I (internal), M (no masquerade) — containers a1
+// and a2 on A, b1 on B, i1 and i2 on I, m1 on M, and the outside routing
+// every container subnet through the host. No rules are in place yet.
+type kindsLab struct {
+	*lab
+	netA, netB, netI, netM Network
+	a1, a2, b1, i1, i2, m1 *ctr
+}
+
+func newKindsLab(t *testing.T) *kindsLab {
+	t.Helper()
+	k := &kindsLab{lab: newLab(t)}
+	k.netA = k.addNetwork(Network{ID: "a00000000000ffff", Bridge: "mya0", ICC: true, Masquerade: true}, "198.18.1.1/24", "fd00:1::1/64")
+	k.netB = k.addNetwork(Network{ID: "b00000000000ffff", Bridge: "myb0", ICC: false, Masquerade: true}, "198.18.2.1/24", "fd00:2::1/64")
+	k.netI = k.addNetwork(Network{ID: "c00000000000ffff", Bridge: "myi0", ICC: true, Internal: true}, "198.18.3.1/24", "fd00:3::1/64")
+	k.netM = k.addNetwork(Network{ID: "d00000000000ffff", Bridge: "mym0", ICC: true, Masquerade: false}, "198.18.4.1/24", "fd00:4::1/64")
+	k.a1 = k.addContainer("a1", "mya0", "198.18.1.2/24", "198.18.1.1", "fd00:1::2/64", "fd00:1::1")
+	k.a2 = k.addContainer("a2", "mya0", "198.18.1.3/24", "198.18.1.1", "fd00:1::3/64", "fd00:1::1")
+	k.b1 = k.addContainer("b1", "myb0", "198.18.2.2/24", "198.18.2.1", "fd00:2::2/64", "fd00:2::1")
+	k.i1 = k.addContainer("i1", "myi0", "198.18.3.2/24", "198.18.3.1", "fd00:3::2/64", "fd00:3::1")
+	k.i2 = k.addContainer("i2", "myi0", "198.18.3.3/24", "198.18.3.1", "fd00:3::3/64", "fd00:3::1")
+	k.m1 = k.addContainer("m1", "mym0", "198.18.4.2/24", "198.18.4.1", "fd00:4::2/64", "fd00:4::1")
+	k.routeOutsideViaHost()
+	return k
+}
+
 type ctr struct {
 	name string // namespace name
 	ns   netns.NsHandle

@@ -303,7 +303,7 @@ func (e *Engine) StartDockerd() error {
 		if err := ping(e.Socket); err == nil {
 			return nil
 		}
-		if !alive(pid) {
+		if !Alive(pid) {
 			return fmt.Errorf("engine %s: dockerd (pid %d) exited; log %s:\n%s", e.Name, pid, e.LogPath, tail(e.LogPath, 20))
 		}
 		time.Sleep(200 * time.Millisecond)

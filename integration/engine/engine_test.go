@@ -102,7 +102,7 @@ func TestTwoEngines(t *testing.T) {
 		if err := e.Stop(); err != nil {
 			t.Errorf("%s: Stop: %v", e.Name, err)
 		}
-		if alive(holder) {
+		if Alive(holder) {
 			t.Errorf("%s: namespace holder %d still running", e.Name, holder)
 		}
 		for _, p := range []string{dir, ns} {

@@ -50,8 +50,8 @@ func isHolder(pid int, dir string) bool {
 	return pid > 0 && strings.Contains(cmdline(pid), "mynet-engine-holder "+dir)
 }
 
-// alive reports whether pid runs (a zombie has exited).
-func alive(pid int) bool {
+// Alive reports whether pid runs (a zombie has exited).
+func Alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
@@ -65,7 +65,7 @@ func alive(pid int) bool {
 
 func waitGone(pid int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
-	for alive(pid) {
+	for Alive(pid) {
 		if time.Now().After(deadline) {
 			return false
 		}
