@@ -137,4 +137,32 @@ ENGINE_VERSION=${MYNET_ENGINE_VERSION:-28.5.2}
 engine_dir=$(bash "$(dirname "$0")/engine/build-dockerd.sh" "$ENGINE_VERSION") ||
 	die "building Docker Engine $ENGINE_VERSION failed"
 
-log "ready (docker client $DOCKER, image $IMAGE, engine $ENGINE_VERSION in $engine_dir)"
+# ---------------------------------------------------------------- buildx
+# Docker 23 and later build only through the buildx CLI plugin (Docker's own
+# packages ship it); the Docker 28 suite builds the managed plugin with the
+# 28 client. Built once from the Go module proxy into a cache keyed by
+# version (the release Docker 28.5 shipped with) and linked where every
+# docker client looks for CLI plugins.
+BUILDX_VERSION=${MYNET_BUILDX_VERSION:-0.29.1}
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+buildx_dir=/var/cache/mynet/buildx-$BUILDX_VERSION
+if ! [ -x "$buildx_dir/docker-buildx" ]; then
+	log "building docker buildx $BUILDX_VERSION from the Go module proxy (a few minutes, once)"
+	# Its go.mod has exclude directives, which `go install pkg@version`
+	# refuses: build it as the main module from a copy of its source.
+	src=$(cd /tmp && "$GO" mod download -json "github.com/docker/buildx@v$BUILDX_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -d "$src" ] || die "downloading github.com/docker/buildx@v$BUILDX_VERSION failed"
+	bx=$(mktemp -d /tmp/mynet-buildx.XXXXXX)
+	cp -r "$src/." "$bx/" && chmod -R u+w "$bx"
+	mkdir -p "$buildx_dir"
+	(cd "$bx" && CGO_ENABLED=0 GOFLAGS=-mod=mod "$GO" build -o "$buildx_dir/docker-buildx.tmp" \
+		-ldflags "-X github.com/docker/buildx/version.Version=v$BUILDX_VERSION" ./cmd/buildx) ||
+		{ rm -rf "$bx"; die "building docker buildx $BUILDX_VERSION failed"; }
+	rm -rf "$bx"
+	mv "$buildx_dir/docker-buildx.tmp" "$buildx_dir/docker-buildx"
+fi
+mkdir -p /usr/local/lib/docker/cli-plugins
+ln -sfn "$buildx_dir/docker-buildx" /usr/local/lib/docker/cli-plugins/docker-buildx
+
+log "ready (docker client $DOCKER, image $IMAGE, engine $ENGINE_VERSION in $engine_dir, buildx $BUILDX_VERSION)"
