@@ -36,14 +36,26 @@ const (
 // process's: the proxy's dials must leave from there.
 type netnsRef struct{ f *os.File }
 
-// callerNetns returns the calling thread's network namespace if it differs
-// from the process's, else nil.
-func callerNetns() *netnsRef {
-	var self, thread unix.Stat_t
-	if unix.Stat("/proc/self/ns/net", &self) != nil || unix.Stat("/proc/thread-self/ns/net", &thread) != nil {
-		return nil
+// processNetns is the network namespace the process started in, read
+// before any goroutine could move a thread elsewhere.
+var processNetns = netnsID("/proc/thread-self/ns/net")
+
+type nsID struct{ dev, ino uint64 }
+
+func netnsID(path string) nsID {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return nsID{}
 	}
-	if self.Ino == thread.Ino && self.Dev == thread.Dev {
+	return nsID{uint64(st.Dev), st.Ino}
+}
+
+// callerNetns returns the calling thread's network namespace if it differs
+// from the process's, else nil. (Compared with the namespace at start, not
+// /proc/self's: that is the main thread's, which a goroutine locked to it
+// may have moved.)
+func callerNetns() *netnsRef {
+	if netnsID("/proc/thread-self/ns/net") == processNetns {
 		return nil
 	}
 	f, err := os.Open("/proc/thread-self/ns/net")
