@@ -314,9 +314,13 @@ func parseIP(name string, v any) (netip.Addr, error) {
 	if s == "" {
 		return netip.Addr{}, nil
 	}
-	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	// "[::1]" as Docker's CLI spells it; a lone bracket is no address.
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		s = s[1 : len(s)-1]
+	}
+	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%s %s is not an IP address", name, quote(s))
+		return netip.Addr{}, fmt.Errorf("%s %s is not an IP address", name, quote(v.(string)))
 	}
 	if a.Zone() != "" {
 		return netip.Addr{}, fmt.Errorf("%s %s: an address with a zone cannot be used", name, quote(s))
