@@ -169,12 +169,12 @@ func dnat6To(proto string, ip netip.Addr, cport int) []string {
 // Dual-stack network: IPv6 clients reach the container's IPv6 address by
 // DNAT and it sees their real address; [::1] and hairpin answer; an
 // explicit IPv6 host address answers there only; conflicts on the IPv6
-// side are refused; a plugin restart keeps all of it.
+// side are refused; a plugin restart and a simulated reboot keep all of it.
 func TestPorts6DualStackNetwork(t *testing.T) {
 	lc := bridgeTest(t)
 	out := newOutside(t)
 	host6, out6 := out.addV6(t)
-	lc.net("mit-p6ds", "-d", pluginName, "--ipv6", "--subnet", freeV4Subnet(t, 112).String(), "--subnet", freeV6Subnet(t).String())
+	nw := lc.net("mit-p6ds", "-d", pluginName, "--ipv6", "--subnet", freeV4Subnet(t, 112).String(), "--subnet", freeV6Subnet(t).String())
 
 	port := freePort(t)
 	runPeerServer(t, "mit-p6ds-srv", fmt.Sprintf("%d:80", port), "--network", "mit-p6ds")
@@ -232,6 +232,20 @@ func TestPorts6DualStackNetwork(t *testing.T) {
 		t.Fatalf("restart the plugin: %v", err)
 	}
 	check("after a plugin restart")
+
+	// A reboot, simulated for this network: the plugin down, its rules gone
+	// (the containers stay); a start brings the IPv6 side back.
+	if err := plugin.Stop(); err != nil {
+		t.Fatalf("stop the plugin: %v", err)
+	}
+	wipeOurFirewall(t, map[string]bool{nw.ID[:12]: true})
+	if ls := dnat6To("tcp", ctr6, 80); len(ls) != 0 {
+		t.Fatalf("the simulated reboot left ip6tables DNAT rules: %v", ls)
+	}
+	if err := plugin.Start(); err != nil {
+		t.Fatalf("start the plugin: %v", err)
+	}
+	check("after a simulated reboot")
 
 	mustDocker(t, "rm", "-f", "mit-p6ds-srv")
 	if err := eventually(5*time.Second, func() error {
