@@ -22,6 +22,7 @@ import (
 	"github.com/mynet/mynet/driver"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/driver/ports"
 	"github.com/mynet/mynet/ipam"
 	"github.com/mynet/mynet/metrics"
 	"github.com/mynet/mynet/reconcile"
@@ -138,6 +139,11 @@ func run(cfg config) error {
 
 	if cfg.metrics != (metrics.Addr{}) {
 		mets.Track(ipamDriver.Usage, netDriver.Snapshot)
+		mets.TrackProxy(func() metrics.ProxyCounts {
+			p := &ports.Proxied
+			return metrics.ProxyCounts{TCPConns: p.TCPConns.Load(), TCPFailed: p.TCPFailed.Load(),
+				UDPFlows: p.UDPFlows.Load(), UDPDropped: p.UDPDropped.Load(), Open: p.ActiveConns.Load()}
+		})
 		metricsLn, err := metrics.Listen(cfg.metrics, log)
 		if err != nil {
 			return err

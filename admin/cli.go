@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -259,12 +260,19 @@ func publishedPorts(s Snapshot) (any, [][]string) {
 				hip = p.HostIP.String()
 			}
 			rows = append(rows, portRow{hip, p.HostPort, p.Proto, p.ContainerIP.String(), p.ContainerPort, protocol.Short(e.ID), protocol.Short(e.NetworkID)})
+			if !p.HostIP.IsValid() && p.HostPort != 0 {
+				// Every address: the IPv6 side is a row of its own, to the
+				// container's IPv6 address or, without one, its IPv4
+				// address (proxied).
+				t := p.Target6()
+				rows = append(rows, portRow{"::", p.HostPort, p.Proto, t.Addr().String(), t.Port(), protocol.Short(e.ID), protocol.Short(e.NetworkID)})
+			}
 		}
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].HostPort < rows[j].HostPort })
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].HostPort < rows[j].HostPort })
 	t := [][]string{{"HOST IP", "HOST PORT", "PROTO", "CONTAINER", "ENDPOINT", "NETWORK"}}
 	for _, r := range rows {
-		t = append(t, []string{r.HostIP, fmt.Sprint(r.HostPort), r.Proto, fmt.Sprintf("%s:%d", r.ContainerIP, r.ContainerPort), r.Endpoint, r.Network})
+		t = append(t, []string{r.HostIP, fmt.Sprint(r.HostPort), r.Proto, net.JoinHostPort(r.ContainerIP, fmt.Sprint(r.ContainerPort)), r.Endpoint, r.Network})
 	}
 	return rows, t
 }

@@ -69,24 +69,32 @@ func (d *Driver) ProgramExternalConnectivity(req *api.ProgramExternalConnectivit
 	return nil
 }
 
-// reserve holds host ports for each mapping, routing IPv6 host addresses to
-// the container's IPv6 address and the rest to its IPv4 address.
+// reserve holds host ports for each mapping. IPv6 host addresses go to the
+// container's IPv6 address and the rest to its IPv4 address; without an
+// address of the family asked for, to the other one (an IPv6 host address
+// of an IPv4-only container is proxied by the socket that holds it). A
+// mapping on every address of a dual-stack container also records its IPv6
+// address, the target of the IPv6 side (see state.PortBinding).
 func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping) ([]state.PortBinding, error) {
 	var v4, v6 []ports.Mapping
+	has4, has6 := ep.IPv4.IsValid(), ep.IPv6.IsValid()
 	for _, m := range ms {
 		if !m.HostIP.IsValid() && n.HostBindingV4 != "" {
 			m.HostIP = netip.MustParseAddr(n.HostBindingV4)
 		}
-		if m.HostIP.Is6() {
+		switch {
+		case m.HostIP.Is6() && (has6 || !has4):
 			v6 = append(v6, m)
-		} else {
+		case !m.HostIP.IsValid() && !has4 && has6:
+			v6 = append(v6, m)
+		default:
 			v4 = append(v4, m)
 		}
 	}
-	if len(v4) > 0 && !ep.IPv4.IsValid() {
+	if len(v4) > 0 && !has4 {
 		return nil, protocol.BadRequest("endpoint %s has no IPv4 address to publish %s to", protocol.Short(ep.ID), v4[0])
 	}
-	if len(v6) > 0 && !ep.IPv6.IsValid() {
+	if len(v6) > 0 && !has6 {
 		return nil, protocol.BadRequest("endpoint %s has no IPv6 address to publish %s to", protocol.Short(ep.ID), v6[0])
 	}
 	var out []state.PortBinding
@@ -101,7 +109,13 @@ func (d *Driver) reserve(n state.Network, ep state.Endpoint, ms []ports.Mapping)
 		v6 = nil
 	}
 	if len(v4) > 0 {
-		b, err := d.ports.Reserve(ep.IPv4.Addr(), v4)
+		var b []state.PortBinding
+		var err error
+		if has6 && n.GatewayModeV6 != gwRouted {
+			b, err = d.ports.ReserveDualStack(ep.IPv4.Addr(), ep.IPv6.Addr(), v4)
+		} else {
+			b, err = d.ports.Reserve(ep.IPv4.Addr(), v4)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -107,7 +107,9 @@ func (d *Driver) findOrphans(s survey) []orphan {
 	for _, ep := range d.endpoints {
 		claimed[ep.HostIf], claimed[ep.ContainerIf] = true, true
 		for _, b := range ep.Ports {
-			ports[portOf{protocol.Short(ep.NetworkID), normalPort(b)}] = true
+			for _, r := range b.Translated() { // as the DNAT rules read back
+				ports[portOf{protocol.Short(ep.NetworkID), normalPort(r)}] = true
+			}
 		}
 	}
 	d.mu.Unlock()

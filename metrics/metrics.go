@@ -47,6 +47,7 @@ type Metrics struct {
 	mu    sync.Mutex
 	pools func() []ipam.PoolUsage
 	nets  func() ([]state.Network, []state.Endpoint)
+	proxy func() ProxyCounts // ports.go
 }
 
 // New builds the registry. Feed it with ObserveRequest (server.Config's
@@ -161,15 +162,18 @@ var (
 )
 
 func (s scrapeTime) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{poolAllocated, poolSize, poolRatio, networks, endpoints} {
+	for _, d := range []*prometheus.Desc{poolAllocated, poolSize, poolRatio, networks, endpoints, publishedPorts, proxyTotal, proxyOpen} {
 		ch <- d
 	}
 }
 
 func (s scrapeTime) Collect(ch chan<- prometheus.Metric) {
 	s.m.mu.Lock()
-	pools, nets := s.m.pools, s.m.nets
+	pools, nets, proxy := s.m.pools, s.m.nets, s.m.proxy
 	s.m.mu.Unlock()
+	if proxy != nil {
+		collectProxy(ch, proxy)
+	}
 	if pools != nil {
 		for _, p := range pools() {
 			ch <- prometheus.MustNewConstMetric(poolAllocated, prometheus.GaugeValue, float64(p.Used), p.ID)
@@ -195,5 +199,6 @@ func (s scrapeTime) Collect(ch chan<- prometheus.Metric) {
 		for b, c := range perBackend {
 			ch <- prometheus.MustNewConstMetric(networks, prometheus.GaugeValue, float64(c), b)
 		}
+		collectPorts(ch, eps)
 	}
 }

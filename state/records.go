@@ -94,17 +94,57 @@ type Network struct {
 
 // PortBinding is one published port of an endpoint: the host port that
 // driver/ports holds and driver/firewall forwards to ContainerIP, stored as
-// it is held and programmed. HostIP zero means every host address.
+// it is held and programmed. HostIP zero means every host address, IPv4 and
+// IPv6. ContainerIPv6, set only with HostIP zero on a dual-stack endpoint,
+// is where the IPv6 side goes (ContainerIP is then the IPv4 address).
 type PortBinding struct {
 	Proto         string     `json:"proto"`
 	HostIP        netip.Addr `json:"host_ip,omitzero"`
 	HostPort      uint16     `json:"host_port"`
 	ContainerIP   netip.Addr `json:"container_ip"`
 	ContainerPort uint16     `json:"container_port"`
+	ContainerIPv6 netip.Addr `json:"container_ipv6,omitzero"`
+}
+
+// Target6 is where the binding's IPv6 host side goes: ContainerIPv6 when
+// set, else ContainerIP (of either family: the IPv6 side of an IPv4-only
+// endpoint is proxied to its IPv4 address).
+func (b PortBinding) Target6() netip.AddrPort {
+	if b.ContainerIPv6.IsValid() {
+		return netip.AddrPortFrom(b.ContainerIPv6, b.ContainerPort)
+	}
+	return netip.AddrPortFrom(b.ContainerIP, b.ContainerPort)
+}
+
+// Translated returns the parts of b that are DNAT rules, one binding per
+// rule, each with a host IP (zero: every address of its family) and a
+// container address of the same family and no ContainerIPv6:
+//
+//   - HostIP zero: the rule to ContainerIP and, with ContainerIPv6, the
+//     IPv6 rule to it;
+//   - a host IP of the container address's family: b;
+//   - an IPv6 host IP to an IPv4 container, or ::1 (the kernel never routes
+//     a packet from ::1 off lo, so DNAT cannot serve it): none, the holding
+//     socket proxies those.
+func (b PortBinding) Translated() []PortBinding {
+	v6 := b.ContainerIPv6
+	b.ContainerIPv6 = netip.Addr{}
+	switch {
+	case b.HostPort == 0 || !b.HostIP.IsValid():
+		out := []PortBinding{b}
+		if v6.IsValid() {
+			b.ContainerIP = v6
+			out = append(out, b)
+		}
+		return out
+	case b.HostIP.Is4() != b.ContainerIP.Is4(), b.HostIP == netip.IPv6Loopback():
+		return nil
+	}
+	return []PortBinding{b}
 }
 
 // String renders the binding like "0.0.0.0:8080->10.0.0.2:80/tcp"; a zero
-// HostIP (every address) shows as 0.0.0.0.
+// HostIP (every address) shows as 0.0.0.0, a ContainerIPv6 after a comma.
 func (b PortBinding) String() string {
 	host := "0.0.0.0:" + strconv.Itoa(int(b.HostPort))
 	if b.HostIP.IsValid() {
@@ -113,6 +153,9 @@ func (b PortBinding) String() string {
 	ctr := ":" + strconv.Itoa(int(b.ContainerPort))
 	if b.ContainerIP.IsValid() {
 		ctr = netip.AddrPortFrom(b.ContainerIP, b.ContainerPort).String()
+	}
+	if b.ContainerIPv6.IsValid() {
+		ctr += "," + netip.AddrPortFrom(b.ContainerIPv6, b.ContainerPort).String()
 	}
 	return host + "->" + ctr + "/" + b.Proto
 }

@@ -13,8 +13,9 @@
 //	filter  MYNET-ISO-1-<s>       MYNET-ISO-1                           per network: -i BR ! -o BR -j MYNET-ISO-2
 //	filter  MYNET-ISO-2           MYNET-ISO-1, MYNET-ISO-1-<s>          -o docker+ / br-+ -j DROP, then -j MYNET-ISO-2-<s>
 //	filter  MYNET-ISO-2-<s>       MYNET-ISO-2                           per network: -o BR -j DROP
-//	nat     MYNET-DNAT            PREROUTING, OUTPUT rule 1             1 DNAT rule per published port
-//	                              (-m addrtype --dst-type LOCAL)
+//	nat     MYNET-DNAT            PREROUTING, OUTPUT rule 1             1 DNAT rule per published port and family
+//	                              (-m addrtype --dst-type LOCAL;
+//	                              IPv6 OUTPUT also ! -d ::1/128)
 //	nat     MYNET-POSTROUTING     POSTROUTING rule 1                    -j MYNET-POSTROUTING-<s> for s in 0..f
 //	nat     MYNET-POSTROUTING-<s> MYNET-POSTROUTING                     MASQUERADE per network: outbound, hairpin, 127.0.0.0/8
 //	raw     MYNET-LOOPBACK        PREROUTING rule 1                     -j MYNET-LOOPBACK-<s> for s in 0..f
@@ -91,6 +92,13 @@
 // mynet or Docker networks (isolation comes first); and a direct, untranslated
 // connection to the container's address is dropped. Hairpin and 127.0.0.1
 // connections are masqueraded so the answer comes back through the host.
+//
+// The ports come as state.PortBinding records; each gives the DNAT rules of
+// PortBinding.Translated: a binding on every address of a dual-stack
+// container is an IPv4 rule and an IPv6 rule (to ContainerIPv6). An IPv6
+// host address of an IPv4-only container, and ::1, get no rule: the kernel
+// never routes a packet from ::1 off lo, so the IPv6 OUTPUT jump skips ::1,
+// and the socket that holds the host port (driver/ports) proxies those.
 //
 // # Gateway modes and trusted interfaces
 //

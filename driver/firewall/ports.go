@@ -13,9 +13,10 @@ import (
 // Adding a port that is already published the same way is a no-op; a host
 // port (protocol, address, port) published by mynet to another target is
 // refused with ErrPortConflict. Host ports of Docker's own networks are not
-// seen here: hold the host port bound (as Docker does) to detect those. A
-// HostIP zero or unspecified means every host address of ContainerIP's
-// family.
+// seen here: hold the host port bound (as Docker does) to detect those.
+// Each binding is the rules of state.PortBinding.Translated: a HostIP zero
+// or unspecified means every host address of ContainerIP's family (and, with
+// ContainerIPv6, of IPv6 too); what the holding socket proxies has no rule.
 func (f *Firewall) AddPorts(n Network, ports []state.PortBinding) (retErr error) {
 	if _, err := n.validate(true); err != nil {
 		return err

@@ -173,12 +173,22 @@ func shardJumps(tbl, parent string) []rule {
 
 // baseHeads: the jumps from the built-in chains into ours, the isolation
 // check first in MYNET-FORWARD, and the foreign bridges' part of it.
+// outputMatch is the match of the OUTPUT jump to MYNET-DNAT: in IPv6 not
+// for ::1, which no DNAT can serve (the kernel never routes a packet from ::1
+// off lo); the socket that holds the host port answers it (a proxy).
+func outputMatch(fam family, local []string) []string {
+	if fam == v6 {
+		return append([]string{"!", "-d", "::1/128"}, local...)
+	}
+	return local
+}
+
 func baseHeads(fam family, foreign []string) []head {
 	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	hs := []head{
 		{table: tFilter, chain: "FORWARD", rules: []rule{mk(tFilter, "FORWARD", commentBase, nil, chForward)}, afterDockerUser: true},
 		{table: tNat, chain: "PREROUTING", rules: []rule{mk(tNat, "PREROUTING", commentBase, local, chDNAT)}},
-		{table: tNat, chain: "OUTPUT", rules: []rule{mk(tNat, "OUTPUT", commentBase, local, chDNAT)}},
+		{table: tNat, chain: "OUTPUT", rules: []rule{mk(tNat, "OUTPUT", commentBase, outputMatch(fam, local), chDNAT)}},
 		{table: tNat, chain: "POSTROUTING", rules: []rule{mk(tNat, "POSTROUTING", commentBase, nil, chPost)}},
 		{table: tFilter, chain: chForward, rules: append([]rule{mk(tFilter, chForward, commentBase, nil, chIso1)}, shardJumps(tFilter, chForward)...)},
 		{table: tNat, chain: chPost, rules: shardJumps(tNat, chPost)},

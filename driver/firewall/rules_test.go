@@ -157,7 +157,6 @@ func TestValidate(t *testing.T) {
 		"proto":      {Proto: "icmp", HostPort: 1, ContainerPort: 1, ContainerIP: cip},
 		"port 0":     {Proto: "tcp", HostPort: 0, ContainerPort: 1, ContainerIP: cip},
 		"no cip":     {Proto: "tcp", HostPort: 1, ContainerPort: 1},
-		"family":     {Proto: "tcp", HostPort: 1, ContainerPort: 1, ContainerIP: cip, HostIP: netip.MustParseAddr("2001:db8::1")},
 		"off subnet": {Proto: "tcp", HostPort: 1, ContainerPort: 1, ContainerIP: netip.MustParseAddr("10.9.0.5")},
 	} {
 		if _, err := good.portsByFamily([]state.PortBinding{p}); !errors.Is(err, ErrInvalid) {
@@ -171,6 +170,20 @@ func TestValidate(t *testing.T) {
 	})
 	if err != nil || len(got[v4]) != 1 {
 		t.Fatalf("got %v, %v", got, err)
+	}
+	// An IPv6 host address to an IPv4 container, and ::1, are the holding
+	// socket's (a proxy): no rule. The IPv6 side of a dual-stack binding on
+	// every address is a rule of its own.
+	cip6 := netip.MustParseAddr("fd00::5")
+	dual := Network{ID: "abc", Bridge: "br0", Subnets: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24"), netip.MustParsePrefix("fd00::/64")}}
+	got, err = dual.portsByFamily([]state.PortBinding{
+		{Proto: "tcp", HostPort: 1, ContainerPort: 1, ContainerIP: cip, HostIP: netip.MustParseAddr("2001:db8::1")},
+		{Proto: "tcp", HostPort: 2, ContainerPort: 1, ContainerIP: cip6, HostIP: netip.IPv6Loopback()},
+		{Proto: "udp", HostPort: 3, ContainerPort: 1, ContainerIP: cip, ContainerIPv6: cip6},
+	})
+	want6 := state.PortBinding{Proto: "udp", HostPort: 3, ContainerPort: 1, ContainerIP: cip6}
+	if err != nil || len(got[v4]) != 1 || len(got[v6]) != 1 || got[v6][0] != want6 || got[v4][0].ContainerIPv6.IsValid() {
+		t.Fatalf("dual-stack: got %v, %v", got, err)
 	}
 }
 

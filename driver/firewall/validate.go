@@ -88,11 +88,17 @@ func containsPrefix(ps []netip.Prefix, p netip.Prefix) bool {
 }
 
 // portsByFamily validates ports and groups them by the container address
-// family, without duplicates.
+// family, without duplicates, one per DNAT rule (state.PortBinding.Translated:
+// the IPv6 side of a dual-stack binding is a binding of its own; what the
+// holding socket proxies has none).
 func (n *Network) portsByFamily(ports []state.PortBinding) (map[family][]state.PortBinding, error) {
 	out := map[family][]state.PortBinding{}
 	seen := map[state.PortBinding]bool{}
+	var rules []state.PortBinding
 	for _, p := range ports {
+		rules = append(rules, p.Translated()...)
+	}
+	for _, p := range rules {
 		switch p.Proto {
 		case "tcp", "udp", "sctp":
 		default:

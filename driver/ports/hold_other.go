@@ -13,3 +13,13 @@ func openHolds(proto string, ip netip.Addr, port uint16) ([]int, error) {
 }
 
 func closeHolds(fds []int) {}
+
+type netnsRef struct{}
+
+func callerNetns() *netnsRef { return nil }
+
+func (n *netnsRef) close() {}
+
+func startProxy(proto string, fd int, target netip.AddrPort, ns *netnsRef) (func(), error) {
+	return func() {}, nil
+}

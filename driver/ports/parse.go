@@ -17,9 +17,12 @@
 //     and Docker set it, backlog 1) that never accepts; UDP ports by a bound
 //     socket without SO_REUSEADDR (with it, Linux would let a second
 //     SO_REUSEADDR socket share the port) and with a minimal receive buffer.
-//     Traffic that the driver's DNAT rules do not redirect (e.g. to
+//     IPv4 traffic that the driver's DNAT rules do not redirect (e.g. to
 //     127.0.0.1 without route_localnet) reaches the holding socket and goes
 //     nowhere, exactly as with Docker's dummy proxy (userland-proxy=false).
+//     The IPv6 socket of a tcp or udp port is a proxy instead (see
+//     proxy_linux.go): what reaches it (::1 always, every IPv6 address of an
+//     IPv4-only container) is forwarded to the binding's Target6.
 //   - All sockets are close-on-exec.
 //   - Within one Reserver the same (proto, host IP, host port) cannot be
 //     taken twice, and an unspecified address conflicts with every address of
@@ -314,9 +317,13 @@ func parseIP(name string, v any) (netip.Addr, error) {
 	if s == "" {
 		return netip.Addr{}, nil
 	}
-	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	// "[::1]" as Docker's CLI spells it; a lone bracket is no address.
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		s = s[1 : len(s)-1]
+	}
+	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%s %s is not an IP address", name, quote(s))
+		return netip.Addr{}, fmt.Errorf("%s %s is not an IP address", name, quote(v.(string)))
 	}
 	if a.Zone() != "" {
 		return netip.Addr{}, fmt.Errorf("%s %s: an address with a zone cannot be used", name, quote(s))

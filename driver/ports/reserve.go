@@ -55,8 +55,10 @@ type protoPort struct {
 }
 
 type hold struct {
-	b   state.PortBinding
-	fds []int // holding sockets (one, or two for "all addresses")
+	b     state.PortBinding
+	fds   []int     // holding sockets (one, or two for "all addresses")
+	stop  func()    // ends the IPv6 socket's proxy (nil: none)
+	netns *netnsRef // where the hold was made, if not the process's namespace
 }
 
 // Reserver reserves host ports and holds them with sockets. It is safe for
@@ -119,6 +121,20 @@ func (r *Reserver) EphemeralRange() (first, last uint16) { return r.first, r.las
 //   - HostPort..HostPortEnd: the first free port of the range.
 //   - HostPort alone: that port, or a *PortInUseError.
 func (r *Reserver) Reserve(containerIP netip.Addr, ms []Mapping) ([]state.PortBinding, error) {
+	return r.reserve(containerIP, netip.Addr{}, ms)
+}
+
+// ReserveDualStack is Reserve for a dual-stack container: a mapping on
+// every address (HostIP zero) gets ContainerIPv6 = containerIPv6, where its
+// IPv6 side goes (the rest of the mappings go to containerIP, as Reserve).
+func (r *Reserver) ReserveDualStack(containerIP, containerIPv6 netip.Addr, ms []Mapping) ([]state.PortBinding, error) {
+	if !containerIPv6.Unmap().Is6() {
+		return nil, fmt.Errorf("container IPv6 address %s is not an IPv6 address", containerIPv6)
+	}
+	return r.reserve(containerIP, containerIPv6.Unmap(), ms)
+}
+
+func (r *Reserver) reserve(containerIP, containerIPv6 netip.Addr, ms []Mapping) ([]state.PortBinding, error) {
 	containerIP = containerIP.Unmap()
 	norm := make([]Mapping, len(ms))
 	for i, m := range ms {
@@ -132,7 +148,7 @@ func (r *Reserver) Reserve(containerIP netip.Addr, ms []Mapping) ([]state.PortBi
 	defer r.mu.Unlock()
 	taken := make([]*hold, 0, len(norm))
 	for _, m := range norm {
-		h, err := r.take(containerIP, m)
+		h, err := r.take(containerIP, containerIPv6, m)
 		if err != nil {
 			for _, t := range taken {
 				r.drop(t)
@@ -149,8 +165,11 @@ func (r *Reserver) Reserve(containerIP netip.Addr, ms []Mapping) ([]state.PortBi
 }
 
 // take reserves one normalized mapping; r.mu is held.
-func (r *Reserver) take(containerIP netip.Addr, m Mapping) (*hold, error) {
+func (r *Reserver) take(containerIP, containerIPv6 netip.Addr, m Mapping) (*hold, error) {
 	b := state.PortBinding{Proto: m.Proto, HostIP: m.HostIP, ContainerIP: containerIP, ContainerPort: m.ContainerPort}
+	if !m.HostIP.IsValid() {
+		b.ContainerIPv6 = containerIPv6
+	}
 	if m.HostPort == 0 {
 		return r.takeEphemeral(b)
 	}
@@ -229,6 +248,10 @@ func (r *Reserver) hold(b state.PortBinding) (*hold, error) {
 		return nil, err
 	}
 	h := &hold{b: b, fds: fds}
+	if err := h.proxy(); err != nil {
+		closeHolds(fds)
+		return nil, err
+	}
 	if r.held[pp] == nil {
 		r.held[pp] = map[netip.Addr]*hold{}
 	}
@@ -245,8 +268,38 @@ func (r *Reserver) drop(h *hold) {
 			delete(r.held, pp)
 		}
 	}
+	if h.stop != nil {
+		h.stop()
+		h.stop = nil
+	}
+	h.netns.close()
 	closeHolds(h.fds)
 	h.fds = nil
+}
+
+// proxy starts the proxy of the hold's IPv6 socket, if it has one and a
+// target (see proxy_linux.go).
+func (h *hold) proxy() error {
+	fd6 := -1
+	switch {
+	case !h.b.HostIP.IsValid() && len(h.fds) == 2:
+		fd6 = h.fds[1]
+	case h.b.HostIP.Is6() && len(h.fds) == 1:
+		fd6 = h.fds[0]
+	}
+	target := h.b.Target6()
+	if fd6 < 0 || !target.Addr().IsValid() || target.Port() == 0 || (h.b.Proto != TCP && h.b.Proto != UDP) {
+		return nil
+	}
+	h.netns = callerNetns()
+	stop, err := startProxy(h.b.Proto, fd6, target, h.netns)
+	if err != nil {
+		h.netns.close()
+		h.netns = nil
+		return fmt.Errorf("cannot proxy host port %d/%s on [::] to %s: %w", h.b.HostPort, h.b.Proto, target, err)
+	}
+	h.stop = stop
+	return nil
 }
 
 // Restore re-takes one specific binding, e.g. from the state store after a
@@ -260,7 +313,7 @@ func (r *Reserver) Restore(b state.PortBinding) error {
 	if err := m.normalize(); err != nil {
 		return fmt.Errorf("cannot restore %s: %w", b, err)
 	}
-	b.Proto, b.HostIP, b.ContainerIP = m.Proto, m.HostIP, b.ContainerIP.Unmap()
+	b.Proto, b.HostIP, b.ContainerIP, b.ContainerIPv6 = m.Proto, m.HostIP, b.ContainerIP.Unmap(), b.ContainerIPv6.Unmap()
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -278,7 +331,7 @@ func (r *Reserver) Release(bs []state.PortBinding) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, b := range bs {
-		b.HostIP, b.ContainerIP = b.HostIP.Unmap(), b.ContainerIP.Unmap()
+		b.HostIP, b.ContainerIP, b.ContainerIPv6 = b.HostIP.Unmap(), b.ContainerIP.Unmap(), b.ContainerIPv6.Unmap()
 		if p := strings.ToLower(b.Proto); p == TCP || p == UDP || p == SCTP {
 			b.Proto = p
 		}

@@ -21,7 +21,8 @@
 #      throughput and ping round-trip time, for the same pairs;
 #   4. published ports: `docker run -d` with 100 published ports, and the
 #      iptables rules one network and one published port add (iptables-save
-#      and ip6tables-save, lines "-A", counted before and after);
+#      and ip6tables-save, lines "-A", counted before and after), also on a
+#      dual-stack mynet network (the IPv6 side's extra cost: ip6tables DNAT);
 #   5. a second mynet process in a network namespace of its own, fed 200
 #      networks and 2,000 endpoints over its socket: resident memory idle and
 #      loaded, and the time from exec until its socket answers, restarting on
@@ -59,7 +60,7 @@
 #   BENCH_SCALE_N=30       iterations of each Go scale benchmark
 #   BENCH_SUBNET_BASE=10.196   first two octets of the /24s used (the fill
 #                          networks take the next two: 10.197.*, 10.198.*)
-#   BENCH_PORT_BASE=30000  first host port published (200 ports from there)
+#   BENCH_PORT_BASE=30000  first host port published (300 ports from there)
 #   BENCH_BIN=path         use this mynet binary instead of building one
 #   BENCH_LOG=path         keep a copy of the plugin's debug log there
 #   BENCH_OUT=path         also write the result table (markdown) there
@@ -114,7 +115,7 @@ FILL_M=${BASH_REMATCH[1]}.$((BASH_REMATCH[2] + 2)) # and of the mynet ones
 [ "$FILL" -le 250 ] || die "BENCH_FILL=$FILL: at most 250 (one /24 each under $FILL_B and $FILL_M)"
 [ "$LOAD_NETS" -le 250 ] || die "BENCH_LOAD_NETS=$LOAD_NETS: at most 250"
 [ "$LOAD_EPS" -le 250 ] || die "BENCH_LOAD_EPS=$LOAD_EPS: at most 250 (one /24 per network)"
-[ "$PORT_BASE" -le 65335 ] || die "BENCH_PORT_BASE=$PORT_BASE: at most 65335 (200 ports from there)"
+[ "$PORT_BASE" -le 65235 ] || die "BENCH_PORT_BASE=$PORT_BASE: at most 65235 (300 ports from there)"
 IPERF_RUN_SECS=$((IPERF_SECS / ROUNDS))
 [ "$IPERF_RUN_SECS" -ge 1 ] || IPERF_RUN_SECS=1
 PINGS_RUN=$((PINGS / PING_ROUNDS))
@@ -137,10 +138,11 @@ declare -A CFG_ARGS=(
 	[mi]="-d $PLUGIN --ipam-driver $PLUGIN"
 	[dv]="-d macvlan -o parent=$VETH_D"
 	[mv]="-d $PLUGIN -o backend=macvlan -o parent=$VETH_M"
+	[m6]="-d $PLUGIN --ipv6 --subnet fd6d:6265:6e63:7::/64" # dual-stack: published ports in ip6tables too
 )
-declare -A CFG_NUM=([b]=1 [m]=2 [mi]=3 [dv]=5 [mv]=6) # third octet of the subnet
+declare -A CFG_NUM=([b]=1 [m]=2 [mi]=3 [dv]=5 [mv]=6 [m6]=7) # third octet of the subnet
 declare -A CFG_NAME=([b]="Docker bridge" [m]="mynet bridge" [mi]="mynet bridge + mynet IPAM"
-	[dv]="Docker macvlan" [mv]="mynet macvlan")
+	[dv]="Docker macvlan" [mv]="mynet macvlan" [m6]="mynet bridge, dual-stack")
 START_CFGS=(b m mi dv mv)
 PAR_CFGS=(b m dv mv)
 DP_CFGS=(b m dv mv) # the IPAM does not touch the data path
@@ -467,13 +469,14 @@ phase teardown
 for c in "${START_CFGS[@]}"; do docker network rm "$(netname "$c")" >/dev/null || die "docker network rm $(netname "$c") failed"; done
 
 # ------------------------------------------------------------------ 4. published ports
-say "published ports: 100 on one container, $PORT_RUNS x b/m"
+say "published ports: 100 on one container, $PORT_RUNS x b/m/m6"
 phase ports
 T0=$SECONDS
+declare -A PORT_OFF=([b]=0 [m]=100 [m6]=200)
 for ((i = 0; i < PORT_RUNS; i++)); do
-	for c in $(rotate "$i" b m); do
+	for c in $(rotate "$i" b m m6); do
 		n="${PFX}pt-$c"
-		[ "$c" = m ] && hp=$((PORT_BASE + 100)) || hp=$PORT_BASE
+		hp=$((PORT_BASE + PORT_OFF[$c]))
 		r0=$(rules)
 		create_net "$n" "$c" $((20 + CFG_NUM[$c]))
 		r1=$(rules)
@@ -645,6 +648,10 @@ pair "network create + rm (ms, median of $NET_RUNS), $FILL bridge + $FILL mynet 
 pair "\`docker run -d\` with 100 published ports (ms, median of $PORT_RUNS)" ports100 median 0 b m
 pair "iptables + ip6tables rules added by one network" rulesnet median 0 b m
 pair "iptables + ip6tables rules added per published port" rulesport median 2 b m
+only "\`docker run -d\` with 100 published ports, dual-stack mynet network (ms, median of $PORT_RUNS)" \
+	"$(fmt "$(stat_of "$WORK/ports100-m6" median)")" "IPv4-only: $(fmt "$(stat_of "$WORK/ports100-m" median)") ms"
+only "iptables + ip6tables rules added per published port, dual-stack mynet network" \
+	"$(fmt "$(stat_of "$WORK/rulesport-m6" median)" 2)" "IPv4-only: $(fmt "$(stat_of "$WORK/rulesport-m" median)" 2); the IPv6 side of an IPv4-only network is the held socket's proxy: no rule"
 
 # Calls inside the plugin, from the serial phases.
 call_stat() { # call phase-regex statistic column(3=took 4=netlink 5=iptables 6=bbolt)
