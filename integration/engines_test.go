@@ -112,6 +112,11 @@ func runInEngine(dockerd string) int {
 	if err := e.CopyImage("", pluginBaseImage); err != nil {
 		return fail("%v", err)
 	}
+	// The registry the plugin tests push to is built from the Go module
+	// proxy, which the engine's namespace cannot reach either.
+	if _, err := registryBin(func(f string, a ...any) { fmt.Fprintf(os.Stderr, "integration: "+f+"\n", a...) }); err != nil {
+		return fail("%v", err)
+	}
 	version, _ := e.Docker("version", "--format", "{{.Server.Version}}")
 	fmt.Fprintf(os.Stderr, "integration: dockerd %s in namespaces %s (folder %s) ready after %s\n",
 		strings.TrimSpace(version), e.NetNSPath, e.Dir, time.Since(start).Round(100*time.Millisecond))

@@ -532,28 +532,38 @@ func ptCount(lines []string, sub string) int {
 // one built with go install into the user's cache (once).
 func ptRegistryBin(t *testing.T) string {
 	t.Helper()
+	bin, err := registryBin(t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// registryBin is ptRegistryBin without a test, for the engine set-up: the
+// build needs the Go module proxy, which an engine's namespace cannot reach.
+func registryBin(logf func(string, ...any)) (string, error) {
 	if p := os.Getenv("MYNET_IT_REGISTRY"); p != "" {
-		return p
+		return p, nil
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	_, version, _ := strings.Cut(ptRegistry, "@")
 	dir := filepath.Join(cache, "mynet-it", "distribution-registry-"+version)
 	bin := filepath.Join(dir, "registry")
 	if _, err := os.Stat(bin); err == nil {
-		return bin
+		return bin, nil
 	}
-	t.Logf("building %s into %s (once; a few minutes)", ptRegistry, dir)
+	logf("building %s into %s (once; a few minutes)", ptRegistry, dir)
 	start := time.Now()
 	cmd := exec.Command("go", "install", ptRegistry)
 	cmd.Env = append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go install %s: %v\n%s", ptRegistry, err, out)
+		return "", fmt.Errorf("go install %s: %v\n%s", ptRegistry, err, out)
 	}
-	t.Logf("registry built in %s", time.Since(start).Round(time.Second))
-	return bin
+	logf("registry built in %s", time.Since(start).Round(time.Second))
+	return bin, nil
 }
 
 // ptStartRegistry runs a registry on 127.0.0.1 (Docker treats 127.0.0.0/8 as
