@@ -52,13 +52,28 @@ func ptBuild(t testing.TB, args ...string) string {
 	start := time.Now()
 	cmd := exec.Command("bash", append([]string{filepath.Join(repoRoot, "integration/plugin/build.sh")}, args...)...)
 	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "DOCKER="+dockerBin)
+	cmd.Env = append(os.Environ(), "DOCKER="+ptBuildCLI(t))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("build.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	t.Logf("build.sh %s (%s):\n%s", strings.Join(args, " "), time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(string(out)))
 	return string(out)
+}
+
+// ptBuildCLI is the docker client build.sh builds the rootfs with: it runs
+// `docker build` with BuildKit, which a CLI without the buildx component
+// (the private engine's 28.5 client) refuses. The host's 20.10 client has
+// BuildKit built in and talks to the same engine (DOCKER_HOST).
+func ptBuildCLI(t testing.TB) string {
+	if exec.Command(dockerBin, "buildx", "version").Run() == nil {
+		return dockerBin
+	}
+	if _, err := os.Stat("/usr/bin/docker"); err == nil && dockerBin != "/usr/bin/docker" {
+		t.Logf("%s has no buildx: building the plugin's rootfs with /usr/bin/docker (BuildKit built in)", dockerBin)
+		return "/usr/bin/docker"
+	}
+	return dockerBin
 }
 
 // ptPluginInfo is the part of `docker plugin inspect` the tests read.
@@ -221,8 +236,22 @@ func ptSameAddrs(t *testing.T, when, netName string, want map[string]netip.Addr)
 }
 
 // ptSetup creates the plugin with build.sh, points it at a temporary state
-// directory and gives it an instance name of its own.
+// directory, gives it an instance name of its own and enables it.
 func ptSetup(t *testing.T, tmp string) (ref string) {
+	t.Helper()
+	ref = ptCreate(t, tmp)
+	took := ptTimed(t, "plugin", "enable", ref)
+	t.Logf("MEASURED docker plugin enable %s: %s", ref, took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("enable took %s: dockerd gives a managed plugin ~10 s to listen", took)
+	}
+	return ref
+}
+
+// ptCreate is ptSetup without the enable: the plugin is created, with its
+// state in tmp/state, and stays disabled for more settings. It is removed
+// when the test ends.
+func ptCreate(t *testing.T, tmp string) (ref string) {
 	t.Helper()
 	ref = ptPluginName + ":latest"
 	if _, err := dockerCmd("plugin", "inspect", ref); err == nil {
@@ -236,11 +265,6 @@ func ptSetup(t *testing.T, tmp string) (ref string) {
 		t.Fatal(err)
 	}
 	mustDocker(t, "plugin", "set", ref, "state.source="+state, "MYNET_NAME=mit-pt", "MYNET_LOG_LEVEL=info")
-	took := ptTimed(t, "plugin", "enable", ref)
-	t.Logf("MEASURED docker plugin enable %s: %s", ref, took.Round(time.Millisecond))
-	if took > 10*time.Second {
-		t.Errorf("enable took %s: dockerd gives a managed plugin ~10 s to listen", took)
-	}
 	return ref
 }
 
