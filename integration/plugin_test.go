@@ -52,7 +52,7 @@ func ptBuild(t testing.TB, args ...string) string {
 	start := time.Now()
 	cmd := exec.Command("bash", append([]string{filepath.Join(repoRoot, "integration/plugin/build.sh")}, args...)...)
 	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), "DOCKER="+ptBuildCLI(t))
+	cmd.Env = append(os.Environ(), "DOCKER="+dockerBin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("build.sh %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -61,19 +61,15 @@ func ptBuild(t testing.TB, args ...string) string {
 	return string(out)
 }
 
-// ptBuildCLI is the docker client build.sh builds the rootfs with: it runs
-// `docker build` with BuildKit, which a CLI without the buildx component
-// (the private engine's 28.5 client) refuses. The host's 20.10 client has
-// BuildKit built in and talks to the same engine (DOCKER_HOST).
-func ptBuildCLI(t testing.TB) string {
-	if exec.Command(dockerBin, "buildx", "version").Run() == nil {
-		return dockerBin
+// ptDockerRun is the folder holding the API socket (docker.sock) of the
+// engine under test, for the plugin's docker-run mount: the host's /run (the
+// plugin-config default), or a private engine's own folder, since that
+// engine's /run is the host's and its socket lives elsewhere.
+func ptDockerRun() string {
+	if inEngine != nil {
+		return filepath.Dir(inEngine.Socket)
 	}
-	if _, err := os.Stat("/usr/bin/docker"); err == nil && dockerBin != "/usr/bin/docker" {
-		t.Logf("%s has no buildx: building the plugin's rootfs with /usr/bin/docker (BuildKit built in)", dockerBin)
-		return "/usr/bin/docker"
-	}
-	return dockerBin
+	return "/run"
 }
 
 // ptPluginInfo is the part of `docker plugin inspect` the tests read.
@@ -264,7 +260,8 @@ func ptCreate(t *testing.T, tmp string) (ref string) {
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	mustDocker(t, "plugin", "set", ref, "state.source="+state, "MYNET_NAME=mit-pt", "MYNET_LOG_LEVEL=info")
+	mustDocker(t, "plugin", "set", ref, "state.source="+state, "MYNET_NAME=mit-pt", "MYNET_LOG_LEVEL=info",
+		"docker-run.source="+ptDockerRun())
 	return ref
 }
 
@@ -426,8 +423,8 @@ func TestPluginManaged(t *testing.T) {
 	// re-creates a bridge deleted by hand, which needs Docker's view.
 	t.Run("ReconcileThroughTheDockerMount", func(t *testing.T) {
 		info := ptInspect(t, ref)
-		if src := info.mountSource("docker-run"); src != "/run" {
-			t.Errorf("docker-run mount source %q, want /run", src)
+		if src := info.mountSource("docker-run"); src != ptDockerRun() {
+			t.Errorf("docker-run mount source %q, want %s", src, ptDockerRun())
 		}
 		off := ptLogSize()
 		bridge := "mn-" + brNet.ID[:12]
@@ -662,7 +659,8 @@ func ptRegistryTest(t *testing.T) {
 	}
 	pool := freeSubnet(t, "10.96.0.0/16")
 	took := ptTimed(t, "plugin", "install", "--grant-all-permissions", "--alias", alias, v1,
-		"state.source="+state, "MYNET_NAME=mit-pr", "MYNET_LOG_LEVEL=debug", "MYNET_DEFAULT_POOLS="+pool.String()+":24")
+		"state.source="+state, "MYNET_NAME=mit-pr", "MYNET_LOG_LEVEL=debug", "MYNET_DEFAULT_POOLS="+pool.String()+":24",
+		"docker-run.source="+ptDockerRun())
 	t.Logf("MEASURED docker plugin install (pull + enable) %s: %s", v1, took.Round(time.Millisecond))
 	info := ptInspect(t, alias)
 	if !info.Enabled || info.PluginReference != v1 {
