@@ -61,6 +61,7 @@ type Client struct {
 	leaseID  clientv3.LeaseID
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Close: ends Run
+	probe    tlsProbe      // why TLS with etcd fails, for error messages
 }
 
 // Open makes a client. It does not wait for etcd: a call made while etcd is
@@ -152,6 +153,12 @@ func (c *Client) ctx(parent context.Context) (context.Context, context.CancelFun
 func (c *Client) wrap(what string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: etcd at %s: %w", what, c.where, err)
+	}
+	if tlsErr := c.probe.problem(c.cfg.Endpoints, c.cfg.TLS); tlsErr != nil {
+		return fmt.Errorf("%s: etcd at %s: TLS with etcd failed: %v (check --cluster-ca, --cluster-cert and --cluster-key): %w", what, c.where, tlsErr, ErrUnavailable)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s: etcd at %s did not answer within %s: %w", what, c.where, c.cfg.Timeout, ErrUnavailable)

@@ -58,12 +58,13 @@ func TestTLSEtcdWithClientCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name string
-		opts []opt
+		name  string
+		opts  []opt
+		cause string // what the error must say beyond naming etcd
 	}{
-		{"no client certificate", []opt{withEndpoints(endpoints), withTLS(noClientCert)}},
-		{"a CA that did not sign etcd's certificate", []opt{withEndpoints(endpoints), withTLS(wrongCA)}},
-		{"plain http to a TLS etcd", []opt{withEndpoints(plain)}},
+		{"no client certificate", []opt{withEndpoints(endpoints), withTLS(noClientCert)}, "TLS with etcd failed: remote error: tls:"}, // "bad certificate" or "certificate required", by TLS version,
+		{"a CA that did not sign etcd's certificate", []opt{withEndpoints(endpoints), withTLS(wrongCA)}, "TLS with etcd failed: tls: failed to verify certificate"},
+		{"plain http to a TLS etcd", []opt{withEndpoints(plain)}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := host(t, srv, "tlsb", append(tc.opts, withTimeout(2*time.Second))...)
@@ -73,6 +74,9 @@ func TestTLSEtcdWithClientCertificates(t *testing.T) {
 			}
 			if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "etcd at "+c.Where()) {
 				t.Fatalf("error %q does not name etcd and %s", err, c.Where())
+			}
+			if !strings.Contains(err.Error(), tc.cause) {
+				t.Fatalf("error %q does not say %q", err, tc.cause)
 			}
 		})
 	}
