@@ -89,7 +89,9 @@ func Serve(ctx context.Context, ln net.Listener, h Handlers) error {
 		<-ctx.Done()
 		srv.Close()
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	// Shutdown closes the listener (main's deferred Close) as well as ctx:
+	// either way is the normal end, not an error to log.
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil

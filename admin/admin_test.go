@@ -1,0 +1,30 @@
+package admin
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A listener closed under Serve (the daemon's shutdown) ends it without an
+// error, so the log shows no ERROR line at every stop.
+func TestServeEndsQuietlyWhenTheListenerCloses(t *testing.T) {
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "admin.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- Serve(context.Background(), ln, Handlers{}) }()
+	time.Sleep(50 * time.Millisecond) // let Serve reach Accept
+	ln.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve after the listener closed: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after its listener closed")
+	}
+}
