@@ -132,7 +132,9 @@ func (c *Client) Close() error {
 	lease := c.leaseID
 	c.mu.Unlock()
 	if lease != 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		// The usual call timeout: on a busy etcd a shorter one left the host
+		// counted alive until its lease ran out.
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 		c.cli.Revoke(ctx, lease)
 		cancel()
 	}
