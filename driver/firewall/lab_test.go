@@ -404,6 +404,13 @@ func (l *lab) check(probes ...probe) {
 		go func() {
 			defer wg.Done()
 			peer, err := dial(p.from, p.to)
+			// A probe that must get through may meet links fresh from set-up
+			// (IPv6 link-local addresses still in DAD hold neighbour discovery
+			// back for about a second): try it again. A probe that must be
+			// blocked gets one try, whose timeout is the expected answer.
+			for try := 1; p.peer != "" && err != nil && try < 3; try++ {
+				peer, err = dial(p.from, p.to)
+			}
 			results[i] = res{peer, err}
 		}()
 	}
