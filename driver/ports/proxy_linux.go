@@ -3,6 +3,7 @@
 package ports
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -71,9 +72,12 @@ func (n *netnsRef) close() {
 	}
 }
 
-// dial connects to addr from namespace n (nil: the process's).
-func (n *netnsRef) dial(network string, addr netip.AddrPort) (net.Conn, error) {
-	d := func() (net.Conn, error) { return net.DialTimeout(network, addr.String(), proxyDialTimeout) }
+// dial connects to addr from namespace n (nil: the process's); ctx ends a
+// dial still under way when the proxy stops.
+func (n *netnsRef) dial(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error) {
+	d := func() (net.Conn, error) {
+		return (&net.Dialer{Timeout: proxyDialTimeout}).DialContext(ctx, network, addr.String())
+	}
 	if n == nil {
 		return d()
 	}
@@ -119,12 +123,21 @@ func startProxy(proto string, fd int, target netip.AddrPort, ns *netnsRef) (stop
 	return func() {}, nil
 }
 
-// conns is a set of open connections, closed together at stop.
+// conns is a set of open connections, closed together at stop; ctx ends
+// with them, so a dial under way does not hold the stop up.
 type conns struct {
 	mu     sync.Mutex
 	open   map[io.Closer]bool
 	closed bool
 	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newConns() *conns {
+	c := &conns{}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c
 }
 
 func (c *conns) add(x io.Closer) bool {
@@ -152,6 +165,7 @@ func (c *conns) remove(x io.Closer) {
 }
 
 func (c *conns) closeAll() {
+	c.cancel()
 	c.mu.Lock()
 	c.closed = true
 	open := c.open
@@ -163,14 +177,17 @@ func (c *conns) closeAll() {
 	c.mu.Unlock()
 }
 
-// fileFromDup wraps a duplicate of fd, so that the caller's fd and the
-// returned file close independently.
-func fileFromDup(fd int, name string) (*os.File, error) {
+// fromDup hands wrap (net.FileListener, net.FilePacketConn) a duplicate of
+// fd, so that the hold's fd and what wrap returns close independently.
+func fromDup[T any](fd int, name string, wrap func(*os.File) (T, error)) (T, error) {
 	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	return os.NewFile(uintptr(d), name), nil
+	f := os.NewFile(uintptr(d), name)
+	defer f.Close() // wrap keeps a duplicate of its own
+	return wrap(f)
 }
 
 func proxyTCP(fd int, target netip.AddrPort, ns *netnsRef) (func(), error) {
@@ -178,16 +195,11 @@ func proxyTCP(fd int, target netip.AddrPort, ns *netnsRef) (func(), error) {
 	if err := unix.Listen(fd, proxyBacklog); err != nil {
 		return nil, err
 	}
-	f, err := fileFromDup(fd, "tcp-proxy")
+	ln, err := fromDup(fd, "tcp-proxy", net.FileListener)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	var cs conns
+	cs := newConns()
 	cs.wg.Add(1)
 	go func() {
 		defer cs.wg.Done()
@@ -208,7 +220,7 @@ func proxyTCP(fd int, target netip.AddrPort, ns *netnsRef) (func(), error) {
 			go func() {
 				defer cs.wg.Done()
 				defer cs.remove(c)
-				up, err := ns.dial("tcp", target)
+				up, err := ns.dial(cs.ctx, "tcp", target)
 				if err != nil {
 					Proxied.TCPFailed.Add(1)
 					return
@@ -254,16 +266,11 @@ func proxyUDP(fd int, target netip.AddrPort, ns *netnsRef) (func(), error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, udpRcvBuf); err != nil {
 		return nil, err
 	}
-	f, err := fileFromDup(fd, "udp-proxy")
+	pc, err := fromDup(fd, "udp-proxy", net.FilePacketConn)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := net.FilePacketConn(f)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	var cs conns
+	cs := newConns()
 	var mu sync.Mutex
 	flows := map[string]net.Conn{}
 	cs.wg.Add(1)
@@ -288,7 +295,7 @@ func proxyUDP(fd int, target netip.AddrPort, ns *netnsRef) (func(), error) {
 					Proxied.UDPDropped.Add(1)
 					continue
 				}
-				if up, err = ns.dial("udp", target); err != nil {
+				if up, err = ns.dial(cs.ctx, "udp", target); err != nil {
 					Proxied.UDPDropped.Add(1)
 					continue
 				}
