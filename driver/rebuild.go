@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mynet/mynet/drift"
+	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/internal/periodic"
 	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
@@ -215,8 +216,35 @@ func (d *Driver) endpointsOfNetworks(nets map[string]state.Network) []state.Endp
 
 // Run checks the firewall until ctx ends: dockerd rebuilds its own chains at
 // every start and puts its jumps above ours.
+// Between two checks, a commit by anyone else to the nf_tables ruleset
+// brings our jumps back to the top at once (see firewall.WatchRuleset).
 func (d *Driver) Run(ctx context.Context, every time.Duration) {
+	go d.followRuleset(ctx)
 	periodic.Run(ctx, every, d.repairFirewall)
+}
+
+// followRuleset re-asserts our jumps after each commit to the ruleset while
+// we have rules; our own commits cost one netlink round trip each (the
+// cached copy is still exact).
+func (d *Driver) followRuleset(ctx context.Context) {
+	err := firewall.WatchRuleset(ctx, func() {
+		if !d.hasFirewallRules() {
+			return
+		}
+		span := timing.Begin() // background work, no request's
+		defer span.End()
+		if err := d.fw.EnsureBase(); err != nil {
+			d.log.Warn("re-assert firewall jumps after a change of the ruleset", "err", err)
+		}
+	})
+	if err != nil {
+		d.log.Warn("not following changes of the ruleset: the periodic check alone puts our jumps back on top", "err", err)
+	}
+}
+
+// hasFirewallRules reports whether a network of ours has firewall rules.
+func (d *Driver) hasFirewallRules() bool {
+	return slices.ContainsFunc(d.networkRecords(""), func(n state.Network) bool { return d.backend(n.Backend).hasRules() })
 }
 
 // repairFirewall re-asserts our jumps and rebuilds any network whose rules
@@ -246,8 +274,7 @@ func (d *Driver) repairFirewall() {
 // checkRules re-asserts our jumps and lists the bridges whose rules exist;
 // nil when no network has rules or they cannot be listed.
 func (d *Driver) checkRules() (map[string]bool, error) {
-	nets := d.networkRecords("")
-	if !slices.ContainsFunc(nets, func(n state.Network) bool { return d.backend(n.Backend).hasRules() }) {
+	if !d.hasFirewallRules() {
 		return nil, nil // no rules of ours to check
 	}
 	if err := d.fw.EnsureBase(); err != nil {

@@ -371,7 +371,10 @@ func noPing(from string, to netip.Addr) error {
 	if err == nil {
 		return fmt.Errorf("%s %s from %s answered, but must not:\n%s", tool, to, from, out)
 	}
-	if !strings.Contains(out, "packets transmitted") || !strings.Contains(out, " 0 packets received") {
+	if strings.Contains(out, "packets transmitted") && !strings.Contains(out, " 0 packets received") {
+		return fmt.Errorf("%s %s from %s: some answers came back, but none must:\n%s", tool, to, from, out)
+	}
+	if !strings.Contains(out, "packets transmitted") {
 		return fmt.Errorf("%s %s from %s failed without sending probes (cannot tell whether it is blocked): %v\n%s", tool, to, from, err, out)
 	}
 	return nil

@@ -17,8 +17,9 @@ import (
 // of FORWARD after every network it creates, whatever the driver) bumps the
 // generation. The copy then stays in use for our own chains (MYNET-*, which
 // only mynet writes) but is marked stale: the built-in chains may have
-// moved, so the calls that serve Docker leave the order there alone, and
-// EnsureBase, Owned and Cleanup read the ruleset again. A change planned on
+// moved, so removals leave the order there alone, while adding a network or
+// published ports, EnsureBase, Owned and Cleanup read the ruleset again
+// (the driver calls EnsureBase right after each such change: WatchRuleset). A change planned on
 // the stale copy touches only the rules of the networks it is about. If
 // someone did change them, or made a chain the copy lacks (another mynet
 // instance in the same namespace), the iptables-restore fails (a rule to
@@ -69,6 +70,20 @@ func (f *Firewall) markStale(g uint32) {
 // more.
 func (f *Firewall) change(b *backend, plan func(st *ruleset, s *script) error) error {
 	st, err := f.state(b)
+	return f.changeFrom(b, st, err, plan)
+}
+
+// changeWithBase is change for a plan that also puts the base layout right
+// (baseOps): that needs the built-in chains as they are, so a stale copy is
+// read again first. Otherwise a network made just after Docker inserted its
+// rules at the top of FORWARD would leave them above ours until the next
+// EnsureBase.
+func (f *Firewall) changeWithBase(b *backend, plan func(st *ruleset, s *script) error) error {
+	st, err := f.exact(b)
+	return f.changeFrom(b, st, err, plan)
+}
+
+func (f *Firewall) changeFrom(b *backend, st *ruleset, err error, plan func(st *ruleset, s *script) error) error {
 	for attempt := 0; ; attempt++ {
 		if err != nil {
 			return err

@@ -38,8 +38,9 @@ func (l *lab) restoreNoflush(save string) {
 }
 
 // TestCacheAndForeignChanges: with nobody else touching the firewall a
-// call reads nothing; after someone else's change a call trusts its copy
-// of our own chains (one process, no read), EnsureBase reads again, and a
+// call reads nothing; after someone else's change a removal trusts its copy
+// of our own chains (one process, no read), adding a network and EnsureBase
+// read again, and a
 // restore that fails because someone changed our chains is planned again
 // on a fresh read.
 func TestCacheAndForeignChanges(t *testing.T) {
@@ -58,20 +59,24 @@ func TestCacheAndForeignChanges(t *testing.T) {
 	}
 	processes("repeated AddNetwork", 0, func() error { return l.fw.AddNetwork(n) })
 
-	// An administrator deletes one of the network's rules: the stale copy
-	// does not see it, EnsureBase reads again and AddNetwork repairs.
+	// An administrator deletes one of the network's rules: adding a
+	// network reads again (others may have put rules above ours) and
+	// repairs; EnsureBase then reads only the family it has not read.
 	l.run("iptables", "-D", chForward+"-c", "-o", "myk0", "-m", "comment", "--comment", "mynet:ca0000000000", "-j", "DROP")
-	processes("AddNetwork on a stale copy", 0, func() error { return l.fw.AddNetwork(n) })
-	processes("EnsureBase after a foreign change", 2, l.fw.EnsureBase) // a save per family
-	processes("AddNetwork after EnsureBase", 1, func() error { return l.fw.AddNetwork(n) })
+	processes("AddNetwork on a stale copy", 2, func() error { return l.fw.AddNetwork(n) }) // save, restore
 	if got := l.save(v4); got != want {
 		t.Errorf("after repair:\n%s\nwant:\n%s", got, want)
 	}
+	processes("EnsureBase after a foreign change", 1, l.fw.EnsureBase) // the IPv6 save
+	processes("AddNetwork after EnsureBase", 0, func() error { return l.fw.AddNetwork(n) })
 
-	// What Docker does after each network it creates: flat, no read.
+	// What Docker does after each network it creates: one read to add a
+	// network (the order of FORWARD may have changed), none to remove one.
 	l.run("iptables", "-N", "DOCKER-USER")
 	l.run("iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
-	processes("AddNetwork after Docker's change", 1, func() error { return l.fw.AddNetwork(m) })
+	processes("AddNetwork after Docker's change", 2, func() error { return l.fw.AddNetwork(m) })
+	l.run("iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
+	l.run("iptables", "-D", "FORWARD", "1")
 	processes("RemoveNetwork after Docker's change", 1, func() error { return l.fw.RemoveNetwork(m) })
 	if strings.Contains(l.save(v4), "mynet:cb0000000000") {
 		t.Errorf("RemoveNetwork on a stale copy left rules")

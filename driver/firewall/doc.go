@@ -59,8 +59,10 @@
 // which run before any accept of ours; MYNET-FORWARD comes before Docker's
 // rules in FORWARD (only DOCKER-USER, the user's own chain, comes first), so
 // the drops also come before Docker's "-i docker0 ! -o docker0 -j ACCEPT".
-// Docker inserts its rules at the top of FORWARD when it creates a bridge
-// network; EnsureBase (called periodically) and AddNetwork put ours back.
+// Docker 20.10 inserts its rules at the top of FORWARD when it creates a
+// bridge network; EnsureBase, which the driver calls as soon as anyone else
+// commits a change (WatchRuleset) and periodically, and AddNetwork put ours
+// back.
 // Limits: a Docker bridge given a custom name (com.docker.network.bridge.name)
 // is not recognised, and a host uplink named br-* or docker* would be cut
 // off (set Config.ForeignBridges).

@@ -102,7 +102,7 @@ func (f *Firewall) AddNetworks(ns []Network) (changed []string, err error) {
 			return nil, err
 		}
 		planned := make([]bool, len(ns))
-		err = f.change(b, func(st *ruleset, s *script) error {
+		err = f.changeWithBase(b, func(st *ruleset, s *script) error {
 			f.baseOps(b, st, s)
 			for _, i := range mine {
 				planned[i] = len(f.planNetwork(b, st, s, &ns[i], fam, byFams[i][fam]).added) > 0
@@ -126,7 +126,7 @@ func (f *Firewall) AddNetworks(ns []Network) (changed []string, err error) {
 
 func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []netip.Prefix) (*change, error) {
 	var ch *change
-	err := f.change(b, func(st *ruleset, s *script) error {
+	err := f.changeWithBase(b, func(st *ruleset, s *script) error {
 		f.baseOps(b, st, s)
 		ch = f.planNetwork(b, st, s, n, fam, subnets)
 		return nil

@@ -59,7 +59,7 @@ func (f *Firewall) AddPorts(n Network, ports []state.PortBinding) (retErr error)
 		b, _ := f.backend(fam)
 		ch := &change{b: b}
 		hasSCTP := false
-		err := f.change(b, func(st *ruleset, s *script) error {
+		err := f.changeWithBase(b, func(st *ruleset, s *script) error {
 			if !programmed(st, id12) {
 				return fmt.Errorf("%w: network %s (%s): call AddNetwork first", ErrNetworkNotProgrammed, id12, fam)
 			}
