@@ -69,7 +69,7 @@ func run(cfg config) error {
 	mets := metrics.New()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	cl, err := openCluster(ctx, cfg.cluster, store.InstanceID(), log, mets.ObserveEtcd)
+	cl, joined, err := openCluster(ctx, cfg.cluster, store.InstanceID(), log, mets.ObserveEtcd)
 	if err != nil {
 		return err
 	}
@@ -104,7 +104,7 @@ func run(cfg config) error {
 
 	go netDriver.Run(ctx, cfg.firewallInterval)
 	if cl != nil {
-		startCluster(ctx, cfg.cluster, ipamDriver, netDriver, clusterHooks.View, log)
+		startCluster(ctx, cfg.cluster, joined, ipamDriver, netDriver, clusterHooks.View, log)
 	}
 
 	repairer := reconcile.NewRepairer(netDriver, ipamDriver, log)
@@ -196,24 +196,25 @@ func run(cfg config) error {
 }
 
 // openCluster connects to etcd when --cluster is set (nil otherwise) and
-// keeps this host registered. etcd down at start is not fatal: running
-// containers need nothing from it, and the registration is retried.
-func openCluster(ctx context.Context, c clusterConfig, hostID string, log *slog.Logger, observe func(string, time.Duration, error)) (*cluster.Client, error) {
+// keeps this host registered; joined says whether etcd answered at start.
+// etcd down at start is not fatal: running containers need nothing from it,
+// and the registration is retried.
+func openCluster(ctx context.Context, c clusterConfig, hostID string, log *slog.Logger, observe func(string, time.Duration, error)) (cl *cluster.Client, joined bool, err error) {
 	if len(c.Endpoints) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	tlsConfig, err := cluster.TLSConfig(c.CA, c.Cert, c.Key)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if !c.Advertise.IsValid() {
 		if c.Advertise, err = cluster.RouteSource(c.Endpoints[0]); err != nil {
-			return nil, fmt.Errorf("--advertise: %w", err)
+			return nil, false, fmt.Errorf("--advertise: %w", err)
 		}
 	}
-	cl, err := cluster.Open(cluster.Config{Endpoints: c.Endpoints, TLS: tlsConfig, HostID: hostID, Advertise: c.Advertise, Log: log, Observe: observe})
+	cl, err = cluster.Open(cluster.Config{Endpoints: c.Endpoints, TLS: tlsConfig, HostID: hostID, Advertise: c.Advertise, Log: log, Observe: observe})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, cluster.DefaultTimeout)
 	err = cl.Register(rctx)
@@ -224,14 +225,25 @@ func openCluster(ctx context.Context, c clusterConfig, hostID string, log *slog.
 		log.Info("cluster: joined", "host", hostID, "advertise", c.Advertise, "etcd", strings.Join(c.Endpoints, ","))
 	}
 	go cl.Run(ctx)
-	return cl, nil
+	return cl, err == nil, nil
 }
 
 // startCluster brings etcd in line with this host before the socket opens:
 // the IPAM's records (what this host holds and dropped while it was away)
 // and the data plane (the other hosts' endpoints), each bounded so that a
-// start with etcd down still serves; then keeps both reconciled.
-func startCluster(ctx context.Context, c clusterConfig, ipamDriver *ipam.Driver, netDriver *driver.Driver, view *cluster.View, log *slog.Logger) {
+// start with etcd down still serves; then keeps both reconciled. When etcd
+// did not answer the registration (joined false) it does not wait for it
+// again: three more timeouts would hold the socket back for some 15 s, close
+// to how long dockerd waits for a plugin, and the loops started here do the
+// same work once etcd answers.
+func startCluster(ctx context.Context, c clusterConfig, joined bool, ipamDriver *ipam.Driver, netDriver *driver.Driver, view *cluster.View, log *slog.Logger) {
+	if !joined {
+		log.Warn("cluster: start-up reconcile with etcd left to the loops (every --cluster-sync) until etcd answers")
+		go ipamDriver.RunCluster(ctx, c.Sync)
+		netDriver.SyncDataPlane()
+		go netDriver.RunCluster(ctx, c.Sync)
+		return
+	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	if err := ipamDriver.ReconcileCluster(rctx, ipam.ClaimGrace); err != nil {
 		log.Warn("cluster: reconcile at start incomplete; it runs again every --cluster-sync", "err", err)
