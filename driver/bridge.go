@@ -87,6 +87,12 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 	if created {
 		rec.BridgeCreated = true
 		b.d.mark(rec.Bridge)
+	} else if rec.BridgeCreated {
+		// Made by an older mynet, whose bridges took their ports' lowest
+		// MAC: one that changes cuts containers off for up to a minute.
+		if err := link.PinBridgeMAC(rec.Bridge); err != nil {
+			d.log.Warn("keep the bridge's MAC address", "network", protocol.Short(rec.ID), "err", err)
+		}
 	}
 	defer func() {
 		if retErr != nil {
