@@ -80,7 +80,10 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 			return err
 		}
 	}
-	created, err := link.EnsureBridge(rec.Bridge, rec.MTU)
+	// The MAC is the network's on this host, the same when the bridge is
+	// made again (a reboot, a bridge deleted by hand): the containers that
+	// survived keep reaching their gateway.
+	created, err := link.EnsureBridgeMAC(rec.Bridge, rec.MTU, link.StableMAC(d.owner+"/"+rec.ID))
 	if err != nil {
 		return err
 	}

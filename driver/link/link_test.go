@@ -203,6 +203,26 @@ func TestBridgeKeepsItsMACWhenPortsJoin(t *testing.T) {
 			t.Errorf("EnsureBridge's bridge: MAC %s became %s when a port joined", before, got)
 		}
 
+		// A bridge made again with the same MAC has the address it had.
+		mac := StableMAC("net-a")
+		if StableMAC("net-a").String() != mac.String() || StableMAC("net-b").String() == mac.String() || mac[0]&0x03 != 0x02 {
+			t.Fatalf("StableMAC: %s for net-a, %s for net-b: want one locally administered unicast address per seed", mac, StableMAC("net-b"))
+		}
+		for i := 0; i < 2; i++ {
+			if _, err := EnsureBridgeMAC("tbr5", 0, mac); err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				addLowPort("tbr5", "tr0")
+			}
+			if got := macOf("tbr5"); got != mac.String() {
+				t.Errorf("bridge made with %s has %s", mac, got)
+			}
+			if err := Delete("tbr5"); err != nil {
+				t.Fatal(err)
+			}
+		}
+
 		// An older bridge, pinned: the address it has now stays.
 		attrs = netlink.NewLinkAttrs()
 		attrs.Name = "tbr4"
