@@ -80,13 +80,22 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 			return err
 		}
 	}
-	created, err := link.EnsureBridge(rec.Bridge, rec.MTU)
+	// The MAC is the network's on this host, the same when the bridge is
+	// made again (a reboot, a bridge deleted by hand): the containers that
+	// survived keep reaching their gateway.
+	created, err := link.EnsureBridgeMAC(rec.Bridge, rec.MTU, link.StableMAC(d.owner+"/"+rec.ID))
 	if err != nil {
 		return err
 	}
 	if created {
 		rec.BridgeCreated = true
 		b.d.mark(rec.Bridge)
+	} else if rec.BridgeCreated {
+		// Made by an older mynet, whose bridges took their ports' lowest
+		// MAC: one that changes cuts containers off for up to a minute.
+		if err := link.PinBridgeMAC(rec.Bridge); err != nil {
+			d.log.Warn("keep the bridge's MAC address", "network", protocol.Short(rec.ID), "err", err)
+		}
 	}
 	defer func() {
 		if retErr != nil {

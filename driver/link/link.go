@@ -4,10 +4,14 @@
 package link
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -61,8 +65,20 @@ func Exists(name string) (bool, error) {
 
 // EnsureBridge makes sure a bridge called name exists and is up, with the
 // given MTU when mtu > 0. created says whether this call made it. A link of
-// that name that is not a bridge is an error.
+// that name that is not a bridge is an error. A bridge it makes gets a
+// random MAC address of its own (see EnsureBridgeMAC).
 func EnsureBridge(name string, mtu int) (created bool, err error) {
+	return EnsureBridgeMAC(name, mtu, nil)
+}
+
+// EnsureBridgeMAC is EnsureBridge giving a bridge it makes the MAC address
+// mac (nil: a random one). A bridge given none would take the lowest MAC of
+// its ports, which changes as containers join and leave, and every
+// container's cached neighbour entry for the gateway would then point at an
+// address the bridge no longer answers to: their replies to the host and to
+// published ports are dropped until the entry expires (up to a minute). The
+// same mac for a bridge made again keeps those entries right.
+func EnsureBridgeMAC(name string, mtu int, mac net.HardwareAddr) (created bool, err error) {
 	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	switch {
@@ -75,6 +91,11 @@ func EnsureBridge(name string, mtu int) (created bool, err error) {
 		attrs.Name = name
 		if mtu > 0 {
 			attrs.MTU = mtu
+		}
+		if attrs.HardwareAddr = mac; mac == nil {
+			if attrs.HardwareAddr, err = randomMAC(); err != nil {
+				return false, fmt.Errorf("create bridge %s: %w", name, err)
+			}
 		}
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, unix.EEXIST) {
 			return false, fmt.Errorf("create bridge %s: %w", name, err)
@@ -96,6 +117,50 @@ func EnsureBridge(name string, mtu int) (created bool, err error) {
 	}
 	return created, nil
 }
+
+// randomMAC is a random locally administered unicast MAC address.
+func randomMAC() (net.HardwareAddr, error) {
+	mac := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(mac); err != nil {
+		return nil, fmt.Errorf("random MAC address: %w", err)
+	}
+	return localUnicast(mac), nil
+}
+
+// StableMAC is a locally administered unicast MAC address derived from
+// seed: the same seed, the same address.
+func StableMAC(seed string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte(seed))
+	return localUnicast(net.HardwareAddr(sum[:6]))
+}
+
+func localUnicast(mac net.HardwareAddr) net.HardwareAddr {
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac
+}
+
+// PinBridgeMAC makes a bridge's current MAC address its own, so that ports
+// joining or leaving no longer change it (see EnsureBridgeMAC): for bridges
+// made before EnsureBridge gave them one. A bridge whose address was set
+// already is left alone.
+func PinBridgeMAC(name string) error {
+	defer timing.Since(timing.Netlink, time.Now())
+	if b, err := os.ReadFile("/sys/class/net/" + name + "/addr_assign_type"); err == nil && strings.TrimSpace(string(b)) == addrAssignSet {
+		return nil
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find bridge %s: %w", name, err)
+	}
+	if err := netlink.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil {
+		return fmt.Errorf("keep the MAC address %s of bridge %s: %w", l.Attrs().HardwareAddr, name, err)
+	}
+	return nil
+}
+
+// addrAssignSet is NET_ADDR_SET in /sys/class/net/*/addr_assign_type: the
+// address was given, not picked by the kernel.
+const addrAssignSet = "3"
 
 // Delete removes a link. A missing link is fine.
 func Delete(name string) error {

@@ -155,3 +155,92 @@ func TestFlushConntrackRemovesFlowsOfOneAddress(t *testing.T) {
 		}
 	})
 }
+
+// A port with a lower MAC than the bridge's must not change the bridge's
+// MAC: containers cache it as their gateway's.
+func TestBridgeKeepsItsMACWhenPortsJoin(t *testing.T) {
+	testutil.InNetns(t, func() {
+		low, _ := net.ParseMAC("02:00:00:00:00:01")
+		macOf := func(name string) string {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l.Attrs().HardwareAddr.String()
+		}
+		addLowPort := func(bridge, host string) {
+			t.Helper()
+			attrs := netlink.NewLinkAttrs()
+			attrs.Name, attrs.HardwareAddr = host, low
+			if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: host + "p"}); err != nil {
+				t.Fatal(err)
+			}
+			l, _ := netlink.LinkByName(host)
+			br, _ := netlink.LinkByName(bridge)
+			if err := Attach(l, br); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// The kernel's choice, which the rest guards against: a bridge
+		// without an address of its own takes its lowest port's.
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = "tbrk"
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+			t.Fatal(err)
+		}
+		addLowPort("tbrk", "tk0")
+		if got := macOf("tbrk"); got != low.String() {
+			t.Fatalf("a bridge without an address of its own has %s, want its port's %s (has the kernel changed?)", got, low)
+		}
+
+		if _, err := EnsureBridge("tbr3", 0); err != nil {
+			t.Fatal(err)
+		}
+		before := macOf("tbr3")
+		addLowPort("tbr3", "tp0")
+		if got := macOf("tbr3"); got != before {
+			t.Errorf("EnsureBridge's bridge: MAC %s became %s when a port joined", before, got)
+		}
+
+		// A bridge made again with the same MAC has the address it had.
+		mac := StableMAC("net-a")
+		if StableMAC("net-a").String() != mac.String() || StableMAC("net-b").String() == mac.String() || mac[0]&0x03 != 0x02 {
+			t.Fatalf("StableMAC: %s for net-a, %s for net-b: want one locally administered unicast address per seed", mac, StableMAC("net-b"))
+		}
+		for i := 0; i < 2; i++ {
+			if _, err := EnsureBridgeMAC("tbr5", 0, mac); err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				addLowPort("tbr5", "tr0")
+			}
+			if got := macOf("tbr5"); got != mac.String() {
+				t.Errorf("bridge made with %s has %s", mac, got)
+			}
+			if err := Delete("tbr5"); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		// An older bridge, pinned: the address it has now stays.
+		attrs = netlink.NewLinkAttrs()
+		attrs.Name = "tbr4"
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+			t.Fatal(err)
+		}
+		before = macOf("tbr4")
+		for i := 0; i < 2; i++ {
+			if err := PinBridgeMAC("tbr4"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		addLowPort("tbr4", "tq0")
+		if got := macOf("tbr4"); got != before {
+			t.Errorf("pinned bridge: MAC %s became %s when a port joined", before, got)
+		}
+		if err := PinBridgeMAC("nosuchbr"); err == nil {
+			t.Error("pinning a missing bridge succeeded")
+		}
+	})
+}
