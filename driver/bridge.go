@@ -80,10 +80,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 			return err
 		}
 	}
-	// The MAC is the network's on this host, the same when the bridge is
-	// made again (a reboot, a bridge deleted by hand): the containers that
-	// survived keep reaching their gateway.
-	created, err := link.EnsureBridgeMAC(rec.Bridge, rec.MTU, link.StableMAC(d.owner+"/"+rec.ID))
+	created, err := link.EnsureBridgeMAC(rec.Bridge, rec.MTU, d.bridgeMAC(rec.Bridge))
 	if err != nil {
 		return err
 	}
@@ -266,4 +263,14 @@ func masterOf(masters map[string]string, name string) (master string, exists boo
 	}
 	master, err = link.Master(name)
 	return master, true, err
+}
+
+// bridgeMAC is the MAC address of a bridge this instance makes. It is the
+// same when the bridge is made again (a reboot, a bridge deleted by hand),
+// so the containers that survived keep reaching their gateway; and since it
+// is set in the same netlink request that creates the bridge, it also tells
+// a bridge of ours from others' when a crash came before the mark (the
+// alias, a second request): see findOrphans.
+func (d *Driver) bridgeMAC(bridge string) net.HardwareAddr {
+	return link.StableMAC(d.owner + "/" + bridge)
 }

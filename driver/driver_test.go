@@ -457,7 +457,21 @@ func TestStartRemovesOrphans(t *testing.T) {
 		if _, err := link.EnsureBridge("mnmine0", 0); err != nil { // not our naming: kept
 			t.Fatal(err)
 		}
+		// A crash between creating a bridge and marking it: no alias, but
+		// the MAC we give ours. One with another MAC is someone else's.
+		if _, err := link.EnsureBridgeMAC("mn-0123456789ad", 0, e.d.bridgeMAC("mn-0123456789ad")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := link.EnsureBridge("mn-0123456789ae", 0); err != nil {
+			t.Fatal(err)
+		}
 		e.restart()
+		if ok, _ := link.Exists("mn-0123456789ad"); ok {
+			t.Error("an unmarked bridge with our MAC (made just before a crash) was kept")
+		}
+		if ok, _ := link.Exists("mn-0123456789ae"); !ok {
+			t.Error("an unmarked bridge with another MAC was removed")
+		}
 		if ok, _ := link.Exists("mn-0123456789ab"); ok {
 			t.Error("orphan bridge kept")
 		}
@@ -471,7 +485,7 @@ func TestStartRemovesOrphans(t *testing.T) {
 		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
 			t.Errorf("rules after start: %v", owned)
 		}
-		want := map[string]int{RepairOrphanLink: 1, RepairOrphanRules: 1}
+		want := map[string]int{RepairOrphanLink: 2, RepairOrphanRules: 1}
 		if got := e.repaired(); !maps.Equal(got, want) {
 			t.Errorf("OnRepair heard %v, want %v", got, want)
 		}

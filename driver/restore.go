@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -124,7 +125,7 @@ func (d *Driver) findOrphans(s survey) []orphan {
 		d.log.Warn("list links to find orphans", "err", err)
 	}
 	for _, name := range names {
-		if ourLinkName.MatchString(name) && !claimed[name] && link.Alias(name) == d.owner {
+		if ourLinkName.MatchString(name) && !claimed[name] && d.madeHere(name) {
 			out = append(out, orphan{
 				drift:  drift.Drift{Kind: drift.OrphanLink, Object: "link " + name, Detail: "a link no record claims"},
 				remove: func() error { return link.Delete(name) },
@@ -220,4 +221,12 @@ func missingLinks(rec state.Network) []string {
 		}
 	}
 	return out
+}
+
+// madeHere reports whether this instance made the link: it carries our
+// mark, or it is an unmarked bridge with the MAC address we give ours (a
+// crash between creating a bridge and marking it leaves only that).
+func (d *Driver) madeHere(name string) bool {
+	alias, mac := link.AliasAndMAC(name)
+	return alias == d.owner || (alias == "" && bytes.Equal(mac, d.bridgeMAC(name)))
 }

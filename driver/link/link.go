@@ -390,6 +390,17 @@ func SetAlias(name, alias string) error {
 	return nil
 }
 
+// AliasAndMAC returns a link's alias and MAC address (zero values if the
+// link is missing).
+func AliasAndMAC(name string) (string, net.HardwareAddr) {
+	defer timing.Since(timing.Netlink, time.Now())
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return "", nil
+	}
+	return l.Attrs().Alias, l.Attrs().HardwareAddr
+}
+
 // Alias returns a link's alias ("" if none or if the link is missing).
 func Alias(name string) string {
 	defer timing.Since(timing.Netlink, time.Now())
