@@ -35,7 +35,7 @@ func (bridgeBackend) check(rec state.Network, others []state.Network) error {
 
 func (b bridgeBackend) createLink(n state.Network, ep *state.Endpoint, mac net.HardwareAddr) error {
 	ep.HostIf, ep.ContainerIf = hostIfName(ep.ID), containerIfName(ep.ID)
-	if err := link.CreateVeth(link.Veth{Host: ep.HostIf, Peer: ep.ContainerIf, Bridge: n.Bridge, MTU: n.MTU, PeerMAC: mac}); err != nil {
+	if err := link.CreateVeth(link.Veth{Host: ep.HostIf, Peer: ep.ContainerIf, Bridge: n.Bridge, MTU: n.MTU, PeerMAC: mac, HostMAC: b.d.linkMAC(ep.HostIf)}); err != nil {
 		return err
 	}
 	b.d.mark(ep.HostIf, ep.ContainerIf)
@@ -80,7 +80,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 			return err
 		}
 	}
-	created, err := link.EnsureBridgeMAC(rec.Bridge, rec.MTU, d.bridgeMAC(rec.Bridge))
+	created, err := link.EnsureBridgeMAC(rec.Bridge, rec.MTU, d.linkMAC(rec.Bridge))
 	if err != nil {
 		return err
 	}
@@ -265,12 +265,12 @@ func masterOf(masters map[string]string, name string) (master string, exists boo
 	return master, true, err
 }
 
-// bridgeMAC is the MAC address of a bridge this instance makes. It is the
-// same when the bridge is made again (a reboot, a bridge deleted by hand),
-// so the containers that survived keep reaching their gateway; and since it
-// is set in the same netlink request that creates the bridge, it also tells
-// a bridge of ours from others' when a crash came before the mark (the
-// alias, a second request): see findOrphans.
-func (d *Driver) bridgeMAC(bridge string) net.HardwareAddr {
-	return link.StableMAC(d.owner + "/" + bridge)
+// linkMAC is the MAC address of a bridge, or of the host end of a veth
+// pair, this instance makes. A bridge made again (a reboot, a bridge deleted
+// by hand) has the same one, so the containers that survived keep reaching
+// their gateway; and since it is set in the netlink request that creates the
+// link, it also tells a link of ours from others' when a crash came before
+// the mark (the alias, a second request): see findOrphans.
+func (d *Driver) linkMAC(name string) net.HardwareAddr {
+	return link.StableMAC(d.owner + "/" + name)
 }

@@ -459,13 +459,19 @@ func TestStartRemovesOrphans(t *testing.T) {
 		}
 		// A crash between creating a bridge and marking it: no alias, but
 		// the MAC we give ours. One with another MAC is someone else's.
-		if _, err := link.EnsureBridgeMAC("mn-0123456789ad", 0, e.d.bridgeMAC("mn-0123456789ad")); err != nil {
+		if _, err := link.EnsureBridgeMAC("mn-0123456789ad", 0, e.d.linkMAC("mn-0123456789ad")); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := link.EnsureBridge("mn-0123456789ae", 0); err != nil {
 			t.Fatal(err)
 		}
+		if err := link.CreateVeth(link.Veth{Host: "mnh0123456789af", Peer: "mnc0123456789af", Bridge: "mnmine0", HostMAC: e.d.linkMAC("mnh0123456789af")}); err != nil {
+			t.Fatal(err)
+		}
 		e.restart()
+		if ok, _ := link.Exists("mnh0123456789af"); ok {
+			t.Error("an unmarked veth with our MAC (made just before a crash) was kept")
+		}
 		if ok, _ := link.Exists("mn-0123456789ad"); ok {
 			t.Error("an unmarked bridge with our MAC (made just before a crash) was kept")
 		}
@@ -485,7 +491,7 @@ func TestStartRemovesOrphans(t *testing.T) {
 		if len(owned) != 1 || owned[0] != "mn-aaaaaaaaaaaa" {
 			t.Errorf("rules after start: %v", owned)
 		}
-		want := map[string]int{RepairOrphanLink: 2, RepairOrphanRules: 1}
+		want := map[string]int{RepairOrphanLink: 3, RepairOrphanRules: 1}
 		if got := e.repaired(); !maps.Equal(got, want) {
 			t.Errorf("OnRepair heard %v, want %v", got, want)
 		}

@@ -224,9 +224,9 @@ func missingLinks(rec state.Network) []string {
 }
 
 // madeHere reports whether this instance made the link: it carries our
-// mark, or it is an unmarked bridge with the MAC address we give ours (a
-// crash between creating a bridge and marking it leaves only that).
+// mark, or it is unmarked with the MAC address we give our bridges and
+// veths (a crash between creating a link and marking it leaves only that).
 func (d *Driver) madeHere(name string) bool {
 	alias, mac := link.AliasAndMAC(name)
-	return alias == d.owner || (alias == "" && bytes.Equal(mac, d.bridgeMAC(name)))
+	return alias == d.owner || (alias == "" && bytes.Equal(mac, d.linkMAC(name)))
 }

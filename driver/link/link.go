@@ -225,6 +225,7 @@ type Veth struct {
 	Bridge     string
 	MTU        int              // 0 = kernel default
 	PeerMAC    net.HardwareAddr // nil = kernel random
+	HostMAC    net.HardwareAddr // nil = kernel random
 }
 
 // CreateVeth creates the pair, puts the host end on the bridge (hairpin on,
@@ -240,6 +241,7 @@ func CreateVeth(v Veth) (retErr error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = v.Host
 	attrs.MTU = v.MTU
+	attrs.HardwareAddr = v.HostMAC
 	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: v.Peer, PeerHardwareAddr: v.PeerMAC}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("create veth %s/%s: %w", v.Host, v.Peer, err)
