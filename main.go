@@ -237,25 +237,29 @@ func openCluster(ctx context.Context, c clusterConfig, hostID string, log *slog.
 // to how long dockerd waits for a plugin, and the loops started here do the
 // same work once etcd answers.
 func startCluster(ctx context.Context, c clusterConfig, joined bool, ipamDriver *ipam.Driver, netDriver *driver.Driver, view *cluster.View, log *slog.Logger) {
-	if !joined {
+	if joined {
+		reconcileWithEtcd(ctx, ipamDriver, netDriver, view, log)
+	} else {
 		log.Warn("cluster: start-up reconcile with etcd left to the loops (every --cluster-sync) until etcd answers")
-		go ipamDriver.RunCluster(ctx, c.Sync)
 		netDriver.SyncDataPlane()
-		go netDriver.RunCluster(ctx, c.Sync)
-		return
 	}
+	go ipamDriver.RunCluster(ctx, c.Sync)
+	go netDriver.RunCluster(ctx, c.Sync)
+}
+
+// reconcileWithEtcd is the start-up reconcile: the IPAM's records with
+// etcd's, then the data plane with the view once it has listed etcd.
+func reconcileWithEtcd(ctx context.Context, ipamDriver *ipam.Driver, netDriver *driver.Driver, view *cluster.View, log *slog.Logger) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	if err := ipamDriver.ReconcileCluster(rctx, ipam.ClaimGrace); err != nil {
 		log.Warn("cluster: reconcile at start incomplete; it runs again every --cluster-sync", "err", err)
 	}
 	cancel()
-	go ipamDriver.RunCluster(ctx, c.Sync)
 	waitSynced(ctx, view, 5*time.Second)
 	netDriver.SyncDataPlane()
 	rctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 	netDriver.ReconcileEndpoints(rctx, time.Minute)
 	cancel()
-	go netDriver.RunCluster(ctx, c.Sync)
 }
 
 // waitSynced waits until the view has listed etcd once, or d passes (etcd

@@ -80,7 +80,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 			return err
 		}
 	}
-	created, err := link.EnsureBridgeMAC(rec.Bridge, rec.MTU, d.linkMAC(rec.Bridge))
+	created, err := link.EnsureBridge(rec.Bridge, rec.MTU, d.linkMAC(rec.Bridge))
 	if err != nil {
 		return err
 	}

@@ -75,6 +75,8 @@ func TestCacheAndForeignChanges(t *testing.T) {
 	l.run("iptables", "-N", "DOCKER-USER")
 	l.run("iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
 	processes("AddNetwork after Docker's change", 2, func() error { return l.fw.AddNetwork(m) })
+	// Docker's next change (the same jump moved back to the top) leaves
+	// the copy stale again.
 	l.run("iptables", "-I", "FORWARD", "-j", "DOCKER-USER")
 	l.run("iptables", "-D", "FORWARD", "1")
 	processes("RemoveNetwork after Docker's change", 1, func() error { return l.fw.RemoveNetwork(m) })

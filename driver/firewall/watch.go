@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/vishvananda/netlink/nl"
 	"syscall"
 
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 

@@ -65,20 +65,14 @@ func Exists(name string) (bool, error) {
 
 // EnsureBridge makes sure a bridge called name exists and is up, with the
 // given MTU when mtu > 0. created says whether this call made it. A link of
-// that name that is not a bridge is an error. A bridge it makes gets a
-// random MAC address of its own (see EnsureBridgeMAC).
-func EnsureBridge(name string, mtu int) (created bool, err error) {
-	return EnsureBridgeMAC(name, mtu, nil)
-}
-
-// EnsureBridgeMAC is EnsureBridge giving a bridge it makes the MAC address
-// mac (nil: a random one). A bridge given none would take the lowest MAC of
-// its ports, which changes as containers join and leave, and every
+// that name that is not a bridge is an error. A bridge it makes gets the MAC
+// address mac (nil: a random one). A bridge given none would take the lowest
+// MAC of its ports, which changes as containers join and leave, and every
 // container's cached neighbour entry for the gateway would then point at an
 // address the bridge no longer answers to: their replies to the host and to
 // published ports are dropped until the entry expires (up to a minute). The
 // same mac for a bridge made again keeps those entries right.
-func EnsureBridgeMAC(name string, mtu int, mac net.HardwareAddr) (created bool, err error) {
+func EnsureBridge(name string, mtu int, mac net.HardwareAddr) (created bool, err error) {
 	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
 	switch {
@@ -140,7 +134,7 @@ func localUnicast(mac net.HardwareAddr) net.HardwareAddr {
 }
 
 // PinBridgeMAC makes a bridge's current MAC address its own, so that ports
-// joining or leaving no longer change it (see EnsureBridgeMAC): for bridges
+// joining or leaving no longer change it (see EnsureBridge): for bridges
 // made before EnsureBridge gave them one. A bridge whose address was set
 // already is left alone.
 func PinBridgeMAC(name string) error {

@@ -25,11 +25,11 @@ func TestValidName(t *testing.T) {
 
 func TestBridgeAndAddressesAreIdempotent(t *testing.T) {
 	testutil.InNetns(t, func() {
-		created, err := EnsureBridge("tbr0", 1400)
+		created, err := EnsureBridge("tbr0", 1400, nil)
 		if err != nil || !created {
 			t.Fatalf("first ensure: created=%v err=%v", created, err)
 		}
-		created, err = EnsureBridge("tbr0", 1400)
+		created, err = EnsureBridge("tbr0", 1400, nil)
 		if err != nil || created {
 			t.Fatalf("second ensure: created=%v err=%v", created, err)
 		}
@@ -70,7 +70,7 @@ func TestEnsureBridgeRefusesOtherLinkTypes(t *testing.T) {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "tv1"}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := EnsureBridge("tv0", 0); err == nil {
+		if _, err := EnsureBridge("tv0", 0, nil); err == nil {
 			t.Fatal("a veth was accepted as a bridge")
 		}
 	})
@@ -78,7 +78,7 @@ func TestEnsureBridgeRefusesOtherLinkTypes(t *testing.T) {
 
 func TestVethOnBridge(t *testing.T) {
 	testutil.InNetns(t, func() {
-		if _, err := EnsureBridge("tbr1", 0); err != nil {
+		if _, err := EnsureBridge("tbr1", 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		mac, _ := net.ParseMAC("02:42:0a:4d:00:02")
@@ -116,7 +116,7 @@ func TestVethFailureLeavesNothing(t *testing.T) {
 		if err := CreateVeth(Veth{Host: "th1", Peer: "tc1", Bridge: "nosuchbr"}); err == nil {
 			t.Fatal("veth on a missing bridge succeeded")
 		}
-		if _, err := EnsureBridge("tbr2", 0); err != nil {
+		if _, err := EnsureBridge("tbr2", 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		// MTU the kernel refuses: the pair must be rolled back.
@@ -194,7 +194,7 @@ func TestBridgeKeepsItsMACWhenPortsJoin(t *testing.T) {
 			t.Fatalf("a bridge without an address of its own has %s, want its port's %s (has the kernel changed?)", got, low)
 		}
 
-		if _, err := EnsureBridge("tbr3", 0); err != nil {
+		if _, err := EnsureBridge("tbr3", 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		before := macOf("tbr3")
@@ -209,7 +209,7 @@ func TestBridgeKeepsItsMACWhenPortsJoin(t *testing.T) {
 			t.Fatalf("StableMAC: %s for net-a, %s for net-b: want one locally administered unicast address per seed", mac, StableMAC("net-b"))
 		}
 		for i := 0; i < 2; i++ {
-			if _, err := EnsureBridgeMAC("tbr5", 0, mac); err != nil {
+			if _, err := EnsureBridge("tbr5", 0, mac); err != nil {
 				t.Fatal(err)
 			}
 			if i == 0 {
