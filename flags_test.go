@@ -1,66 +1,77 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/internal/proctest"
 )
 
-// badFlags are values that must stop the start; each error names the flag
-// and what would be valid. DIR stands for a fresh temporary directory.
+// badFlags are values that must stop the start: for each flag, given after
+// the flags in with, every value in bad is refused with an error that names
+// the flag and says what would be valid. DIR stands for a fresh temporary
+// directory.
 var badFlags = []struct {
-	args []string
-	want []string // every one must be in the message
+	flag string
+	bad  []string
+	says string
+	with []string
 }{
-	{[]string{"--firewall-check", "0"}, []string{"--firewall-check", "from 1s to 24h,"}},
-	{[]string{"--firewall-check", "-5s"}, []string{"--firewall-check", "from 1s to 24h,"}},
-	{[]string{"--firewall-check", "1ms"}, []string{"--firewall-check", "from 1s to 24h,"}},
-	{[]string{"--firewall-check", "1000h"}, []string{"--firewall-check", "from 1s to 24h,"}},
-	{[]string{"--firewall-check", "soon"}, []string{"--firewall-check", "from 1s to 24h,"}},
-	{[]string{"--name", ""}, []string{"--name", "plain name"}},
-	{[]string{"--name", "a/b"}, []string{"--name", "plain name"}},
-	{[]string{"--name", ".."}, []string{"--name", "plain name"}},
-	{[]string{"--name", "a\nb"}, []string{"--name", "plain name"}},
-	{[]string{"--name", strings.Repeat("n", 120)}, []string{"--name", "at most 107 bytes"}},
-	{[]string{"--socket-dir", ""}, []string{"--socket-dir", "directory"}},
-	{[]string{"--state", ""}, []string{"--state", "file"}},
-	{[]string{"--state", "/var/lib/mynet/"}, []string{"--state", "file"}},
-	{[]string{"--state", "/" + strings.Repeat("s", 110)}, []string{"--state", "at most 107 bytes"}},
-	{[]string{"--log-level", "loud"}, []string{"--log-level", "debug, info, warn or error"}},
-	{[]string{"--log-format", "xml"}, []string{"--log-format", "text or json"}},
-	{[]string{"--default-pools", "10.0.0.0/8:33"}, []string{"--default-pools", "from 8 to 32"}},
-	{[]string{"--default-pools", ""}, []string{"--default-pools", "BASE/LEN:SIZE"}},
-	{[]string{"--sysctl-root", "proc/sys"}, []string{"--sysctl-root", "absolute path of a directory"}},
-	{[]string{"--sysctl-root", "/nonexistent/sys"}, []string{"--sysctl-root", "absolute path of a directory"}},
-	{[]string{"--metrics", "9323"}, []string{"--metrics", "host:port"}},
-	{[]string{"--metrics", "127.0.0.1:0"}, []string{"--metrics", "host:port"}},
-	{[]string{"--state", "DIR/x.db", "--metrics", "unix:DIR/x.db"}, []string{"--metrics", "the state file"}},
-	{[]string{"--state", "DIR/x.db", "--metrics", "unix:DIR/x.db.sock"}, []string{"--metrics", "admin socket"}},
-	{[]string{"--socket-dir", "DIR/p", "--metrics", "unix:DIR/p/mynet.sock"}, []string{"--metrics", "plugin socket"}},
-	{[]string{"--advertise", "10.0.0.11"}, []string{"--advertise", "given without --cluster"}},
-	{[]string{"--cluster-ca", "ca.pem"}, []string{"--cluster-ca", "given without --cluster"}},
-	{[]string{"--cluster", "10.0.0.5:2379"}, []string{"--cluster", "start the list with etcd://"}},
-	{[]string{"--cluster", "etcd://10.0.0.5"}, []string{"--cluster", "HOST:PORT"}},
-	{[]string{"--cluster", "etcd://10.0.0.5:2379", "--advertise", "127.0.0.1"}, []string{"--advertise", "unicast address"}},
-	{[]string{"--cluster", "etcd://10.0.0.5:2379", "--advertise", "host"}, []string{"--advertise", "unicast address"}},
-	{[]string{"--vxlan-port", "0"}, []string{"--vxlan-port", "from 1 to 65535"}},
-	{[]string{"--cluster-sync", "0"}, []string{"--cluster-sync", "from 1s to 24h"}},
+	{flag: "--firewall-check", bad: []string{"0", "-5s", "1ms", "1000h", "soon"}, says: "from 1s to 24h,"},
+	{flag: "--name", bad: []string{"", "a/b", "..", "a\nb"}, says: "plain name"},
+	{flag: "--name", bad: []string{strings.Repeat("n", 120)}, says: "at most 107 bytes"},
+	{flag: "--socket-dir", bad: []string{""}, says: "directory"},
+	{flag: "--state", bad: []string{"", "/var/lib/mynet/"}, says: "file"},
+	{flag: "--state", bad: []string{"/" + strings.Repeat("s", 110)}, says: "at most 107 bytes"},
+	{flag: "--log-level", bad: []string{"loud"}, says: "debug, info, warn or error"},
+	{flag: "--log-format", bad: []string{"xml"}, says: "text or json"},
+	{flag: "--default-pools", bad: []string{"10.0.0.0/8:33"}, says: "from 8 to 32"},
+	{flag: "--default-pools", bad: []string{""}, says: "BASE/LEN:SIZE"},
+	{flag: "--sysctl-root", bad: []string{"proc/sys", "/nonexistent/sys"}, says: "absolute path of a directory"},
+	{flag: "--metrics", bad: []string{"9323", "127.0.0.1:0"}, says: "host:port"},
+	{flag: "--metrics", bad: []string{"unix:DIR/x.db"}, says: "the state file", with: []string{"--state", "DIR/x.db"}},
+	{flag: "--metrics", bad: []string{"unix:DIR/x.db.sock"}, says: "admin socket", with: []string{"--state", "DIR/x.db"}},
+	{flag: "--metrics", bad: []string{"unix:DIR/p/mynet.sock"}, says: "plugin socket", with: []string{"--socket-dir", "DIR/p"}},
+	{flag: "--advertise", bad: []string{"10.0.0.11"}, says: "given without --cluster"},
+	{flag: "--cluster-ca", bad: []string{"ca.pem"}, says: "given without --cluster"},
+	{flag: "--cluster", bad: []string{"10.0.0.5:2379"}, says: "start the list with etcd://"},
+	{flag: "--cluster", bad: []string{"etcd://10.0.0.5"}, says: "HOST:PORT"},
+	{flag: "--advertise", bad: []string{"127.0.0.1", "host"}, says: "unicast address", with: []string{"--cluster", "etcd://10.0.0.5:2379"}},
+	{flag: "--vxlan-port", bad: []string{"0"}, says: "from 1 to 65535"},
+	{flag: "--cluster-sync", bad: []string{"0"}, says: "from 1s to 24h"},
+}
+
+// badFlagCase is one refused command line: args, and the flag and words its
+// error must hold.
+type badFlagCase struct {
+	args       []string
+	flag, says string
+}
+
+// badFlagCases spells badFlags out, one command line per bad value.
+func badFlagCases() []badFlagCase {
+	var out []badFlagCase
+	for _, f := range badFlags {
+		for _, v := range f.bad {
+			args := append(append([]string{}, f.with...), f.flag, v)
+			out = append(out, badFlagCase{args, f.flag, f.says})
+		}
+	}
+	return out
 }
 
 func TestEveryFlagIsValidated(t *testing.T) {
-	for _, tc := range badFlags {
+	for _, tc := range badFlagCases() {
 		_, err := parseFlags(inDir(tc.args, t.TempDir()))
 		if err == nil {
 			t.Errorf("%q accepted", tc.args)
 			continue
 		}
-		for _, w := range tc.want {
+		for _, w := range []string{tc.flag, tc.says} {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%q: %q does not say %q", tc.args, err, w)
 			}
@@ -115,25 +126,18 @@ func TestBadFlagStopsTheStartWithExitCode2(t *testing.T) {
 		main()
 		return
 	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Fatal("unshare (util-linux) is needed to run the daemon in its own network namespace")
-	}
-	for _, tc := range badFlags {
+	for _, tc := range badFlagCases() {
 		dir := t.TempDir()
 		args := append([]string{"--socket-dir", filepath.Join(dir, "sock"), "--state", filepath.Join(dir, "state.db")}, inDir(tc.args, dir)...)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		cmd := exec.CommandContext(ctx, "unshare", "-n", os.Args[0], "-test.run=^TestBadFlagStopsTheStartWithExitCode2$")
 		encoded, _ := json.Marshal(args)
-		cmd.Env = append(os.Environ(), "MYNET_FLAGS_CHILD=1", "MYNET_FLAGS_ARGS="+string(encoded))
-		out, err := cmd.CombinedOutput()
-		cancel()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
-			t.Errorf("%q: exit %v, want 2\n%s", tc.args, err, out)
+		out, code := proctest.RunIsolated(t, 20*time.Second, []string{"MYNET_FLAGS_CHILD=1", "MYNET_FLAGS_ARGS=" + string(encoded)},
+			os.Args[0], "-test.run=^TestBadFlagStopsTheStartWithExitCode2$")
+		if code != 2 {
+			t.Errorf("%q: exit %d, want 2\n%s", tc.args, code, out)
 			continue
 		}
-		if strings.Contains(string(out), "panic") || !strings.HasPrefix(string(out), "mynet: "+tc.want[0]) {
-			t.Errorf("%q: output does not start by naming %s:\n%s", tc.args, tc.want[0], out)
+		if strings.Contains(out, "panic") || !strings.HasPrefix(out, "mynet: "+tc.flag) {
+			t.Errorf("%q: output does not start by naming %s:\n%s", tc.args, tc.flag, out)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "state.db")); !os.IsNotExist(err) && !strings.Contains(strings.Join(tc.args, " "), "--state") {
 			t.Errorf("%q: a state file was created before the flags were checked", tc.args)

@@ -38,6 +38,13 @@ func buildAndRun(m *testing.M) int {
 	return m.Run()
 }
 
+// mynet runs the binary once (a command, or a daemon that must give up) in
+// a network namespace of its own and returns its output and exit code.
+func mynet(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	return proctest.RunIsolated(t, 20*time.Second, nil, append([]string{bin}, args...)...)
+}
+
 // daemonName is the --name of every daemon started here: its socket is
 // sock/bb.sock in the daemon's directory.
 const daemonName = "bb"

@@ -2,10 +2,8 @@ package blackbox
 
 import (
 	"encoding/json"
-	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,10 +37,9 @@ func TestDaemonLockStaleSocketAndGracefulStop(t *testing.T) {
 	}
 
 	start := time.Now()
-	out, err := exec.Command("unshare", "-n", bin, "--name", "second", "--socket-dir", filepath.Dir(first.sock),
-		"--state", first.state).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "in use by another mynet") {
-		t.Fatalf("second instance: %v %s", err, out)
+	out, code := mynet(t, "--name", "second", "--socket-dir", filepath.Dir(first.sock), "--state", first.state)
+	if code != 1 || !strings.Contains(out, "in use by another mynet") {
+		t.Fatalf("second instance: exit %d, want 1\n%s", code, out)
 	}
 	if time.Since(start) > 10*time.Second {
 		t.Fatalf("second instance took %v to give up", time.Since(start))
@@ -83,16 +80,16 @@ func TestInspectionCommands(t *testing.T) {
 		}
 	}
 	pools := func() (string, []map[string]any) {
-		out, err := exec.Command(bin, "pools", "--state", d.state, "--json").CombinedOutput()
-		if err != nil {
-			t.Fatalf("mynet pools: %v\n%s", err, out)
+		out, code := mynet(t, "pools", "--state", d.state, "--json")
+		if code != 0 {
+			t.Fatalf("mynet pools: exit %d\n%s", code, out)
 		}
 		var rows []map[string]any
-		if err := json.Unmarshal(out, &rows); err != nil {
+		if err := json.Unmarshal([]byte(out), &rows); err != nil {
 			t.Fatalf("pools --json: %v\n%s", err, out)
 		}
-		table, _ := exec.Command(bin, "pools", "--state", d.state).CombinedOutput()
-		return string(table), rows
+		table, _ := mynet(t, "pools", "--state", d.state)
+		return table, rows
 	}
 	table, rows := pools()
 	if len(rows) != 1 || rows[0]["Used"] != float64(1) || rows[0]["Size"] != float64(254) {
@@ -105,23 +102,10 @@ func TestInspectionCommands(t *testing.T) {
 	if _, rows = pools(); len(rows) != 1 || rows[0]["Used"] != float64(1) {
 		t.Fatalf("pools from the state file: %v", rows)
 	}
-	out, err := exec.Command(bin, "endpoints", "nosuchnet", "--state", d.state).CombinedOutput()
-	if code := exitCode(err); code != 3 {
-		t.Fatalf("endpoints of a missing network: exit %d (%v)\n%s", code, err, out)
+	if out, code := mynet(t, "endpoints", "nosuchnet", "--state", d.state); code != 3 {
+		t.Fatalf("endpoints of a missing network: exit %d\n%s", code, out)
 	}
-	out, err = exec.Command(bin, "networks", "--state", filepath.Join(d.dir, "absent.db")).CombinedOutput()
-	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "no state file") {
+	if out, code := mynet(t, "networks", "--state", filepath.Join(d.dir, "absent.db")); code != 1 || !strings.Contains(out, "no state file") {
 		t.Fatalf("missing state: exit %d\n%s", code, out)
 	}
-}
-
-func exitCode(err error) int {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
-	}
-	if err != nil {
-		return -1
-	}
-	return 0
 }

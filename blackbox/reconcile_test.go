@@ -137,8 +137,7 @@ func TestDoctorFixRefusesADisjointView(t *testing.T) {
 		t.Fatal(msg)
 	}
 	doctor := func(args ...string) (string, int) {
-		out, err := exec.Command(bin, append([]string{"doctor", "--state", d.state, "--docker-host", "unix://" + fake.sock, "--grace", "0s"}, args...)...).CombinedOutput()
-		return string(out), exitCode(err)
+		return mynet(t, append([]string{"doctor", "--state", d.state, "--docker-host", "unix://" + fake.sock, "--grace", "0s"}, args...)...)
 	}
 	networks := func() int {
 		out, err := exec.Command(bin, "networks", "--json", "--state", d.state).Output()
@@ -170,8 +169,7 @@ func TestDoctorFixRefusesADisjointView(t *testing.T) {
 // A bad reconcile flag stops the start, naming it, with exit code 2.
 func TestReconcileFlagsStopTheStart(t *testing.T) {
 	for _, args := range [][]string{{"--reconcile-every", "-5m"}, {"--reconcile-grace", "soon"}, {"--docker-host", "tcp://10.0.0.1:2375"}} {
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		if code := exitCode(err); code != 2 || !strings.Contains(string(out), args[0]) {
+		if out, code := mynet(t, args...); code != 2 || !strings.Contains(out, args[0]) {
 			t.Errorf("%v: exit %d\n%s", args, code, out)
 		}
 	}

@@ -1,14 +1,10 @@
 package blackbox
 
 import (
-	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestSocketTakeoverRefused starts a second mynet aimed at the first one's
@@ -49,7 +45,7 @@ func TestSocketTakeoverRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, code := runSecond(t, tc.args)
+		out, code := mynet(t, append([]string{"--firewall-check", "1h"}, tc.args...)...)
 		if code != 1 || !strings.Contains(out, tc.target) || !strings.Contains(out, tc.says) {
 			t.Errorf("%s: exit %d, want 1 with a message naming %s and saying %q:\n%s", tc.name, code, tc.target, tc.says, out)
 		}
@@ -64,27 +60,6 @@ func TestSocketTakeoverRefused(t *testing.T) {
 	if status, out := d.post(t, "/IpamDriver.RequestAddress", []byte(`{"PoolID":"LocalDefault/10.85.0.0/24"}`)); status != 200 {
 		t.Fatalf("the first daemon no longer answers on %s: %d %s\n%s", d.sock, status, out, d.log())
 	}
-}
-
-// runSecond runs another mynet in a namespace of its own and returns its
-// output and exit code; one that does not exit by itself is stopped.
-func runSecond(t *testing.T, args []string) (string, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", append([]string{"-n", bin, "--firewall-check", "1h"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return string(out), 0
-	case ctx.Err() != nil:
-		return string(out) + "\n(still running after 15s: it took the path)", -1
-	case errors.As(err, &exit):
-		return string(out), exit.ExitCode()
-	}
-	t.Fatal(err)
-	return "", 0
 }
 
 // unchanged compares what a replacement would change; the inode alone is not

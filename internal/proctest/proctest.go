@@ -1,5 +1,6 @@
-// Package proctest stops the processes that tests start (daemons, etcd
-// servers). It imports nothing of mynet, so that any test helper can use it.
+// Package proctest runs and stops the processes that tests start (daemons,
+// etcd servers, one-shot commands). It imports nothing of mynet, so that any
+// test helper can use it.
 package proctest
 
 import (

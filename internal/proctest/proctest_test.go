@@ -3,6 +3,7 @@ package proctest
 import (
 	"bufio"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,5 +38,15 @@ func TestStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	Stop(cmd.Process, exited, 500*time.Millisecond)
 	if ws := cmd.ProcessState; ws == nil || ws.String() != "signal: killed" {
 		t.Fatalf("process state %v, want killed", ws)
+	}
+}
+
+func TestRunIsolated(t *testing.T) {
+	out, code := RunIsolated(t, time.Minute, []string{"PT_WORD=hello"}, "sh", "-c", "echo $PT_WORD; ip -o link | wc -l; exit 3")
+	if code != 3 || out != "hello\n1\n" { // the new namespace has lo only
+		t.Errorf("exit %d, output %q; want 3 and hello, 1 link", code, out)
+	}
+	if out, code := RunIsolated(t, 200*time.Millisecond, nil, "sleep", "60"); code != -1 || !strings.Contains(out, "still running") {
+		t.Errorf("a command past its timeout: exit %d, %q", code, out)
 	}
 }
