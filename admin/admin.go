@@ -6,13 +6,16 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mynet/mynet/drift"
@@ -116,6 +119,22 @@ func client(sock string, timeout time.Duration) *http.Client {
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		}}}
+}
+
+// postJSON posts v, as JSON, to path on the daemon's admin socket.
+func postJSON(sock string, timeout time.Duration, path string, v any) (*http.Response, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return client(sock, timeout).Post("http://mynet"+path, "application/json", bytes.NewReader(body))
+}
+
+// reason is the one line a daemon's refusal carries; it closes the body.
+func reason(resp *http.Response) string {
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(msg))
 }
 
 func fetch(sock string) (Snapshot, error) {

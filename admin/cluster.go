@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,10 +79,9 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 		return ExitUsage
 	}
 	sock := SocketPath(*statePath)
-	c := client(sock, 2*time.Minute)
 	switch {
 	case sub == "hosts" && len(positional) == 0:
-		resp, err := c.Get("http://mynet/v1/cluster/hosts")
+		resp, err := client(sock, 2*time.Minute).Get("http://mynet/v1/cluster/hosts")
 		if !answered(resp, err, http.StatusOK, "mynet cluster hosts", sock, stderr) {
 			return ExitError
 		}
@@ -113,8 +111,7 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 		writeTable(stdout, table)
 		return ExitOK
 	case sub == "forget" && len(positional) == 1:
-		body, _ := json.Marshal(ForgetRequest{Host: positional[0]})
-		resp, err := c.Post("http://mynet/v1/cluster/forget", "application/json", bytes.NewReader(body))
+		resp, err := postJSON(sock, 2*time.Minute, "/v1/cluster/forget", ForgetRequest{Host: positional[0]})
 		if !answered(resp, err, http.StatusNoContent, "mynet cluster forget", sock, stderr) {
 			return ExitError
 		}
@@ -134,9 +131,7 @@ func answered(resp *http.Response, err error, want int, cmd, sock string, stderr
 		return false
 	}
 	if resp.StatusCode != want {
-		msg, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		fmt.Fprintf(stderr, "%s: %s\n", cmd, strings.TrimSpace(string(msg)))
+		fmt.Fprintf(stderr, "%s: %s\n", cmd, reason(resp))
 		return false
 	}
 	return true

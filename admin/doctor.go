@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/mynet/mynet/drift"
@@ -110,23 +108,20 @@ var errRefused = errors.New("--fix refused")
 // askDoctor posts the request to the daemon, which holds the state and the
 // per-network locks the repairs need.
 func askDoctor(sock string, req DoctorRequest) ([]drift.Drift, error) {
-	body, _ := json.Marshal(req)
-	resp, err := client(sock, 5*time.Minute).Post("http://mynet/v1/doctor", "application/json", bytes.NewReader(body))
+	resp, err := postJSON(sock, 5*time.Minute, "/v1/doctor", req)
 	if err != nil {
 		if _, statErr := os.Stat(sock); statErr != nil {
 			return nil, fmt.Errorf("no mynet daemon answers on %s: doctor needs the running daemon (start it: at start it also repairs the kernel from the store); is --state right?", sock)
 		}
 		return nil, fmt.Errorf("admin socket %s: %w", sock, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusConflict {
-		msg, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("%w: %s", errRefused, strings.TrimSpace(string(msg)))
+		return nil, fmt.Errorf("%w: %s", errRefused, reason(resp))
 	}
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("daemon answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		return nil, fmt.Errorf("daemon answered %s: %s", resp.Status, reason(resp))
 	}
+	defer resp.Body.Close()
 	var out []drift.Drift
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return nil, fmt.Errorf("decode doctor answer: %w", err)

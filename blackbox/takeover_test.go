@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mynet/mynet/internal/testutil"
 )
 
 // TestSocketTakeoverRefused starts a second mynet aimed at the first one's
@@ -17,12 +19,9 @@ func TestSocketTakeoverRefused(t *testing.T) {
 		t.Fatalf("request pool: %d %s", status, out)
 	}
 	other := t.TempDir()
-	keep := filepath.Join(other, "keep.txt")
-	os.WriteFile(keep, []byte("not mine"), 0o600)
-	fileSockDir := filepath.Join(other, "plugins")
-	os.MkdirAll(fileSockDir, 0o755)
-	fileSock := filepath.Join(fileSockDir, "hx.sock")
-	os.WriteFile(fileSock, []byte("a file"), 0o600)
+	keep := testutil.WriteFile(t, filepath.Join(other, "keep.txt"), "not mine")
+	fileSock := testutil.WriteFile(t, filepath.Join(other, "plugins", "hx.sock"), "a file")
+	fileSockDir := filepath.Dir(fileSock)
 
 	own := func(name string) []string { // a state and sockets of its own
 		return []string{"--name", name, "--socket-dir", filepath.Join(other, "sock"), "--state", filepath.Join(other, name+".db")}
@@ -49,8 +48,8 @@ func TestSocketTakeoverRefused(t *testing.T) {
 		if code != 1 || !strings.Contains(out, tc.target) || !strings.Contains(out, tc.says) {
 			t.Errorf("%s: exit %d, want 1 with a message naming %s and saying %q:\n%s", tc.name, code, tc.target, tc.says, out)
 		}
-		if now, err := os.Lstat(tc.target); err != nil || !unchanged(before, now) {
-			t.Errorf("%s: %s was removed or replaced (%v)", tc.name, tc.target, err)
+		if !testutil.Unchanged(tc.target, before) {
+			t.Errorf("%s: %s was removed or replaced", tc.name, tc.target)
 		}
 	}
 	if b, _ := os.ReadFile(keep); string(b) != "not mine" {
@@ -60,10 +59,4 @@ func TestSocketTakeoverRefused(t *testing.T) {
 	if status, out := d.post(t, "/IpamDriver.RequestAddress", []byte(`{"PoolID":"LocalDefault/10.85.0.0/24"}`)); status != 200 {
 		t.Fatalf("the first daemon no longer answers on %s: %d %s\n%s", d.sock, status, out, d.log())
 	}
-}
-
-// unchanged compares what a replacement would change; the inode alone is not
-// enough, since tmpfs may give a new file the number of one just removed.
-func unchanged(before, now os.FileInfo) bool {
-	return os.SameFile(before, now) && before.Mode() == now.Mode() && before.ModTime().Equal(now.ModTime())
 }

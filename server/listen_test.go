@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/internal/testutil"
 )
 
 // staleSocket leaves a socket file that nothing listens on, as a crash does.
@@ -23,18 +25,10 @@ func staleSocket(t *testing.T, path string) {
 	ln.Close()
 }
 
-func sameFile(t *testing.T, path string, before os.FileInfo) bool {
-	t.Helper()
-	now, err := os.Lstat(path)
-	// Not the inode alone: tmpfs may give a new file the number of one just removed.
-	return err == nil && os.SameFile(before, now) && before.Mode() == now.Mode() && before.ModTime().Equal(now.ModTime())
-}
-
 // A path that is not a socket is never removed, whatever it is.
 func TestListenNeverRemovesWhatIsNotASocket(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "mynet.db")
-	os.WriteFile(file, []byte("state"), 0o600)
+	file := testutil.WriteFile(t, filepath.Join(dir, "mynet.db"), "state")
 	emptyDir := filepath.Join(dir, "d")
 	os.Mkdir(emptyDir, 0o755)
 	link := filepath.Join(dir, "link.sock")
@@ -58,7 +52,7 @@ func TestListenNeverRemovesWhatIsNotASocket(t *testing.T) {
 		if !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "not a socket") {
 			t.Errorf("%s: %v does not say the path is not a socket", p, err)
 		}
-		if !sameFile(t, p, before) {
+		if !testutil.Unchanged(p, before) {
 			t.Errorf("%s was removed or replaced", p)
 		}
 	}
@@ -108,7 +102,7 @@ func TestListenRefusesASocketInUse(t *testing.T) {
 		if !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "in use") {
 			t.Errorf("%s: %v does not say the socket is in use", p, err)
 		}
-		if !sameFile(t, p, before) {
+		if !testutil.Unchanged(p, before) {
 			t.Errorf("%s was removed or replaced", p)
 		}
 	}
@@ -203,7 +197,7 @@ func TestCloseLeavesAnotherProcessSocket(t *testing.T) {
 	defer other.Close()
 	before, _ := os.Lstat(p)
 	ln.Close()
-	if !sameFile(t, p, before) {
+	if !testutil.Unchanged(p, before) {
 		t.Fatal("closing our listener removed another process's socket")
 	}
 }

@@ -6,6 +6,7 @@ package testutil
 import (
 	"bytes"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -79,4 +80,24 @@ func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// WriteFile writes data to path, making its directory, and returns path.
+func WriteFile(t testing.TB, path, data string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Unchanged says whether path is still the file before describes, neither
+// removed nor replaced. Not the inode alone: tmpfs may give a new file the
+// number of one just removed.
+func Unchanged(path string, before os.FileInfo) bool {
+	now, err := os.Lstat(path)
+	return err == nil && os.SameFile(before, now) && before.Mode() == now.Mode() && before.ModTime().Equal(now.ModTime())
 }
