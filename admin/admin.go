@@ -130,6 +130,15 @@ func postJSON(sock string, timeout time.Duration, path string, v any) (*http.Res
 	return client(sock, timeout).Post("http://mynet"+path, "application/json", bytes.NewReader(body))
 }
 
+// decodeAnswer reads a daemon's JSON answer into out and closes the body.
+func decodeAnswer(resp *http.Response, out any) error {
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode the daemon's answer: %w", err)
+	}
+	return nil
+}
+
 // reason is the one line a daemon's refusal carries; it closes the body.
 func reason(resp *http.Response) string {
 	defer resp.Body.Close()
@@ -142,15 +151,11 @@ func fetch(sock string) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return Snapshot{}, fmt.Errorf("admin socket answered %s", resp.Status)
+		return Snapshot{}, fmt.Errorf("admin socket answered %s: %s", resp.Status, reason(resp))
 	}
 	var s Snapshot
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		return Snapshot{}, fmt.Errorf("decode admin answer: %w", err)
-	}
-	return s, nil
+	return s, decodeAnswer(resp, &s)
 }
 
 func readStateFile(path string) (Snapshot, error) {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mynet/mynet/internal/testutil"
 )
 
 // A listener closed under Serve (the daemon's shutdown) ends it without an
@@ -19,12 +21,7 @@ func TestServeEndsQuietlyWhenTheListenerCloses(t *testing.T) {
 	go func() { done <- Serve(context.Background(), ln, Handlers{}) }()
 	time.Sleep(50 * time.Millisecond) // let Serve reach Accept
 	ln.Close()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Serve after the listener closed: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return after its listener closed")
+	if err := testutil.Receive(t, done, 10*time.Second, "Serve did not return after its listener closed"); err != nil {
+		t.Fatalf("Serve after the listener closed: %v", err)
 	}
 }

@@ -85,10 +85,9 @@ func runCluster(args []string, defaultState string, stdout, stderr io.Writer) in
 		if !answered(resp, err, http.StatusOK, "mynet cluster hosts", sock, stderr) {
 			return ExitError
 		}
-		defer resp.Body.Close()
 		var hosts []cluster.HostStatus
-		if err := json.NewDecoder(resp.Body).Decode(&hosts); err != nil {
-			fmt.Fprintf(stderr, "mynet cluster hosts: decode answer: %v\n", err)
+		if err := decodeAnswer(resp, &hosts); err != nil {
+			fmt.Fprintf(stderr, "mynet cluster hosts: %v\n", err)
 			return ExitError
 		}
 		if *asJSON {

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -121,12 +120,8 @@ func askDoctor(sock string, req DoctorRequest) ([]drift.Drift, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("daemon answered %s: %s", resp.Status, reason(resp))
 	}
-	defer resp.Body.Close()
 	var out []drift.Drift
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("decode doctor answer: %w", err)
-	}
-	return out, nil
+	return out, decodeAnswer(resp, &out)
 }
 
 func envOr(key, def string) string {

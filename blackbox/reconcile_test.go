@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -140,12 +139,11 @@ func TestDoctorFixRefusesADisjointView(t *testing.T) {
 		return mynet(t, append([]string{"doctor", "--state", d.state, "--docker-host", "unix://" + fake.sock, "--grace", "0s"}, args...)...)
 	}
 	networks := func() int {
-		out, err := exec.Command(bin, "networks", "--json", "--state", d.state).Output()
-		if err != nil {
-			t.Fatalf("mynet networks: %v", err)
-		}
+		out, code := mynet(t, "networks", "--json", "--state", d.state)
 		var ns []json.RawMessage
-		json.Unmarshal(out, &ns)
+		if err := json.Unmarshal([]byte(out), &ns); code != 0 || err != nil {
+			t.Fatalf("mynet networks: exit %d, %v\n%s", code, err, out)
+		}
 		return len(ns)
 	}
 	out, code := doctor("--fix")

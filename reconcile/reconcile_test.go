@@ -16,6 +16,7 @@ import (
 
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/internal/testutil"
 	"github.com/mynet/mynet/ipam"
 )
 
@@ -266,13 +267,8 @@ func TestLoopNeverBlocksCallsAndWaitsForDocker(t *testing.T) {
 				return e.net.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: netC, EndpointID: ep3})
 			})
 		}()
-		select {
-		case err := <-calls:
-			if err != nil {
-				t.Errorf("protocol calls while Docker hangs: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("protocol calls blocked while the reconcile waits for a hung Docker")
+		if err := testutil.Receive(t, calls, 30*time.Second, "protocol calls blocked while the reconcile waits for a hung Docker"); err != nil {
+			t.Errorf("protocol calls while Docker hangs: %v", err)
 		}
 		if o := <-outcome; o != DockerUnreachable {
 			t.Errorf("hung Docker: outcome %s, want %s (the call times out)", o, DockerUnreachable)
@@ -379,11 +375,7 @@ func TestLoopEndsWithItsContext(t *testing.T) {
 		}()
 		<-fake.asked
 		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("the loop did not end with its context while Docker hangs")
-		}
+		testutil.Receive(t, done, 30*time.Second, "the loop did not end with its context while Docker hangs")
 		if len(e.repaired()) != 0 {
 			t.Errorf("repairs: %v", e.repaired())
 		}

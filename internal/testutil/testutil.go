@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -100,4 +101,18 @@ func WriteFile(t testing.TB, path, data string) string {
 func Unchanged(path string, before os.FileInfo) bool {
 	now, err := os.Lstat(path)
 	return err == nil && os.SameFile(before, now) && before.Mode() == now.Mode() && before.ModTime().Equal(now.ModTime())
+}
+
+// Receive returns the next value from ch, or fails the test saying what did
+// not happen if none comes within d.
+func Receive[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatal(what)
+	}
+	var zero T
+	return zero
 }
