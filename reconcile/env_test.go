@@ -206,6 +206,9 @@ type fakeDocker struct {
 	listener net.Listener
 }
 
+// dockerSock is a path for a fake Docker's socket, in a fresh directory.
+func dockerSock(t testing.TB) string { return filepath.Join(t.TempDir(), "docker.sock") }
+
 func newFakeDocker(t testing.TB, sock string, nets ...dockerNet) *fakeDocker {
 	t.Helper()
 	f := &fakeDocker{sock: sock, nets: nets, asked: make(chan struct{}, 100)}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -95,7 +94,7 @@ func fixedKinds(ds []drift.Drift) map[string]int {
 func TestLoopRepairsEachKind(t *testing.T) {
 	inNetns(t, func(e *env) {
 		poolA, unusedPool := e.plantDrift()
-		fake := newFakeDocker(t, filepath.Join(t.TempDir(), "docker.sock"), dockerHas()...)
+		fake := newFakeDocker(t, dockerSock(t), dockerHas()...)
 		const every = time.Hour
 		l := e.loop(fake.sock, every)
 		e.later(0)
@@ -202,7 +201,7 @@ func TestLoopKeepsANetworkDockerHasAgain(t *testing.T) {
 		e.network(netB, "10.63.0.0/24", "10.63.0.1/24")
 		a := dockerHas()[0]
 		b := dockerNet{ID: netB, Name: "b", Driver: "mynet"}
-		fake := newFakeDocker(t, filepath.Join(t.TempDir(), "docker.sock"), a)
+		fake := newFakeDocker(t, dockerSock(t), a)
 		const every = time.Hour
 		l := e.loop(fake.sock, every)
 		e.later(0)
@@ -230,7 +229,7 @@ func TestLoopKeepsANetworkDockerHasAgain(t *testing.T) {
 func TestLoopNeverBlocksCallsAndWaitsForDocker(t *testing.T) {
 	inNetns(t, func(e *env) {
 		poolA, _ := e.plantDrift()
-		sock := filepath.Join(t.TempDir(), "docker.sock")
+		sock := dockerSock(t)
 		l := e.loop(sock, time.Hour)
 
 		// Absent: no socket yet, as when mynet starts before dockerd.
@@ -308,7 +307,7 @@ func TestNoSharedNetworkRefusesRepairs(t *testing.T) {
 		e.network(netB, "10.63.0.0/24", "10.63.0.1/24")
 		other := dockerNet{ID: "ffffffffffff" + strings.Repeat("0", 52), Name: "bridge", Driver: "bridge"}
 		other.IPAM.Config = []dockerPool{{Subnet: "172.17.0.0/16"}}
-		fake := newFakeDocker(t, filepath.Join(t.TempDir(), "docker.sock"), other)
+		fake := newFakeDocker(t, dockerSock(t), other)
 		l := e.loop(fake.sock, time.Millisecond)
 		for i := 0; i < 3; i++ {
 			if o := l.Once(context.Background()); o != NoSharedNetwork {
@@ -342,7 +341,7 @@ func TestNoSharedNetworkRefusesRepairs(t *testing.T) {
 func TestLoopSkipsWhileDoctorRuns(t *testing.T) {
 	inNetns(t, func(e *env) {
 		e.network(netA, "10.61.0.0/24", "10.61.0.1/24")
-		fake := newFakeDocker(t, filepath.Join(t.TempDir(), "docker.sock"), dockerHas()...)
+		fake := newFakeDocker(t, dockerSock(t), dockerHas()...)
 		l := e.loop(fake.sock, time.Hour)
 		if err := exec.Command("ip", "link", "del", brA).Run(); err != nil {
 			t.Fatal(err)
@@ -363,7 +362,7 @@ func TestLoopSkipsWhileDoctorRuns(t *testing.T) {
 // ends with its context.
 func TestLoopEndsWithItsContext(t *testing.T) {
 	inNetns(t, func(e *env) {
-		fake := newFakeDocker(t, filepath.Join(t.TempDir(), "docker.sock"), dockerHas()...)
+		fake := newFakeDocker(t, dockerSock(t), dockerHas()...)
 		fake.hangs()
 		l := e.loop(fake.sock, 10*time.Millisecond)
 		l.View = func(ctx context.Context) (drift.View, error) { return drift.Fetch(ctx, fake.sock, time.Hour) }
