@@ -3,7 +3,6 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -42,7 +41,7 @@ func BenchmarkLoopOnce200Networks2000Endpoints(b *testing.B) {
 			}
 			nets = append(nets, n)
 		}
-		fake := newFakeDocker(e.t, filepath.Join(b.TempDir(), "docker.sock"), nets...)
+		fake := newFakeDocker(e.t, dockerSock(b), nets...)
 		l := e.loop(fake.sock, time.Hour)
 		ns, err := netns.Get()
 		if err != nil {
