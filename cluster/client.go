@@ -2,7 +2,7 @@
 // joined, the cluster networks (subnet, VNI, backend, members), every
 // address handed out in them and the endpoints the data plane needs.
 //
-// Rules it keeps (see MULTIHOST.md): a lease only says whether a host is
+// Rules it keeps: a lease only says whether a host is
 // alive, it never owns an address or a network; every allocation is a
 // transaction that compares on a key's revision and writes the requester's
 // identity into the value, so a retried call that timed out can tell that
