@@ -418,6 +418,15 @@ func (h *host) ping(t testing.TB, ctr, ip string, size int) error {
 	return err
 }
 
+// expectPing fails the test, and lets it go on, unless a ping from ctr to
+// ip gets a reply; what names the check.
+func (h *host) expectPing(t testing.TB, what, ctr, ip string) {
+	t.Helper()
+	if err := h.ping(t, ctr, ip, 56); err != nil {
+		t.Errorf("%s: %v", what, err)
+	}
+}
+
 // unreachable says whether a ping from ctr to ip gets no reply within 1 s.
 func (h *host) unreachable(t testing.TB, ctr, ip string) bool {
 	t.Helper()
