@@ -156,12 +156,11 @@ func getRecord[T any](ctx context.Context, c *Client, op, key, what, kind string
 	return v, resp.Kvs[0].ModRevision, true, nil
 }
 
-// updateRecord reads the record at key (getOp and kind as for getRecord)
-// and lets change say what to write in one transaction named op, if
-// anything: no record, or nothing to write, is success. The write happens
-// only if the record is unchanged since the read; if another write came in
-// between, it reads again. A failed write is returned: the caller's retry
-// reads again, and sees whether the write was done.
+// updateRecord reads the record at key (getOp and kind as for getRecord) and
+// asks change what to write: no record, or nothing to write, is success. The
+// write, a transaction named op, happens only if the record is unchanged
+// since the read; otherwise it reads again. A failed write is returned: its
+// outcome is unknown, and the caller's retry reads again.
 func updateRecord[T any](ctx context.Context, c *Client, getOp, op, key, what, kind string, change func(T) (clientv3.Op, bool)) error {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		v, rev, found, err := getRecord[T](ctx, c, getOp, key, what, kind)
