@@ -123,25 +123,14 @@ func (c *Client) release(ctx context.Context, name string, a netip.Addr, owner s
 	defer cancel()
 	what := fmt.Sprintf("release address %s of cluster network %s", a, name)
 	key := c.keys.addr(name, a)
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		held, rev, found, err := getRecord[Address](ctx, c, "get_addr", key, what, "address")
-		if err != nil || !found {
-			return err
-		}
+	// After an error, a retried release finds the tombstone and succeeds.
+	return updateRecord(ctx, c, "get_addr", "release", key, what, "address", func(held Address) (clientv3.Op, bool) {
 		if held.Host != owner || owner == "" || !held.Released.IsZero() {
-			return nil
+			return clientv3.Op{}, false
 		}
 		held.Released = time.Now().UTC()
-		tr, err := c.txn(ctx, "release", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)},
-			[]clientv3.Op{clientv3.OpPut(key, encode(held))}, nil)
-		if err != nil {
-			return c.wrap(what, err) // a retried release finds the tombstone and succeeds
-		}
-		if tr.Succeeded {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s: %w", what, ErrContended)
+		return clientv3.OpPut(key, encode(held)), true
+	})
 }
 
 // Addresses lists the records of one cluster network, tombstones included.

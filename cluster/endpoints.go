@@ -53,24 +53,9 @@ func (c *Client) Withdraw(ctx context.Context, network string, ip netip.Addr) er
 	defer cancel()
 	what := fmt.Sprintf("withdraw endpoint %s of cluster network %s", ip, network)
 	key := c.keys.endpoint(network, ip)
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		e, rev, found, err := getRecord[Endpoint](ctx, c, "get_endpoint", key, what, "endpoint")
-		if err != nil || !found {
-			return err
-		}
-		if e.Host != c.cfg.HostID {
-			return nil
-		}
-		tr, err := c.txn(ctx, "withdraw", []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)},
-			[]clientv3.Op{clientv3.OpDelete(key)}, nil)
-		if err != nil {
-			return c.wrap(what, err)
-		}
-		if tr.Succeeded {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s: %w", what, ErrContended)
+	return updateRecord(ctx, c, "get_endpoint", "withdraw", key, what, "endpoint", func(e Endpoint) (clientv3.Op, bool) {
+		return clientv3.OpDelete(key), e.Host == c.cfg.HostID
+	})
 }
 
 // Endpoints lists the endpoint records of one cluster network, or of every

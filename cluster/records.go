@@ -156,6 +156,33 @@ func getRecord[T any](ctx context.Context, c *Client, op, key, what, kind string
 	return v, resp.Kvs[0].ModRevision, true, nil
 }
 
+// updateRecord reads the record at key (getOp and kind as for getRecord) and
+// asks change what to write: no record, or nothing to write, is success. The
+// write, a transaction named op, happens only if the record is unchanged
+// since the read; otherwise it reads again. A failed write is returned: its
+// outcome is unknown, and the caller's retry reads again.
+func updateRecord[T any](ctx context.Context, c *Client, getOp, op, key, what, kind string, change func(T) (clientv3.Op, bool)) error {
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		v, rev, found, err := getRecord[T](ctx, c, getOp, key, what, kind)
+		if err != nil || !found {
+			return err
+		}
+		write, ok := change(v)
+		if !ok {
+			return nil
+		}
+		tr, err := c.txn(ctx, op, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)},
+			[]clientv3.Op{write}, nil)
+		if err != nil {
+			return c.wrap(what, err)
+		}
+		if tr.Succeeded {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w", what, ErrContended)
+}
+
 // list reads and decodes every record under prefix; op names the call in
 // the metrics, what the listing and kind a record in errors.
 func list[T any](ctx context.Context, c *Client, op, prefix, what, kind string) ([]T, error) {

@@ -353,9 +353,8 @@ func TestBridgeBadOptions(t *testing.T) {
 func TestBridgeGivenBridgeName(t *testing.T) {
 	lc := bridgeTest(t)
 	br := "mitbr" + randHex()
-	mustRun(t, "ip", "link", "add", br, "type", "bridge")
+	addLink(t, br, "type", "bridge")
 	lc.keepLinks[br] = true
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", br).Run() })
 
 	sub := freeV4Subnet(t, 95)
 	n := lc.net("mit-brname-1", "-d", pluginName, "--subnet", sub.String(), "-o", "com.docker.network.bridge.name="+br)

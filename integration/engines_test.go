@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -147,24 +146,11 @@ func runInEngine(dockerd string) int {
 		return 0
 	case errors.As(err, &exit):
 		fmt.Fprintf(os.Stderr, "integration: tests inside the engine failed (%v); dockerd log %s:\n%s\n",
-			err, e.LogPath, logTail(e.LogPath, 40))
+			err, e.LogPath, engine.Tail(e.LogPath, 40))
 		return exit.ExitCode()
 	default:
 		return fail("tests inside the engine: %v", err)
 	}
-}
-
-// logTail returns the last n lines of a file.
-func logTail(path string, n int) string {
-	b, err := os.ReadFile(filepath.Clean(path))
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // engineName is MYNET_IT_ENGINE_NAME, or defaultEngineName.

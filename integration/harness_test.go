@@ -217,6 +217,14 @@ func mustRun(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
+// addLink runs `ip link add name args...` and deletes the link when the test
+// ends (with a veth, both ends go).
+func addLink(t testing.TB, name string, args ...string) {
+	t.Helper()
+	mustRun(t, "ip", append([]string{"link", "add", name}, args...)...)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+}
+
 // unixHTTPClient talks HTTP over the unix socket sock.
 func unixHTTPClient(sock string, timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,8 +108,7 @@ func TestPluginManagedCluster(t *testing.T) {
 	obs := pcObserver(t, srv)
 	ctx := context.Background()
 
-	mustRun(t, "ip", "link", "add", pcAdvLink, "type", "veth", "peer", "name", pcAdvLink+"1")
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", pcAdvLink).Run() })
+	addLink(t, pcAdvLink, "type", "veth", "peer", "name", pcAdvLink+"1")
 	mustRun(t, "ip", "addr", "add", pcAdvertise.String()+"/32", "dev", pcAdvLink)
 	mustRun(t, "ip", "link", "set", pcAdvLink, "up")
 

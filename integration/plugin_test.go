@@ -292,8 +292,7 @@ func TestPluginManaged(t *testing.T) {
 	webToken := newToken("managed")
 	runWebServer(t, "mit-pt-web", webToken, "--network", br, "-p", fmt.Sprintf("%d:80", port))
 	// macvlan parent: a veth pair of our own (never eth0).
-	mustRun(t, "ip", "link", "add", "mit-ptv0", "type", "veth", "peer", "name", "mit-ptv1")
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", "mit-ptv0").Run() })
+	addLink(t, "mit-ptv0", "type", "veth", "peer", "name", "mit-ptv1")
 	for _, l := range []string{"mit-ptv0", "mit-ptv1"} {
 		mustRun(t, "ip", "link", "set", l, "up")
 	}

@@ -77,37 +77,30 @@ die() {
 }
 
 # ------------------------------------------------------------------ settings
-if [ "${BENCH_QUICK:-0}" = 1 ]; then
-	d_runs=2 d_par=4 d_reps=1 d_iperf=2 d_pings=20 d_rounds=2 d_pround=2 d_net=2
-	d_fill=10 d_pruns=1 d_lnets=20 d_leps=5 d_scale=3
-else
-	d_runs=20 d_par=20 d_reps=3 d_iperf=10 d_pings=100 d_rounds=5 d_pround=10 d_net=10
-	d_fill=200 d_pruns=3 d_lnets=200 d_leps=10 d_scale=30
-fi
-RUNS=${BENCH_RUNS:-$d_runs}
-PAR=${BENCH_PARALLEL:-$d_par}
-PAR_REPS=${BENCH_PARALLEL_REPS:-$d_reps}
-IPERF_SECS=${BENCH_IPERF_SECS:-$d_iperf}
-PINGS=${BENCH_PINGS:-$d_pings}
-ROUNDS=${BENCH_ROUNDS:-$d_rounds}
-PING_ROUNDS=${BENCH_PING_ROUNDS:-$d_pround}
-NET_RUNS=${BENCH_NET_RUNS:-$d_net}
-FILL=${BENCH_FILL:-$d_fill}
-PORT_RUNS=${BENCH_PORT_RUNS:-$d_pruns}
-LOAD_NETS=${BENCH_LOAD_NETS:-$d_lnets}
-LOAD_EPS=${BENCH_LOAD_EPS:-$d_leps}
-SCALE_N=${BENCH_SCALE_N:-$d_scale}
+# One line a numeric knob: its variable, its environment setting, its
+# default with BENCH_QUICK=1 and without.
+while read -r v env quick full; do
+	d=$full
+	[ "${BENCH_QUICK:-0}" = 1 ] && d=$quick
+	printf -v "$v" '%s' "${!env:-$d}"
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$env=${!v}: give a positive integer"
+done <<'KNOBS'
+RUNS        BENCH_RUNS          2     20
+PAR         BENCH_PARALLEL      4     20
+PAR_REPS    BENCH_PARALLEL_REPS 1     3
+IPERF_SECS  BENCH_IPERF_SECS    2     10
+PINGS       BENCH_PINGS         20    100
+ROUNDS      BENCH_ROUNDS        2     5
+PING_ROUNDS BENCH_PING_ROUNDS   2     10
+NET_RUNS    BENCH_NET_RUNS      2     10
+FILL        BENCH_FILL          10    200
+PORT_RUNS   BENCH_PORT_RUNS     1     3
+LOAD_NETS   BENCH_LOAD_NETS     20    200
+LOAD_EPS    BENCH_LOAD_EPS      5     10
+SCALE_N     BENCH_SCALE_N       3     30
+PORT_BASE   BENCH_PORT_BASE     30000 30000
+KNOBS
 BASE=${BENCH_SUBNET_BASE:-10.196}
-PORT_BASE=${BENCH_PORT_BASE:-30000}
-
-declare -A KNOB=([RUNS]=BENCH_RUNS [PAR]=BENCH_PARALLEL [PAR_REPS]=BENCH_PARALLEL_REPS
-	[IPERF_SECS]=BENCH_IPERF_SECS [PINGS]=BENCH_PINGS [ROUNDS]=BENCH_ROUNDS
-	[PING_ROUNDS]=BENCH_PING_ROUNDS [NET_RUNS]=BENCH_NET_RUNS [FILL]=BENCH_FILL
-	[PORT_RUNS]=BENCH_PORT_RUNS [LOAD_NETS]=BENCH_LOAD_NETS [LOAD_EPS]=BENCH_LOAD_EPS
-	[SCALE_N]=BENCH_SCALE_N [PORT_BASE]=BENCH_PORT_BASE)
-for v in "${!KNOB[@]}"; do
-	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "${KNOB[$v]}=${!v}: give a positive integer"
-done
 [[ $BASE =~ ^([0-9]{1,3})\.([0-9]{1,3})$ ]] || die "BENCH_SUBNET_BASE=$BASE: give two octets such as 10.196"
 [ "${BASH_REMATCH[2]}" -le 253 ] || die "BENCH_SUBNET_BASE=$BASE: the second octet must be at most 253 (the fill networks use the next two)"
 FILL_B=${BASH_REMATCH[1]}.$((BASH_REMATCH[2] + 1)) # /24s of the bridge fill networks

@@ -304,11 +304,11 @@ func (e *Engine) StartDockerd() error {
 			return nil
 		}
 		if !Alive(pid) {
-			return fmt.Errorf("engine %s: dockerd (pid %d) exited; log %s:\n%s", e.Name, pid, e.LogPath, tail(e.LogPath, 20))
+			return fmt.Errorf("engine %s: dockerd (pid %d) exited; log %s:\n%s", e.Name, pid, e.LogPath, Tail(e.LogPath, 20))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return fmt.Errorf("engine %s: dockerd (pid %d) did not answer within %s; log %s:\n%s", e.Name, pid, e.Timeout, e.LogPath, tail(e.LogPath, 20))
+	return fmt.Errorf("engine %s: dockerd (pid %d) did not answer within %s; log %s:\n%s", e.Name, pid, e.Timeout, e.LogPath, Tail(e.LogPath, 20))
 }
 
 // DockerdPID is the pid of the running dockerd (from its pid file), or 0.

@@ -10,15 +10,6 @@ import (
 	"time"
 )
 
-// testDockerd is the engine the tests start: MYNET_IT_DOCKERD, else the
-// host's dockerd from PATH.
-func testDockerd() string {
-	if d := os.Getenv("MYNET_IT_DOCKERD"); d != "" {
-		return d
-	}
-	return "dockerd"
-}
-
 // Two engines side by side: each sees only its own links under /sys and in
 // netlink, runs a container, and Stop leaves no namespace, folder or process.
 func TestTwoEngines(t *testing.T) {
@@ -27,7 +18,8 @@ func TestTwoEngines(t *testing.T) {
 	}
 	var engines []*Engine
 	for _, name := range []string{"mynet-et1", "mynet-et2"} {
-		e, err := Start(Config{Name: name, Dockerd: testDockerd()})
+		// MYNET_IT_DOCKERD, else (empty) Start's default: dockerd from PATH.
+		e, err := Start(Config{Name: name, Dockerd: os.Getenv("MYNET_IT_DOCKERD")})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -160,9 +160,7 @@ func TestIsolationInternalAndEgress(t *testing.T) {
 		t.Errorf("iso-b reached the internal network")
 	}
 	// Egress: the root namespace's underlay address stands for "outside".
-	if err := h1.ping(t, "mit-isoa1", rootAddr, 56); err != nil {
-		t.Errorf("egress from %s: %v", h1.Name, err)
-	}
+	h1.expectPing(t, fmt.Sprintf("egress from %s", h1.Name), "mit-isoa1", rootAddr)
 	if !h2.unreachable(t, "mit-isoi2", rootAddr) {
 		t.Errorf("an --internal network reached outside")
 	}
@@ -238,9 +236,7 @@ func TestMacvlanWithClusterIPAM(t *testing.T) {
 	}
 	for i, h := range L.hosts {
 		next := ips[(i+1)%len(ips)]
-		if err := h.ping(t, fmt.Sprintf("mit-lan%d", h.N), next, 56); err != nil {
-			t.Errorf("%s -> %s over the shared LAN: %v", h.Name, next, err)
-		}
+		h.expectPing(t, fmt.Sprintf("%s -> %s over the shared LAN", h.Name, next), fmt.Sprintf("mit-lan%d", h.N), next)
 	}
 }
 

@@ -28,12 +28,8 @@ func TestPluginKilledAndRestarted(t *testing.T) {
 			}
 		}
 	})
-	if err := h1.ping(t, "mit-kill1", c2, 56); err != nil {
-		t.Errorf("with h2's mynet dead, h1 -> h2: %v", err)
-	}
-	if err := h2.ping(t, "mit-kill2", c1, 56); err != nil {
-		t.Errorf("with h2's mynet dead, h2 -> h1: %v", err)
-	}
+	h1.expectPing(t, "with h2's mynet dead, h1 -> h2", "mit-kill1", c2)
+	h2.expectPing(t, "with h2's mynet dead, h2 -> h1", "mit-kill2", c1)
 	// Then the host's network state goes as in a reboot: mynet's bridge and
 	// VXLAN device with every entry on them (the container keeps its end).
 	id := h2.mustDocker(t, "network", "inspect", "-f", "{{.Id}}", "mit-kill")
@@ -47,12 +43,8 @@ func TestPluginKilledAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Rebuilt from the state file and etcd before serving: no wait needed.
-	if err := h2.ping(t, "mit-kill2", c3, 56); err != nil {
-		t.Errorf("h2 -> the container h3 started meanwhile, right after the restart: %v", err)
-	}
-	if err := h1.ping(t, "mit-kill1", c2, 56); err != nil {
-		t.Errorf("h1 -> h2 right after the restart: %v", err)
-	}
+	h2.expectPing(t, "h2 -> the container h3 started meanwhile, right after the restart", "mit-kill2", c3)
+	h1.expectPing(t, "h1 -> h2 right after the restart", "mit-kill1", c2)
 	c2b := h2.container(t, "mit-kill2b", "mit-kill")
 	eventually(t, L.syncWait(), "h1 -> a new container on h2", func() error { return h1.ping(t, "mit-kill1", c2b, 56) })
 }
@@ -75,9 +67,7 @@ func TestEtcdStoppedAndResumed(t *testing.T) {
 			}
 		}
 	})
-	if err := h1.ping(t, "mit-etcd1", c2, 56); err != nil {
-		t.Errorf("etcd stopped: h1 -> h2: %v", err)
-	}
+	h1.expectPing(t, "etcd stopped: h1 -> h2", "mit-etcd1", c2)
 	t.Cleanup(func() { h1.removeContainers(t, "mit-etcd-x") })
 	start := time.Now()
 	out, err := h1.docker(t, "run", "-d", "--name", "mit-etcd-x", "--network", "mit-etcd", image, "sleep", "3600")

@@ -104,7 +104,7 @@ func runMain(m *testing.M) int {
 	code := m.Run()
 	if code != 0 {
 		for _, h := range l.hosts {
-			fmt.Fprintf(os.Stderr, "multihost: %s mynet log tail:\n%s\n", h.Name, tailFile(h.mynetLog(), 40))
+			fmt.Fprintf(os.Stderr, "multihost: %s mynet log tail:\n%s\n", h.Name, engine.Tail(h.mynetLog(), 40))
 		}
 	}
 	l.tearDown()
@@ -303,11 +303,11 @@ func (h *host) startMynet(l *lab) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("%s: mynet exited at start; log:\n%s", h.Name, tailFile(h.mynetLog(), 30))
+			return fmt.Errorf("%s: mynet exited at start; log:\n%s", h.Name, engine.Tail(h.mynetLog(), 30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s: mynet did not start serving within 60s; log:\n%s", h.Name, tailFile(h.mynetLog(), 30))
+	return fmt.Errorf("%s: mynet did not start serving within 60s; log:\n%s", h.Name, engine.Tail(h.mynetLog(), 30))
 }
 
 // stopMynet signals this host's mynet (by its pid) and waits for it.
@@ -333,15 +333,6 @@ func (h *host) running() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.mynet != nil
-}
-
-func tailFile(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // run runs a command inside the host's namespaces, bounded in time, and
@@ -416,6 +407,15 @@ func (h *host) ping(t testing.TB, ctr, ip string, size int) error {
 	t.Helper()
 	_, err := h.docker(t, "exec", ctr, "ping", "-c", "1", "-W", "2", "-s", fmt.Sprint(size), ip)
 	return err
+}
+
+// expectPing fails the test, and lets it go on, unless a ping from ctr to
+// ip gets a reply; what names the check.
+func (h *host) expectPing(t testing.TB, what, ctr, ip string) {
+	t.Helper()
+	if err := h.ping(t, ctr, ip, 56); err != nil {
+		t.Errorf("%s: %v", what, err)
+	}
 }
 
 // unreachable says whether a ping from ctr to ip gets no reply within 1 s.
