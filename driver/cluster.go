@@ -12,6 +12,7 @@ import (
 	"github.com/mynet/mynet/cluster"
 	"github.com/mynet/mynet/drift"
 	"github.com/mynet/mynet/driver/link"
+	"github.com/mynet/mynet/internal/periodic"
 	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 	"github.com/mynet/mynet/timing"
@@ -156,23 +157,24 @@ func (d *Driver) withdraw(n state.Network, ep state.Endpoint) {
 
 // RunCluster programs the VXLAN devices from the view whenever it changes,
 // and reconciles this host's endpoint records every interval, until ctx ends.
+// The reconcile runs on its own: while etcd keeps it waiting, changes to the
+// view still reach the devices. Both take the network's lock to program one.
 func (d *Driver) RunCluster(ctx context.Context, interval time.Duration) {
 	if d.cluster == nil {
 		return
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	go periodic.Run(ctx, interval, func() {
+		d.SyncDataPlane()
+		rctx, cancel := context.WithTimeout(ctx, clusterOp)
+		d.ReconcileEndpoints(rctx, endpointGrace)
+		cancel()
+	})
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.cluster.View.Changed():
 			d.SyncDataPlane()
-		case <-t.C:
-			d.SyncDataPlane()
-			rctx, cancel := context.WithTimeout(ctx, clusterOp)
-			d.ReconcileEndpoints(rctx, endpointGrace)
-			cancel()
 		}
 	}
 }

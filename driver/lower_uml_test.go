@@ -6,7 +6,6 @@
 package driver
 
 import (
-	"fmt"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -29,7 +28,7 @@ func dummyLink(t *testing.T, name string) {
 
 // sandbox moves an endpoint's container link into a new namespace, names it
 // eth0, gives it its address and routes as Docker would, and returns the
-// namespace.
+// namespace, closed when the test ends.
 func sandbox(t *testing.T, ifname, cidr string, join *api.JoinResponse) netns.NsHandle {
 	t.Helper()
 	host, _ := netns.Get()
@@ -38,6 +37,7 @@ func sandbox(t *testing.T, ifname, cidr string, join *api.JoinResponse) netns.Ns
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ns.Close() })
 	netns.Set(host)
 	l, err := netlink.LinkByName(ifname)
 	if err != nil {
@@ -66,21 +66,21 @@ func sandbox(t *testing.T, ifname, cidr string, join *api.JoinResponse) netns.Ns
 	return ns
 }
 
-// pingFrom runs busybox ping inside ns (exec inherits this thread's namespace).
-func pingFrom(ns netns.NsHandle, ip string) error {
+// ping runs busybox ping inside ns (exec inherits this thread's namespace)
+// and fails the test if ip does not answer.
+func ping(t *testing.T, ns netns.NsHandle, ip string) {
+	t.Helper()
 	host, _ := netns.Get()
 	defer host.Close()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := netns.Set(ns); err != nil {
-		return err
+		t.Fatal(err)
 	}
 	defer netns.Set(host)
-	out, err := exec.Command("/bin/busybox", "ping", "-c", "1", "-W", "2", ip).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ping %s: %v: %s", ip, err, out)
+	if out, err := exec.Command("/bin/busybox", "ping", "-c", "1", "-W", "2", ip).CombinedOutput(); err != nil {
+		t.Fatalf("ping %s: %v: %s", ip, err, out)
 	}
-	return nil
 }
 
 func (e *env) endpointInSandbox(netID, epID, cidr string) netns.NsHandle {
@@ -99,14 +99,8 @@ func TestUMLIPvlanL2EndpointsReachEachOther(t *testing.T) {
 		e.createNetwork(netA, "10.81.0.0/24", "10.81.0.1/24", map[string]any{optBackend: "ipvlan", optParent: "lan0"})
 		a := e.endpointInSandbox(netA, ep1, "10.81.0.2/24")
 		b := e.endpointInSandbox(netA, ep2, "10.81.0.3/24")
-		if err := pingFrom(a, "10.81.0.3"); err != nil {
-			t.Fatal(err)
-		}
-		if err := pingFrom(b, "10.81.0.2"); err != nil {
-			t.Fatal(err)
-		}
-		a.Close()
-		b.Close()
+		ping(t, a, "10.81.0.3")
+		ping(t, b, "10.81.0.2")
 	})
 }
 
@@ -128,12 +122,8 @@ func TestUMLIPvlanL3RoutesAndNoGateway(t *testing.T) {
 			t.Fatalf("link %T %+v", l, l)
 		}
 		a := sandbox(t, containerIfName(ep1), "10.82.0.2/24", join)
-		b := e.endpointInSandbox(netA, ep2, "10.82.0.3/24")
-		if err := pingFrom(a, "10.82.0.3"); err != nil {
-			t.Fatal(err)
-		}
-		a.Close()
-		b.Close()
+		e.endpointInSandbox(netA, ep2, "10.82.0.3/24")
+		ping(t, a, "10.82.0.3")
 	})
 }
 

@@ -162,17 +162,23 @@ func TestNoNewConnectionsFromOutside(t *testing.T) {
 	})
 	l.policy("ACCEPT")
 
-	l.check(
-		probe{"outside -> ICC-on container v4", l.out, hp(a2.ip4, 80), ""},
-		probe{"outside -> ICC-on container v6", l.out, hp(a2.ip6, 80), ""},
-		probe{"outside -> published container's address v4, no DNAT", l.out, hp(a1.ip4, 80), ""},
-		probe{"outside -> published container's address v6, no DNAT", l.out, hp(a1.ip6, 80), ""},
-		probe{"outside -> ICC-off container v4", l.out, hp(b1.ip4, 80), ""},
-		probe{"outside -> ICC-off container v6", l.out, hp(b1.ip6, 80), ""},
-		probe{"outside -> no-masquerade container v4", l.out, hp(m1.ip4, 80), ""},
-		probe{"outside -> no-masquerade container v6", l.out, hp(m1.ip6, 80), ""},
-		probe{"outside -> internal container v4", l.out, hp(i1.ip4, 80), ""},
-		probe{"outside -> internal container v6", l.out, hp(i1.ip6, 80), ""},
+	// No container of any kind is reached from outside, IPv4 or IPv6.
+	var probes []probe
+	for _, to := range []struct {
+		what string
+		c    *ctr
+	}{
+		{"ICC-on container", a2},
+		{"published container's address (no DNAT)", a1},
+		{"ICC-off container", b1},
+		{"no-masquerade container", m1},
+		{"internal container", i1},
+	} {
+		probes = append(probes,
+			probe{"outside -> " + to.what + " v4", l.out, hp(to.c.ip4, 80), ""},
+			probe{"outside -> " + to.what + " v6", l.out, hp(to.c.ip6, 80), ""})
+	}
+	l.check(append(probes,
 		// What must keep working.
 		probe{"outside -> published port v4", l.out, hp(host4, 8080), out4.String()},
 		probe{"outside -> published port v6", l.out, hp(host6, 8080), out6.String()},
@@ -183,7 +189,7 @@ func TestNoNewConnectionsFromOutside(t *testing.T) {
 		probe{"ICC v6", a2.ns, hp(a1.ip6, 80), a2.ip6.String()},
 		probe{"internal ICC", i2.ns, hp(i1.ip4, 80), i2.ip4.String()},
 		probe{"host -> container", l.host, hp(a1.ip4, 80), "198.18.1.1"},
-	)
+	)...)
 	// One-way datagrams need no answer: a spoofed source in the internal
 	// subnet, and a plain one to a container's address.
 	if err := sendUDPFrom(l.out, "198.18.3.50:5353", hp(i1.ip4, 53), "spoofed"); err != nil {

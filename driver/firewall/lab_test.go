@@ -428,6 +428,17 @@ func (l *lab) check(probes ...probe) {
 	}
 }
 
+// apart is what must fail between containers a and b of two networks (named
+// x and y) that are kept apart: a connection either way, IPv4 and IPv6.
+func apart(x string, a *ctr, y string, b *ctr) []probe {
+	return []probe{
+		{x + "->" + y, a.ns, hp(b.ip4, 80), ""},
+		{y + "->" + x, b.ns, hp(a.ip4, 80), ""},
+		{x + "->" + y + " v6", a.ns, hp(b.ip6, 80), ""},
+		{y + "->" + x + " v6", b.ns, hp(a.ip6, 80), ""},
+	}
+}
+
 func hp(a netip.Addr, port int) string { return netip.AddrPortFrom(a, uint16(port)).String() }
 
 func (l *lab) policy(p string) {

@@ -50,17 +50,24 @@ func isNotFound(err error) bool {
 	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
 }
 
+// existing looks a link up: a missing one is nil without an error, which is
+// all a removal needs to know to be done.
+func existing(name string) (netlink.Link, error) {
+	switch l, err := netlink.LinkByName(name); {
+	case err == nil:
+		return l, nil
+	case isNotFound(err):
+		return nil, nil
+	default:
+		return nil, err
+	}
+}
+
 // Exists reports whether a link of that name exists.
 func Exists(name string) (bool, error) {
 	defer timing.Since(timing.Netlink, time.Now())
-	_, err := netlink.LinkByName(name)
-	if err == nil {
-		return true, nil
-	}
-	if isNotFound(err) {
-		return false, nil
-	}
-	return false, err
+	l, err := existing(name)
+	return l != nil, err
 }
 
 // EnsureBridge makes sure a bridge called name exists and is up, with the
@@ -95,8 +102,8 @@ func EnsureBridge(name string, mtu int, mac net.HardwareAddr) (created bool, err
 			return false, fmt.Errorf("create bridge %s: %w", name, err)
 		}
 		created = true
-		if l, err = netlink.LinkByName(name); err != nil {
-			return true, fmt.Errorf("find bridge %s: %w", name, err)
+		if l, err = findBridge(name); err != nil {
+			return true, err
 		}
 	default:
 		return false, fmt.Errorf("look up bridge %s: %w", name, err)
@@ -110,6 +117,15 @@ func EnsureBridge(name string, mtu int, mac net.HardwareAddr) (created bool, err
 		return created, fmt.Errorf("set %s up: %w", name, err)
 	}
 	return created, nil
+}
+
+// findBridge looks up the bridge a link goes on, or says which is missing.
+func findBridge(name string) (netlink.Link, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("find bridge %s: %w", name, err)
+	}
+	return l, nil
 }
 
 // randomMAC is a random locally administered unicast MAC address.
@@ -142,9 +158,9 @@ func PinBridgeMAC(name string) error {
 	if b, err := os.ReadFile("/sys/class/net/" + name + "/addr_assign_type"); err == nil && strings.TrimSpace(string(b)) == addrAssignSet {
 		return nil
 	}
-	l, err := netlink.LinkByName(name)
+	l, err := findBridge(name)
 	if err != nil {
-		return fmt.Errorf("find bridge %s: %w", name, err)
+		return err
 	}
 	if err := netlink.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil {
 		return fmt.Errorf("keep the MAC address %s of bridge %s: %w", l.Attrs().HardwareAddr, name, err)
@@ -163,11 +179,8 @@ func Delete(name string) error {
 }
 
 func deleteLink(name string) error {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		if isNotFound(err) {
-			return nil
-		}
+	l, err := existing(name)
+	if l == nil {
 		return err
 	}
 	if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
@@ -199,11 +212,8 @@ func EnsureAddr(name string, p netip.Prefix) (added bool, err error) {
 // DelAddr removes an address from a link. Missing link or address is fine.
 func DelAddr(name string, p netip.Prefix) error {
 	defer timing.Since(timing.Netlink, time.Now())
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		if isNotFound(err) {
-			return nil
-		}
+	l, err := existing(name)
+	if l == nil {
 		return err
 	}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
@@ -228,9 +238,9 @@ type Veth struct {
 // nothing is left behind.
 func CreateVeth(v Veth) (retErr error) {
 	defer timing.Since(timing.Netlink, time.Now())
-	br, err := netlink.LinkByName(v.Bridge)
+	br, err := findBridge(v.Bridge)
 	if err != nil {
-		return fmt.Errorf("find bridge %s: %w", v.Bridge, err)
+		return err
 	}
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = v.Host
@@ -285,11 +295,11 @@ func attach(l netlink.Link, br netlink.Link) error {
 // AttachByName is Attach by link names.
 func AttachByName(name, bridge string) error {
 	defer timing.Since(timing.Netlink, time.Now())
-	l, err := netlink.LinkByName(name)
+	br, err := findBridge(bridge)
 	if err != nil {
 		return err
 	}
-	br, err := netlink.LinkByName(bridge)
+	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return err
 	}

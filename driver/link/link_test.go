@@ -23,6 +23,27 @@ func TestValidName(t *testing.T) {
 	}
 }
 
+// deleteTwice deletes a link, and again: the second finds it gone, which
+// is fine too.
+func deleteTwice(t *testing.T, name string) {
+	t.Helper()
+	for i := 0; i < 2; i++ {
+		if err := Delete(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// absent fails the test if any of the links exists.
+func absent(t *testing.T, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if ok, _ := Exists(n); ok {
+			t.Fatalf("%s left behind", n)
+		}
+	}
+}
+
 func TestBridgeAndAddressesAreIdempotent(t *testing.T) {
 	testutil.InNetns(t, func() {
 		created, err := EnsureBridge("tbr0", 1400, nil)
@@ -52,14 +73,8 @@ func TestBridgeAndAddressesAreIdempotent(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for i := 0; i < 2; i++ {
-			if err := Delete("tbr0"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if ok, _ := Exists("tbr0"); ok {
-			t.Fatal("bridge still exists")
-		}
+		deleteTwice(t, "tbr0")
+		absent(t, "tbr0")
 	})
 }
 
@@ -99,15 +114,9 @@ func TestVethOnBridge(t *testing.T) {
 		if host.Attrs().Flags&net.FlagUp == 0 {
 			t.Fatal("host end is down")
 		}
-		// Deleting one end removes both, and again is fine.
-		for i := 0; i < 2; i++ {
-			if err := Delete("th0"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if ok, _ := Exists("tc0"); ok {
-			t.Fatal("peer survived")
-		}
+		// Deleting one end removes both.
+		deleteTwice(t, "th0")
+		absent(t, "tc0")
 	})
 }
 
@@ -123,11 +132,7 @@ func TestVethFailureLeavesNothing(t *testing.T) {
 		if err := CreateVeth(Veth{Host: "th2", Peer: "tc2", Bridge: "tbr2", MTU: 70000}); err == nil {
 			t.Fatal("impossible MTU accepted")
 		}
-		for _, n := range []string{"th1", "tc1", "th2", "tc2"} {
-			if ok, _ := Exists(n); ok {
-				t.Fatalf("%s left behind", n)
-			}
-		}
+		absent(t, "th1", "tc1", "th2", "tc2")
 	})
 }
 

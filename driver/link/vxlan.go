@@ -43,9 +43,9 @@ func (e *ErrVNITaken) Error() string {
 // created says whether this call made it.
 func EnsureVXLAN(v VXLAN) (created bool, err error) {
 	defer timing.Since(timing.Netlink, time.Now())
-	br, err := netlink.LinkByName(v.Bridge)
+	br, err := findBridge(v.Bridge)
 	if err != nil {
-		return false, fmt.Errorf("find bridge %s: %w", v.Bridge, err)
+		return false, err
 	}
 	l, err := netlink.LinkByName(v.Name)
 	switch {
@@ -192,11 +192,8 @@ func SetRemote(name string, r Remote) error {
 // fine. The forwarding entry goes only when mac and vtep are both known.
 func DelRemote(name string, ip netip.Addr, mac string, vtep netip.Addr) error {
 	defer timing.Since(timing.Netlink, time.Now())
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		if isNotFound(err) {
-			return nil
-		}
+	l, err := existing(name)
+	if l == nil {
 		return err
 	}
 	var errs []error

@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -349,26 +350,12 @@ func integer(name string, v any) (int64, error) {
 			return 0, fmt.Errorf("%s %s is not a number", name, quote(string(x)))
 		}
 		return floatInt(name, f)
-	case int:
-		return int64(x), nil
-	case int8:
-		return int64(x), nil
-	case int16:
-		return int64(x), nil
-	case int32:
-		return int64(x), nil
-	case int64:
-		return x, nil
-	case uint:
-		return clampU(uint64(x)), nil
-	case uint8:
-		return int64(x), nil
-	case uint16:
-		return int64(x), nil
-	case uint32:
-		return int64(x), nil
-	case uint64:
-		return clampU(x), nil
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return rv.Int(), nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return clampU(rv.Uint()), nil
 	}
 	return 0, fmt.Errorf("%s must be a number, got %s", name, describe(v))
 }

@@ -22,10 +22,7 @@ import (
 func echoTCP(t *testing.T, network, addr, tag string) netip.AddrPort {
 	t.Helper()
 	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	keep(t, ln, err)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -44,13 +41,12 @@ func echoTCP(t *testing.T, network, addr, tag string) netip.AddrPort {
 	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
+// echoUDP answers "<tag> <datagram>" to each datagram on addr until the
+// test ends.
 func echoUDP(t *testing.T, network, addr, tag string) netip.AddrPort {
 	t.Helper()
 	pc, err := net.ListenPacket(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
+	keep(t, pc, err)
 	go func() {
 		buf := make([]byte, 1500)
 		for {

@@ -5,6 +5,7 @@ package ports
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -91,6 +92,33 @@ func canListen(t *testing.T, proto, addr string) bool {
 	return true
 }
 
+// keep closes a socket the test opened when the test ends; an error opening
+// it fails the test.
+func keep(t *testing.T, c io.Closer, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+}
+
+// hostTCP listens on addr as a host process would, until the test ends, and
+// returns the port (the kernel's pick for port 0).
+func hostTCP(t *testing.T, network, addr string) uint16 {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	keep(t, ln, err)
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// hostUDP is hostTCP for a UDP socket.
+func hostUDP(t *testing.T, network, addr string) uint16 {
+	t.Helper()
+	c, err := net.ListenPacket(network, addr)
+	keep(t, c, err)
+	return uint16(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
 func hostPort(ip string, p uint16) string { return net.JoinHostPort(ip, strconv.Itoa(int(p))) }
 
 func TestReserveExplicitTwice(t *testing.T) {
@@ -166,14 +194,8 @@ func TestReserveHostProcessConflict(t *testing.T) {
 	r := NewReserver()
 	releaseAll(t, r)
 
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	p := uint16(ln.Addr().(*net.TCPAddr).Port)
-
-	_, err = r.Reserve(ctr, []Mapping{{Proto: TCP, HostIP: lo4, HostPort: p, ContainerPort: 80}})
+	p := hostTCP(t, "tcp4", "127.0.0.1:0")
+	_, err := r.Reserve(ctr, []Mapping{{Proto: TCP, HostIP: lo4, HostPort: p, ContainerPort: 80}})
 	if err == nil || err.Error() != inUseMsg(p, TCP, "127.0.0.1") {
 		t.Fatalf("got %v, want %q", err, inUseMsg(p, TCP, "127.0.0.1"))
 	}
@@ -182,12 +204,7 @@ func TestReserveHostProcessConflict(t *testing.T) {
 		t.Fatalf("all addresses: got %v", err)
 	}
 
-	uc, err := net.ListenPacket("udp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	up := uint16(uc.LocalAddr().(*net.UDPAddr).Port)
+	up := hostUDP(t, "udp4", "0.0.0.0:0")
 	_, err = r.Reserve(ctr, []Mapping{{Proto: UDP, HostIP: lo4, HostPort: up, ContainerPort: 53}})
 	if err == nil || err.Error() != inUseMsg(up, UDP, "127.0.0.1") {
 		t.Fatalf("udp: got %v", err)
@@ -202,14 +219,10 @@ func TestReserveIPv6ListenerConflicts(t *testing.T) {
 		t.Skip("no IPv6 on this host")
 	}
 	p := freeBlock(t, 1)
-	ln, err := net.Listen("tcp6", hostPort("::", p)) // IPV6_V6ONLY
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	hostTCP(t, "tcp6", hostPort("::", p)) // IPV6_V6ONLY
 	r := NewReserver()
 	releaseAll(t, r)
-	_, err = r.Reserve(ctr, []Mapping{tcpMap(p)})
+	_, err := r.Reserve(ctr, []Mapping{tcpMap(p)})
 	if err == nil || err.Error() != inUseMsg(p, TCP, "[::]") {
 		t.Fatalf("got %v, want %q", err, inUseMsg(p, TCP, "[::]"))
 	}
@@ -268,11 +281,7 @@ func TestReserveEphemeralExhausted(t *testing.T) {
 	p := freeBlock(t, 2)
 	r := newReserver(p, p+1)
 	releaseAll(t, r)
-	ln, err := net.Listen("tcp", hostPort("127.0.0.1", p+1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	hostTCP(t, "tcp", hostPort("127.0.0.1", p+1))
 	bs, err := r.Reserve(ctr, []Mapping{{Proto: TCP, ContainerPort: 80}})
 	if err != nil || bs[0].HostPort != p {
 		t.Fatalf("got %v %v, want port %d", bs, err, p)
@@ -289,11 +298,7 @@ func TestReserveRangeFirstFree(t *testing.T) {
 	r := NewReserver()
 	releaseAll(t, r)
 	// p is taken by a host process, p+1 by another mapping of this reserver.
-	ln, err := net.Listen("tcp", hostPort("0.0.0.0", p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	hostTCP(t, "tcp", hostPort("0.0.0.0", p))
 	if _, err := r.Reserve(ctr, []Mapping{tcpMap(p + 1)}); err != nil {
 		t.Fatal(err)
 	}
@@ -317,14 +322,10 @@ func TestReserveRangeFirstFree(t *testing.T) {
 
 func TestReserveAllOrNothing(t *testing.T) {
 	p := freeBlock(t, 3)
-	ln, err := net.Listen("tcp", hostPort("127.0.0.1", p+2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	hostTCP(t, "tcp", hostPort("127.0.0.1", p+2))
 	r := NewReserver()
 	releaseAll(t, r)
-	_, err = r.Reserve(ctr, []Mapping{
+	_, err := r.Reserve(ctr, []Mapping{
 		tcpMap(p),
 		{Proto: UDP, HostPort: p + 1, ContainerPort: 53},
 		{Proto: TCP, ContainerPort: 81}, // ephemeral
@@ -633,18 +634,8 @@ func openFDs(t *testing.T) int {
 func TestRefusedHoldsLeakNoDescriptor(t *testing.T) {
 	r := NewReserver()
 	releaseAll(t, r)
-	ln, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	tp := uint16(ln.Addr().(*net.TCPAddr).Port)
-	uc, err := net.ListenPacket("udp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	up := uint16(uc.LocalAddr().(*net.UDPAddr).Port)
+	tp := hostTCP(t, "tcp4", "0.0.0.0:0")
+	up := hostUDP(t, "udp4", "0.0.0.0:0")
 	refused := []Mapping{
 		{Proto: TCP, HostIP: lo4, HostPort: tp, ContainerPort: 80},
 		{Proto: TCP, HostPort: tp, ContainerPort: 80},
