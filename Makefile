@@ -23,6 +23,7 @@ test:
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./integration/...
 	bash -n integration/bench/bench.sh
+	bash -n integration/bench/scale.sh
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz
 	$(MAKE) uml
@@ -109,13 +110,16 @@ fuzz-corpus:
 # Go benchmarks, then the same work timed on mynet and Docker's own drivers
 # side by side (integration/bench/bench.sh; BENCH_QUICK=1 for a short run),
 # then the multi-host table: mynet vxlan against Docker's overlay on three
-# simulated hosts (integration/multihost/bench_test.go, BENCH_MH_* knobs).
+# simulated hosts (integration/multihost/bench_test.go, BENCH_MH_* knobs),
+# then one mynet fed 1,000 networks and 5,000 endpoints without Docker
+# (integration/bench/scale.sh, SCALE_* knobs).
 # bench.sh runs the driver's scale benchmarks itself (into its table); the
 # lock keeps it apart from integration runs on a shared machine.
 bench: setup
 	$(GO) test -run xxx -bench . -skip 'NetworkCreateDelete|EndpointCreateDelete' -benchmem ./...
 	flock /tmp/mynet-it.lock bash integration/bench/bench.sh
 	$(GO) test -count=1 -tags integration -run '^$$' -bench '^BenchmarkMultiHost$$' -benchtime 1x -timeout 30m ./integration/multihost/
+	flock /tmp/mynet-it.lock bash integration/bench/scale.sh
 
 demo:
 	bash integration/demo.sh

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Scale: one mynet in a network namespace of its own, fed SCALE_NETS networks
+# with SCALE_EPS endpoints each through its socket, the calls dockerd would
+# send (without dockerd: a thousand networks through it take many minutes).
+# It prints one table:
+#   - p50 / p99 of each protocol call of a network's life (create network,
+#     create endpoint, delete endpoint, delete network), timed on an empty
+#     store and again with the whole load in place;
+#   - the time from exec until the socket answers, after a restart (kernel
+#     objects in place) and after a "reboot" (a fresh namespace: everything
+#     rebuilt);
+#   - memory (VmRSS / VmHWM) loaded, after the restart and after the rebuild;
+#   - `mynet networks` and `mynet doctor --no-docker` on that store.
+# Knobs: SCALE_NETS (1000), SCALE_EPS (5), SCALE_SAMPLE (50 network lives
+# timed at each end). Run as root from the repository: bash integration/bench/scale.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+NETS=${SCALE_NETS:-1000}
+EPS=${SCALE_EPS:-5}
+SAMPLE=${SCALE_SAMPLE:-50}
+die() {
+	echo "scale: $*" >&2
+	exit 1
+}
+[[ $NETS =~ ^[1-9][0-9]*$ && $NETS -le 4096 ]] || die "SCALE_NETS=$NETS: give 1 to 4096"
+[[ $EPS =~ ^[1-9][0-9]*$ && $EPS -le 250 ]] || die "SCALE_EPS=$EPS: give 1 to 250"
+[[ $SAMPLE =~ ^[1-9][0-9]*$ && $SAMPLE -le 250 ]] || die "SCALE_SAMPLE=$SAMPLE: give 1 to 250"
+[ "$(id -u)" -eq 0 ] || die "run as root: it makes a network namespace"
+for c in curl ip nsenter go; do command -v "$c" >/dev/null || die "$c is needed"; done
+
+NS=mbscale-$$
+WORK=$(mktemp -d /tmp/mynet-scale-XXXXXX)
+BIN=$WORK/mynet
+SOCK=$WORK/mbscale.sock
+STATE=$WORK/state.db
+PID=
+finish() {
+	stop
+	ip netns del "$NS" 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap finish EXIT
+
+go build -o "$BIN" . || die "go build failed"
+
+# stop ends the instance: SIGTERM, SIGKILL after 20 s.
+stop() {
+	[ -n "$PID" ] || return 0
+	kill -TERM "$PID" 2>/dev/null || true
+	for _ in $(seq 1 200); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$PID" 2>/dev/null || true
+	wait "$PID" 2>/dev/null || true
+	PID=
+}
+
+now_us() { echo "${EPOCHREALTIME/./}"; }
+activate() { curl -sf --unix-socket "$SOCK" -X POST http://mynet/Plugin.Activate -d '{}' -o /dev/null; }
+
+# start runs mynet in $NS and sets START_MS to the time from exec until its
+# socket answers. nsenter execs, so $! is mynet's pid.
+start() {
+	local t0
+	t0=$(now_us)
+	setsid nsenter --net="/run/netns/$NS" "$BIN" --name mbscale --socket-dir "$WORK" --state "$STATE" \
+		--log-level warn >>"$WORK/log" 2>&1 </dev/null &
+	PID=$!
+	until activate; do
+		kill -0 "$PID" 2>/dev/null || die "mynet exited at start: $(tail -n 5 "$WORK/log")"
+		sleep 0.005
+	done
+	START_MS=$(awk -v us=$(($(now_us) - t0)) 'BEGIN { printf "%.0f", us / 1000 }')
+}
+
+# mem: "VmRSS / VmHWM" of the instance, MiB.
+mem() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { printf "%.1f / %.1f", r / 1024, h / 1024 }' "/proc/$PID/status"; }
+
+# request CALL JSON: one request of a curl config; curl prints CALL and the
+# seconds it took.
+request() {
+	printf 'url = "http://mynet/NetworkDriver.%s"\nunix-socket = "%s"\nfail\noutput = "/dev/null"\nwrite-out = "%s %%{time_total}\\n"\ndata = "%s"\nnext\n' \
+		"$1" "$SOCK" "$1" "${2//\"/\\\"}"
+}
+
+network() { # id subnet(a.b.c)
+	request CreateNetwork "{\"NetworkID\":\"$1\",\"Options\":{\"com.docker.network.generic\":{}},\"IPv4Data\":[{\"AddressSpace\":\"LocalDefault\",\"Pool\":\"$2.0/24\",\"Gateway\":\"$2.1/24\"}]}"
+}
+endpoint() { # call network endpoint address
+	request "$1" "{\"NetworkID\":\"$2\",\"EndpointID\":\"$3\",\"Interface\":{\"Address\":\"$4/24\"},\"Options\":{}}"
+}
+
+# send FILE: the requests in FILE over one connection; the timings go to
+# FILE.times.
+send() {
+	sed -i '$ d' "$1" # curl wants a URL after the last "next"
+	curl -s --fail-early -X POST -K "$1" >"$1.times" || die "feeding mynet failed: $(tail -n 5 "$WORK/log")"
+}
+
+# lives FILE: SAMPLE whole network lives (network, endpoint, its removal,
+# the network's removal) on 10.216.0.0/24.
+lives() {
+	local k nid eid
+	for ((k = 0; k < SAMPLE; k++)); do
+		nid=$(printf 'b%011x%052d' "$k" 0)
+		eid=$(printf 'f%011x%052d' "$k" 0)
+		network "$nid" 10.216.0
+		endpoint CreateEndpoint "$nid" "$eid" 10.216.0.2
+		endpoint DeleteEndpoint "$nid" "$eid" 10.216.0.2
+		request DeleteNetwork "{\"NetworkID\":\"$nid\"}"
+	done >"$1"
+	send "$1"
+}
+
+# pct FILE CALL P: the P-th percentile of CALL's times in FILE.times, ms.
+pct() {
+	awk -v c="$2" '$1 == c { print $2 * 1000 }' "$1.times" | sort -n |
+		awk -v p="$3" '{ v[NR] = $1 } END { i = int((NR - 1) * p / 100 + 0.5) + 1; printf "%.2f", v[i] }'
+}
+
+# timed CMD...: runs CMD, prints "ms (exit N)".
+timed() {
+	local t0 rc=0
+	t0=$(now_us)
+	"$@" >/dev/null 2>&1 || rc=$?
+	awk -v us=$(($(now_us) - t0)) -v rc="$rc" 'BEGIN { printf "%.0f ms (exit %d)", us / 1000, rc }'
+}
+
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+start
+EMPTY_MEM=$(mem)
+lives "$WORK/lives0"
+
+echo "scale: feeding $NETS networks x $EPS endpoints" >&2
+t0=$(now_us)
+for ((i = 0; i < NETS; i++)); do
+	nid=$(printf 'a%011x%052d' "$i" 0)
+	sub=10.$((200 + i / 256)).$((i % 256))
+	network "$nid" "$sub"
+	for ((j = 0; j < EPS; j++)); do
+		endpoint CreateEndpoint "$nid" "$(printf 'e%05x%06x%052d' "$i" "$j" 0)" "$sub.$((j + 2))"
+	done
+done >"$WORK/feed"
+send "$WORK/feed"
+FEED_S=$(awk -v us=$(($(now_us) - t0)) 'BEGIN { printf "%.1f", us / 1e6 }')
+veths=$(ip -n "$NS" -o link show | grep -c ': mnh' || true)
+[ "$veths" -eq $((NETS * EPS)) ] || die "mynet made $veths host veths, want $((NETS * EPS))"
+
+lives "$WORK/livesN"
+LOADED_MEM=$(mem)
+NETWORKS_RUNNING=$(timed "$BIN" networks --state "$STATE")
+DOCTOR=$(timed "$BIN" doctor --no-docker --state "$STATE")
+
+stop
+NETWORKS_STOPPED=$(timed "$BIN" networks --state "$STATE")
+start
+RESTART_MS=$START_MS
+RESTART_MEM=$(mem)
+stop
+ip netns del "$NS"
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+start
+REBUILD_MS=$START_MS
+REBUILD_MEM=$(mem)
+bridges=$(ip -n "$NS" -o link show type bridge | grep -c ': mn-' || true)
+[ "$bridges" -eq "$NETS" ] || die "after the rebuild there are $bridges bridges, want $NETS"
+stop
+
+echo
+echo "mynet scale, $(date -u +%Y-%m-%dT%H:%MZ), $NETS networks x $EPS endpoints (fed in $FEED_S s), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| measure | empty store | $NETS networks + $((NETS * EPS)) endpoints | ratio |"
+echo "|---|---:|---:|---:|"
+for call in CreateNetwork CreateEndpoint DeleteEndpoint DeleteNetwork; do
+	for p in 50 99; do
+		a=$(pct "$WORK/lives0" "$call" "$p")
+		b=$(pct "$WORK/livesN" "$call" "$p")
+		echo "| NetworkDriver.$call p$p (ms, $SAMPLE calls) | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }') |"
+	done
+done
+echo "| VmRSS / VmHWM (MiB) | $EMPTY_MEM | $LOADED_MEM | |"
+echo "| start until the socket answers, after a restart (ms) | | $RESTART_MS | |"
+echo "| start until the socket answers, after a reboot: everything rebuilt (ms) | | $REBUILD_MS | |"
+echo "| VmRSS / VmHWM after the restart; after the rebuild (MiB) | | $RESTART_MEM; $REBUILD_MEM | |"
+echo "| mynet networks, daemon running | | $NETWORKS_RUNNING | |"
+echo "| mynet networks, daemon stopped (reads the state file) | | $NETWORKS_STOPPED | |"
+echo "| mynet doctor --no-docker | | $DOCTOR | |"
