@@ -27,7 +27,7 @@ die() {
 [[ $EPS =~ ^[1-9][0-9]*$ && $EPS -le 250 ]] || die "SCALE_EPS=$EPS: give 1 to 250"
 [[ $SAMPLE =~ ^[1-9][0-9]*$ && $SAMPLE -le 250 ]] || die "SCALE_SAMPLE=$SAMPLE: give 1 to 250"
 [ "$(id -u)" -eq 0 ] || die "run as root: it makes a network namespace"
-for c in curl ip nsenter go; do command -v "$c" >/dev/null || die "$c is needed"; done
+for c in curl ip go; do command -v "$c" >/dev/null || die "$c is needed"; done
 
 NS=mbscale-$$
 WORK=$(mktemp -d /tmp/mynet-scale-XXXXXX)
@@ -58,11 +58,12 @@ now_us() { echo "${EPOCHREALTIME/./}"; }
 activate() { curl -sf --unix-socket "$SOCK" -X POST http://mynet/Plugin.Activate -d '{}' -o /dev/null; }
 
 # start runs mynet in $NS and sets START_MS to the time from exec until its
-# socket answers. nsenter execs, so $! is mynet's pid.
+# socket answers. ip netns exec mounts the namespace's own /sys, as a host
+# has (mynet reads link attributes there), and execs: $! is mynet's pid.
 start() {
 	local t0
 	t0=$(now_us)
-	setsid nsenter --net="/run/netns/$NS" "$BIN" --name mbscale --socket-dir "$WORK" --state "$STATE" \
+	setsid ip netns exec "$NS" "$BIN" --name mbscale --socket-dir "$WORK" --state "$STATE" \
 		--log-level warn >>"$WORK/log" 2>&1 </dev/null &
 	PID=$!
 	until activate; do
