@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mynet benchmarks: mynet against Docker's built-in drivers on the same engine,
 # in one run, every figure measured by this run, printed as one table
-# (DESIGN.md: "Benchmarks measure; tests assert": nothing here asserts a time).
+# (benchmarks measure, tests assert: nothing here asserts a time).
 #
 #   bash integration/bench/bench.sh                 (root; about 12 minutes)
 #   BENCH_QUICK=1 bash integration/bench/bench.sh   (smoke run, 2-3 minutes)
@@ -75,6 +75,8 @@ die() {
 	printf 'bench: ERROR: %s\n' "$*" >&2
 	exit 1
 }
+# shellcheck source=integration/bench/lib.sh
+. integration/bench/lib.sh
 
 # ------------------------------------------------------------------ settings
 # One line a numeric knob: its variable, its environment setting, its
@@ -175,18 +177,6 @@ remove_ours() { # every container and network named mbench-*, retrying a few tim
 	[ -z "$nets" ] || say "warning: could not remove networks:" $nets
 }
 
-stop_pid() { # pid: SIGTERM, then SIGKILL after 10 s
-	local p=$1
-	[ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
-	kill -TERM "$p"
-	for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$p" 2>/dev/null; then
-		say "pid $p ignored SIGTERM for 10s: SIGKILL"
-		kill -KILL "$p"
-	fi
-	wait "$p" 2>/dev/null || true
-}
-
 cleanup() {
 	local rc=$?
 	set +e
@@ -215,9 +205,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ------------------------------------------------------------------ helpers
-# elapsed_ms START_US END_US: START/END are ${EPOCHREALTIME/./} (microseconds, no fork).
-elapsed_ms() { awk -v us=$((10#$2 - 10#$1)) 'BEGIN { printf "%.1f\n", us / 1000 }'; }
-now_us() { echo "${EPOCHREALTIME/./}"; }
 
 # stat_of FILE median|p90|p99|mean|max: one number per line in FILE.
 stat_of() {
@@ -266,8 +253,6 @@ create_net() { # name cfg thirdoctet
 # rules: lines "-A" of iptables-save and ip6tables-save (every table).
 rules() { { iptables-save 2>/dev/null; ip6tables-save 2>/dev/null || true; } | grep -c '^-A' || true; }
 
-# mem_of PID: "VmRSS VmHWM" in MiB.
-mem_of() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { printf "%.1f %.1f\n", r / 1024, h / 1024 }' "/proc/$1/status"; }
 
 # ------------------------------------------------------------------ plugin
 if [ -n "${BENCH_BIN:-}" ]; then
@@ -494,25 +479,12 @@ LOAD_DIR=$WORK/load
 LOAD_SOCK=$LOAD_DIR/mbload.sock
 mkdir -p "$LOAD_DIR"
 
-call_load() { curl -sf --unix-socket "$LOAD_SOCK" -X POST "http://mynet/$1" -d '{}' -o /dev/null; }
-
-# start_load: starts mynet in $LOAD_NS on $LOAD_DIR/state.db; sets START_MS to
-# the ms from exec until its socket answers Plugin.Activate. (nsenter execs;
-# ip netns exec would fork, and LOAD_PID would not be mynet's.)
+# start_load: starts mynet in $LOAD_NS on $LOAD_DIR/state.db; sets LOAD_PID
+# and START_MS (lib.sh).
 start_load() {
-	local t0 t1
-	t0=$(now_us)
-	setsid nsenter --net="/run/netns/$LOAD_NS" "$BIN" --name mbload --socket-dir "$LOAD_DIR" --state "$LOAD_DIR/state.db" \
-		--log-level warn >>"$LOAD_DIR/log" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
-	LOAD_PID=$!
-	for _ in $(seq 1 6000); do
-		call_load Plugin.Activate && break
-		kill -0 "$LOAD_PID" 2>/dev/null || die "the load instance exited at start: $(tail -n 5 "$LOAD_DIR/log")"
-		sleep 0.005
-	done
-	t1=$(now_us)
-	call_load Plugin.Activate || die "the load instance did not answer within 30 s"
-	START_MS=$(elapsed_ms "$t0" "$t1")
+	start_mynet "$LOAD_NS" "$LOAD_SOCK" "$LOAD_DIR/log" "$BIN" --name mbload --socket-dir "$LOAD_DIR" \
+		--state "$LOAD_DIR/state.db" --log-level warn
+	LOAD_PID=$MYNET_PID
 }
 
 say "memory and start-up: $LOAD_NETS networks x $LOAD_EPS endpoints in namespace $LOAD_NS"

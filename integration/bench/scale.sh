@@ -14,15 +14,19 @@
 # Knobs: SCALE_NETS (1000), SCALE_EPS (5), SCALE_SAMPLE (50 network lives
 # timed at each end). Run as root from the repository: bash integration/bench/scale.sh
 set -euo pipefail
+export LC_ALL=C # '.' as decimal separator in EPOCHREALTIME, awk and sort
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 NETS=${SCALE_NETS:-1000}
 EPS=${SCALE_EPS:-5}
 SAMPLE=${SCALE_SAMPLE:-50}
+say() { echo "scale: $*" >&2; }
 die() {
-	echo "scale: $*" >&2
+	say "$*"
 	exit 1
 }
+# shellcheck source=integration/bench/lib.sh
+. integration/bench/lib.sh
 [[ $NETS =~ ^[1-9][0-9]*$ && $NETS -le 4096 ]] || die "SCALE_NETS=$NETS: give 1 to 4096"
 [[ $EPS =~ ^[1-9][0-9]*$ && $EPS -le 250 ]] || die "SCALE_EPS=$EPS: give 1 to 250"
 [[ $SAMPLE =~ ^[1-9][0-9]*$ && $SAMPLE -le 250 ]] || die "SCALE_SAMPLE=$SAMPLE: give 1 to 250"
@@ -44,37 +48,20 @@ trap finish EXIT
 
 go build -o "$BIN" . || die "go build failed"
 
-# stop ends the instance: SIGTERM, SIGKILL after 20 s.
+# start runs mynet in $NS (lib.sh's start_mynet): PID, START_MS.
+start() {
+	start_mynet "$NS" "$SOCK" "$WORK/log" "$BIN" --name mbscale --socket-dir "$WORK" --state "$STATE" --log-level warn
+	PID=$MYNET_PID
+}
+
+# stop ends it.
 stop() {
-	[ -n "$PID" ] || return 0
-	kill -TERM "$PID" 2>/dev/null || true
-	for _ in $(seq 1 200); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$PID" 2>/dev/null || true
-	wait "$PID" 2>/dev/null || true
+	stop_pid "$PID"
 	PID=
 }
 
-now_us() { echo "${EPOCHREALTIME/./}"; }
-activate() { curl -sf --unix-socket "$SOCK" -X POST http://mynet/Plugin.Activate -d '{}' -o /dev/null; }
-
-# start runs mynet in $NS and sets START_MS to the time from exec until its
-# socket answers. ip netns exec mounts the namespace's own /sys, as a host
-# has (mynet reads link attributes there), and execs: $! is mynet's pid.
-start() {
-	local t0
-	t0=$(now_us)
-	setsid ip netns exec "$NS" "$BIN" --name mbscale --socket-dir "$WORK" --state "$STATE" \
-		--log-level warn >>"$WORK/log" 2>&1 </dev/null &
-	PID=$!
-	until activate; do
-		kill -0 "$PID" 2>/dev/null || die "mynet exited at start: $(tail -n 5 "$WORK/log")"
-		sleep 0.005
-	done
-	START_MS=$(awk -v us=$(($(now_us) - t0)) 'BEGIN { printf "%.0f", us / 1000 }')
-}
-
 # mem: "VmRSS / VmHWM" of the instance, MiB.
-mem() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { printf "%.1f / %.1f", r / 1024, h / 1024 }' "/proc/$PID/status"; }
+mem() { mem_of "$PID" | awk '{ printf "%s / %s", $1, $2 }'; }
 
 # request CALL JSON: one request of a curl config; curl prints CALL and the
 # seconds it took.
@@ -123,7 +110,7 @@ timed() {
 	local t0 rc=0
 	t0=$(now_us)
 	"$@" >/dev/null 2>&1 || rc=$?
-	awk -v us=$(($(now_us) - t0)) -v rc="$rc" 'BEGIN { printf "%.0f ms (exit %d)", us / 1000, rc }'
+	echo "$(elapsed_ms "$t0" "$(now_us)") ms (exit $rc)"
 }
 
 ip netns add "$NS"
@@ -132,7 +119,7 @@ start
 EMPTY_MEM=$(mem)
 lives "$WORK/lives0"
 
-echo "scale: feeding $NETS networks x $EPS endpoints" >&2
+say "feeding $NETS networks x $EPS endpoints"
 t0=$(now_us)
 for ((i = 0; i < NETS; i++)); do
 	nid=$(printf 'a%011x%052d' "$i" 0)

@@ -1,0 +1,48 @@
+# Shell helpers that bench.sh and scale.sh share: sourced, not run. The
+# sourcing script defines die and say first.
+
+# now_us: the time in microseconds, without a fork.
+now_us() { echo "${EPOCHREALTIME/./}"; }
+
+# elapsed_ms START_US END_US: START/END are now_us values.
+elapsed_ms() { awk -v us=$((10#$2 - 10#$1)) 'BEGIN { printf "%.1f\n", us / 1000 }'; }
+
+# mem_of PID: "VmRSS VmHWM" in MiB.
+mem_of() { awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { printf "%.1f %.1f\n", r / 1024, h / 1024 }' "/proc/$1/status"; }
+
+# stop_pid PID: SIGTERM, then SIGKILL after 10 s.
+stop_pid() {
+	local p=$1
+	[ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
+	kill -TERM "$p"
+	for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$p" 2>/dev/null; then
+		say "pid $p ignored SIGTERM for 10s: SIGKILL"
+		kill -KILL "$p"
+	fi
+	wait "$p" 2>/dev/null || true
+}
+
+# activate SOCK: whether a mynet answers Plugin.Activate on SOCK.
+activate() { curl -sf --unix-socket "$1" -X POST http://mynet/Plugin.Activate -d '{}' -o /dev/null; }
+
+# start_mynet NS SOCK LOG COMMAND...: runs COMMAND (a mynet) in network
+# namespace NS, output to LOG, and waits until SOCK answers. ip netns exec
+# mounts the namespace's own /sys, as a host has (mynet reads link
+# attributes there), and execs: MYNET_PID is mynet's pid. START_MS is the
+# time from exec until the socket answered.
+start_mynet() {
+	local ns=$1 sock=$2 log=$3 t0 t1
+	shift 3
+	t0=$(now_us)
+	setsid ip netns exec "$ns" "$@" >>"$log" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+	MYNET_PID=$!
+	for _ in $(seq 1 6000); do
+		activate "$sock" && break
+		kill -0 "$MYNET_PID" 2>/dev/null || die "mynet in $ns exited at start: $(tail -n 5 "$log")"
+		sleep 0.005
+	done
+	t1=$(now_us)
+	activate "$sock" || die "mynet in $ns did not answer on $sock within 30 s"
+	START_MS=$(elapsed_ms "$t0" "$t1")
+}
