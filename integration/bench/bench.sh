@@ -482,9 +482,8 @@ mkdir -p "$LOAD_DIR"
 # start_load: starts mynet in $LOAD_NS on $LOAD_DIR/state.db; sets LOAD_PID
 # and START_MS (lib.sh).
 start_load() {
-	start_mynet "$LOAD_NS" "$LOAD_SOCK" "$LOAD_DIR/log" "$BIN" --name mbload --socket-dir "$LOAD_DIR" \
+	start_mynet LOAD_PID "$LOAD_NS" "$LOAD_SOCK" "$LOAD_DIR/log" "$BIN" --name mbload --socket-dir "$LOAD_DIR" \
 		--state "$LOAD_DIR/state.db" --log-level warn
-	LOAD_PID=$MYNET_PID
 }
 
 say "memory and start-up: $LOAD_NETS networks x $LOAD_EPS endpoints in namespace $LOAD_NS"

@@ -26,20 +26,21 @@ stop_pid() {
 # activate SOCK: whether a mynet answers Plugin.Activate on SOCK.
 activate() { curl -sf --unix-socket "$1" -X POST http://mynet/Plugin.Activate -d '{}' -o /dev/null; }
 
-# start_mynet NS SOCK LOG COMMAND...: runs COMMAND (a mynet) in network
-# namespace NS, output to LOG, and waits until SOCK answers. ip netns exec
-# mounts the namespace's own /sys, as a host has (mynet reads link
-# attributes there), and execs: MYNET_PID is mynet's pid. START_MS is the
-# time from exec until the socket answered.
+# start_mynet VAR NS SOCK LOG COMMAND...: runs COMMAND (a mynet) in network
+# namespace NS, output to LOG, sets VAR to its pid at once (so that the
+# caller's cleanup stops it even if the wait fails) and waits until SOCK
+# answers. ip netns exec mounts the namespace's own /sys, as a host has
+# (mynet reads link attributes there), and execs: the pid is mynet's.
+# START_MS is the time from exec until the socket answered.
 start_mynet() {
-	local ns=$1 sock=$2 log=$3 t0 t1
-	shift 3
+	local var=$1 ns=$2 sock=$3 log=$4 t0 t1
+	shift 4
 	t0=$(now_us)
 	setsid ip netns exec "$ns" "$@" >>"$log" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
-	MYNET_PID=$!
+	printf -v "$var" '%s' "$!"
 	for _ in $(seq 1 6000); do
 		activate "$sock" && break
-		kill -0 "$MYNET_PID" 2>/dev/null || die "mynet in $ns exited at start: $(tail -n 5 "$log")"
+		kill -0 "${!var}" 2>/dev/null || die "mynet in $ns exited at start: $(tail -n 5 "$log")"
 		sleep 0.005
 	done
 	t1=$(now_us)

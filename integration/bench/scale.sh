@@ -50,8 +50,7 @@ go build -o "$BIN" . || die "go build failed"
 
 # start runs mynet in $NS (lib.sh's start_mynet): PID, START_MS.
 start() {
-	start_mynet "$NS" "$SOCK" "$WORK/log" "$BIN" --name mbscale --socket-dir "$WORK" --state "$STATE" --log-level warn
-	PID=$MYNET_PID
+	start_mynet PID "$NS" "$SOCK" "$WORK/log" "$BIN" --name mbscale --socket-dir "$WORK" --state "$STATE" --log-level warn
 }
 
 # stop ends it.
