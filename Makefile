@@ -24,6 +24,7 @@ test:
 	$(GO) vet -tags integration ./integration/...
 	bash -n integration/bench/bench.sh
 	bash -n integration/bench/scale.sh
+	bash -n integration/bench/lib.sh
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz
 	$(MAKE) uml
