@@ -31,14 +31,16 @@ test:
 	$(GO) test -race -count=1 -p 1 -tags integration -timeout 40m -skip '$(ENGINE28_ONLY)' ./integration/...
 	$(MAKE) integration-engine
 
-# Kernel tests that need ipvlan, dummy and 802.1q links, which this host's
-# kernel lacks: the same Go tests, built with -tags umltest, run inside
+# Kernel tests that need ipvlan, dummy and 802.1q links or SCTP, which this
+# host's kernel lacks: the same Go tests (the driver's built with -tags umltest) run inside
 # Debian's user-mode Linux kernel (no -race there: the race runtime does not
 # start under UML).
 uml:
 	bash integration/uml/selftest.sh
 	CGO_ENABLED=0 $(GO) test -c -tags umltest -o bin/driver-uml.test ./driver/
 	bash integration/uml/run.sh bin/driver-uml.test -test.v -test.run 'UML'
+	CGO_ENABLED=0 $(GO) test -c -o bin/ports-uml.test ./driver/ports/
+	MYNET_REQUIRE_SCTP=1 UML_MODULES="ipv6 sctp" bash integration/uml/run.sh bin/ports-uml.test -test.v -test.run '^TestSCTP$$'
 
 setup:
 	MYNET_ENGINE_VERSION=$(ENGINE_VERSION) bash integration/setup.sh
