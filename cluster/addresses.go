@@ -89,8 +89,13 @@ func (c *Client) claim(ctx context.Context, name string, a netip.Addr, kind stri
 }
 
 // readBack settles a transaction whose answer was lost: it may have
-// committed. The record names the request, so reading it tells.
+// committed. The record names the request, so reading it tells. Without a
+// connection there is nothing to read: a claim that did commit is this
+// host's in etcd only, and the cluster reconcile gives it back.
 func (c *Client) readBack(what, key string, rec Address, txnErr error) (Address, error) {
+	if !c.connected() {
+		return Address{}, c.wrap(what, txnErr)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout/2)
 	defer cancel()
 	resp, err := c.get(ctx, "claim_readback", key)

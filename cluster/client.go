@@ -25,6 +25,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/connectivity"
 )
 
 // Defaults for Config's zero values.
@@ -34,6 +35,12 @@ const (
 	DefaultLeaseTTL = 15 * time.Second
 	DefaultCooldown = 60 * time.Second
 )
+
+// connectWait bounds a call made while there is no connection to etcd
+// (refused, reset, not made yet): the client would only wait out the whole
+// Timeout for a server that is not there. A frozen etcd keeps its
+// connection up, so a call to it still waits the whole Timeout.
+const connectWait = 2 * time.Second
 
 // Config wires a Client.
 type Config struct {
@@ -142,12 +149,32 @@ func (c *Client) Close() error {
 }
 
 // ctx bounds one public call, all its round trips together, so a call fails
-// within Timeout when etcd does not answer.
+// within Timeout when etcd does not answer, and within connectWait when
+// there is no connection to it.
 func (c *Client) ctx(parent context.Context) (context.Context, context.CancelFunc) {
 	if parent == nil {
 		parent = context.Background()
 	}
-	return context.WithTimeout(parent, c.cfg.Timeout)
+	budget := c.cfg.Timeout
+	if !c.connected() {
+		budget = min(budget, connectWait)
+	}
+	return context.WithTimeout(parent, budget)
+}
+
+// connected says whether the client holds a connection to an etcd endpoint
+// (or has not tried yet): not while every endpoint refuses or is being
+// redialled.
+func (c *Client) connected() bool {
+	conn := c.cli.ActiveConnection()
+	if conn == nil {
+		return true
+	}
+	switch conn.GetState() {
+	case connectivity.TransientFailure, connectivity.Connecting:
+		return false
+	}
+	return true
 }
 
 // wrap names etcd and the endpoints in an error from the client, so the user
@@ -163,6 +190,9 @@ func (c *Client) wrap(what string, err error) error {
 		return fmt.Errorf("%s: etcd at %s: TLS with etcd failed: %v (check --cluster-ca, --cluster-cert and --cluster-key): %w", what, c.where, tlsErr, ErrUnavailable)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
+		if !c.connected() {
+			return fmt.Errorf("%s: etcd at %s is unreachable (no connection to it): %w", what, c.where, ErrUnavailable)
+		}
 		return fmt.Errorf("%s: etcd at %s did not answer within %s: %w", what, c.where, c.cfg.Timeout, ErrUnavailable)
 	}
 	return fmt.Errorf("%s: etcd at %s: %v: %w", what, c.where, err, ErrUnavailable)

@@ -752,3 +752,28 @@ func TestEtcdAwayCallsFailFastNamingItAndTheViewCatchesUp(t *testing.T) {
 		waitView(t, v, "blue", func(m map[netip.Addr]Endpoint) bool { return len(m) == want })
 	}
 }
+
+// With no connection to etcd a call fails after connectWait, not after the
+// whole Timeout, and says etcd is unreachable.
+func TestEtcdGoneFailsWithoutWaitingTheTimeout(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	const timeout = 20 * time.Second
+	a := host(t, srv, "hosta", withTimeout(timeout))
+	joinBlue(t, a)
+	srv.Stop()
+	for deadline := time.Now().Add(10 * time.Second); a.connected(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the client still counts itself connected 10s after etcd stopped")
+		}
+	}
+	start := time.Now()
+	_, err := a.Claim(context.Background(), "blue", ip("10.60.0.99"), KindEndpoint)
+	took := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "etcd at "+srv.Endpoint()+" is unreachable") {
+		t.Fatalf("claim = %v; want etcd at %s named unreachable", err, srv.Endpoint())
+	}
+	if took >= timeout/2 {
+		t.Errorf("claim took %s to fail: it waited for the %s timeout, not %s", took, timeout, connectWait)
+	}
+	t.Logf("claim failed after %s: %v", took.Round(time.Millisecond), err)
+}
