@@ -34,16 +34,21 @@ func (c *Client) Register(ctx context.Context) error {
 	if err != nil {
 		return c.wrap("register host "+h.ID, err)
 	}
+	// Known before the liveness key exists, so a Close that sees the host
+	// alive revokes it (and a Close in between makes the put below fail).
+	c.mu.Lock()
+	c.leaseID = lease.ID
+	c.mu.Unlock()
 	_, err = c.txn(ctx, "register", nil, []clientv3.Op{
 		clientv3.OpPut(c.keys.host(h.ID), encode(h)),
 		clientv3.OpPut(c.keys.alive(h.ID), h.Advertise.String(), clientv3.WithLease(lease.ID)),
 	}, nil)
 	if err != nil {
+		c.mu.Lock()
+		c.leaseID = 0
+		c.mu.Unlock()
 		return c.wrap("register host "+h.ID, err)
 	}
-	c.mu.Lock()
-	c.leaseID = lease.ID
-	c.mu.Unlock()
 	return nil
 }
 
