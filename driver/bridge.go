@@ -20,7 +20,7 @@ type bridgeBackend struct{ d *Driver }
 
 func (bridgeBackend) name(rec *state.Network) {
 	if rec.Bridge == "" {
-		rec.Bridge = "mn-" + protocol.Short(rec.ID)
+		rec.Bridge = firewall.BridgeName(rec.ID)
 	}
 }
 

@@ -6,25 +6,30 @@
 // # Chain layout (same in iptables and ip6tables, but raw: IPv4 only)
 //
 //	table   chain                 jumped from                           content
-//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  -j MYNET-ISO-1, then -j MYNET-FORWARD-<s> for s in 0..f
+//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  -j MYNET-ISO-1, then -i mn-<s>+ and -o mn-<s>+
+//	                                                                    -j MYNET-FORWARD-<s> for s in 0..f
 //	filter  MYNET-FORWARD-<s>     MYNET-FORWARD                         3 rules per network of shard s
 //	filter  MYNET-ISO-1           MYNET-FORWARD rule 1                  Docker bridge to Docker bridge: RETURN; from a Docker
-//	                                                                    bridge: -j MYNET-ISO-2; then -j MYNET-ISO-1-<s>
+//	                                                                    bridge: -j MYNET-ISO-2; then -i mn-<s>+ -j MYNET-ISO-1-<s>
 //	filter  MYNET-ISO-1-<s>       MYNET-ISO-1                           per network: -i BR ! -o BR -j MYNET-ISO-2
-//	filter  MYNET-ISO-2           MYNET-ISO-1, MYNET-ISO-1-<s>          -o docker+ / br-+ -j DROP, then -j MYNET-ISO-2-<s>
+//	filter  MYNET-ISO-2           MYNET-ISO-1, MYNET-ISO-1-<s>          -o docker+ / br-+ -j DROP, then -o mn-<s>+ -j MYNET-ISO-2-<s>
 //	filter  MYNET-ISO-2-<s>       MYNET-ISO-2                           per network: -o BR -j DROP
 //	nat     MYNET-DNAT            PREROUTING, OUTPUT rule 1             1 DNAT rule per published port and family
 //	                              (-m addrtype --dst-type LOCAL;
 //	                              IPv6 OUTPUT also ! -d ::1/128)
 //	nat     MYNET-POSTROUTING     POSTROUTING rule 1                    -j MYNET-POSTROUTING-<s> for s in 0..f
 //	nat     MYNET-POSTROUTING-<s> MYNET-POSTROUTING                     MASQUERADE per network: outbound, hairpin, 127.0.0.0/8
-//	raw     MYNET-LOOPBACK        PREROUTING rule 1                     -j MYNET-LOOPBACK-<s> for s in 0..f
+//	raw     MYNET-LOOPBACK        PREROUTING rule 1                     -i mn-<s>+ -j MYNET-LOOPBACK-<s> for s in 0..f
 //	                              (-d 127.0.0.0/8 ! -i lo)
 //	raw     MYNET-LOOPBACK-<s>    MYNET-LOOPBACK                        per network: -i BR -d 127.0.0.0/8 -j DROP
 //	filter  MYNET-PORTS           MYNET-FORWARD-<s> (some networks)     open ports (see Gateway modes and trusted interfaces)
 //
 // <id> is the first 12 characters of the network id and <s> its first
-// character (the shard, see shard). A network's rules carry the comment
+// character (the shard, see shard). A parent jumps to a shard only for the
+// interfaces named like its bridges (mn-<s>...), so a forwarded packet
+// crosses the rules of one shard's networks, not of every network; a
+// network whose bridge has another name adds its own jumps (-i BR / -o BR)
+// to the parents. A network's rules carry the comment
 // "mynet:<id>@<owner>", where <owner> names the mynet instance that made
 // them (Config.Owner; without one, "mynet:<id>"); its published ports carry
 // "mynet:<id>"; the rules that belong to no network carry "mynet". The

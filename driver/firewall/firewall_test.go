@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -36,14 +37,14 @@ func (l *lab) runs() int {
 
 func TestIdempotentAndExactRemoval(t *testing.T) {
 	l := newLab(t)
-	l.addBridge("myx0", "198.18.10.1/24", "fd00:10::1/64")
+	l.addBridge("mn-aaaaaaaaaaaa", "198.18.10.1/24", "fd00:10::1/64")
 	pristine4, pristine6 := normSave(l.save(v4)), normSave(l.save(v6))
 
 	l.do(l.fw.EnsureBase)
 	if strings.Contains(l.save(v6), "MYNET") {
 		t.Errorf("EnsureBase made IPv6 chains with no IPv6 network")
 	}
-	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "myx0", Subnets: pfx("198.18.10.0/24", "fd00:10::/64"), ICC: false, Masquerade: true}
+	n := Network{ID: "aaaaaaaaaaaa0123456789", Bridge: "mn-aaaaaaaaaaaa", Subnets: pfx("198.18.10.0/24", "fd00:10::/64"), ICC: false, Masquerade: true}
 	// What a network leaves behind when removed: the base chains.
 	l.do(func() error { return l.fw.AddNetwork(n) })
 	l.do(func() error { return l.fw.RemoveNetwork(n) })
@@ -90,7 +91,7 @@ func TestIdempotentAndExactRemoval(t *testing.T) {
 		err = l.hostDo(func() error { o, err = l.fw.Owned(); return err })
 		return
 	}()
-	if err != nil || !slices.Equal(owned, []string{"myx0"}) {
+	if err != nil || !slices.Equal(owned, []string{"mn-aaaaaaaaaaaa"}) {
 		t.Errorf("Owned = %v, %v", owned, err)
 	}
 
@@ -230,7 +231,7 @@ func TestTraffic(t *testing.T) {
 	gw := addr("198.18.1.1")
 	gw6 := addr("fd00:1::1")
 	l.addBridge("docker0", "198.18.9.1/24", "fd00:9::1/64") // a bridge of Docker's, no rules of ours
-	b2 := l.addContainer("b2", "myb0", "198.18.2.3/24", "198.18.2.1", "fd00:2::3/64", "fd00:2::1")
+	b2 := l.addContainer("b2", "mn-b00000000000", "198.18.2.3/24", "198.18.2.1", "fd00:2::3/64", "fd00:2::1")
 	d1 := l.addContainer("d1", "docker0", "198.18.9.2/24", "198.18.9.1", "fd00:9::2/64", "fd00:9::1")
 	// Docker's own rule for docker0, after ours like on a real host.
 	l.run("iptables", "-A", "FORWARD", "-i", "docker0", "!", "-o", "docker0", "-j", "ACCEPT")
@@ -330,7 +331,7 @@ func TestTraffic(t *testing.T) {
 	t.Run("owned and removal", func(t *testing.T) {
 		var owned []OwnedNetwork
 		l.do(func() (err error) { owned, err = l.fw.OwnedNetworks(); return })
-		want := []OwnedNetwork{{"a00000000000", "mya0", ""}, {"b00000000000", "myb0", ""}, {"c00000000000", "myi0", ""}, {"d00000000000", "mym0", ""}}
+		want := []OwnedNetwork{{"a00000000000", "mn-a00000000000", ""}, {"b00000000000", "mn-b00000000000", ""}, {"c00000000000", "myi0", ""}, {"d00000000000", "mym0", ""}}
 		if !slices.Equal(owned, want) {
 			t.Errorf("OwnedNetworks = %v, want %v", owned, want)
 		}
@@ -339,12 +340,12 @@ func TestTraffic(t *testing.T) {
 		// Without its rules, nothing isolates B any more (policy ACCEPT):
 		// proves the rules were the ones dropping.
 		l.check(probe{"B->docker0 after removal", b1.ns, hp(d1.ip4, 80), b1.ip4.String()})
-		// myb0 is no bridge of ours any more: for A it is like any other
+		// B's bridge is no bridge of ours any more: for A it is like any other
 		// interface of the host (masqueraded egress).
 		l.check(probe{"A->former B", a1.ns, hp(b1.ip4, 80), "198.18.2.1"})
 		var bridges []string
 		l.do(func() (err error) { bridges, err = l.fw.Owned(); return })
-		if !slices.Equal(bridges, []string{"mya0", "myi0", "mym0"}) {
+		if !slices.Equal(bridges, []string{"mn-a00000000000", "myi0", "mym0"}) {
 			t.Errorf("Owned = %v", bridges)
 		}
 	})
@@ -352,12 +353,12 @@ func TestTraffic(t *testing.T) {
 	t.Run("route_localnet", func(t *testing.T) {
 		var v string
 		l.do(func() error {
-			b, err := os.ReadFile("/proc/sys/net/ipv4/conf/mya0/route_localnet")
+			b, err := os.ReadFile("/proc/sys/net/ipv4/conf/mn-a00000000000/route_localnet")
 			v = strings.TrimSpace(string(b))
 			return err
 		})
 		if v != "1" {
-			t.Errorf("route_localnet on mya0 = %q", v)
+			t.Errorf("route_localnet on A's bridge = %q", v)
 		}
 	})
 }
@@ -494,8 +495,9 @@ func TestConcurrent(t *testing.T) {
 	}
 	s4 := l.save(v4)
 	for _, nw := range nets[:1] {
-		if got := strings.Count(s4, "mynet:"+nw.ID); got != 10 {
-			t.Errorf("network %s: %d IPv4 rules, want 10 (9 + 1 port)", nw.ID, got)
+		// Bridges named myc<i>: 5 jumps into their shards of their own.
+		if got := strings.Count(s4, "mynet:"+nw.ID); got != 15 {
+			t.Errorf("network %s: %d IPv4 rules, want 15 (9 + 5 jumps + 1 port)", nw.ID, got)
 		}
 	}
 	l.do(l.fw.Cleanup)
@@ -546,5 +548,54 @@ func TestTiming(t *testing.T) {
 		start, runs := time.Now(), l.runs()
 		l.do(step.fn)
 		t.Logf("%-24s %3d ms, %d iptables processes", step.name, time.Since(start).Milliseconds(), l.runs()-runs)
+	}
+}
+
+// A forwarded packet walks only the shard of its own network: the parents'
+// jumps into every other shard count no packet. Network A (bridge
+// mn-a00000000000) is reached through the shard guard, the internal network
+// I (bridge myi0, shard c) through jumps of its own.
+func TestPacketsWalkOnlyTheirShard(t *testing.T) {
+	k := newKindsLab(t)
+	l := k.lab
+	for _, c := range []*ctr{k.a2, k.i2} {
+		l.serve(c.ns, 80)
+	}
+	l.serve(l.out, 80)
+	l.do(l.fw.EnsureBase)
+	for _, n := range []Network{k.netA, k.netB, k.netI, k.netM} {
+		l.do(func() error { return l.fw.AddNetwork(n) })
+	}
+	l.policy("DROP")
+	l.run("iptables", "-Z")
+	l.check(
+		probe{"A within", k.a1.ns, hp(k.a2.ip4, 80), k.a1.ip4.String()},
+		probe{"A to the outside", k.a1.ns, hp(addr("192.0.2.2"), 80), "192.0.2.1"},
+		probe{"I within", k.i1.ns, hp(k.i2.ip4, 80), k.i1.ip4.String()},
+	)
+	// "[packets:bytes] -A PARENT ... -j PARENT-<s>" for the parents' jumps.
+	jump := regexp.MustCompile(`^\[(\d+):\d+\] -A (MYNET-FORWARD|MYNET-ISO-1|MYNET-ISO-2) (.*)-j (MYNET-(?:FORWARD|ISO-1|ISO-2)-([0-9a-f]))$`)
+	seen := map[string]bool{}
+	for _, line := range strings.Split(l.run("iptables-save", "-c", "-t", "filter"), "\n") {
+		m := jump.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		packets, parent, match, shardOf := m[1], m[2], m[3], m[5]
+		counted := packets != "0"
+		switch {
+		case shardOf == "a" && strings.Contains(match, "mn-a+") && parent != "MYNET-ISO-2":
+			// A's packets come in on its bridge (and, within A, go out on it).
+			seen[parent+" a"] = seen[parent+" a"] || counted
+		case shardOf == "c" && strings.Contains(match, "myi0") && parent != "MYNET-ISO-2":
+			seen[parent+" myi0"] = seen[parent+" myi0"] || counted
+		case counted:
+			t.Errorf("%s: a jump A's and I's packets had no business taking", line)
+		}
+	}
+	for _, want := range []string{"MYNET-FORWARD a", "MYNET-ISO-1 a", "MYNET-FORWARD myi0", "MYNET-ISO-1 myi0"} {
+		if !seen[want] {
+			t.Errorf("no packet took the jump %s; iptables-save -c:\n%s", want, l.run("iptables-save", "-c", "-t", "filter"))
+		}
 	}
 }

@@ -285,13 +285,13 @@ type kindsLab struct {
 func newKindsLab(t *testing.T) *kindsLab {
 	t.Helper()
 	k := &kindsLab{lab: newLab(t)}
-	k.netA = k.addNetwork(Network{ID: "a00000000000ffff", Bridge: "mya0", ICC: true, Masquerade: true}, "198.18.1.1/24", "fd00:1::1/64")
-	k.netB = k.addNetwork(Network{ID: "b00000000000ffff", Bridge: "myb0", ICC: false, Masquerade: true}, "198.18.2.1/24", "fd00:2::1/64")
+	k.netA = k.addNetwork(Network{ID: "a00000000000ffff", Bridge: "mn-a00000000000", ICC: true, Masquerade: true}, "198.18.1.1/24", "fd00:1::1/64")
+	k.netB = k.addNetwork(Network{ID: "b00000000000ffff", Bridge: "mn-b00000000000", ICC: false, Masquerade: true}, "198.18.2.1/24", "fd00:2::1/64")
 	k.netI = k.addNetwork(Network{ID: "c00000000000ffff", Bridge: "myi0", ICC: true, Internal: true}, "198.18.3.1/24", "fd00:3::1/64")
 	k.netM = k.addNetwork(Network{ID: "d00000000000ffff", Bridge: "mym0", ICC: true, Masquerade: false}, "198.18.4.1/24", "fd00:4::1/64")
-	k.a1 = k.addContainer("a1", "mya0", "198.18.1.2/24", "198.18.1.1", "fd00:1::2/64", "fd00:1::1")
-	k.a2 = k.addContainer("a2", "mya0", "198.18.1.3/24", "198.18.1.1", "fd00:1::3/64", "fd00:1::1")
-	k.b1 = k.addContainer("b1", "myb0", "198.18.2.2/24", "198.18.2.1", "fd00:2::2/64", "fd00:2::1")
+	k.a1 = k.addContainer("a1", "mn-a00000000000", "198.18.1.2/24", "198.18.1.1", "fd00:1::2/64", "fd00:1::1")
+	k.a2 = k.addContainer("a2", "mn-a00000000000", "198.18.1.3/24", "198.18.1.1", "fd00:1::3/64", "fd00:1::1")
+	k.b1 = k.addContainer("b1", "mn-b00000000000", "198.18.2.2/24", "198.18.2.1", "fd00:2::2/64", "fd00:2::1")
 	k.i1 = k.addContainer("i1", "myi0", "198.18.3.2/24", "198.18.3.1", "fd00:3::2/64", "fd00:3::1")
 	k.i2 = k.addContainer("i2", "myi0", "198.18.3.3/24", "198.18.3.1", "fd00:3::3/64", "fd00:3::1")
 	k.m1 = k.addContainer("m1", "mym0", "198.18.4.2/24", "198.18.4.1", "fd00:4::2/64", "fd00:4::1")

@@ -153,7 +153,8 @@ func rulesOf(st *ruleset, c chainRef, id12 string) []savedRule {
 
 // planNetwork adds to s what makes the rules of n in st what they should
 // be, and returns what it adds for a rollback. Only the chains of the
-// network's shard are looked at: a network's rules never go elsewhere.
+// network's shard and their parents are looked at: a network's rules never
+// go elsewhere.
 func (f *Firewall) planNetwork(b *backend, st *ruleset, s *script, n *Network, fam family, subnets []netip.Prefix) *change {
 	id12 := protocol.Short(n.ID)
 	want := buildNetRules(n, fam, subnets, ownedComment(id12, f.owner))
@@ -162,7 +163,7 @@ func (f *Firewall) planNetwork(b *backend, st *ruleset, s *script, n *Network, f
 	// in any way (missing, stale, duplicated, reordered, made by an older
 	// layout), all of them are deleted and appended again. Published ports
 	// are AddPorts' business, unless the network is internal now.
-	for _, c := range append(shardsOf(id12), chainRef{tNat, chDNAT}) {
+	for _, c := range append(append(shardsOf(id12), shardedChains...), chainRef{tNat, chDNAT}) {
 		if (c.name == chDNAT && !n.Internal) || !inFamily(c, fam) {
 			continue
 		}

@@ -116,8 +116,44 @@ type head struct {
 // the first character of the network id (MYNET-FORWARD-0 ... -f): deleting
 // a rule makes iptables-nft fetch the whole chain it is in (about 10 us per
 // rule), so a network's removal would otherwise cost more with every other
-// network. Each shard is jumped to unconditionally from its parent chain.
+// network. The shards also keep a packet's walk short: a parent chain jumps
+// to shard s only for packets whose interface is named like a bridge of
+// that shard (mn-<s>+, see guardDirs), so a packet crosses the rules of a
+// sixteenth of the networks, not of all of them. A network whose bridge is
+// named otherwise (com.docker.network.bridge.name) has jumps of its own in
+// the parent chains (guardRules). MYNET-POSTROUTING's jumps stay
+// unconditional: POSTROUTING knows no input interface, and nat only sees a
+// connection's first packet.
 var shardedChains = []chainRef{{tFilter, chForward}, {tFilter, chIso1}, {tFilter, chIso2}, {tNat, chPost}, {tRaw, chLoopback}}
+
+// BridgePrefix starts the name of every bridge mynet names itself: the
+// shards' jumps match on it.
+const BridgePrefix = "mn-"
+
+// BridgeName is the name mynet gives the bridge of network id: mn-<id12>.
+func BridgeName(id string) string { return BridgePrefix + protocol.Short(id) }
+
+// guardDirs are the interface options a jump from parent into a shard
+// matches on: the rules of a network in MYNET-FORWARD match its bridge as
+// input or output, in MYNET-ISO-1 and MYNET-LOOPBACK as input, in
+// MYNET-ISO-2 as output.
+func guardDirs(parent string) []string {
+	switch parent {
+	case chForward:
+		return []string{"-i", "-o"}
+	case chIso1, chLoopback:
+		return []string{"-i"}
+	case chIso2:
+		return []string{"-o"}
+	}
+	return nil
+}
+
+// shardNamed reports whether network id12's bridge is reached through its
+// shard's name guard (mn-<shard>...).
+func shardNamed(bridge, id12 string) bool {
+	return strings.HasPrefix(bridge, BridgePrefix+string(shard(id12)))
+}
 
 // inFamily reports whether chain c exists in family fam: the loopback
 // guard is IPv4 only (IPv6 has no route_localnet; the kernel drops ::1 from
@@ -162,13 +198,38 @@ func baseChains(fam family) []chainRef {
 	return append(cs, chainRef{tNat, chDNAT}, chainRef{tFilter, chPorts})
 }
 
-// shardJumps are the jumps from a sharded chain into its 16 shards.
+// shardJumps are the jumps from a sharded chain into its 16 shards, each
+// guarded by the bridge names of its shard (see guardDirs).
 func shardJumps(tbl, parent string) []rule {
 	var rs []rule
 	for i := range len(shardDigits) {
-		rs = append(rs, mk(tbl, parent, commentBase, nil, shardChain(parent, shardDigits[i])))
+		sh := shardDigits[i]
+		dirs := guardDirs(parent)
+		if len(dirs) == 0 {
+			rs = append(rs, mk(tbl, parent, commentBase, nil, shardChain(parent, sh)))
+		}
+		for _, dir := range dirs {
+			rs = append(rs, mk(tbl, parent, commentBase, []string{dir, BridgePrefix + string(sh) + "+"}, shardChain(parent, sh)))
+		}
 	}
 	return rs
+}
+
+// guardRules adds to nr, for a network whose bridge the shard guards miss,
+// its own jumps from each parent chain into the shards that hold its rules.
+func guardRules(nr netRules, br, id12, comment string) {
+	if shardNamed(br, id12) {
+		return
+	}
+	sh := shard(id12)
+	for _, c := range shardedChains {
+		if len(nr[chainRef{c.table, shardChain(c.name, sh)}]) == 0 {
+			continue
+		}
+		for _, dir := range guardDirs(c.name) {
+			nr[c] = append(nr[c], mk(c.table, c.name, comment, []string{dir, br}, shardChain(c.name, sh)))
+		}
+	}
 }
 
 // baseHeads: the jumps from the built-in chains into ours, the isolation
@@ -234,8 +295,18 @@ type netRules map[chainRef][]rule
 // A bridge network with one subnet has 9 rules in IPv4 and 7 in IPv6: 5 in
 // filter (3 in MYNET-FORWARD, 1 in each isolation chain), 3 in nat (2 in
 // IPv6) and, in IPv4, the loopback guard in raw. An internal network has 5
-// (4 with ICC off), all in filter.
+// (4 with ICC off), all in filter. A network whose bridge is not named
+// mn-<id12> has 5 jumps more in IPv4 (4 in IPv6 or if internal): its own
+// way into its shards.
 func buildNetRules(n *Network, fam family, subnets []netip.Prefix, comment string) netRules {
+	nr := shardRules(n, fam, subnets, comment)
+	guardRules(nr, n.Bridge, protocol.Short(n.ID), comment)
+	return nr
+}
+
+// shardRules are the rules of network n in its shard chains (and MYNET-PORTS
+// and MYNET-DNAT), as buildNetRules describes.
+func shardRules(n *Network, fam family, subnets []netip.Prefix, comment string) netRules {
 	br := n.Bridge
 	nr := netRules{}
 	sh := shard(protocol.Short(n.ID))

@@ -90,7 +90,7 @@ func TestBuildNetRulesCounts(t *testing.T) {
 		return n
 	}
 	const comment = "mynet:0123456789ab@feed"
-	n := Network{ID: "0123456789abcdef", Bridge: "br0", ICC: true, Masquerade: true,
+	n := Network{ID: "0123456789abcdef", Bridge: BridgeName("0123456789abcdef"), ICC: true, Masquerade: true,
 		Subnets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}}
 	nr := buildNetRules(&n, v4, n.Subnets, comment)
 	// Docker's bridge driver gives 8; the loopback guard is the ninth.
@@ -98,8 +98,8 @@ func TestBuildNetRulesCounts(t *testing.T) {
 		t.Fatalf("v4: %d rules, want 9", got)
 	}
 	fwd := nr[chainRef{tFilter, shardChain(chForward, '0')}]
-	if len(fwd) != 3 || !strings.HasSuffix(fwd[2].text(), "-o br0 -m comment --comment "+comment+" -j DROP") {
-		t.Fatalf("MYNET-FORWARD: %v, want 3 rules ending with the drop of new connections into br0", fwd)
+	if len(fwd) != 3 || !strings.HasSuffix(fwd[2].text(), "-o mn-0123456789ab -m comment --comment "+comment+" -j DROP") {
+		t.Fatalf("MYNET-FORWARD: %v, want 3 rules ending with the drop of new connections into the bridge", fwd)
 	}
 	if got := len(nr[chainRef{tRaw, shardChain(chLoopback, '0')}]); got != 1 {
 		t.Fatalf("loopback guard: %d rules, want 1", got)
@@ -131,6 +131,29 @@ func TestBuildNetRulesCounts(t *testing.T) {
 	n.ICC = true
 	if got := count(buildNetRules(&n, v6, pfx("fd00::/64"), comment)); got != 5 {
 		t.Fatalf("internal: %d rules, want 5", got)
+	}
+
+	// A bridge the shard guards miss brings its own jumps into its shards:
+	// 5 more in IPv4, 4 in IPv6 and when internal.
+	named := Network{ID: "0123456789abcdef", Bridge: "br0", ICC: true, Masquerade: true, Subnets: pfx("10.1.0.0/24")}
+	for _, c := range []struct {
+		fam      family
+		internal bool
+		subnet   string
+		want     int
+	}{{v4, false, "10.1.0.0/24", 9 + 5}, {v6, false, "fd00::/64", 7 + 4}, {v4, true, "10.1.0.0/24", 5 + 4}} {
+		named.Internal = c.internal
+		nr := buildNetRules(&named, c.fam, pfx(c.subnet), comment)
+		if got := count(nr); got != c.want {
+			t.Errorf("bridge br0, %s, internal %v: %d rules, want %d", c.fam, c.internal, got, c.want)
+		}
+		for _, parent := range shardedChains {
+			for _, r := range nr[parent] {
+				if !strings.Contains(r.text(), " br0 ") || !strings.HasSuffix(r.text(), "-j "+shardChain(parent.name, '0')) {
+					t.Errorf("%s: %s, want a jump on br0 into shard 0", parent.name, r.text())
+				}
+			}
+		}
 	}
 }
 
@@ -210,10 +233,21 @@ func TestShard(t *testing.T) {
 			t.Errorf("shard(%q) = %c, want %c", id, got, want)
 		}
 	}
-	n := Network{ID: "c0ffee000000", Bridge: "br0", ICC: true, Masquerade: true, Subnets: pfx("10.1.0.0/24")}
+	n := Network{ID: "c0ffee000000", Bridge: BridgeName("c0ffee000000"), ICC: true, Masquerade: true, Subnets: pfx("10.1.0.0/24")}
 	for c := range buildNetRules(&n, v4, n.Subnets, "mynet:c0ffee000000") {
 		if !strings.HasSuffix(c.name, "-c") {
 			t.Errorf("rule of network c0ffee in chain %s, want a -c shard", c.name)
 		}
+	}
+	// The parents jump to shard c only for interfaces named like its bridges.
+	for _, parent := range shardedChains {
+		for _, r := range shardJumps(parent.table, parent.name) {
+			if strings.HasSuffix(r.text(), "-j "+shardChain(parent.name, 'c')) && parent.name != chPost && !strings.Contains(r.text(), " mn-c+ ") {
+				t.Errorf("%s: %s, want the jump guarded by mn-c+", parent.name, r.text())
+			}
+		}
+	}
+	if !shardNamed(n.Bridge, "c0ffee000000") || shardNamed("mn-a1", "c0ffee000000") || shardNamed("br0", "c0ffee000000") {
+		t.Error("shardNamed: only mn-c... is guarded by shard c")
 	}
 }
