@@ -10,15 +10,32 @@ import (
 // per family) unless nobody changed it since our last look, so it is also
 // what brings the cache back in step after others' changes; call it at
 // start and periodically. IPv6 chains are only looked after once an IPv6
-// network has created them.
+// network has created them. The jumps from the built-in chains are there
+// only while some network has rules (see entryHeads).
 func (f *Firewall) EnsureBase() error {
 	what := func(fam family) string { return "ensure base " + fam.String() + " chains" }
 	return f.changeEach(what, func(b *backend, st *ruleset, s *script) {
 		if b.fam == v6 && !hasOurChains(st) {
 			return
 		}
-		f.baseOps(b, st, s)
+		f.baseOps(b, st, s, hasNetworks(st, ""))
 	})
+}
+
+// hasNetworks reports whether st holds rules of a network other than
+// except (a 12-character id, or ""), made by any mynet instance.
+func hasNetworks(st *ruleset, except string) bool {
+	for _, tbl := range ourTables {
+		t := st.table(tbl)
+		for _, cname := range t.order {
+			for _, r := range t.chains[cname].rules {
+				if id, _, ok := commentNetwork(r.comment); ok && id != except {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func hasOurChains(st *ruleset) bool {
@@ -32,14 +49,15 @@ func hasOurChains(st *ruleset) bool {
 	return false
 }
 
-// baseOps adds to s what the base layout of one family lacks in st.
-func (f *Firewall) baseOps(b *backend, st *ruleset, s *script) {
+// baseOps adds to s what the base layout of one family lacks in st, with
+// the jumps from the built-in chains if entered, else without them.
+func (f *Firewall) baseOps(b *backend, st *ruleset, s *script, entered bool) {
 	for _, c := range baseChains(b.fam) {
 		if st.chain(c.table, c.name) == nil {
 			s.newChain(c.table, c.name)
 		}
 	}
-	for _, h := range baseHeads(b.fam, f.foreign) {
+	for _, h := range baseHeads(b.fam, f.foreign, entered) {
 		if st.stale && !strings.HasPrefix(h.chain, chainPrefix) {
 			continue // others changed the built-in chains: EnsureBase's job
 		}

@@ -599,3 +599,56 @@ func TestPacketsWalkOnlyTheirShard(t *testing.T) {
 		}
 	}
 }
+
+// Without a network of ours no built-in chain jumps into our chains: the
+// host's packets cross no rule of mynet's. The jumps come with the first
+// network and go with the last, whichever instance made them.
+func TestNoJumpsIntoOursWithoutNetworks(t *testing.T) {
+	l := newLab(t)
+	n := l.addNetwork(Network{ID: "a40000000000", Bridge: BridgeName("a40000000000"), ICC: true, Masquerade: true}, "198.18.60.1/24", "fd00:60::1/64")
+	m := l.addNetwork(Network{ID: "b40000000000", Bridge: BridgeName("b40000000000"), ICC: true, Masquerade: true}, "198.18.61.1/24", "")
+	var other *Firewall
+	l.do(func() (err error) { other, err = NewWithConfig(nil, Config{Owner: "other"}); return })
+	// "-A FORWARD ... -j MYNET-FORWARD" and the like, in both families.
+	entries := func() (n int) {
+		for _, fam := range []family{v4, v6} {
+			for _, line := range strings.Split(l.save(fam), "\n") {
+				f := strings.Fields(line)
+				if len(f) > 2 && f[0] == "-A" && !strings.HasPrefix(f[1], chainPrefix) && strings.HasPrefix(f[len(f)-1], chainPrefix) {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	expect := func(when string, want int) {
+		t.Helper()
+		if got := entries(); got != want {
+			t.Errorf("%s: %d jumps from built-in chains into ours, want %d:\n%s\n%s", when, got, want, l.save(v4), l.save(v6))
+		}
+	}
+	l.do(l.fw.EnsureBase)
+	expect("no network", 0)
+	// IPv4: FORWARD, nat PREROUTING, OUTPUT, POSTROUTING, raw PREROUTING;
+	// IPv6 the same without raw.
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	expect("one dual-stack network", 5+4)
+	l.do(func() error { return l.fw.RemoveNetwork(n) })
+	expect("its removal", 0)
+	l.do(func() error { return l.fw.AddNetwork(n) })
+	l.do(func() error { return other.AddNetwork(m) })
+	l.do(func() error { return l.fw.RemoveNetwork(n) })
+	expect("the other instance's IPv4 network left", 5)
+	// That instance's copy of the ruleset still shows n: the periodic check
+	// removes the jumps.
+	l.do(func() error { return other.RemoveNetwork(m) })
+	l.do(l.fw.EnsureBase)
+	expect("none left", 0)
+	before := l.runs()
+	l.do(l.fw.EnsureBase)
+	if d := l.runs() - before; d != 0 {
+		t.Errorf("EnsureBase with no network and nothing changed ran %d processes, want 0", d)
+	}
+	expect("EnsureBase with none left", 0)
+	l.do(l.fw.Cleanup)
+}

@@ -103,7 +103,7 @@ func (f *Firewall) AddNetworks(ns []Network) (changed []string, err error) {
 		}
 		planned := make([]bool, len(ns))
 		err = f.changeWithBase(b, func(st *ruleset, s *script) error {
-			f.baseOps(b, st, s)
+			f.baseOps(b, st, s, true)
 			for _, i := range mine {
 				planned[i] = len(f.planNetwork(b, st, s, &ns[i], fam, byFams[i][fam]).added) > 0
 			}
@@ -127,7 +127,7 @@ func (f *Firewall) AddNetworks(ns []Network) (changed []string, err error) {
 func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []netip.Prefix) (*change, error) {
 	var ch *change
 	err := f.changeWithBase(b, func(st *ruleset, s *script) error {
-		f.baseOps(b, st, s)
+		f.baseOps(b, st, s, true)
 		ch = f.planNetwork(b, st, s, n, fam, subnets)
 		return nil
 	})
@@ -206,22 +206,57 @@ func (f *Firewall) RemoveNetwork(n Network) error {
 	defer f.mu.Unlock()
 	var errs []error
 	for _, b := range f.backends() {
+		var removed, last, dropped bool
 		err := f.change(b, func(st *ruleset, s *script) error {
+			removed, last, dropped = false, !hasNetworks(st, id12), false
 			for _, tbl := range ourTables {
 				t := st.table(tbl)
 				for _, cname := range t.order {
 					for _, r := range rulesOf(st, chainRef{tbl, cname}, id12) {
 						s.deleteSaved(tbl, cname, r)
+						removed = true
 					}
 				}
 			}
+			if removed && last && !st.stale {
+				// The last network, on an exact copy: the jumps into ours
+				// go in the same restore.
+				for _, h := range entryHeads(b.fam, false) {
+					f.headOps(st, s, h)
+				}
+				dropped = true
+			}
 			return nil
 		})
+		if err == nil && removed && last && !dropped {
+			err = f.dropUnusedEntries(b)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove %s rules of network %s: %w", b.fam, id12, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dropUnusedEntries removes the jumps from the built-in chains into ours
+// once no network has rules (the last one went, or the first one's rules
+// were rolled back): the host's packets then cross none of ours. The copy
+// answers when it still shows a network (the periodic EnsureBase catches a
+// stale one); else the ruleset is read, since another instance may have
+// made a network since.
+func (f *Firewall) dropUnusedEntries(b *backend) error {
+	st, err := f.state(b)
+	if err != nil || hasNetworks(st, "") {
+		return err
+	}
+	return f.changeWithBase(b, func(st *ruleset, s *script) error {
+		if !hasNetworks(st, "") {
+			for _, h := range entryHeads(b.fam, false) {
+				f.headOps(st, s, h)
+			}
+		}
+		return nil
+	})
 }
 
 // programmed reports whether network id12 has its rules in st: a bridge

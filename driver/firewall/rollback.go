@@ -38,6 +38,9 @@ func (f *Firewall) undo(ch *change) error {
 		}
 		return nil
 	})
+	if err == nil {
+		err = f.dropUnusedEntries(ch.b)
+	}
 	if err != nil {
 		return fmt.Errorf("roll back: %w", err)
 	}

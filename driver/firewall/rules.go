@@ -244,23 +244,37 @@ func outputMatch(fam family, local []string) []string {
 	return local
 }
 
-func baseHeads(fam family, foreign []string) []head {
+// entryHeads are the jumps from the built-in chains into ours. With no
+// network of any mynet instance in place there are none (entered false):
+// the host's packets then cross no rule of ours.
+func entryHeads(fam family, entered bool) []head {
 	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	hs := []head{
 		{table: tFilter, chain: "FORWARD", rules: []rule{mk(tFilter, "FORWARD", commentBase, nil, chForward)}, afterDockerUser: true},
 		{table: tNat, chain: "PREROUTING", rules: []rule{mk(tNat, "PREROUTING", commentBase, local, chDNAT)}},
 		{table: tNat, chain: "OUTPUT", rules: []rule{mk(tNat, "OUTPUT", commentBase, outputMatch(fam, local), chDNAT)}},
 		{table: tNat, chain: "POSTROUTING", rules: []rule{mk(tNat, "POSTROUTING", commentBase, nil, chPost)}},
-		{table: tFilter, chain: chForward, rules: append([]rule{mk(tFilter, chForward, commentBase, nil, chIso1)}, shardJumps(tFilter, chForward)...)},
-		{table: tNat, chain: chPost, rules: shardJumps(tNat, chPost)},
 	}
 	if fam == v4 {
 		// Only packets to 127.0.0.0/8 that did not come from lo enter the
 		// guard: the rest of the host's traffic pays one rule.
 		toLoopback := []string{"-d", loopbackNet, "!", "-i", "lo"}
-		hs = append(hs,
-			head{table: tRaw, chain: "PREROUTING", rules: []rule{mk(tRaw, "PREROUTING", commentBase, toLoopback, chLoopback)}},
-			head{table: tRaw, chain: chLoopback, rules: shardJumps(tRaw, chLoopback)})
+		hs = append(hs, head{table: tRaw, chain: "PREROUTING", rules: []rule{mk(tRaw, "PREROUTING", commentBase, toLoopback, chLoopback)}})
+	}
+	if !entered {
+		for i := range hs {
+			hs[i].rules = nil // headOps then removes ours
+		}
+	}
+	return hs
+}
+
+func baseHeads(fam family, foreign []string, entered bool) []head {
+	hs := append(entryHeads(fam, entered),
+		head{table: tFilter, chain: chForward, rules: append([]rule{mk(tFilter, chForward, commentBase, nil, chIso1)}, shardJumps(tFilter, chForward)...)},
+		head{table: tNat, chain: chPost, rules: shardJumps(tNat, chPost)})
+	if fam == v4 {
+		hs = append(hs, head{table: tRaw, chain: chLoopback, rules: shardJumps(tRaw, chLoopback)})
 	}
 	// A packet between two foreign bridges is Docker's business: return
 	// first. A packet from a foreign bridge is checked against our bridges
