@@ -10,9 +10,14 @@
 #     objects in place) and after a "reboot" (a fresh namespace: everything
 #     rebuilt);
 #   - memory (VmRSS / VmHWM) loaded, after the restart and after the rebuild;
-#   - `mynet networks` and `mynet doctor --no-docker` on that store.
+#   - `mynet networks` and `mynet doctor --no-docker` on that store;
+#   - the data plane of one more network, with the other networks absent and
+#     then in place: ping RTT and iperf3 between two "containers" (network
+#     namespaces holding the endpoints' container ends) and from one of them
+#     to an "outside" namespace behind the instance's uplink (NAT).
 # Knobs: SCALE_NETS (1000), SCALE_EPS (5), SCALE_SAMPLE (50 network lives
-# timed at each end). Run as root from the repository: bash integration/bench/scale.sh
+# timed at each end), SCALE_PINGS (1000 per measure), SCALE_IPERF_SECS (3).
+# Run as root from the repository: bash integration/bench/scale.sh
 set -euo pipefail
 export LC_ALL=C # '.' as decimal separator in EPOCHREALTIME, awk and sort
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -20,6 +25,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 NETS=${SCALE_NETS:-1000}
 EPS=${SCALE_EPS:-5}
 SAMPLE=${SCALE_SAMPLE:-50}
+PINGS=${SCALE_PINGS:-1000}
+IPERF_SECS=${SCALE_IPERF_SECS:-3}
 say() { echo "scale: $*" >&2; }
 die() {
 	say "$*"
@@ -30,8 +37,10 @@ die() {
 [[ $NETS =~ ^[1-9][0-9]*$ && $NETS -le 4096 ]] || die "SCALE_NETS=$NETS: give 1 to 4096"
 [[ $EPS =~ ^[1-9][0-9]*$ && $EPS -le 250 ]] || die "SCALE_EPS=$EPS: give 1 to 250"
 [[ $SAMPLE =~ ^[1-9][0-9]*$ && $SAMPLE -le 250 ]] || die "SCALE_SAMPLE=$SAMPLE: give 1 to 250"
+[[ $PINGS =~ ^[1-9][0-9]*$ ]] || die "SCALE_PINGS=$PINGS: give a positive number"
+[[ $IPERF_SECS =~ ^[1-9][0-9]*$ && $IPERF_SECS -le 60 ]] || die "SCALE_IPERF_SECS=$IPERF_SECS: give 1 to 60"
 [ "$(id -u)" -eq 0 ] || die "run as root: it makes a network namespace"
-for c in curl ip go; do command -v "$c" >/dev/null || die "$c is needed"; done
+for c in curl ip go busybox iperf3; do command -v "$c" >/dev/null || die "$c is needed"; done
 
 NS=mbscale-$$
 WORK=$(mktemp -d /tmp/mynet-scale-XXXXXX)
@@ -41,7 +50,7 @@ STATE=$WORK/state.db
 PID=
 finish() {
 	stop
-	ip netns del "$NS" 2>/dev/null || true
+	for n in "$NS" "$NS-c1" "$NS-c2" "$NS-out"; do ip netns del "$n" 2>/dev/null || true; done
 	rm -rf "$WORK"
 }
 trap finish EXIT
@@ -112,16 +121,72 @@ timed() {
 	echo "$(elapsed_ms "$t0" "$(now_us)") ms (exit $rc)"
 }
 
+# probe_setup: the measured network (10.217.0.0/24) with two endpoints whose
+# container ends go to namespaces $NS-c1 and $NS-c2, and an uplink from $NS to
+# $NS-out (198.51.100.0/24), where the outbound traffic is masqueraded to.
+PROBE_NET=$(printf 'c%063d' 0)
+probe_setup() {
+	local k eid src
+	ip netns add "$NS-out"
+	ip -n "$NS" link add mbup type veth peer name eth0 netns "$NS-out"
+	ip -n "$NS" addr add 198.51.100.1/24 dev mbup
+	ip -n "$NS" link set mbup up
+	ip -n "$NS-out" addr add 198.51.100.2/24 dev eth0
+	ip -n "$NS-out" link set eth0 up
+	ip -n "$NS-out" link set lo up
+	network "$PROBE_NET" 10.217.0 >"$WORK/probe"
+	send "$WORK/probe"
+	for k in 1 2; do
+		eid=$(printf 'd%011d%052d' "$k" 0)
+		endpoint CreateEndpoint "$PROBE_NET" "$eid" "10.217.0.$((k + 1))" >"$WORK/probe"
+		send "$WORK/probe"
+		src=$(curl -sf --unix-socket "$SOCK" -X POST http://mynet/NetworkDriver.Join \
+			-d "{\"NetworkID\":\"$PROBE_NET\",\"EndpointID\":\"$eid\",\"SandboxKey\":\"/var/run/netns/$NS-c$k\",\"Options\":{}}" |
+			sed -n 's/.*"SrcName":"\([^"]*\)".*/\1/p')
+		[ -n "$src" ] || die "Join of the probe endpoint $k named no interface"
+		ip netns add "$NS-c$k"
+		ip -n "$NS" link set "$src" netns "$NS-c$k"
+		ip -n "$NS-c$k" link set "$src" name eth0
+		ip -n "$NS-c$k" addr add "10.217.0.$((k + 1))/24" dev eth0
+		ip -n "$NS-c$k" link set eth0 up
+		ip -n "$NS-c$k" link set lo up
+		ip -n "$NS-c$k" route add default via 10.217.0.1
+	done
+}
+
+# dataplane: "rtt-within tput-within rtt-out tput-out" (ms, Mbit/s).
+rtt() { # from-ns to-addr: the mean, from busybox ping's "round-trip min/avg/max = a/b/c ms"
+	ip netns exec "$1" busybox ping -q -c "$PINGS" -i 0.002 "$2" | awk -F/ '/^round-trip/ { printf "%.4f", $4 }'
+}
+tput() { # from-ns server-ns server-addr
+	local srv r
+	ip netns exec "$2" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+	srv=$!
+	for _ in $(seq 1 50); do
+		r=$(ip netns exec "$1" iperf3 -c "$3" -p 5201 -t "$IPERF_SECS" -f m 2>/dev/null | awk '/receiver/ { print $(NF-2) }') && [ -n "$r" ] && break
+		sleep 0.1
+	done
+	wait "$srv" 2>/dev/null || true
+	[ -n "$r" ] || die "iperf3 from $1 to $3 gave no rate"
+	echo "$r"
+}
+dataplane() {
+	rtt "$NS-c1" 10.217.0.3 >/dev/null # neighbours and conntrack warm
+	echo "$(rtt "$NS-c1" 10.217.0.3) $(tput "$NS-c1" "$NS-c2" 10.217.0.3) $(rtt "$NS-c1" 198.51.100.2) $(tput "$NS-c1" "$NS-out" 198.51.100.2)"
+}
+
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 start
 EMPTY_MEM=$(mem)
 lives "$WORK/lives0"
+probe_setup
+read -r RTT_IN0 TPUT_IN0 RTT_OUT0 TPUT_OUT0 <<<"$(dataplane)"
 
 say "feeding $NETS networks x $EPS endpoints"
 t0=$(now_us)
 for ((i = 0; i < NETS; i++)); do
-	nid=$(printf 'a%011x%052d' "$i" 0)
+	nid=$(printf '%xa%010x%052d' $((i % 16)) "$i" 0) # every shard, as Docker's random ids
 	sub=10.$((200 + i / 256)).$((i % 256))
 	network "$nid" "$sub"
 	for ((j = 0; j < EPS; j++)); do
@@ -131,8 +196,9 @@ done >"$WORK/feed"
 send "$WORK/feed"
 FEED_S=$(awk -v us=$(($(now_us) - t0)) 'BEGIN { printf "%.1f", us / 1e6 }')
 veths=$(ip -n "$NS" -o link show | grep -c ': mnh' || true)
-[ "$veths" -eq $((NETS * EPS)) ] || die "mynet made $veths host veths, want $((NETS * EPS))"
+[ "$veths" -eq $((NETS * EPS + 2)) ] || die "mynet made $veths host veths, want $((NETS * EPS + 2))"
 
+read -r RTT_INN TPUT_INN RTT_OUTN TPUT_OUTN <<<"$(dataplane)"
 lives "$WORK/livesN"
 LOADED_MEM=$(mem)
 NETWORKS_RUNNING=$(timed "$BIN" networks --state "$STATE")
@@ -151,11 +217,11 @@ start
 REBUILD_MS=$START_MS
 REBUILD_MEM=$(mem)
 bridges=$(ip -n "$NS" -o link show type bridge | grep -c ': mn-' || true)
-[ "$bridges" -eq "$NETS" ] || die "after the rebuild there are $bridges bridges, want $NETS"
+[ "$bridges" -eq $((NETS + 1)) ] || die "after the rebuild there are $bridges bridges, want $((NETS + 1))"
 stop
 
 echo
-echo "mynet scale, $(date -u +%Y-%m-%dT%H:%MZ), $NETS networks x $EPS endpoints (fed in $FEED_S s), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "mynet scale, $(date -u +%Y-%m-%dT%H:%MZ), $NETS networks x $EPS endpoints (fed in $FEED_S s), load average $(cut -d' ' -f1-3 /proc/loadavg), bridge-nf-call-iptables $(ip netns exec "$NS" cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo absent)"
 echo
 echo "| measure | empty store | $NETS networks + $((NETS * EPS)) endpoints | ratio |"
 echo "|---|---:|---:|---:|"
@@ -166,6 +232,11 @@ for call in CreateNetwork CreateEndpoint DeleteEndpoint DeleteNetwork; do
 		echo "| NetworkDriver.$call p$p (ms, $SAMPLE calls) | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }') |"
 	done
 done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
+echo "| ping RTT between two endpoints of one network (ms, $PINGS at 2 ms) | $RTT_IN0 | $RTT_INN | $(ratio "$RTT_IN0" "$RTT_INN") |"
+echo "| iperf3 TCP between them (Mbit/s, $IPERF_SECS s) | $TPUT_IN0 | $TPUT_INN | $(ratio "$TPUT_IN0" "$TPUT_INN") |"
+echo "| ping RTT from an endpoint to the outside, NAT (ms) | $RTT_OUT0 | $RTT_OUTN | $(ratio "$RTT_OUT0" "$RTT_OUTN") |"
+echo "| iperf3 TCP to the outside, NAT (Mbit/s) | $TPUT_OUT0 | $TPUT_OUTN | $(ratio "$TPUT_OUT0" "$TPUT_OUTN") |"
 echo "| VmRSS / VmHWM (MiB) | $EMPTY_MEM | $LOADED_MEM | |"
 echo "| start until the socket answers, after a restart (ms) | | $RESTART_MS | |"
 echo "| start until the socket answers, after a reboot: everything rebuilt (ms) | | $REBUILD_MS | |"
