@@ -11,7 +11,8 @@
 # iteration to the next so that warm caches favour none of them:
 #   1. `docker network create` + `docker network rm` with none of our networks
 #      in place, then again with BENCH_FILL (200) bridge and BENCH_FILL mynet
-#      networks in place;
+#      networks in place; and the data plane (iperf3, ping) of a network of
+#      each driver made before the fill, without and then with the fill;
 #   2. container start: `docker run --rm --network N mynet-busybox:latest true`
 #      serially (median, p90) and as batches of parallel runs (wall time of a
 #      batch): Docker's bridge against mynet (and mynet with its own IPAM), and
@@ -307,6 +308,38 @@ T_BEGIN=$SECONDS
 say "machine: $MACHINE; load average $LOAD_START"
 phase setup
 
+# ------------------------------------------------------------------ data-plane helpers
+# The containers of a configuration (key cfg): server pid, client pid, server
+# address, and the client's name when it is not ${PFX}cli-cfg.
+declare -A SRV_PID CLI_PID SRV_IP CLI_NAME
+
+iperf_once() { # cfg: appends the Mbit/s received to $WORK/iperf-cfg
+	local c=$1 out i v
+	nsenter --net="/proc/${SRV_PID[$c]}/ns/net" iperf3 -s -1 -p "$IPERF_PORT" >"$WORK/iperf-server.log" 2>&1 &
+	IPERF_PID=$!
+	for i in $(seq 1 50); do
+		nsenter --net="/proc/${SRV_PID[$c]}/ns/net" ss -ltnH "sport = :$IPERF_PORT" 2>/dev/null | grep -q . && break
+		sleep 0.1
+	done
+	out=$(nsenter --net="/proc/${CLI_PID[$c]}/ns/net" iperf3 -c "${SRV_IP[$c]}" -p "$IPERF_PORT" -t "$IPERF_RUN_SECS" -f m 2>&1) ||
+		die "iperf3 on $(netname "$c") failed: $out"
+	wait "$IPERF_PID" || true
+	IPERF_PID=
+	v=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' <<<"$out")
+	[ -n "$v" ] || die "could not read the throughput in iperf3's output on $(netname "$c"): $out"
+	echo "$v" >>"$WORK/iperf-$c"
+}
+
+ping_once() { # cfg [count]: appends the average rtt in ms to $WORK/ping-cfg
+	local c=$1 out v
+	out=$(docker exec "${CLI_NAME[$c]:-${PFX}cli-$c}" ping -q -c "${2:-$PINGS_RUN}" -i 0.01 "${SRV_IP[$c]}" 2>&1) ||
+		die "ping on $(netname "$c") failed: $out"
+	# busybox: "round-trip min/avg/max = 0.046/0.073/0.186 ms"
+	v=$(awk -F'[/ =]+' '/min\/avg\/max/ { print $(NF - 2) }' <<<"$out")
+	[ -n "$v" ] || die "could not read the rtt in ping's output on $(netname "$c"): $out"
+	echo "$v" >>"$WORK/ping-$c"
+}
+
 # ------------------------------------------------------------------ 1. network create + rm
 netcreate_phase() { # tag: NET_RUNS x NET_CFGS create+rm into $WORK/netcreate<tag>-cfg
 	local tag=$1 i c n t0 t1
@@ -328,6 +361,43 @@ T0=$SECONDS
 netcreate_phase 0
 say "  took $((SECONDS - T0)) s"
 
+# A network of each driver made before the fill, with a server and a client:
+# its data plane without the fill (keys b0, m0) and with it (bF, mF). Docker
+# puts a new network's rules above the older ones', so this network's come
+# after the whole fill's, as for any network older than the others.
+FILL_DP_PINGS=200 # per round, at 0.01 s
+fill_dp_setup() {
+	local c k role
+	for c in b m; do
+		create_net "${PFX}dpf-$c" "$c" $((30 + CFG_NUM[$c]))
+		for role in srv cli; do
+			docker run -d --name "${PFX}dpf$role-$c" --network "${PFX}dpf-$c" "$IMAGE" sleep 100000 >/dev/null ||
+				die "cannot start ${PFX}dpf$role-$c"
+		done
+		for k in "${c}0" "${c}F"; do
+			SRV_PID[$k]=$(docker inspect -f '{{.State.Pid}}' "${PFX}dpfsrv-$c")
+			CLI_PID[$k]=$(docker inspect -f '{{.State.Pid}}' "${PFX}dpfcli-$c")
+			CLI_NAME[$k]=${PFX}dpfcli-$c
+			SRV_IP[$k]=$(docker inspect -f "{{(index .NetworkSettings.Networks \"${PFX}dpf-$c\").IPAddress}}" "${PFX}dpfsrv-$c")
+		done
+		docker exec "${PFX}dpfcli-$c" ping -c 2 -W 2 "${SRV_IP[${c}0]}" >/dev/null ||
+			die "${PFX}dpfcli-$c cannot ping ${PFX}dpfsrv-$c at ${SRV_IP[${c}0]}"
+	done
+}
+fill_dp_measure() { # tag: 0 (before the fill) or F (with it)
+	local r c
+	for ((r = 0; r < ROUNDS; r++)); do
+		for c in $(rotate "$r" b m); do
+			iperf_once "$c$1"
+			ping_once "$c$1" "$FILL_DP_PINGS"
+		done
+	done
+}
+say "data plane of a network of each driver, before the fill: $ROUNDS rounds"
+phase filldp0
+fill_dp_setup
+fill_dp_measure 0
+
 say "filling: $FILL bridge and $FILL mynet networks"
 phase fill
 T0=$SECONDS
@@ -340,6 +410,11 @@ say "network create + rm with $FILL of each in place"
 T0=$SECONDS
 netcreate_phase F
 say "  took $((SECONDS - T0)) s"
+say "data plane of the same networks with the fill in place: $ROUNDS rounds"
+phase filldpF
+fill_dp_measure F
+docker rm -f "${PFX}dpfsrv-b" "${PFX}dpfcli-b" "${PFX}dpfsrv-m" "${PFX}dpfcli-m" >/dev/null
+docker network rm "${PFX}dpf-b" "${PFX}dpf-m" >/dev/null || die "docker network rm ${PFX}dpf-b ${PFX}dpf-m failed"
 phase unfill
 docker network ls --format '{{.Name}}' | grep "^${PFX}f[bm]-" | xargs -r -n 50 -P 4 "$DOCKER" network rm >/dev/null ||
 	die "removing the fill networks failed"
@@ -390,7 +465,6 @@ done
 say "  took $((SECONDS - T0)) s"
 
 # ------------------------------------------------------------------ 3. data plane
-declare -A SRV_PID CLI_PID SRV_IP
 say "data plane: iperf3 ${IPERF_SECS} s in $ROUNDS runs and $PINGS pings in $PING_ROUNDS runs per configuration, interleaved"
 phase dataplane
 T0=$SECONDS
@@ -407,33 +481,6 @@ for c in "${DP_CFGS[@]}"; do
 	docker exec "${PFX}cli-$c" ping -c 2 -W 2 "${SRV_IP[$c]}" >/dev/null ||
 		die "${PFX}cli-$c cannot ping ${PFX}srv-$c at ${SRV_IP[$c]}"
 done
-
-iperf_once() { # cfg: appends the Mbit/s received to $WORK/iperf-cfg
-	local c=$1 out i v
-	nsenter --net="/proc/${SRV_PID[$c]}/ns/net" iperf3 -s -1 -p "$IPERF_PORT" >"$WORK/iperf-server.log" 2>&1 &
-	IPERF_PID=$!
-	for i in $(seq 1 50); do
-		nsenter --net="/proc/${SRV_PID[$c]}/ns/net" ss -ltnH "sport = :$IPERF_PORT" 2>/dev/null | grep -q . && break
-		sleep 0.1
-	done
-	out=$(nsenter --net="/proc/${CLI_PID[$c]}/ns/net" iperf3 -c "${SRV_IP[$c]}" -p "$IPERF_PORT" -t "$IPERF_RUN_SECS" -f m 2>&1) ||
-		die "iperf3 on $(netname "$c") failed: $out"
-	wait "$IPERF_PID" || true
-	IPERF_PID=
-	v=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' <<<"$out")
-	[ -n "$v" ] || die "could not read the throughput in iperf3's output on $(netname "$c"): $out"
-	echo "$v" >>"$WORK/iperf-$c"
-}
-
-ping_once() { # cfg: appends the average rtt in ms to $WORK/ping-cfg
-	local c=$1 out v
-	out=$(docker exec "${PFX}cli-$c" ping -q -c "$PINGS_RUN" -i 0.01 "${SRV_IP[$c]}" 2>&1) ||
-		die "ping on $(netname "$c") failed: $out"
-	# busybox: "round-trip min/avg/max = 0.046/0.073/0.186 ms"
-	v=$(awk -F'[/ =]+' '/min\/avg\/max/ { print $(NF - 2) }' <<<"$out")
-	[ -n "$v" ] || die "could not read the rtt in ping's output on $(netname "$c"): $out"
-	echo "$v" >>"$WORK/ping-$c"
-}
 
 for ((r = 0; r < ROUNDS; r++)); do
 	for c in $(rotate "$r" "${DP_CFGS[@]}"); do iperf_once "$c"; done
@@ -607,6 +654,13 @@ pair "iperf3 TCP container to container (Mbit/s, median of $ROUNDS x ${IPERF_RUN
 pair "iperf3 TCP container to container (Mbit/s): macvlan" iperf median 0 dv mv "ratio > 1: mynet faster"
 pair "ping rtt container to container (ms, $PINGS at 0.01 s): bridge" ping mean 3 b m
 pair "ping rtt container to container (ms): macvlan" ping mean 3 dv mv
+dpnote() { # file-prefix statistic decimals: "with / without the fill: Docker x, mynet y"
+	echo "with / without the fill: Docker $(ratio "$(stat_of "$WORK/$1-bF" "$2")" "$(stat_of "$WORK/$1-b0" "$2")"), mynet $(ratio "$(stat_of "$WORK/$1-mF" "$2")" "$(stat_of "$WORK/$1-m0" "$2")")"
+}
+pair "iperf3 TCP container to container, bridge, a network made before the fill, fill not yet in place (Mbit/s, median of $ROUNDS x ${IPERF_RUN_SECS} s)" iperf median 0 b0 m0 "ratio > 1: mynet faster"
+pair "iperf3 TCP, the same containers with $FILL bridge + $FILL mynet networks in place (Mbit/s)" iperf median 0 bF mF "$(dpnote iperf median)"
+pair "ping rtt, the same containers, fill not yet in place (ms, $ROUNDS x $FILL_DP_PINGS at 0.01 s)" ping mean 3 b0 m0
+pair "ping rtt, the same containers with $FILL bridge + $FILL mynet networks in place (ms)" ping mean 3 bF mF "$(dpnote ping mean)"
 pair "network create + rm (ms, median of $NET_RUNS), none of ours in place" netcreate0 median 0 b m "mynet + mynet IPAM: $(fmt "$(stat_of "$WORK/netcreate0-mi" median)") ms"
 pair "network create + rm (ms, median of $NET_RUNS), $FILL bridge + $FILL mynet networks in place" netcreateF median 0 b m "mynet + mynet IPAM: $(fmt "$(stat_of "$WORK/netcreateF-mi" median)") ms"
 pair "\`docker run -d\` with 100 published ports (ms, median of $PORT_RUNS)" ports100 median 0 b m
