@@ -80,7 +80,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 			return err
 		}
 	}
-	created, err := link.EnsureBridge(rec.Bridge, rec.MTU, d.linkMAC(rec.Bridge))
+	br, created, err := link.SetUpBridge(rec.Bridge, rec.MTU, d.linkMAC(rec.Bridge))
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 		return err
 	}
 	for _, gw := range gatewayAddrs(*rec, false) {
-		if err := ensureGateway(rec, gw, creating); err != nil {
+		if err := ensureGateway(rec, br, gw, creating); err != nil {
 			return err
 		}
 	}
@@ -117,7 +117,7 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 			return err
 		}
 		for _, gw := range gatewayAddrs(*rec, true) {
-			if err := ensureGateway(rec, gw, creating); err != nil {
+			if err := ensureGateway(rec, br, gw, creating); err != nil {
 				return err
 			}
 		}
@@ -128,8 +128,8 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 // ensureGateway puts the subnet's gateway on the bridge. When creating on a
 // bridge mynet did not make, an address it adds is recorded as mynet's: one
 // the bridge already had is the user's, and stays when the network goes.
-func ensureGateway(rec *state.Network, gw netip.Prefix, creating bool) error {
-	added, err := link.EnsureAddr(rec.Bridge, gw)
+func ensureGateway(rec *state.Network, br link.Bridge, gw netip.Prefix, creating bool) error {
+	added, err := br.EnsureAddr(gw)
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 		rec := n.rec
 		recs[id] = rec // its endpoints are restored even if setup fails: their host ports stay held
 		b := d.backend(rec.Backend)
-		missing := missingLinks(rec)
+		missing := s.missingLinks(rec)
 		if err := b.setup(&rec, all, false); err != nil {
 			errs = append(errs, d.rebuildFailed(rec, err))
 			continue

@@ -211,13 +211,24 @@ func (d *Driver) madeRules(o firewall.OwnedNetwork) bool {
 
 // missingLinks names the network-level links a record expects but the
 // kernel lacks (for the repair log).
-func missingLinks(rec state.Network) []string {
+func missingLinks(rec state.Network) []string { return survey{}.missingLinks(rec) }
+
+// missingLinks is missingLinks answered from the survey's dump of the links
+// when it has one (a start with a thousand networks asks no more).
+func (s survey) missingLinks(rec state.Network) []string {
 	var out []string
 	for _, name := range []string{rec.Bridge, rec.Parent, rec.VXLAN} {
-		if name != "" {
-			if ok, _ := link.Exists(name); !ok {
-				out = append(out, name)
-			}
+		if name == "" {
+			continue
+		}
+		ok := false
+		if s.masters != nil {
+			_, ok = s.masters[name]
+		} else {
+			ok, _ = link.Exists(name)
+		}
+		if !ok {
+			out = append(out, name)
 		}
 	}
 	return out

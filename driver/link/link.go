@@ -80,12 +80,28 @@ func Exists(name string) (bool, error) {
 // published ports are dropped until the entry expires (up to a minute). The
 // same mac for a bridge made again keeps those entries right.
 func EnsureBridge(name string, mtu int, mac net.HardwareAddr) (created bool, err error) {
+	_, created, err = SetUpBridge(name, mtu, mac)
+	return created, err
+}
+
+// Bridge is a bridge SetUpBridge found or made: what later calls on it need,
+// without looking it up again (a start with a thousand bridges would ask
+// the kernel for each of them several times).
+type Bridge struct {
+	Name  string
+	Index int
+}
+
+// SetUpBridge is EnsureBridge, returning the bridge. A bridge already up
+// costs one request.
+func SetUpBridge(name string, mtu int, mac net.HardwareAddr) (br Bridge, created bool, err error) {
 	defer timing.Since(timing.Netlink, time.Now())
+	br.Name = name
 	l, err := netlink.LinkByName(name)
 	switch {
 	case err == nil:
 		if l.Type() != "bridge" {
-			return false, fmt.Errorf("interface %s exists and is a %s, not a bridge: choose another bridge name", name, l.Type())
+			return br, false, fmt.Errorf("interface %s exists and is a %s, not a bridge: choose another bridge name", name, l.Type())
 		}
 	case isNotFound(err):
 		attrs := netlink.NewLinkAttrs()
@@ -95,28 +111,31 @@ func EnsureBridge(name string, mtu int, mac net.HardwareAddr) (created bool, err
 		}
 		if attrs.HardwareAddr = mac; mac == nil {
 			if attrs.HardwareAddr, err = randomMAC(); err != nil {
-				return false, fmt.Errorf("create bridge %s: %w", name, err)
+				return br, false, fmt.Errorf("create bridge %s: %w", name, err)
 			}
 		}
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, unix.EEXIST) {
-			return false, fmt.Errorf("create bridge %s: %w", name, err)
+			return br, false, fmt.Errorf("create bridge %s: %w", name, err)
 		}
 		created = true
 		if l, err = findBridge(name); err != nil {
-			return true, err
+			return br, true, err
 		}
 	default:
-		return false, fmt.Errorf("look up bridge %s: %w", name, err)
+		return br, false, fmt.Errorf("look up bridge %s: %w", name, err)
 	}
+	br.Index = l.Attrs().Index
 	if mtu > 0 && l.Attrs().MTU != mtu {
 		if err := netlink.LinkSetMTU(l, mtu); err != nil {
-			return created, fmt.Errorf("set MTU %d on %s: %w", mtu, name, err)
+			return br, created, fmt.Errorf("set MTU %d on %s: %w", mtu, name, err)
 		}
 	}
-	if err := netlink.LinkSetUp(l); err != nil {
-		return created, fmt.Errorf("set %s up: %w", name, err)
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		if err := netlink.LinkSetUp(l); err != nil {
+			return br, created, fmt.Errorf("set %s up: %w", name, err)
+		}
 	}
-	return created, nil
+	return br, created, nil
 }
 
 // findBridge looks up the bridge a link goes on, or says which is missing.
@@ -196,6 +215,17 @@ func EnsureAddr(name string, p netip.Prefix) (added bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("add %s to %s: %w", p, name, err)
 	}
+	return ensureAddr(l, p)
+}
+
+// EnsureAddr is EnsureAddr on a bridge SetUpBridge returned.
+func (br Bridge) EnsureAddr(p netip.Prefix) (added bool, err error) {
+	defer timing.Since(timing.Netlink, time.Now())
+	return ensureAddr(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: br.Name, Index: br.Index}}, p)
+}
+
+func ensureAddr(l netlink.Link, p netip.Prefix) (added bool, err error) {
+	name := l.Attrs().Name
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 	if p.Addr().Is6() {
 		addr.Flags = unix.IFA_F_NODAD // the gateway must answer at once
