@@ -29,7 +29,10 @@
 // interfaces named like its bridges (mn-<s>...), so a forwarded packet
 // crosses the rules of one shard's networks, not of every network; a
 // network whose bridge has another name adds its own jumps (-i BR / -o BR)
-// to the parents. A network's rules carry the comment
+// to the parents. The jumps from the built-in chains (the "jumped from"
+// column's FORWARD, PREROUTING, OUTPUT and POSTROUTING) exist only while
+// some network, of any mynet instance, has rules: with none, the host's
+// packets cross no rule of ours. A network's rules carry the comment
 // "mynet:<id>@<owner>", where <owner> names the mynet instance that made
 // them (Config.Owner; without one, "mynet:<id>"); its published ports carry
 // "mynet:<id>"; the rules that belong to no network carry "mynet". The
