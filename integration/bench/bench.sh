@@ -245,6 +245,21 @@ phase() { echo "$1 $(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" >>"$WORK/phases"; }
 netname() { echo "${PFX}$1"; }
 subnet() { echo "$BASE.$1.0/24"; }
 
+# net_rm NAME...: docker network rm right after the networks' containers were
+# removed. Docker 20.10 may still count an endpoint for a moment then ("has
+# active endpoints", its own bridge driver too), so it tries again for up to
+# 10 s before giving up.
+net_rm() {
+	local n try
+	for n in "$@"; do
+		for try in $(seq 1 20); do
+			docker network rm "$n" >/dev/null 2>>"$WORK/netrm.err" && continue 2
+			sleep 0.5
+		done
+		die "docker network rm $n failed: $(tail -n 1 "$WORK/netrm.err")"
+	done
+}
+
 create_net() { # name cfg thirdoctet
 	# shellcheck disable=SC2086 # CFG_ARGS holds several words on purpose
 	docker network create ${CFG_ARGS[$2]} --subnet "$(subnet "$3")" "$1" >/dev/null ||
@@ -414,7 +429,7 @@ say "data plane of the same networks with the fill in place: $ROUNDS rounds"
 phase filldpF
 fill_dp_measure F
 docker rm -f "${PFX}dpfsrv-b" "${PFX}dpfcli-b" "${PFX}dpfsrv-m" "${PFX}dpfcli-m" >/dev/null
-docker network rm "${PFX}dpf-b" "${PFX}dpf-m" >/dev/null || die "docker network rm ${PFX}dpf-b ${PFX}dpf-m failed"
+net_rm "${PFX}dpf-b" "${PFX}dpf-m"
 phase unfill
 docker network ls --format '{{.Name}}' | grep "^${PFX}f[bm]-" | xargs -r -n 50 -P 4 "$DOCKER" network rm >/dev/null ||
 	die "removing the fill networks failed"
@@ -491,7 +506,7 @@ done
 for c in "${DP_CFGS[@]}"; do docker rm -f "${PFX}srv-$c" "${PFX}cli-$c" >/dev/null; done
 say "  took $((SECONDS - T0)) s"
 phase teardown
-for c in "${START_CFGS[@]}"; do docker network rm "$(netname "$c")" >/dev/null || die "docker network rm $(netname "$c") failed"; done
+for c in "${START_CFGS[@]}"; do net_rm "$(netname "$c")"; done
 
 # ------------------------------------------------------------------ 4. published ports
 say "published ports: 100 on one container, $PORT_RUNS x b/m/m6"
@@ -514,7 +529,7 @@ for ((i = 0; i < PORT_RUNS; i++)); do
 		echo $((r1 - r0)) >>"$WORK/rulesnet-$c"
 		awk -v d=$((r2 - r1)) 'BEGIN { printf "%.2f\n", d / 100 }' >>"$WORK/rulesport-$c"
 		docker rm -f "$n" >/dev/null || die "docker rm -f $n failed"
-		docker network rm "$n" >/dev/null || die "docker network rm $n failed"
+		net_rm "$n"
 	done
 done
 say "  took $((SECONDS - T0)) s"
