@@ -246,9 +246,9 @@ netname() { echo "${PFX}$1"; }
 subnet() { echo "$BASE.$1.0/24"; }
 
 # net_rm NAME...: docker network rm right after the networks' containers were
-# removed. Docker 20.10 may still count an endpoint for a moment then ("has
-# active endpoints", its own bridge driver too), so it tries again for up to
-# 10 s before giving up.
+# removed. Docker 20.10 may still count an endpoint that is gone ("has active
+# endpoints", with its own bridge driver too): for a moment, so this tries
+# again for up to 10 s, or until dockerd restarts.
 net_rm() {
 	local n try
 	for n in "$@"; do
@@ -256,7 +256,7 @@ net_rm() {
 			docker network rm "$n" >/dev/null 2>>"$WORK/netrm.err" && continue 2
 			sleep 0.5
 		done
-		die "docker network rm $n failed: $(tail -n 1 "$WORK/netrm.err")"
+		die "docker network rm $n failed: $(tail -n 1 "$WORK/netrm.err") (Docker 20.10 keeps counting an endpoint that is gone: restart dockerd, then remove $n)"
 	done
 }
 
