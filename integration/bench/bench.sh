@@ -679,7 +679,7 @@ pair "ping rtt, the same containers with $FILL bridge + $FILL mynet networks in 
 pair "network create + rm (ms, median of $NET_RUNS), none of ours in place" netcreate0 median 0 b m "mynet + mynet IPAM: $(fmt "$(stat_of "$WORK/netcreate0-mi" median)") ms"
 pair "network create + rm (ms, median of $NET_RUNS), $FILL bridge + $FILL mynet networks in place" netcreateF median 0 b m "mynet + mynet IPAM: $(fmt "$(stat_of "$WORK/netcreateF-mi" median)") ms"
 pair "\`docker run -d\` with 100 published ports (ms, median of $PORT_RUNS)" ports100 median 0 b m
-pair "iptables + ip6tables rules added by one network" rulesnet median 0 b m
+pair "iptables + ip6tables rules added by one network" rulesnet median 0 b m "mynet: here the only mynet network, which also brings the 5 jumps from the built-in chains into mynet's (gone with the last network)"
 pair "iptables + ip6tables rules added per published port" rulesport median 2 b m
 only "\`docker run -d\` with 100 published ports, dual-stack mynet network (ms, median of $PORT_RUNS)" \
 	"$(fmt "$(stat_of "$WORK/ports100-m6" median)")" "IPv4-only: $(fmt "$(stat_of "$WORK/ports100-m" median)") ms"
