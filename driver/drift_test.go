@@ -39,7 +39,7 @@ func TestDoctorFindsAndFixes(t *testing.T) {
 		if err := link.Delete("mn-aaaaaaaaaaaa"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := link.EnsureBridge("mn-0123456789ab", 0, nil); err != nil {
+		if _, _, err := link.SetUpBridge("mn-0123456789ab", 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := link.SetAlias("mn-0123456789ab", e.d.owner); err != nil {

@@ -333,7 +333,7 @@ func TestRestartRebuildsDeletedBridgeAndRules(t *testing.T) {
 // An existing bridge is used and never deleted by us.
 func TestExistingBridgeIsKept(t *testing.T) {
 	inNetns(t, func(e *env) {
-		if _, err := link.EnsureBridge("mnmine", 0, nil); err != nil {
+		if _, _, err := link.SetUpBridge("mnmine", 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		e.createNetwork(netA, "10.66.0.0/24", "10.66.0.1/24", map[string]any{optBridgeName: "mnmine"})
@@ -442,7 +442,7 @@ func TestStartRemovesOrphans(t *testing.T) {
 	inNetns(t, func(e *env) {
 		e.createNetwork(netA, "10.88.0.0/24", "10.88.0.1/24", nil)
 		for name, owner := range map[string]string{"mn-0123456789ab": e.d.owner, "mn-0123456789ac": "mynet:0123456789ab"} {
-			if _, err := link.EnsureBridge(name, 0, nil); err != nil {
+			if _, _, err := link.SetUpBridge(name, 0, nil); err != nil {
 				t.Fatal(err)
 			}
 			if err := link.SetAlias(name, owner); err != nil {
@@ -454,15 +454,15 @@ func TestStartRemovesOrphans(t *testing.T) {
 		if err := e.d.fw.AddNetwork(orphan); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := link.EnsureBridge("mnmine0", 0, nil); err != nil { // not our naming: kept
+		if _, _, err := link.SetUpBridge("mnmine0", 0, nil); err != nil { // not our naming: kept
 			t.Fatal(err)
 		}
 		// A crash between creating a bridge and marking it: no alias, but
 		// the MAC we give ours. One with another MAC is someone else's.
-		if _, err := link.EnsureBridge("mn-0123456789ad", 0, e.d.linkMAC("mn-0123456789ad")); err != nil {
+		if _, _, err := link.SetUpBridge("mn-0123456789ad", 0, e.d.linkMAC("mn-0123456789ad")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := link.EnsureBridge("mn-0123456789ae", 0, nil); err != nil {
+		if _, _, err := link.SetUpBridge("mn-0123456789ae", 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := link.CreateVeth(link.Veth{Host: "mnh0123456789af", Peer: "mnc0123456789af", Bridge: "mnmine0", HostMAC: e.d.linkMAC("mnh0123456789af")}); err != nil {

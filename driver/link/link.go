@@ -70,20 +70,6 @@ func Exists(name string) (bool, error) {
 	return l != nil, err
 }
 
-// EnsureBridge makes sure a bridge called name exists and is up, with the
-// given MTU when mtu > 0. created says whether this call made it. A link of
-// that name that is not a bridge is an error. A bridge it makes gets the MAC
-// address mac (nil: a random one). A bridge given none would take the lowest
-// MAC of its ports, which changes as containers join and leave, and every
-// container's cached neighbour entry for the gateway would then point at an
-// address the bridge no longer answers to: their replies to the host and to
-// published ports are dropped until the entry expires (up to a minute). The
-// same mac for a bridge made again keeps those entries right.
-func EnsureBridge(name string, mtu int, mac net.HardwareAddr) (created bool, err error) {
-	_, created, err = SetUpBridge(name, mtu, mac)
-	return created, err
-}
-
 // Bridge is a bridge SetUpBridge found or made: what later calls on it need,
 // without looking it up again (a start with a thousand bridges would ask
 // the kernel for each of them several times).
@@ -92,8 +78,17 @@ type Bridge struct {
 	Index int
 }
 
-// SetUpBridge is EnsureBridge, returning the bridge. A bridge already up
-// costs one request.
+// SetUpBridge makes sure a bridge called name exists and is up, with the
+// given MTU when mtu > 0. created says whether this call made it. A link of
+// that name that is not a bridge is an error. A bridge it makes gets the MAC
+// address mac (nil: a random one). A bridge given none would take the lowest
+// MAC of its ports, which changes as containers join and leave, and every
+// container's cached neighbour entry for the gateway would then point at an
+// address the bridge no longer answers to: their replies to the host and to
+// published ports are dropped until the entry expires (up to a minute). The
+// same mac for a bridge made again keeps those entries right.
+// It returns the bridge, for the calls that follow on it; a bridge already
+// up costs one request.
 func SetUpBridge(name string, mtu int, mac net.HardwareAddr) (br Bridge, created bool, err error) {
 	defer timing.Since(timing.Netlink, time.Now())
 	br.Name = name
@@ -169,8 +164,8 @@ func localUnicast(mac net.HardwareAddr) net.HardwareAddr {
 }
 
 // PinBridgeMAC makes a bridge's current MAC address its own, so that ports
-// joining or leaving no longer change it (see EnsureBridge): for bridges
-// made before EnsureBridge gave them one. A bridge whose address was set
+// joining or leaving no longer change it (see SetUpBridge): for bridges
+// made before SetUpBridge gave them one. A bridge whose address was set
 // already is left alone.
 func PinBridgeMAC(name string) error {
 	defer timing.Since(timing.Netlink, time.Now())
@@ -208,24 +203,11 @@ func deleteLink(name string) error {
 	return nil
 }
 
-// EnsureAddr adds an address (with its prefix length) to a link unless present.
-func EnsureAddr(name string, p netip.Prefix) (added bool, err error) {
-	defer timing.Since(timing.Netlink, time.Now())
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return false, fmt.Errorf("add %s to %s: %w", p, name, err)
-	}
-	return ensureAddr(l, p)
-}
-
-// EnsureAddr is EnsureAddr on a bridge SetUpBridge returned.
+// EnsureAddr adds an address (with its prefix length) to the bridge unless
+// present.
 func (br Bridge) EnsureAddr(p netip.Prefix) (added bool, err error) {
 	defer timing.Since(timing.Netlink, time.Now())
-	return ensureAddr(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: br.Name, Index: br.Index}}, p)
-}
-
-func ensureAddr(l netlink.Link, p netip.Prefix) (added bool, err error) {
-	name := l.Attrs().Name
+	l := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: br.Name, Index: br.Index}}
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 	if p.Addr().Is6() {
 		addr.Flags = unix.IFA_F_NODAD // the gateway must answer at once
@@ -234,7 +216,7 @@ func ensureAddr(l netlink.Link, p netip.Prefix) (added bool, err error) {
 	case errors.Is(err, unix.EEXIST):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("add %s to %s: %w", p, name, err)
+		return false, fmt.Errorf("add %s to %s: %w", p, br.Name, err)
 	}
 	return true, nil
 }

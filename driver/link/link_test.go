@@ -46,11 +46,11 @@ func absent(t *testing.T, names ...string) {
 
 func TestBridgeAndAddressesAreIdempotent(t *testing.T) {
 	testutil.InNetns(t, func() {
-		created, err := EnsureBridge("tbr0", 1400, nil)
+		br, created, err := SetUpBridge("tbr0", 1400, nil)
 		if err != nil || !created {
 			t.Fatalf("first ensure: created=%v err=%v", created, err)
 		}
-		created, err = EnsureBridge("tbr0", 1400, nil)
+		_, created, err = SetUpBridge("tbr0", 1400, nil)
 		if err != nil || created {
 			t.Fatalf("second ensure: created=%v err=%v", created, err)
 		}
@@ -60,7 +60,7 @@ func TestBridgeAndAddressesAreIdempotent(t *testing.T) {
 		}
 		gw := netip.MustParsePrefix("10.77.0.1/24")
 		for i := 0; i < 2; i++ {
-			if added, err := EnsureAddr("tbr0", gw); err != nil || added != (i == 0) {
+			if added, err := br.EnsureAddr(gw); err != nil || added != (i == 0) {
 				t.Fatalf("ensure %d: added=%v err=%v", i, added, err)
 			}
 		}
@@ -78,14 +78,14 @@ func TestBridgeAndAddressesAreIdempotent(t *testing.T) {
 	})
 }
 
-func TestEnsureBridgeRefusesOtherLinkTypes(t *testing.T) {
+func TestSetUpBridgeRefusesOtherLinkTypes(t *testing.T) {
 	testutil.InNetns(t, func() {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = "tv0"
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "tv1"}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := EnsureBridge("tv0", 0, nil); err == nil {
+		if _, _, err := SetUpBridge("tv0", 0, nil); err == nil {
 			t.Fatal("a veth was accepted as a bridge")
 		}
 	})
@@ -93,7 +93,7 @@ func TestEnsureBridgeRefusesOtherLinkTypes(t *testing.T) {
 
 func TestVethOnBridge(t *testing.T) {
 	testutil.InNetns(t, func() {
-		if _, err := EnsureBridge("tbr1", 0, nil); err != nil {
+		if _, _, err := SetUpBridge("tbr1", 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		mac, _ := net.ParseMAC("02:42:0a:4d:00:02")
@@ -125,7 +125,7 @@ func TestVethFailureLeavesNothing(t *testing.T) {
 		if err := CreateVeth(Veth{Host: "th1", Peer: "tc1", Bridge: "nosuchbr"}); err == nil {
 			t.Fatal("veth on a missing bridge succeeded")
 		}
-		if _, err := EnsureBridge("tbr2", 0, nil); err != nil {
+		if _, _, err := SetUpBridge("tbr2", 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		// MTU the kernel refuses: the pair must be rolled back.
@@ -199,13 +199,13 @@ func TestBridgeKeepsItsMACWhenPortsJoin(t *testing.T) {
 			t.Fatalf("a bridge without an address of its own has %s, want its port's %s (has the kernel changed?)", got, low)
 		}
 
-		if _, err := EnsureBridge("tbr3", 0, nil); err != nil {
+		if _, _, err := SetUpBridge("tbr3", 0, nil); err != nil {
 			t.Fatal(err)
 		}
 		before := macOf("tbr3")
 		addLowPort("tbr3", "tp0")
 		if got := macOf("tbr3"); got != before {
-			t.Errorf("EnsureBridge's bridge: MAC %s became %s when a port joined", before, got)
+			t.Errorf("SetUpBridge's bridge: MAC %s became %s when a port joined", before, got)
 		}
 
 		// A bridge made again with the same MAC has the address it had.
@@ -214,7 +214,7 @@ func TestBridgeKeepsItsMACWhenPortsJoin(t *testing.T) {
 			t.Fatalf("StableMAC: %s for net-a, %s for net-b: want one locally administered unicast address per seed", mac, StableMAC("net-b"))
 		}
 		for i := 0; i < 2; i++ {
-			if _, err := EnsureBridge("tbr5", 0, mac); err != nil {
+			if _, _, err := SetUpBridge("tbr5", 0, mac); err != nil {
 				t.Fatal(err)
 			}
 			if i == 0 {
