@@ -329,28 +329,16 @@ phase setup
 declare -A SRV_PID CLI_PID SRV_IP CLI_NAME
 
 iperf_once() { # cfg: appends the Mbit/s received to $WORK/iperf-cfg
-	local c=$1 out i v
-	nsenter --net="/proc/${SRV_PID[$c]}/ns/net" iperf3 -s -1 -p "$IPERF_PORT" >"$WORK/iperf-server.log" 2>&1 &
-	IPERF_PID=$!
-	for i in $(seq 1 50); do
-		nsenter --net="/proc/${SRV_PID[$c]}/ns/net" ss -ltnH "sport = :$IPERF_PORT" 2>/dev/null | grep -q . && break
-		sleep 0.1
-	done
-	out=$(nsenter --net="/proc/${CLI_PID[$c]}/ns/net" iperf3 -c "${SRV_IP[$c]}" -p "$IPERF_PORT" -t "$IPERF_RUN_SECS" -f m 2>&1) ||
-		die "iperf3 on $(netname "$c") failed: $out"
-	wait "$IPERF_PID" || true
-	IPERF_PID=
-	v=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' <<<"$out")
-	[ -n "$v" ] || die "could not read the throughput in iperf3's output on $(netname "$c"): $out"
-	echo "$v" >>"$WORK/iperf-$c"
+	local c=$1
+	iperf_mbits "/proc/${SRV_PID[$c]}/ns/net" "/proc/${CLI_PID[$c]}/ns/net" "${SRV_IP[$c]}" "$IPERF_PORT" "$IPERF_RUN_SECS" ||
+		die "iperf3 on $(netname "$c"): $IPERF_ERR"
+	echo "$IPERF_MBITS" >>"$WORK/iperf-$c"
 }
-
 ping_once() { # cfg [count]: appends the average rtt in ms to $WORK/ping-cfg
 	local c=$1 out v
 	out=$(docker exec "${CLI_NAME[$c]:-${PFX}cli-$c}" ping -q -c "${2:-$PINGS_RUN}" -i 0.01 "${SRV_IP[$c]}" 2>&1) ||
 		die "ping on $(netname "$c") failed: $out"
-	# busybox: "round-trip min/avg/max = 0.046/0.073/0.186 ms"
-	v=$(awk -F'[/ =]+' '/min\/avg\/max/ { print $(NF - 2) }' <<<"$out")
+	v=$(ping_avg <<<"$out")
 	[ -n "$v" ] || die "could not read the rtt in ping's output on $(netname "$c"): $out"
 	echo "$v" >>"$WORK/ping-$c"
 }

@@ -47,3 +47,31 @@ start_mynet() {
 	activate "$sock" || die "mynet in $ns did not answer on $sock within 30 s"
 	START_MS=$(elapsed_ms "$t0" "$t1")
 }
+
+# iperf_mbits SERVER_NETNS CLIENT_NETNS ADDR PORT SECS: one iperf3 run from a
+# client in one network namespace to a server in another (each a path:
+# /proc/PID/ns/net, /run/netns/NAME). Sets IPERF_MBITS to what the receiver
+# saw, or IPERF_ERR and returns 1. IPERF_PID is the server while it runs, for
+# the caller's cleanup; the server is gone when this returns.
+iperf_mbits() {
+	local out
+	IPERF_MBITS= IPERF_ERR=
+	nsenter --net="$1" iperf3 -s -1 -p "$4" >/dev/null 2>&1 &
+	IPERF_PID=$!
+	for _ in $(seq 1 50); do
+		nsenter --net="$1" ss -ltnH "sport = :$4" 2>/dev/null | grep -q . && break
+		sleep 0.1
+	done
+	out=$(nsenter --net="$2" iperf3 -c "$3" -p "$4" -t "$5" -f m 2>&1)
+	stop_pid "$IPERF_PID"
+	IPERF_PID=
+	IPERF_MBITS=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") print $(i - 1) }' <<<"$out")
+	[ -n "$IPERF_MBITS" ] || {
+		IPERF_ERR="no receiver rate in iperf3's output: $out"
+		return 1
+	}
+}
+
+# ping_avg: the mean RTT in ms from busybox ping's summary on stdin
+# ("round-trip min/avg/max = 0.046/0.073/0.186 ms"); nothing if there is none.
+ping_avg() { awk -F/ '/^round-trip/ { print $4 + 0 }'; }

@@ -40,7 +40,7 @@ die() {
 [[ $PINGS =~ ^[1-9][0-9]*$ ]] || die "SCALE_PINGS=$PINGS: give a positive number"
 [[ $IPERF_SECS =~ ^[1-9][0-9]*$ && $IPERF_SECS -le 60 ]] || die "SCALE_IPERF_SECS=$IPERF_SECS: give 1 to 60"
 [ "$(id -u)" -eq 0 ] || die "run as root: it makes a network namespace"
-for c in curl ip go busybox iperf3; do command -v "$c" >/dev/null || die "$c is needed"; done
+for c in curl ip go busybox iperf3 nsenter ss; do command -v "$c" >/dev/null || die "$c is needed"; done
 
 NS=mbscale-$$
 WORK=$(mktemp -d /tmp/mynet-scale-XXXXXX)
@@ -50,6 +50,7 @@ STATE=$WORK/state.db
 PID=
 finish() {
 	stop
+	stop_pid "${IPERF_PID:-}"
 	for n in "$NS" "$NS-c1" "$NS-c2" "$NS-out"; do ip netns del "$n" 2>/dev/null || true; done
 	rm -rf "$WORK"
 }
@@ -154,25 +155,30 @@ probe_setup() {
 	done
 }
 
-# dataplane: "rtt-within tput-within rtt-out tput-out" (ms, Mbit/s).
-rtt() { # from-ns to-addr: the mean, from busybox ping's "round-trip min/avg/max = a/b/c ms"
-	ip netns exec "$1" busybox ping -q -c "$PINGS" -i 0.002 "$2" | awk -F/ '/^round-trip/ { printf "%.4f", $4 }'
+# rtt FROM-NS TO-ADDR: the mean ping RTT (ms).
+rtt() {
+	local v
+	v=$(ip netns exec "$1" busybox ping -q -c "$PINGS" -i 0.002 "$2" | ping_avg)
+	[ -n "$v" ] || die "ping from $1 to $2 gave no round-trip time"
+	RTT=$v
 }
-tput() { # from-ns server-ns server-addr
-	local srv r
-	ip netns exec "$2" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
-	srv=$!
-	for _ in $(seq 1 50); do
-		r=$(ip netns exec "$1" iperf3 -c "$3" -p 5201 -t "$IPERF_SECS" -f m 2>/dev/null | awk '/receiver/ { print $(NF-2) }') && [ -n "$r" ] && break
-		sleep 0.1
-	done
-	wait "$srv" 2>/dev/null || true
-	[ -n "$r" ] || die "iperf3 from $1 to $3 gave no rate"
-	echo "$r"
+# tput FROM-NS SERVER-NS SERVER-ADDR: iperf3 Mbit/s.
+tput() {
+	iperf_mbits "/run/netns/$2" "/run/netns/$1" "$3" 5201 "$IPERF_SECS" || die "iperf3 from $1 to $3: $IPERF_ERR"
+	TPUT=$IPERF_MBITS
 }
+# dataplane TAG: RTT_IN<TAG>, TPUT_IN<TAG>, RTT_OUT<TAG>, TPUT_OUT<TAG> (ms,
+# Mbit/s): within the network, and to the outside.
 dataplane() {
-	rtt "$NS-c1" 10.217.0.3 >/dev/null # neighbours and conntrack warm
-	echo "$(rtt "$NS-c1" 10.217.0.3) $(tput "$NS-c1" "$NS-c2" 10.217.0.3) $(rtt "$NS-c1" 198.51.100.2) $(tput "$NS-c1" "$NS-out" 198.51.100.2)"
+	rtt "$NS-c1" 10.217.0.3 # neighbours and conntrack warm
+	rtt "$NS-c1" 10.217.0.3
+	printf -v "RTT_IN$1" '%.4f' "$RTT"
+	tput "$NS-c1" "$NS-c2" 10.217.0.3
+	printf -v "TPUT_IN$1" '%s' "$TPUT"
+	rtt "$NS-c1" 198.51.100.2
+	printf -v "RTT_OUT$1" '%.4f' "$RTT"
+	tput "$NS-c1" "$NS-out" 198.51.100.2
+	printf -v "TPUT_OUT$1" '%s' "$TPUT"
 }
 
 ip netns add "$NS"
@@ -181,7 +187,7 @@ start
 EMPTY_MEM=$(mem)
 lives "$WORK/lives0"
 probe_setup
-read -r RTT_IN0 TPUT_IN0 RTT_OUT0 TPUT_OUT0 <<<"$(dataplane)"
+dataplane 0
 
 say "feeding $NETS networks x $EPS endpoints"
 t0=$(now_us)
@@ -198,7 +204,7 @@ FEED_S=$(awk -v us=$(($(now_us) - t0)) 'BEGIN { printf "%.1f", us / 1e6 }')
 veths=$(ip -n "$NS" -o link show | grep -c ': mnh' || true)
 [ "$veths" -eq $((NETS * EPS + 2)) ] || die "mynet made $veths host veths, want $((NETS * EPS + 2))"
 
-read -r RTT_INN TPUT_INN RTT_OUTN TPUT_OUTN <<<"$(dataplane)"
+dataplane N
 lives "$WORK/livesN"
 LOADED_MEM=$(mem)
 NETWORKS_RUNNING=$(timed "$BIN" networks --state "$STATE")
