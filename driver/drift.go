@@ -66,7 +66,7 @@ func (d *Driver) kernelDrift(report func(drift.Drift, func() error)) {
 	nets, eps := d.Snapshot()
 	intact := map[string]state.Network{} // networks whose own links are all there
 	for _, n := range nets {
-		missing := missingLinks(n)
+		missing := survey{}.missingLinks(n)
 		if len(missing) == 0 {
 			intact[n.ID] = n
 		}

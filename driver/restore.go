@@ -210,10 +210,7 @@ func (d *Driver) madeRules(o firewall.OwnedNetwork) bool {
 }
 
 // missingLinks names the network-level links a record expects but the
-// kernel lacks (for the repair log).
-func missingLinks(rec state.Network) []string { return survey{}.missingLinks(rec) }
-
-// missingLinks is missingLinks answered from the survey's dump of the links
+// kernel lacks (for the repair log), from the survey's dump of the links
 // when it has one (a start with a thousand networks asks no more).
 func (s survey) missingLinks(rec state.Network) []string {
 	var out []string
