@@ -325,8 +325,24 @@ phase setup
 
 # ------------------------------------------------------------------ data-plane helpers
 # The containers of a configuration (key cfg): server pid, client pid, server
-# address, and the client's name when it is not ${PFX}cli-cfg.
+# address, the client's name.
 declare -A SRV_PID CLI_PID SRV_IP CLI_NAME
+
+# dp_pair KEY NETWORK SERVER CLIENT: starts the two containers on NETWORK
+# and fills the arrays for KEY; the reachability check warms ARP (not
+# measured).
+dp_pair() {
+	local key=$1 net=$2 srv=$3 cli=$4 c
+	for c in "$srv" "$cli"; do
+		docker run -d --name "$c" --network "$net" "$IMAGE" sleep 100000 >/dev/null || die "cannot start $c"
+	done
+	SRV_PID[$key]=$(docker inspect -f '{{.State.Pid}}' "$srv")
+	CLI_PID[$key]=$(docker inspect -f '{{.State.Pid}}' "$cli")
+	CLI_NAME[$key]=$cli
+	SRV_IP[$key]=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$srv")
+	[ -n "${SRV_IP[$key]}" ] || die "no address for $srv"
+	docker exec "$cli" ping -c 2 -W 2 "${SRV_IP[$key]}" >/dev/null || die "$cli cannot ping $srv at ${SRV_IP[$key]}"
+}
 
 iperf_once() { # cfg: appends the Mbit/s received to $WORK/iperf-cfg
 	local c=$1
@@ -336,7 +352,7 @@ iperf_once() { # cfg: appends the Mbit/s received to $WORK/iperf-cfg
 }
 ping_once() { # cfg [count]: appends the average rtt in ms to $WORK/ping-cfg
 	local c=$1 out v
-	out=$(docker exec "${CLI_NAME[$c]:-${PFX}cli-$c}" ping -q -c "${2:-$PINGS_RUN}" -i 0.01 "${SRV_IP[$c]}" 2>&1) ||
+	out=$(docker exec "${CLI_NAME[$c]}" ping -q -c "${2:-$PINGS_RUN}" -i 0.01 "${SRV_IP[$c]}" 2>&1) ||
 		die "ping on $(netname "$c") failed: $out"
 	v=$(ping_avg <<<"$out")
 	[ -n "$v" ] || die "could not read the rtt in ping's output on $(netname "$c"): $out"
@@ -370,21 +386,12 @@ say "  took $((SECONDS - T0)) s"
 # after the whole fill's, as for any network older than the others.
 FILL_DP_PINGS=200 # per round, at 0.01 s
 fill_dp_setup() {
-	local c k role
+	local c
 	for c in b m; do
 		create_net "${PFX}dpf-$c" "$c" $((30 + CFG_NUM[$c]))
-		for role in srv cli; do
-			docker run -d --name "${PFX}dpf$role-$c" --network "${PFX}dpf-$c" "$IMAGE" sleep 100000 >/dev/null ||
-				die "cannot start ${PFX}dpf$role-$c"
-		done
-		for k in "${c}0" "${c}F"; do
-			SRV_PID[$k]=$(docker inspect -f '{{.State.Pid}}' "${PFX}dpfsrv-$c")
-			CLI_PID[$k]=$(docker inspect -f '{{.State.Pid}}' "${PFX}dpfcli-$c")
-			CLI_NAME[$k]=${PFX}dpfcli-$c
-			SRV_IP[$k]=$(docker inspect -f "{{(index .NetworkSettings.Networks \"${PFX}dpf-$c\").IPAddress}}" "${PFX}dpfsrv-$c")
-		done
-		docker exec "${PFX}dpfcli-$c" ping -c 2 -W 2 "${SRV_IP[${c}0]}" >/dev/null ||
-			die "${PFX}dpfcli-$c cannot ping ${PFX}dpfsrv-$c at ${SRV_IP[${c}0]}"
+		dp_pair "${c}0" "${PFX}dpf-$c" "${PFX}dpfsrv-$c" "${PFX}dpfcli-$c"
+		SRV_PID[${c}F]=${SRV_PID[${c}0]} CLI_PID[${c}F]=${CLI_PID[${c}0]}
+		SRV_IP[${c}F]=${SRV_IP[${c}0]} CLI_NAME[${c}F]=${CLI_NAME[${c}0]}
 	done
 }
 fill_dp_measure() { # tag: 0 (before the fill) or F (with it)
@@ -471,19 +478,7 @@ say "  took $((SECONDS - T0)) s"
 say "data plane: iperf3 ${IPERF_SECS} s in $ROUNDS runs and $PINGS pings in $PING_ROUNDS runs per configuration, interleaved"
 phase dataplane
 T0=$SECONDS
-for c in "${DP_CFGS[@]}"; do
-	for role in srv cli; do
-		docker run -d --name "${PFX}$role-$c" --network "$(netname "$c")" "$IMAGE" sleep 100000 >/dev/null ||
-			die "cannot start ${PFX}$role-$c"
-	done
-	SRV_PID[$c]=$(docker inspect -f '{{.State.Pid}}' "${PFX}srv-$c")
-	CLI_PID[$c]=$(docker inspect -f '{{.State.Pid}}' "${PFX}cli-$c")
-	SRV_IP[$c]=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$(netname "$c")\").IPAddress}}" "${PFX}srv-$c")
-	[ -n "${SRV_IP[$c]}" ] || die "no address for ${PFX}srv-$c"
-	# Reachability and ARP warm-up, not measured.
-	docker exec "${PFX}cli-$c" ping -c 2 -W 2 "${SRV_IP[$c]}" >/dev/null ||
-		die "${PFX}cli-$c cannot ping ${PFX}srv-$c at ${SRV_IP[$c]}"
-done
+for c in "${DP_CFGS[@]}"; do dp_pair "$c" "$(netname "$c")" "${PFX}srv-$c" "${PFX}cli-$c"; done
 
 for ((r = 0; r < ROUNDS; r++)); do
 	for c in $(rotate "$r" "${DP_CFGS[@]}"); do iperf_once "$c"; done
