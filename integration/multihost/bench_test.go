@@ -59,13 +59,25 @@ func BenchmarkMultiHost(b *testing.B) {
 	// its bridges in namespaces of their own, without rules, either way.
 	cfgs := []*cfg{{name: "Docker overlay", network: "mit-ov"}, {name: "mynet vxlan", network: "mit-bench"},
 		{name: "mynet vxlan, bridge-nf-call-iptables=0", network: "mit-bench", brNF0: true}}
+	const brNFKey = "net.bridge.bridge-nf-call-iptables"
+	brNFWas := map[*host]string{} // each host's own setting, put back after each round
+	for _, h := range []*host{h1, h2} {
+		out, err := h.run("sysctl", "-n", brNFKey)
+		if err != nil {
+			b.Fatalf("%s: %s: %v %s", h.Name, brNFKey, err, out)
+		}
+		brNFWas[h] = strings.TrimSpace(out)
+	}
 	brNF := func(c *cfg, on bool) {
 		if !c.brNF0 {
 			return
 		}
-		v := map[bool]string{true: "0", false: "1"}[on]
 		for _, h := range []*host{h1, h2} {
-			if out, err := h.run("sysctl", "-qw", "net.bridge.bridge-nf-call-iptables="+v); err != nil {
+			v := brNFWas[h]
+			if on {
+				v = "0"
+			}
+			if out, err := h.run("sysctl", "-qw", brNFKey+"="+v); err != nil {
 				b.Fatalf("%s: %v %s", h.Name, err, out)
 			}
 		}
