@@ -29,7 +29,8 @@ type config struct {
 	metrics                metrics.Addr  // zero: no metrics listener
 	reconcileEvery         time.Duration // 0: no background reconcile
 	reconcileGrace         time.Duration
-	dockerSocket           string // Docker API socket path, for the reconcile
+	dockerSocket           string // Docker API socket path, for the reconcile and --async-teardown auto
+	asyncTeardown          string // auto, on or off
 	cluster                clusterConfig
 }
 
@@ -105,6 +106,8 @@ func parseFlags(args []string) (config, error) {
 		"the reconcile leaves records younger than this alone: Docker may be about to use them")
 	str(&dockerHost, "docker-host", "DOCKER_HOST", "unix:///var/run/docker.sock",
 		"Docker API socket the reconcile reads Docker's view from")
+	str(&c.asyncTeardown, "async-teardown", "MYNET_ASYNC_TEARDOWN", "auto",
+		"delete veths and bridges in the background after answering: on, off, or auto (on while Docker's API is "+asyncTeardownAPI+" or later, Docker 28.1+)")
 	var clusterList, advertise, vxlanPort, clusterSync string
 	str(&clusterList, "cluster", "MYNET_CLUSTER", "", "join the cluster whose etcd is at etcd://HOST:2379[,HOST:2379...]; off when empty")
 	str(&advertise, "advertise", "MYNET_ADVERTISE", "",
@@ -215,6 +218,16 @@ func (c *config) checkReconcile(every, grace, dockerHost string) error {
 		if c.dockerSocket, err = drift.ParseDockerHost(dockerHost); err != nil {
 			return badFlag("docker-host", "%v, or turn the background reconcile off with --reconcile-every 0", err)
 		}
+	}
+	switch c.asyncTeardown {
+	case "on", "off":
+	case "auto":
+		if c.dockerSocket == "" {
+			// Not a unix socket: auto cannot ask Docker, and stays off.
+			c.dockerSocket, _ = drift.ParseDockerHost(dockerHost)
+		}
+	default:
+		return badFlag("async-teardown", "%q: give auto, on or off", c.asyncTeardown)
 	}
 	return nil
 }

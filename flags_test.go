@@ -43,6 +43,7 @@ var badFlags = []struct {
 	{flag: "--advertise", bad: []string{"127.0.0.1", "host"}, says: "unicast address", with: []string{"--cluster", "etcd://10.0.0.5:2379"}},
 	{flag: "--vxlan-port", bad: []string{"0"}, says: "from 1 to 65535"},
 	{flag: "--cluster-sync", bad: []string{"0"}, says: "from 1s to 24h"},
+	{flag: "--async-teardown", bad: []string{"", "yes", "ON"}, says: "give auto, on or off"},
 }
 
 // badFlagCase is one refused command line: args, and the flag and words its

@@ -94,6 +94,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
+	defer netDriver.Close() // links still being deleted go before the store closes
 
 	sock := filepath.Join(cfg.socketDir, cfg.name+".sock")
 	ln, err := server.Listen(sock)
@@ -165,6 +166,12 @@ func run(cfg config) error {
 
 	// Docker is asked only from here on: dockerd waits for its plugins at
 	// boot, so a plugin that waited for dockerd first would deadlock it.
+	switch cfg.asyncTeardown {
+	case "on":
+		netDriver.SetAsyncTeardown(true)
+	case "auto":
+		go followEngine(ctx, cfg.dockerSocket, netDriver.SetAsyncTeardown, log)
+	}
 	reconciled := make(chan struct{})
 	if cfg.reconcileEvery > 0 {
 		loop := &reconcile.Loop{Repairer: repairer, Every: cfg.reconcileEvery, Grace: cfg.reconcileGrace, Log: log, OnRun: mets.ReconcileRun,

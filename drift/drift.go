@@ -108,19 +108,18 @@ func ParseDockerHost(host string) (string, error) {
 	return sock, nil
 }
 
-// Fetch reads Docker's view from the Docker API on a unix socket. Each call
-// to Docker gets callTimeout: a dockerd that hangs costs that long, no more.
-func Fetch(ctx context.Context, socket string, callTimeout time.Duration) (View, error) {
-	v := View{FetchedAt: time.Now().UTC(), Networks: map[string]Network{}}
+// dockerGetter returns a GET of Docker's API on a unix socket, decoding the
+// JSON answer into out, and the function that closes its connections. Each
+// call gets callTimeout: a dockerd that hangs costs that long, no more.
+func dockerGetter(ctx context.Context, socket string, callTimeout time.Duration) (get func(path string, out any) error, done func()) {
 	c := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 		}}}
-	defer c.CloseIdleConnections()
-	get := func(path string, out any) error {
+	return func(path string, out any) error {
 		ctx, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/v1.41"+path, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker"+path, nil)
 		if err != nil {
 			return err
 		}
@@ -139,7 +138,31 @@ func Fetch(ctx context.Context, socket string, callTimeout time.Duration) (View,
 			return fmt.Errorf("docker GET %s: %w", path, err)
 		}
 		return nil
+	}, c.CloseIdleConnections
+}
+
+// EngineAPIVersion asks Docker for the newest API version it speaks
+// ("1.51" for Docker 28.5).
+func EngineAPIVersion(ctx context.Context, socket string, callTimeout time.Duration) (string, error) {
+	get, done := dockerGetter(ctx, socket, callTimeout)
+	defer done()
+	var v struct{ ApiVersion string }
+	if err := get("/version", &v); err != nil {
+		return "", err
 	}
+	if v.ApiVersion == "" {
+		return "", fmt.Errorf("docker GET /version: no ApiVersion in the answer")
+	}
+	return v.ApiVersion, nil
+}
+
+// Fetch reads Docker's view from the Docker API on a unix socket. Each call
+// to Docker gets callTimeout: a dockerd that hangs costs that long, no more.
+func Fetch(ctx context.Context, socket string, callTimeout time.Duration) (View, error) {
+	v := View{FetchedAt: time.Now().UTC(), Networks: map[string]Network{}}
+	getAny, done := dockerGetter(ctx, socket, callTimeout)
+	defer done()
+	get := func(path string, out any) error { return getAny("/v1.41"+path, out) }
 	var list []struct {
 		ID string `json:"Id"`
 	}

@@ -49,6 +49,22 @@ type backend interface {
 	unpublish(n state.Network, bs []state.PortBinding) error
 }
 
+// backendToDelete is the backend DeleteNetwork tears a network down with:
+// with async teardown on, a bridge of ours is taken down and deleted in the
+// background. Rollbacks use backend, so a failed create leaves nothing
+// behind by the time it answers.
+func (d *Driver) backendToDelete(kind string) backend {
+	later := d.asyncTeardown.Load()
+	switch kind {
+	case backendMacvlan, backendIPvlan:
+		return d.backend(kind)
+	case backendVXLAN:
+		return vxlanBackend{bridgeBackend{d: d, later: later}}
+	default:
+		return bridgeBackend{d: d, later: later}
+	}
+}
+
 func (d *Driver) backend(kind string) backend {
 	switch kind {
 	case backendMacvlan, backendIPvlan:

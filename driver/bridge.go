@@ -16,7 +16,10 @@ import (
 
 // bridgeBackend: a Linux bridge per network with the gateway on it, a veth
 // pair per endpoint, NAT, isolation and published ports in iptables.
-type bridgeBackend struct{ d *Driver }
+type bridgeBackend struct {
+	d     *Driver
+	later bool // teardown deletes the bridge in the background
+}
 
 func (bridgeBackend) name(rec *state.Network) {
 	if rec.Bridge == "" {
@@ -189,7 +192,20 @@ func (d *Driver) putSysctlsBack(rec state.Network) error {
 // so that route_localnet is never on without the rules that guard it), then
 // removes the rules and the bridge.
 func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
+	if b.later && rec.BridgeCreated {
+		return errors.Join(b.d.putSysctlsBack(rec), b.d.fw.RemoveNetwork(fwNetwork(rec)), b.d.removeBridgeLater(rec))
+	}
 	return errors.Join(b.d.putSysctlsBack(rec), b.d.fw.RemoveNetwork(fwNetwork(rec)), removeBridge(rec))
+}
+
+// removeBridgeLater takes a bridge we made down, which takes its routes and
+// the ports' carrier with it, and leaves its deletion to the reaper.
+func (d *Driver) removeBridgeLater(rec state.Network) error {
+	if err := link.SetDown(rec.Bridge); err != nil {
+		return err
+	}
+	d.reaper.Delete(rec.Bridge)
+	return nil
 }
 
 // removeBridge deletes the bridge if we made it, else only the addresses we

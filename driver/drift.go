@@ -45,7 +45,7 @@ func (d *Driver) Doctor(v drift.View, hasView bool, fix drift.Fix, grace time.Du
 			report(drift.Drift{Kind: drift.EndpointUnknownToDocker, Object: "endpoint " + protocol.Short(ep.ID),
 				Detail: fmt.Sprintf("on network %s (%s), address %s: no container of Docker's uses it", dn.Name, protocol.Short(ep.NetworkID), ep.IPv4)},
 				d.counted(drift.EndpointUnknownToDocker, func() error {
-					return d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: ep.NetworkID, EndpointID: ep.ID})
+					return d.deleteEndpoint(ep.NetworkID, ep.ID, false) // done when the repair is reported
 				}))
 		}
 	}

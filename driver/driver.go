@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
@@ -41,6 +42,10 @@ type Driver struct {
 	log      *slog.Logger
 	onRepair func(kind string)
 	cluster  *Cluster
+	// reaper deletes veths and bridges in the background once they are out
+	// of reach, when asyncTeardown is on (see SetAsyncTeardown).
+	reaper        *link.Reaper
+	asyncTeardown atomic.Bool
 
 	createMu  sync.Mutex // one CreateNetwork at a time
 	mu        sync.Mutex // guards the maps; never held across kernel calls
@@ -76,7 +81,16 @@ func New(cfg Config) (*Driver, error) {
 	if d.log == nil {
 		d.log = slog.Default()
 	}
+	reaper, err := link.NewReaper(func(names []string, err error) {
+		// The link stays until the next start's orphan search removes it.
+		d.log.Error("delete links in the background", "links", names, "err", err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.reaper = reaper
 	if err := d.restore(); err != nil {
+		reaper.Close()
 		return nil, err
 	}
 	// The restore's link dump and parsed iptables-save are garbage now (tens
@@ -85,6 +99,18 @@ func New(cfg Config) (*Driver, error) {
 	debug.FreeOSMemory()
 	return d, nil
 }
+
+// SetAsyncTeardown turns background teardown on or off. When on,
+// DeleteEndpoint answers once the endpoint's record, ports and tracked flows
+// are gone and hands its veth to the reaper; DeleteNetwork takes its bridge
+// down and does the same. The kernel's tens of milliseconds per link are then
+// spent off Docker's critical path. A crash before the reaper is done leaves
+// marked links no record claims, which the next start removes; a call that
+// needs a name back waits for its old link to go.
+func (d *Driver) SetAsyncTeardown(on bool) { d.asyncTeardown.Store(on) }
+
+// Close waits for the links being deleted in the background.
+func (d *Driver) Close() { d.reaper.Close() }
 
 // netLock serialises work on one network; other networks go on in parallel.
 func (d *Driver) netLock(id string) func() {

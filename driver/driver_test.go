@@ -48,7 +48,7 @@ func inNetns(t *testing.T, fn func(e *env)) {
 	testutil.InNetns(t, func() {
 		e := &env{t: t, path: filepath.Join(t.TempDir(), "mynet.db")}
 		e.start()
-		defer e.store.Close()
+		defer func() { e.d.Close(); e.store.Close() }()
 		fn(e)
 	})
 }
@@ -79,6 +79,7 @@ func (e *env) start() {
 
 func (e *env) restart() {
 	e.t.Helper()
+	e.d.Close()
 	e.store.Close()
 	e.start()
 }

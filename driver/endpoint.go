@@ -79,6 +79,7 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 		}
 		ep.MAC = mac.String()
 	}
+	d.reaper.Wait(hostIfName(ep.ID), containerIfName(ep.ID)) // a deleted endpoint's links, if the id comes back
 	if err := b.createLink(n.rec, &ep, mac); err != nil {
 		return nil, fmt.Errorf("endpoint %s: %w", protocol.Short(ep.ID), err)
 	}
@@ -209,10 +210,16 @@ func (d *Driver) Join(req *api.JoinRequest) (*api.JoinResponse, error) {
 func (d *Driver) Leave(req *api.LeaveRequest) error { return nil }
 
 // DeleteEndpoint removes the veth, published ports and the record. Unknown
-// endpoints and missing links succeed.
+// endpoints and missing links succeed. With async teardown on, the veth goes
+// in the background: Docker has moved the container's end back to the host
+// and taken it down by now, so nothing reaches it.
 func (d *Driver) DeleteEndpoint(req *api.DeleteEndpointRequest) error {
-	unlock := d.netLock(req.NetworkID)
-	ep, ok := d.lookupEndpoint(req.EndpointID)
+	return d.deleteEndpoint(req.NetworkID, req.EndpointID, d.asyncTeardown.Load())
+}
+
+func (d *Driver) deleteEndpoint(networkID, endpointID string, later bool) error {
+	unlock := d.netLock(networkID)
+	ep, ok := d.lookupEndpoint(endpointID)
 	if !ok {
 		unlock()
 		return nil
@@ -224,6 +231,11 @@ func (d *Driver) DeleteEndpoint(req *api.DeleteEndpointRequest) error {
 	err := d.forgetEndpoint(rec, *ep)
 	unlock()
 	d.withdraw(rec, *ep) // etcd round trips outside the lock too
+	if later {
+		d.flushConntrack(*ep) // before the address can be handed out again
+		d.reaper.Delete(ep.HostIf, ep.ContainerIf)
+		return err
+	}
 	// The kernel takes tens of milliseconds to free a veth: do it outside the
 	// network's lock so its other endpoints do not queue behind it. A crash
 	// here leaves a marked link that the next start removes.

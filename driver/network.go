@@ -67,6 +67,7 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	if err := b.check(rec, others); err != nil {
 		return err
 	}
+	d.reaper.Wait(rec.Bridge) // a deleted network's bridge of the same name
 	if err := b.setup(&rec, others, true); err != nil {
 		return err
 	}
@@ -162,7 +163,7 @@ func (d *Driver) DeleteNetwork(req *api.DeleteNetworkRequest) error {
 	for _, ep := range d.endpointsOf(req.NetworkID) {
 		errs = append(errs, d.removeEndpoint(n.rec, ep))
 	}
-	errs = append(errs, d.backend(n.rec.Backend).teardown(n.rec, d.networkRecords(req.NetworkID)))
+	errs = append(errs, d.backendToDelete(n.rec.Backend).teardown(n.rec, d.networkRecords(req.NetworkID)))
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.DeleteNetwork(req.NetworkID) }); err != nil {
 		errs = append(errs, fmt.Errorf("forget network: %w", err))
 	}

@@ -105,6 +105,9 @@ func (d *Driver) findOrphans(s survey) []orphan {
 		claimed[n.rec.Bridge], claimed[n.rec.Parent], claimed[n.rec.VXLAN] = true, true, true
 		ids[protocol.Short(n.rec.ID)] = n.rec.ID
 	}
+	for _, name := range d.reaper.Pending() { // on their way out already
+		claimed[name] = true
+	}
 	for _, ep := range d.endpoints {
 		claimed[ep.HostIf], claimed[ep.ContainerIf] = true, true
 		for _, b := range ep.Ports {

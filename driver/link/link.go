@@ -186,6 +186,20 @@ func PinBridgeMAC(name string) error {
 // address was given, not picked by the kernel.
 const addrAssignSet = "3"
 
+// SetDown takes a link down, which takes its routes with it. A missing
+// link is fine.
+func SetDown(name string) error {
+	defer timing.Since(timing.Netlink, time.Now())
+	l, err := existing(name)
+	if l == nil {
+		return err
+	}
+	if err := netlink.LinkSetDown(l); err != nil && !isNotFound(err) {
+		return fmt.Errorf("set %s down: %w", name, err)
+	}
+	return nil
+}
+
 // Delete removes a link. A missing link is fine.
 func Delete(name string) error {
 	defer timing.Since(timing.Netlink, time.Now())
