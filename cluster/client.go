@@ -177,6 +177,42 @@ func (c *Client) connected() bool {
 	return true
 }
 
+// Reconnected returns a channel that receives each time the client has a
+// connection to etcd again after losing one, so that work which failed while
+// etcd was away runs at once rather than at its next interval. Each call
+// watches on its own until ctx ends.
+func (c *Client) Reconnected(ctx context.Context) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	conn := c.cli.ActiveConnection()
+	if conn == nil {
+		return out
+	}
+	go func() {
+		wasReady, lost := false, false
+		for {
+			s := conn.GetState()
+			switch s {
+			case connectivity.Ready:
+				if lost {
+					select {
+					case out <- struct{}{}:
+					default: // one pending wake-up is enough
+					}
+				}
+				wasReady, lost = true, false
+			case connectivity.Shutdown:
+				return
+			default: // idle, connecting, or failing
+				lost = wasReady
+			}
+			if !conn.WaitForStateChange(ctx, s) {
+				return // ctx ended
+			}
+		}
+	}()
+	return out
+}
+
 // wrap names etcd and the endpoints in an error from the client, so the user
 // knows which service did not answer.
 func (c *Client) wrap(what string, err error) error {

@@ -777,3 +777,38 @@ func TestEtcdGoneFailsWithoutWaitingTheTimeout(t *testing.T) {
 	}
 	t.Logf("claim failed after %s: %v", took.Round(time.Millisecond), err)
 }
+
+// Reconnected stays quiet while the connection holds and fires once etcd is
+// back after an outage, so the reconciles waiting for their interval run then.
+func TestReconnectedFiresWhenEtcdComesBack(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	a := host(t, srv, "hosta")
+	joinBlue(t, a)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	back := a.Reconnected(ctx)
+	select {
+	case <-back:
+		t.Fatal("Reconnected fired while etcd was up all along")
+	case <-time.After(500 * time.Millisecond):
+	}
+	srv.Stop()
+	for deadline := time.Now().Add(10 * time.Second); a.connected(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the client still counts itself connected 10s after etcd stopped")
+		}
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	select {
+	case <-back:
+		t.Logf("Reconnected fired %s after etcd started again", time.Since(start).Round(time.Millisecond))
+	case <-time.After(60 * time.Second):
+		t.Fatal("Reconnected did not fire within 60s of etcd starting again")
+	}
+	if _, err := a.Claim(context.Background(), "blue", ip("10.60.0.98"), KindEndpoint); err != nil {
+		t.Fatalf("claim after the reconnect: %v", err)
+	}
+}

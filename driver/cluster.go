@@ -163,7 +163,7 @@ func (d *Driver) RunCluster(ctx context.Context, interval time.Duration) {
 	if d.cluster == nil {
 		return
 	}
-	go periodic.Run(ctx, interval, func() {
+	go periodic.RunWoken(ctx, interval, d.cluster.Client.Reconnected(ctx), func() {
 		d.SyncDataPlane()
 		rctx, cancel := context.WithTimeout(ctx, clusterOp)
 		d.ReconcileEndpoints(rctx, endpointGrace)

@@ -203,12 +203,13 @@ func (d *Driver) giveBackUnrecorded(ctx context.Context, name string, held map[n
 	}
 }
 
-// RunCluster reconciles every interval until ctx ends (see ReconcileCluster).
+// RunCluster reconciles every interval, and as soon as etcd is back after an
+// outage, until ctx ends (see ReconcileCluster).
 func (d *Driver) RunCluster(ctx context.Context, interval time.Duration) {
 	if d.cluster == nil {
 		return
 	}
-	periodic.Run(ctx, interval, func() {
+	periodic.RunWoken(ctx, interval, d.cluster.Reconnected(ctx), func() {
 		rctx, cancel := context.WithTimeout(ctx, clusterOp)
 		err := d.ReconcileCluster(rctx, ClaimGrace)
 		cancel()
