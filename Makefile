@@ -112,6 +112,9 @@ fuzz-corpus:
 
 # Go benchmarks, then the same work timed on mynet and Docker's own drivers
 # side by side (integration/bench/bench.sh; BENCH_QUICK=1 for a short run),
+# then `docker rm -f` of 20 containers and `docker network rm` on Docker's
+# bridge and on mynet, on the host's engine and on Docker $(ENGINE_VERSION)
+# (integration/teardown_bench_test.go, BENCH_TEARDOWN_* knobs),
 # then the multi-host table: mynet vxlan against Docker's overlay on three
 # simulated hosts (integration/multihost/bench_test.go, BENCH_MH_* knobs),
 # then one mynet fed 1,000 networks and 5,000 endpoints without Docker
@@ -121,6 +124,9 @@ fuzz-corpus:
 bench: setup
 	$(GO) test -run xxx -bench . -skip 'NetworkCreateDelete|EndpointCreateDelete' -benchmem ./...
 	flock /tmp/mynet-it.lock bash integration/bench/bench.sh
+	flock /tmp/mynet-it.lock $(GO) test -count=1 -tags integration -run '^$$' -bench '^BenchmarkTeardown$$' -benchtime 1x -timeout 30m ./integration/
+	MYNET_IT_DOCKERD=$(ENGINE_DIR)/dockerd MYNET_IT_DOCKER=$(ENGINE_DIR)/docker \
+		flock /tmp/mynet-it.lock $(GO) test -count=1 -tags integration -run '^$$' -bench '^BenchmarkTeardown$$' -benchtime 1x -timeout 30m ./integration/
 	$(GO) test -count=1 -tags integration -run '^$$' -bench '^BenchmarkMultiHost$$' -benchtime 1x -timeout 30m ./integration/multihost/
 	flock /tmp/mynet-it.lock bash integration/bench/scale.sh
 
