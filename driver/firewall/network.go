@@ -104,8 +104,9 @@ func (f *Firewall) AddNetworks(ns []Network) (changed []string, err error) {
 		planned := make([]bool, len(ns))
 		err = f.changeWithBase(b, func(st *ruleset, s *script) error {
 			f.baseOps(b, st, s, true)
+			idx := indexNetworks(st)
 			for _, i := range mine {
-				planned[i] = len(f.planNetwork(b, st, s, &ns[i], fam, byFams[i][fam]).added) > 0
+				planned[i] = len(f.planNetwork(idx.rulesOf, s, &ns[i], fam, byFams[i][fam]).added) > 0
 			}
 			return nil
 		})
@@ -128,7 +129,8 @@ func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []ne
 	var ch *change
 	err := f.changeWithBase(b, func(st *ruleset, s *script) error {
 		f.baseOps(b, st, s, true)
-		ch = f.planNetwork(b, st, s, n, fam, subnets)
+		ch = f.planNetwork(func(c chainRef, id12 string) []savedRule { return rulesOf(st, c, id12) }, s, n, fam, subnets)
+		ch.b = b
 		return nil
 	})
 	return ch, err
@@ -151,14 +153,41 @@ func rulesOf(st *ruleset, c chainRef, id12 string) []savedRule {
 	return out
 }
 
-// planNetwork adds to s what makes the rules of n in st what they should
-// be, and returns what it adds for a rollback. Only the chains of the
-// network's shard and their parents are looked at: a network's rules never
-// go elsewhere.
-func (f *Firewall) planNetwork(b *backend, st *ruleset, s *script, n *Network, fam family, subnets []netip.Prefix) *change {
+// netIndex holds the rules of each network in each of our chains, from one
+// pass over a ruleset: planning a thousand networks at a start would
+// otherwise scan each shard chain once per network.
+type netIndex map[chainRef]map[string][]savedRule
+
+func indexNetworks(st *ruleset) netIndex {
+	idx := netIndex{}
+	for _, tbl := range ourTables {
+		t := st.table(tbl)
+		for _, cname := range t.order {
+			c := chainRef{tbl, cname}
+			for _, r := range t.chains[cname].rules {
+				if id, _, ok := commentNetwork(r.comment); ok {
+					if idx[c] == nil {
+						idx[c] = map[string][]savedRule{}
+					}
+					idx[c][id] = append(idx[c][id], r)
+				}
+			}
+		}
+	}
+	return idx
+}
+
+// rulesOf is the package's rulesOf, read from the index.
+func (idx netIndex) rulesOf(c chainRef, id12 string) []savedRule { return idx[c][id12] }
+
+// planNetwork adds to s what makes the rules of n what they should be, given
+// the rules it has now in each chain (rulesIn), and returns what it adds for
+// a rollback. Only the chains of the network's shard and their parents are
+// looked at: a network's rules never go elsewhere.
+func (f *Firewall) planNetwork(rulesIn func(c chainRef, id12 string) []savedRule, s *script, n *Network, fam family, subnets []netip.Prefix) *change {
 	id12 := protocol.Short(n.ID)
 	want := buildNetRules(n, fam, subnets, ownedComment(id12, f.owner))
-	ch := &change{b: b}
+	ch := &change{}
 	// The network's rules in each shared chain, in order: when they differ
 	// in any way (missing, stale, duplicated, reordered, made by an older
 	// layout), all of them are deleted and appended again. Published ports
@@ -167,7 +196,7 @@ func (f *Firewall) planNetwork(b *backend, st *ruleset, s *script, n *Network, f
 		if (c.name == chDNAT && !n.Internal) || !inFamily(c, fam) {
 			continue
 		}
-		cur := rulesOf(st, c, id12)
+		cur := rulesIn(c, id12)
 		if sameRules(cur, want[c]) {
 			continue
 		}
