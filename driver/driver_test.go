@@ -3,6 +3,7 @@ package driver
 import (
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -333,20 +334,29 @@ func TestRestartRebuildsDeletedBridgeAndRules(t *testing.T) {
 
 // An existing bridge is used and never deleted by us.
 func TestExistingBridgeIsKept(t *testing.T) {
-	inNetns(t, func(e *env) {
-		if _, _, err := link.SetUpBridge("mnmine", 0, nil); err != nil {
-			t.Fatal(err)
-		}
-		e.createNetwork(netA, "10.66.0.0/24", "10.66.0.1/24", map[string]any{optBridgeName: "mnmine"})
-		e.deleteNetworks(netA)
-		br, err := netlink.LinkByName("mnmine")
-		if err != nil {
-			t.Fatal("a bridge we did not create was deleted")
-		}
-		if addrs, _ := netlink.AddrList(br, netlink.FAMILY_V4); len(addrs) != 0 {
-			t.Fatalf("our gateway address stayed on it: %v", addrs)
-		}
-	})
+	for _, async := range []bool{false, true} {
+		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) {
+			inNetns(t, func(e *env) {
+				e.d.SetAsyncTeardown(async)
+				if _, _, err := link.SetUpBridge("mnmine", 0, nil); err != nil {
+					t.Fatal(err)
+				}
+				e.createNetwork(netA, "10.66.0.0/24", "10.66.0.1/24", map[string]any{optBridgeName: "mnmine"})
+				e.deleteNetworks(netA)
+				e.d.Close() // whatever went to the background is done
+				br, err := netlink.LinkByName("mnmine")
+				if err != nil {
+					t.Fatal("a bridge we did not create was deleted")
+				}
+				if br.Attrs().Flags&net.FlagUp == 0 {
+					t.Fatal("a bridge we did not create was taken down")
+				}
+				if addrs, _ := netlink.AddrList(br, netlink.FAMILY_V4); len(addrs) != 0 {
+					t.Fatalf("our gateway address stayed on it: %v", addrs)
+				}
+			})
+		})
+	}
 }
 
 // Docker sends requests in parallel: 40 endpoints on two networks at once.
