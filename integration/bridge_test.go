@@ -393,8 +393,14 @@ func TestBridgeGivenBridgeName(t *testing.T) {
 		t.Errorf("bridge %s was not created", br3)
 	}
 	netRemove(t, "mit-brname-3")
-	if linkExists(br3) {
-		t.Errorf("bridge %s, created for network mit-brname-3, still exists after the network was removed", br3)
+	// It may go in the background (async teardown), soon after.
+	if err := eventually(5*time.Second, func() error {
+		if linkExists(br3) {
+			return fmt.Errorf("bridge %s, created for network mit-brname-3, still exists after the network was removed", br3)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 
 	netRemove(t, "mit-brname-1")
