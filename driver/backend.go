@@ -54,14 +54,15 @@ type backend interface {
 // background. Rollbacks use backend, so a failed create leaves nothing
 // behind by the time it answers.
 func (d *Driver) backendToDelete(kind string) backend {
-	later := d.asyncTeardown.Load()
-	switch kind {
-	case backendMacvlan, backendIPvlan:
-		return d.backend(kind)
-	case backendVXLAN:
-		return vxlanBackend{bridgeBackend{d: d, later: later}}
+	switch b := d.backend(kind).(type) {
+	case bridgeBackend:
+		b.later = d.asyncTeardown.Load()
+		return b
+	case vxlanBackend:
+		b.later = d.asyncTeardown.Load()
+		return b
 	default:
-		return bridgeBackend{d: d, later: later}
+		return b
 	}
 }
 

@@ -192,17 +192,19 @@ func (d *Driver) putSysctlsBack(rec state.Network) error {
 // so that route_localnet is never on without the rules that guard it), then
 // removes the rules and the bridge.
 func (b bridgeBackend) teardown(rec state.Network, _ []state.Network) error {
-	if b.later && rec.BridgeCreated {
-		return errors.Join(b.d.putSysctlsBack(rec), b.d.fw.RemoveNetwork(fwNetwork(rec)), b.d.removeBridgeLater(rec))
+	remove := removeBridge
+	if b.later {
+		remove = b.d.removeBridgeLater
 	}
-	return errors.Join(b.d.putSysctlsBack(rec), b.d.fw.RemoveNetwork(fwNetwork(rec)), removeBridge(rec))
+	return errors.Join(b.d.putSysctlsBack(rec), b.d.fw.RemoveNetwork(fwNetwork(rec)), remove(rec))
 }
 
-// removeBridgeLater takes a bridge we made down, which takes its routes and
-// the ports' carrier with it, and leaves its deletion to the reaper.
+// removeBridgeLater is removeBridge for a bridge we made: it takes it down,
+// which takes its routes and the ports' carrier with it, and leaves its
+// deletion to the reaper. A bridge that will not go down is deleted now.
 func (d *Driver) removeBridgeLater(rec state.Network) error {
-	if err := link.SetDown(rec.Bridge); err != nil {
-		return err
+	if !rec.BridgeCreated || link.SetDown(rec.Bridge) != nil {
+		return removeBridge(rec)
 	}
 	d.reaper.Delete(rec.Bridge)
 	return nil
