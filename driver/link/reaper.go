@@ -1,6 +1,7 @@
 package link
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -71,25 +72,28 @@ func (r *Reaper) Delete(names ...string) {
 	}()
 }
 
+// deleteAll deletes every name it can; one that fails does not keep the
+// others.
 func (r *Reaper) deleteAll(names []string) error {
 	h, err := netlink.NewHandleAt(r.ns)
 	if err != nil {
 		return fmt.Errorf("netlink handle: %w", err)
 	}
 	defer h.Close()
+	var errs []error
 	for _, n := range names {
 		l, err := h.LinkByName(n)
-		if err != nil {
-			if isNotFound(err) {
-				continue
+		switch {
+		case isNotFound(err):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("find %s: %w", n, err))
+		default:
+			if err := h.LinkDel(l); err != nil && !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete %s: %w", n, err))
 			}
-			return fmt.Errorf("find %s: %w", n, err)
-		}
-		if err := h.LinkDel(l); err != nil && !isNotFound(err) {
-			return fmt.Errorf("delete %s: %w", n, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Wait returns once none of the names is being deleted.
