@@ -27,8 +27,9 @@ const (
 )
 
 // followEngine turns async teardown on while the engine on socket speaks
-// asyncTeardownAPI or later, and off while it speaks an older API or cannot
-// be asked.
+// asyncTeardownAPI or later, and off while it speaks an older API. It stays
+// off until the engine first answers, and keeps the last answer while
+// dockerd restarts.
 func followEngine(ctx context.Context, socket string, set func(bool), log *slog.Logger) {
 	if socket == "" {
 		log.Info("async teardown off: --docker-host is not a unix socket, so the engine's version is unknown")
@@ -36,17 +37,17 @@ func followEngine(ctx context.Context, socket string, set func(bool), log *slog.
 	}
 	on, known := false, false
 	for {
-		wait := engineCheck
 		v, err := drift.EngineAPIVersion(ctx, socket, dockerCallTimeout)
-		if err != nil {
-			wait = engineRetry
-			if known { // keep the last answer while dockerd restarts
-				wait = engineCheck
+		if err == nil {
+			if now := apiAtLeast(v, asyncTeardownAPI); !known || now != on {
+				on, known = now, true
+				set(on)
+				log.Info("async teardown follows the engine", "api", v, "on", on, "from_api", asyncTeardownAPI)
 			}
-		} else if now := apiAtLeast(v, asyncTeardownAPI); !known || now != on {
-			on, known = now, true
-			set(on)
-			log.Info("async teardown follows the engine", "api", v, "on", on, "from_api", asyncTeardownAPI)
+		}
+		wait := engineCheck
+		if !known {
+			wait = engineRetry
 		}
 		select {
 		case <-ctx.Done():
