@@ -120,7 +120,7 @@ func TestJoinDefinesThenJoinsAndRefusesOtherSettings(t *testing.T) {
 		{PoolSpec{Name: "red", Subnet: pfx("10.60.0.0/16")}, "subnet 10.60.0.0/16 overlaps subnet 10.60.0.0/24 of cluster network blue"},
 		{PoolSpec{Name: "bad/name", Subnet: pfx("10.62.0.0/24")}, `cluster network name "bad/name"`},
 		{PoolSpec{Name: "green", Subnet: pfx("10.62.0.0/24"), Range: pfx("10.63.0.0/25")}, "ip-range 10.63.0.0/25 is not inside subnet 10.62.0.0/24"},
-		{PoolSpec{Name: "green"}, "new cluster network green needs a subnet"},
+		{PoolSpec{Name: "green"}, "new cluster network green needs an IPv4 subnet"},
 	} {
 		_, _, err := b.Join(ctx, tc.spec)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -810,5 +810,87 @@ func TestReconnectedFiresWhenEtcdComesBack(t *testing.T) {
 	}
 	if _, err := a.Claim(context.Background(), "blue", ip("10.60.0.98"), KindEndpoint); err != nil {
 		t.Fatalf("claim after the reconnect: %v", err)
+	}
+}
+
+// Docker asks for a dual-stack network's IPv4 and IPv6 pools one by one: the
+// IPv6 request adds its pool to the network the IPv4 one defined, until a
+// host's network driver has defined the network; after that the network's
+// families are fixed.
+func TestIPv6PoolJoinsTheNetworkUntilItIsDefined(t *testing.T) {
+	ctx := context.Background()
+	a, b, c := host(t, shared, "hosta"), host(t, shared, "hostb"), host(t, shared, "hostc")
+	joinBlue(t, a)
+	n, joined, err := a.Join(ctx, PoolSpec{Name: "blue", V6: true, Subnet: pfx("fd00:60::/64")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if joined || n.Subnet != pfx("10.60.0.0/24") || n.Subnet6 != pfx("fd00:60::/64") || len(n.Members) != 1 {
+		t.Fatalf("after the IPv6 request: joined %v, %+v", joined, n)
+	}
+	// A later host takes both pools without giving them; the gateways are
+	// one per family.
+	if _, _, err := b.Join(ctx, PoolSpec{Name: "blue"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err = b.Join(ctx, PoolSpec{Name: "blue", V6: true}); err != nil || n.Subnet6 != pfx("fd00:60::/64") {
+		t.Fatalf("later host's IPv6 pool: %+v, %v", n, err)
+	}
+	for _, gw := range []netip.Addr{ip("10.60.0.1"), ip("fd00:60::1")} {
+		if got, err := b.SetGateway(ctx, "blue", gw); err != nil || got != gw {
+			t.Fatalf("SetGateway(%s) = %s, %v", gw, got, err)
+		}
+	}
+	if n, _, _ := a.Network(ctx, "blue"); n.Gateway != ip("10.60.0.1") || n.Gateway6 != ip("fd00:60::1") {
+		t.Fatalf("gateways %s and %s", n.Gateway, n.Gateway6)
+	}
+	if _, err := b.Claim(ctx, "blue", ip("fd00:60::5"), KindEndpoint); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Claim(ctx, "blue", ip("fd00:60::5"), KindEndpoint); !errors.Is(err, ErrTaken) {
+		t.Fatalf("second claim of an IPv6 address: %v", err)
+	}
+
+	if _, err := a.Define(ctx, "blue", Driver{Backend: "vxlan"}, "netA"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		spec PoolSpec
+		want string
+	}{
+		{PoolSpec{Name: "blue", V6: true, Subnet: pfx("fd00:61::/64")}, "already exists with IPv6 subnet=fd00:60::/64; this request asks for IPv6 subnet=fd00:61::/64"},
+		{PoolSpec{Name: "blue", V6: true, Subnet: pfx("10.61.0.0/24")}, "10.61.0.0/24 is not an IPv6 prefix"},
+		{PoolSpec{Name: "red", V6: true, Subnet: pfx("fd00:60::/48")}, "subnet fd00:60::/48 overlaps subnet fd00:60::/64 of cluster network blue"},
+		{PoolSpec{Name: "red", V6: true}, "new cluster network red needs an IPv6 subnet"},
+	} {
+		if _, _, err := c.Join(ctx, tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Join(%+v) = %v; want an error containing %q", tc.spec, err, tc.want)
+		}
+	}
+
+	// An IPv4-only network, once defined, takes no IPv6 pool.
+	if _, _, err := a.Join(ctx, PoolSpec{Name: "green", Subnet: pfx("10.62.0.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Define(ctx, "green", Driver{Backend: "vxlan"}, "netG"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = b.Join(ctx, PoolSpec{Name: "green", V6: true, Subnet: pfx("fd00:62::/64")})
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "already exists with IPv6 subnet=(none); this request asks for IPv6 subnet=fd00:62::/64") {
+		t.Fatalf("IPv6 pool for a defined IPv4-only network: %v", err)
+	}
+	if n, _, _ := a.Network(ctx, "green"); n.Subnet6.IsValid() || len(n.Members) != 1 {
+		t.Fatalf("the refusal changed the network: %+v", n)
+	}
+	// An IPv6-only network (Docker 28's --ipv4=false) is one too, and the
+	// last member leaving frees its subnet for another network.
+	if n, _, err := c.Join(ctx, PoolSpec{Name: "v6only", V6: true, Subnet: pfx("fd00:63::/64")}); err != nil || n.Subnet.IsValid() {
+		t.Fatalf("IPv6-only network: %+v, %v", n, err)
+	}
+	if err := c.Leave(ctx, "v6only"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Join(ctx, PoolSpec{Name: "v6again", V6: true, Subnet: pfx("fd00:63::/64")}); err != nil {
+		t.Fatalf("subnet of a removed network: %v", err)
 	}
 }

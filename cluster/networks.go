@@ -21,26 +21,37 @@ const (
 	LastVNI  = 1<<24 - 1
 )
 
-// PoolSpec is the IPAM half of a cluster network, as one host asks for it.
+// PoolSpec is the IPAM half of a cluster network, as one host asks for it:
+// the pool of one address family (Docker asks for the IPv4 and the IPv6 pool
+// of a network in two requests).
 type PoolSpec struct {
 	Name    string
+	V6      bool              // the pool asked for is the IPv6 one
 	Subnet  netip.Prefix      // zero: the network's subnet, or an automatic one for a new network
 	Range   netip.Prefix      // zero: the network's range
 	Options map[string]string // IPAM options other than network=; must match the network's
-	// Pick chooses an automatic subnet for a new network, avoiding taken.
+	// Pick chooses an automatic subnet of the spec's family for a new pool,
+	// avoiding taken.
 	Pick func(taken []netip.Prefix) (netip.Prefix, error)
 }
 
 // Join makes this host a member of the cluster network spec.Name, defining
-// the network if it does not exist yet. A host that is a member already
-// joins again without change. The answer is the network as stored, and
-// whether this call made the host a member (the caller undoes exactly that
-// with Leave when its own next step fails).
+// the network if it does not exist yet, or its pool of spec's family if the
+// network has none of that family and no host's network driver has defined
+// it yet (the second request of the host that creates the network). A host
+// that is a member already joins again without change. The answer is the
+// network as stored, and whether this call made the host a member (the
+// caller undoes exactly that with Leave when its own next step fails).
 func (c *Client) Join(ctx context.Context, spec PoolSpec) (Network, bool, error) {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
 	if err := CheckName(spec.Name); err != nil {
 		return Network{}, false, err
+	}
+	for _, p := range []netip.Prefix{spec.Subnet, spec.Range} {
+		if p.IsValid() && p.Addr().Is6() != spec.V6 {
+			return Network{}, false, fmt.Errorf("%w: %s is not an %s prefix", ErrInvalid, p, familyName(spec.V6))
+		}
 	}
 	if spec.Range.IsValid() && spec.Subnet.IsValid() && (spec.Range.Bits() < spec.Subnet.Bits() || !spec.Subnet.Contains(spec.Range.Addr())) {
 		return Network{}, false, fmt.Errorf("%w: ip-range %s is not inside subnet %s", ErrInvalid, spec.Range, spec.Subnet)
@@ -66,30 +77,65 @@ func (c *Client) Join(ctx context.Context, spec PoolSpec) (Network, bool, error)
 			if err := matchPool(n, spec); err != nil {
 				return Network{}, false, err
 			}
-			if m, ok := n.Members[c.cfg.HostID]; ok {
+			m, member := n.Members[c.cfg.HostID]
+			if member && n.SubnetOf(spec.V6).IsValid() {
 				// Already a member: by an earlier call, or by this one when
 				// its answer was lost (then the join time is this call's).
 				return n, m.Request == request, nil
 			}
-			n.Members[c.cfg.HostID] = Member{Joined: time.Now().UTC(), Request: request}
-			ok, err := c.casNetwork(ctx, "join_network", n, kvs[0].ModRevision)
-			if err != nil {
-				// The commit may have happened: the next round reads it back,
-				// finds this host a member and answers as a success.
-				c.log.Warn("cluster: join may not have committed; reading back", "network", spec.Name, "err", err)
+			if !member {
+				n.Members[c.cfg.HostID] = Member{Joined: time.Now().UTC(), Request: request}
+			}
+			if n.SubnetOf(spec.V6).IsValid() {
+				ok, err := c.casNetwork(ctx, "join_network", n, kvs[0].ModRevision)
+				if err != nil {
+					// The commit may have happened: the next round reads it back,
+					// finds this host a member and answers as a success.
+					c.log.Warn("cluster: join may not have committed; reading back", "network", spec.Name, "err", err)
+					continue
+				}
+				if ok {
+					return n, true, nil
+				}
 				continue
 			}
-			if ok {
-				return n, true, nil
+			// The network has no pool of this family yet.
+			if n.Driver != nil {
+				return Network{}, false, &ConflictError{Network: n.Name, Field: familyName(spec.V6) + " subnet", Existing: "",
+					Requested: orAutomatic(spec.Subnet)}
+			}
+			if err := c.addPool(&n, spec, idx); err != nil {
+				return Network{}, false, err
+			}
+			idx.Networks[n.Name] = n.entry()
+			tr, err := c.txn(ctx, "add_pool", []clientv3.Cmp{
+				clientv3.Compare(clientv3.ModRevision(c.keys.index()), "=", idxRev),
+				clientv3.Compare(clientv3.ModRevision(c.keys.network(n.Name)), "=", kvs[0].ModRevision),
+			}, []clientv3.Op{
+				clientv3.OpPut(c.keys.index(), encode(idx)),
+				clientv3.OpPut(c.keys.network(n.Name), encode(n)),
+			}, nil)
+			if err != nil {
+				c.log.Warn("cluster: pool may not have been added; reading back", "network", spec.Name, "err", err)
+				continue
+			}
+			if tr.Succeeded {
+				c.log.Info("cluster: network pool defined", "network", n.Name, "subnet", n.SubnetOf(spec.V6))
+				return n, !member, nil
 			}
 			continue
 		}
 
-		n, err := c.newNetwork(spec, idx, request)
-		if err != nil {
+		n := Network{Name: spec.Name, Options: spec.Options,
+			Members: map[string]Member{c.cfg.HostID: {Joined: time.Now().UTC(), Request: request}},
+			Created: time.Now().UTC(), CreatedBy: c.cfg.HostID, Request: request}
+		if err := c.addPool(&n, spec, idx); err != nil {
 			return Network{}, false, err
 		}
-		idx.Networks[n.Name] = IndexEntry{Subnet: n.Subnet, VNI: n.VNI}
+		if n.VNI, err = nextVNI(idx); err != nil {
+			return Network{}, false, err
+		}
+		idx.Networks[n.Name] = n.entry()
 		idx.LastVNI = n.VNI
 		tr, err := c.txn(ctx, "create_network", []clientv3.Cmp{
 			clientv3.Compare(clientv3.ModRevision(c.keys.index()), "=", idxRev),
@@ -103,34 +149,49 @@ func (c *Client) Join(ctx context.Context, spec PoolSpec) (Network, bool, error)
 			continue // the next round finds our own record (Request) and joins it as a member already
 		}
 		if tr.Succeeded {
-			c.log.Info("cluster: network defined", "network", n.Name, "subnet", n.Subnet, "vni", n.VNI)
+			c.log.Info("cluster: network defined", "network", n.Name, "subnet", n.SubnetOf(spec.V6), "vni", n.VNI)
 			return n, true, nil
 		}
 	}
 	return Network{}, false, fmt.Errorf("%s: %w", what, ErrContended)
 }
 
-// newNetwork builds the record of a network this host defines.
-func (c *Client) newNetwork(spec PoolSpec, idx Index, request string) (Network, error) {
-	var taken []netip.Prefix
-	for _, e := range idx.Networks {
-		taken = append(taken, e.Subnet)
+func orAutomatic(p netip.Prefix) string {
+	if p.IsValid() {
+		return p.String()
 	}
-	n := Network{Name: spec.Name, Subnet: spec.Subnet, Range: spec.Range, Options: spec.Options,
-		Members: map[string]Member{c.cfg.HostID: {Joined: time.Now().UTC(), Request: request}},
-		Created: time.Now().UTC(), CreatedBy: c.cfg.HostID, Request: request}
-	if !n.Subnet.IsValid() {
+	return "(automatic)"
+}
+
+// addPool gives n the pool spec asks for: its subnet, or an automatic one,
+// unless it overlaps another cluster network's.
+func (c *Client) addPool(n *Network, spec PoolSpec, idx Index) error {
+	var taken []netip.Prefix
+	for name, e := range idx.Networks {
+		if name != n.Name {
+			taken = append(taken, e.Subnet, e.Subnet6)
+		}
+	}
+	taken = append(taken, n.Subnet, n.Subnet6)
+	subnet, automatic := spec.Subnet, false
+	if !subnet.IsValid() {
 		if spec.Range.IsValid() {
-			return Network{}, fmt.Errorf("%w: ip-range %s given without a subnet for new cluster network %s: give --subnet too", ErrInvalid, spec.Range, spec.Name)
+			return fmt.Errorf("%w: ip-range %s given without a subnet for new cluster network %s: give --subnet too", ErrInvalid, spec.Range, spec.Name)
 		}
 		if spec.Pick == nil {
-			return Network{}, fmt.Errorf("%w: new cluster network %s needs a subnet", ErrInvalid, spec.Name)
+			return fmt.Errorf("%w: new cluster network %s needs an %s subnet", ErrInvalid, spec.Name, familyName(spec.V6))
 		}
-		p, err := spec.Pick(taken)
+		valid := taken[:0:0]
+		for _, p := range taken {
+			if p.IsValid() {
+				valid = append(valid, p)
+			}
+		}
+		p, err := spec.Pick(valid)
 		if err != nil {
-			return Network{}, fmt.Errorf("choose a subnet for new cluster network %s: %w", spec.Name, err)
+			return fmt.Errorf("choose a subnet for new cluster network %s: %w", spec.Name, err)
 		}
-		n.Subnet, n.Automatic = p, true
+		subnet, automatic = p, true
 	}
 	names := make([]string, 0, len(idx.Networks))
 	for name := range idx.Networks {
@@ -138,17 +199,16 @@ func (c *Client) newNetwork(spec PoolSpec, idx Index, request string) (Network, 
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if e := idx.Networks[name]; e.Subnet.Overlaps(n.Subnet) {
-			return Network{}, fmt.Errorf("%w: subnet %s overlaps subnet %s of cluster network %s: choose a subnet that does not overlap",
-				ErrConflict, n.Subnet, e.Subnet, name)
+		if name == n.Name {
+			continue
+		}
+		if s, ok := idx.Networks[name].overlaps(subnet); ok {
+			return fmt.Errorf("%w: subnet %s overlaps subnet %s of cluster network %s: choose a subnet that does not overlap",
+				ErrConflict, subnet, s, name)
 		}
 	}
-	vni, err := nextVNI(idx)
-	if err != nil {
-		return Network{}, err
-	}
-	n.VNI = vni
-	return n, nil
+	n.setPool(spec.V6, subnet, spec.Range, automatic)
+	return nil
 }
 
 // nextVNI is the first VNI after the last one handed out that no network
@@ -171,13 +231,21 @@ func nextVNI(idx Index) (uint32, error) {
 	return 0, fmt.Errorf("every VNI from %d to %d is in use", FirstVNI, LastVNI)
 }
 
-// matchPool refuses a request that differs from the stored definition.
+// matchPool refuses a request that differs from the stored definition. A
+// pool of the request's family that the network lacks is not a difference
+// here (Join decides whether it may be added).
 func matchPool(n Network, spec PoolSpec) error {
-	if spec.Subnet.IsValid() && spec.Subnet != n.Subnet {
-		return &ConflictError{Network: n.Name, Field: "subnet", Existing: n.Subnet.String(), Requested: spec.Subnet.String()}
-	}
-	if spec.Range.IsValid() && spec.Range != n.Range {
-		return &ConflictError{Network: n.Name, Field: "ip-range", Existing: prefixText(n.Range), Requested: spec.Range.String()}
+	if have := n.SubnetOf(spec.V6); have.IsValid() {
+		label := ""
+		if spec.V6 {
+			label = "IPv6 "
+		}
+		if spec.Subnet.IsValid() && spec.Subnet != have {
+			return &ConflictError{Network: n.Name, Field: label + "subnet", Existing: have.String(), Requested: spec.Subnet.String()}
+		}
+		if spec.Range.IsValid() && spec.Range != n.RangeOf(spec.V6) {
+			return &ConflictError{Network: n.Name, Field: label + "ip-range", Existing: prefixText(n.RangeOf(spec.V6)), Requested: spec.Range.String()}
+		}
 	}
 	return matchOptions(n.Name, "ipam-opt ", n.Options, spec.Options)
 }
@@ -241,19 +309,23 @@ func (c *Client) Define(ctx context.Context, name string, drv Driver, dockerNetw
 	})
 }
 
-// SetGateway records gw as the gateway every host of the network uses, unless
-// one is set already: the answer is the network's gateway either way. The
+// SetGateway records gw as the gateway every host of the network uses in
+// gw's address family, unless one is set already: the answer is the network's gateway either way. The
 // caller holds gw as a KindGateway address (Claim) and releases it if another
 // gateway came back.
 func (c *Client) SetGateway(ctx context.Context, name string, gw netip.Addr) (netip.Addr, error) {
 	n, err := c.updateNetwork(ctx, name, "set_gateway", "set the gateway of cluster network "+name, func(n *Network) (bool, error) {
-		if n.Gateway.IsValid() {
+		if n.GatewayOf(gw.Is6()).IsValid() {
 			return false, nil
 		}
-		n.Gateway = gw
+		if gw.Is6() {
+			n.Gateway6 = gw
+		} else {
+			n.Gateway = gw
+		}
 		return true, nil
 	})
-	return n.Gateway, err
+	return n.GatewayOf(gw.Is6()), err
 }
 
 // updateNetwork reads the network name and lets change edit it: change says

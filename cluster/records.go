@@ -56,24 +56,86 @@ type Index struct {
 
 // IndexEntry is one network's unique parts.
 type IndexEntry struct {
-	Subnet netip.Prefix `json:"subnet"`
-	VNI    uint32       `json:"vni"`
+	Subnet  netip.Prefix `json:"subnet"`
+	Subnet6 netip.Prefix `json:"subnet6,omitzero"`
+	VNI     uint32       `json:"vni"`
 }
 
-// Network is one cluster network.
+// overlaps names the subnet of e that p overlaps, if any.
+func (e IndexEntry) overlaps(p netip.Prefix) (netip.Prefix, bool) {
+	for _, s := range []netip.Prefix{e.Subnet, e.Subnet6} {
+		if s.IsValid() && s.Overlaps(p) {
+			return s, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// Network is one cluster network. Its IPv4 pool (Subnet, Range, Gateway,
+// Automatic) and its IPv6 pool (the same with 6) are each set by the first
+// request of that family, before any host's network driver has defined the
+// network; either may be absent.
 type Network struct {
-	Name      string            `json:"name"`
-	Subnet    netip.Prefix      `json:"subnet"`
-	Range     netip.Prefix      `json:"range,omitzero"` // --ip-range; zero: the whole subnet
-	Gateway   netip.Addr        `json:"gateway,omitzero"`
-	Automatic bool              `json:"automatic,omitempty"` // subnet cut from the default pools
-	Options   map[string]string `json:"options,omitempty"`   // IPAM options other than network=
-	VNI       uint32            `json:"vni"`
-	Driver    *Driver           `json:"driver,omitempty"` // nil until a host's network driver defines it
-	Members   map[string]Member `json:"members"`
-	Created   time.Time         `json:"created"`
-	CreatedBy string            `json:"created_by"` // host id
-	Request   string            `json:"request,omitempty"`
+	Name       string            `json:"name"`
+	Subnet     netip.Prefix      `json:"subnet,omitzero"`
+	Range      netip.Prefix      `json:"range,omitzero"` // --ip-range; zero: the whole subnet
+	Gateway    netip.Addr        `json:"gateway,omitzero"`
+	Automatic  bool              `json:"automatic,omitempty"` // subnet cut from the default pools
+	Subnet6    netip.Prefix      `json:"subnet6,omitzero"`
+	Range6     netip.Prefix      `json:"range6,omitzero"`
+	Gateway6   netip.Addr        `json:"gateway6,omitzero"`
+	Automatic6 bool              `json:"automatic6,omitempty"`
+	Options    map[string]string `json:"options,omitempty"` // IPAM options other than network=
+	VNI        uint32            `json:"vni"`
+	Driver     *Driver           `json:"driver,omitempty"` // nil until a host's network driver defines it
+	Members    map[string]Member `json:"members"`
+	Created    time.Time         `json:"created"`
+	CreatedBy  string            `json:"created_by"` // host id
+	Request    string            `json:"request,omitempty"`
+}
+
+// SubnetOf, RangeOf and GatewayOf read the pool of one address family.
+func (n Network) SubnetOf(v6 bool) netip.Prefix {
+	if v6 {
+		return n.Subnet6
+	}
+	return n.Subnet
+}
+
+func (n Network) RangeOf(v6 bool) netip.Prefix {
+	if v6 {
+		return n.Range6
+	}
+	return n.Range
+}
+
+func (n Network) GatewayOf(v6 bool) netip.Addr {
+	if v6 {
+		return n.Gateway6
+	}
+	return n.Gateway
+}
+
+// setPool sets the pool of one address family.
+func (n *Network) setPool(v6 bool, subnet, rng netip.Prefix, automatic bool) {
+	if v6 {
+		n.Subnet6, n.Range6, n.Automatic6 = subnet, rng, automatic
+		return
+	}
+	n.Subnet, n.Range, n.Automatic = subnet, rng, automatic
+}
+
+// entry is n's line in the index.
+func (n Network) entry() IndexEntry {
+	return IndexEntry{Subnet: n.Subnet, Subnet6: n.Subnet6, VNI: n.VNI}
+}
+
+// familyName is how messages name an address family's pool.
+func familyName(v6 bool) string {
+	if v6 {
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 // Driver is the network-driver half of a cluster network's definition.
