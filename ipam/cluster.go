@@ -59,10 +59,7 @@ func (d *Driver) requestClusterPool(req PoolRequest, space, name string) (PoolRe
 	if err := cluster.CheckName(name); err != nil {
 		return PoolResponse{}, clusterError(err)
 	}
-	if req.V6 {
-		return PoolResponse{}, protocol.BadRequest("cluster network %s: IPv6 pools are not supported in cluster networks: create it without --ipv6", name)
-	}
-	spec := cluster.PoolSpec{Name: name, Options: map[string]string{}}
+	spec := cluster.PoolSpec{Name: name, V6: req.V6, Options: map[string]string{}}
 	for k, v := range req.Options {
 		if k != OptNetwork {
 			spec.Options[k] = v
@@ -73,8 +70,8 @@ func (d *Driver) requestClusterPool(req PoolRequest, space, name string) (PoolRe
 		if spec.Subnet, err = parseNetwork("subnet", req.Pool); err != nil {
 			return PoolResponse{}, err
 		}
-		if !spec.Subnet.Addr().Is4() {
-			return PoolResponse{}, protocol.BadRequest("subnet %s is not an IPv4 subnet", spec.Subnet)
+		if spec.Subnet.Addr().Is6() != req.V6 {
+			return PoolResponse{}, protocol.BadRequest("subnet %s is not an %s subnet", spec.Subnet, familyName(req.V6))
 		}
 	}
 	if req.SubPool != "" {
@@ -92,7 +89,7 @@ func (d *Driver) requestClusterPool(req PoolRequest, space, name string) (PoolRe
 		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		p, _, err := d.pickAutomatic(false, append(avoid, taken...))
+		p, _, err := d.pickAutomatic(req.V6, append(avoid, taken...))
 		return p, err
 	}
 	d.clusterMu.Lock()
@@ -111,8 +108,12 @@ func (d *Driver) requestClusterPool(req PoolRequest, space, name string) (PoolRe
 		}
 	}
 
-	rec := state.Pool{ID: clusterPoolID(name, n.Subnet, n.Range), Cluster: name, AddressSpace: space,
-		Pool: n.Subnet, Range: n.Range, Automatic: n.Automatic, Options: req.Options, Created: time.Now().UTC()}
+	subnet, rng := n.SubnetOf(req.V6), n.RangeOf(req.V6)
+	rec := state.Pool{ID: clusterPoolID(name, subnet, rng), Cluster: name, AddressSpace: space, V6: req.V6,
+		Pool: subnet, Range: rng, Automatic: n.Automatic, Options: req.Options, Created: time.Now().UTC()}
+	if req.V6 {
+		rec.Automatic = n.Automatic6
+	}
 	p, err := newPool(rec)
 	if err != nil {
 		leave()
@@ -142,12 +143,17 @@ func (d *Driver) requestClusterPool(req PoolRequest, space, name string) (PoolRe
 	return PoolResponse{PoolID: rec.ID, Pool: rec.Pool.String(), Data: map[string]string{}}, nil
 }
 
+// spreadWindow bounds hostOffset's spread.
+const spreadWindow = 1 << 16
+
 // hostOffset is where a host's next-fit search starts in a cluster pool:
 // spread by host id, so hosts allocating at once rarely try the same address.
+// The spread stays within the first spreadWindow addresses, so that an IPv6
+// /64 hands out fd00::1:2 rather than fd00::8f3a:1b2c:77d0:12.
 func hostOffset(a *Allocator, host string) netip.Addr {
 	h := fnv.New64a()
 	h.Write([]byte(host))
-	size := a.Size()
+	size := min(a.Size(), spreadWindow)
 	if size == 0 {
 		return netip.Addr{}
 	}
@@ -254,8 +260,8 @@ func (d *Driver) requestClusterAddress(p *pool, want netip.Addr, gateway bool, m
 	return AddressResponse{Address: netip.PrefixFrom(want, p.rec.Pool.Bits()).String(), Data: map[string]string{}}, nil
 }
 
-// clusterGateway answers a gateway request: the network's gateway, the same
-// on every host; the first host sets it (its --gateway, else the first
+// clusterGateway answers a gateway request: the network's gateway of the
+// pool's family, the same on every host; the first host sets it (its --gateway, else the first
 // address of the range).
 func (d *Driver) clusterGateway(ctx context.Context, p *pool, want netip.Addr) (netip.Addr, error) {
 	name := p.rec.Cluster
@@ -263,7 +269,7 @@ func (d *Driver) clusterGateway(ctx context.Context, p *pool, want netip.Addr) (
 	if err != nil {
 		return netip.Addr{}, clusterError(err)
 	}
-	gw := n.Gateway
+	gw := n.GatewayOf(p.rec.V6)
 	if !gw.IsValid() {
 		cand := want
 		if !cand.IsValid() {

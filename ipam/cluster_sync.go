@@ -100,68 +100,97 @@ func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix drif
 		return out
 	}
 	us := d.cluster.HostID()
-	have := map[string]bool{}
+	// A cluster network may have two pools here, its IPv4 and its IPv6 one:
+	// they are compared with etcd together.
+	var names []string
+	byName := map[string][]local{}
 	for _, l := range pools {
-		name := l.rec.Cluster
+		if byName[l.rec.Cluster] == nil {
+			names = append(names, l.rec.Cluster)
+		}
+		byName[l.rec.Cluster] = append(byName[l.rec.Cluster], l)
+	}
+	have := map[string]bool{}
+	for _, name := range names {
+		group := byName[name]
 		have[name] = true
 		n, _, err := d.cluster.Network(ctx, name)
 		if err != nil && !errors.Is(err, cluster.ErrNoNetwork) {
 			report(drift.Drift{Kind: drift.ClusterMembership, Object: "cluster network " + name, Error: err.Error()})
 			continue
 		}
-		if _, member := n.Members[us]; !member {
+		joined := true
+		for _, l := range group {
+			if _, member := n.Members[us]; member && n.SubnetOf(l.rec.V6).IsValid() {
+				continue
+			}
 			what := "this host has its pool " + l.rec.ID + " but is not a member in etcd"
-			if err != nil {
+			switch {
+			case err != nil:
 				what = "this host has its pool " + l.rec.ID + " but etcd has no such network"
+			case !n.SubnetOf(l.rec.V6).IsValid():
+				what = "this host has its pool " + l.rec.ID + " but the network has no " + familyName(l.rec.V6) + " pool in etcd"
 			}
 			opts := maps.Clone(l.rec.Options)
 			delete(opts, OptNetwork)
 			check(drift.Drift{Kind: drift.ClusterMembership, Object: "cluster network " + name, Detail: what + ": join again"}, func() error {
-				var err error
-				n, _, err = d.cluster.Join(ctx, cluster.PoolSpec{Name: name, Subnet: l.rec.Pool, Range: l.rec.Range, Options: opts})
-				return err
+				var jerr error
+				n, _, jerr = d.cluster.Join(ctx, cluster.PoolSpec{Name: name, V6: l.rec.V6, Subnet: l.rec.Pool, Range: l.rec.Range, Options: opts})
+				if jerr == nil {
+					err = nil
+				}
+				return jerr
 			})
-			if _, member := n.Members[us]; !member {
-				continue // not repaired: the rest compares with a membership that is not there
+			if _, member := n.Members[us]; !member || !n.SubnetOf(l.rec.V6).IsValid() {
+				joined = false
 			}
+		}
+		if !joined {
+			continue // not repaired: the rest compares with a membership that is not there
 		}
 		held, err := d.cluster.Addresses(ctx, name)
 		if err != nil {
 			report(drift.Drift{Kind: drift.ClusterAddress, Object: "cluster network " + name, Error: err.Error()})
 			continue
 		}
-		for a, r := range l.addrs {
-			kind := cluster.KindEndpoint
-			if r.Kind == state.KindGateway {
-				kind = cluster.KindGateway
-			}
-			if h, ok := held[a]; ok && h.Released.IsZero() && h.Kind == kind && (h.Host == us || kind == cluster.KindGateway) {
-				continue
-			}
-			dr := drift.Drift{Kind: drift.ClusterAddress, Object: "address " + a.String(),
-				Detail: fmt.Sprintf("recorded on this host (pool %s) but not held by it in etcd: claim it again", l.rec.ID)}
-			if h, ok := held[a]; ok && h.Released.IsZero() && h.Host != us && h.Host != "" {
-				dr.Detail = fmt.Sprintf("recorded on this host (pool %s) but held by host %s in etcd", l.rec.ID, h.Host)
-				dr.Error = "not repairable here: one of the two hosts must release it (docker rm the container using it)"
-				report(dr)
-				continue
-			}
-			check(dr, func() error {
-				if kind == cluster.KindGateway && !n.Gateway.IsValid() {
-					if _, err := d.cluster.SetGateway(ctx, name, a); err != nil {
-						return err
-					}
+		mine := map[netip.Addr]state.Address{}
+		for _, l := range group {
+			maps.Copy(mine, l.addrs)
+			for a, r := range l.addrs {
+				kind := cluster.KindEndpoint
+				if r.Kind == state.KindGateway {
+					kind = cluster.KindGateway
 				}
-				_, err := d.cluster.Reassert(ctx, name, a, kind)
-				return err
-			})
+				if h, ok := held[a]; ok && h.Released.IsZero() && h.Kind == kind && (h.Host == us || kind == cluster.KindGateway) {
+					continue
+				}
+				dr := drift.Drift{Kind: drift.ClusterAddress, Object: "address " + a.String(),
+					Detail: fmt.Sprintf("recorded on this host (pool %s) but not held by it in etcd: claim it again", l.rec.ID)}
+				if h, ok := held[a]; ok && h.Released.IsZero() && h.Host != us && h.Host != "" {
+					dr.Detail = fmt.Sprintf("recorded on this host (pool %s) but held by host %s in etcd", l.rec.ID, h.Host)
+					dr.Error = "not repairable here: one of the two hosts must release it (docker rm the container using it)"
+					report(dr)
+					continue
+				}
+				check(dr, func() error {
+					if kind == cluster.KindGateway && !n.GatewayOf(a.Is6()).IsValid() {
+						if _, err := d.cluster.SetGateway(ctx, name, a); err != nil {
+							return err
+						}
+					}
+					_, err := d.cluster.Reassert(ctx, name, a, kind)
+					return err
+				})
+			}
 		}
-		d.giveBackUnrecorded(ctx, name, held, l.addrs, grace, check)
-		d.mu.Lock()
-		p := d.pools[l.rec.ID]
-		d.mu.Unlock()
-		if p != nil && fix != nil {
-			d.learnCluster(ctx, p)
+		d.giveBackUnrecorded(ctx, name, held, mine, grace, check)
+		for _, l := range group {
+			d.mu.Lock()
+			p := d.pools[l.rec.ID]
+			d.mu.Unlock()
+			if p != nil && fix != nil {
+				d.learnCluster(ctx, p)
+			}
 		}
 	}
 

@@ -226,11 +226,6 @@ func TestClusterPoolSharedGatewayAndRefusals(t *testing.T) {
 	if _, err := b.addr(pb.PoolID, "10.60.0.254", true); !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "gateway=10.60.0.1; this request asks for gateway=10.60.0.254") {
 		t.Fatalf("other gateway: %v", err)
 	}
-	// IPv6 is refused, naming what to drop.
-	_, err = c.d.RequestPool(PoolRequest{AddressSpace: LocalSpace, V6: true, Options: map[string]string{OptNetwork: "blue"}})
-	if !errors.Is(err, protocol.ErrBadRequest) || !strings.Contains(err.Error(), "without --ipv6") {
-		t.Fatalf("IPv6 cluster pool: %v", err)
-	}
 }
 
 func TestClusterPoolOverlappingALocalPoolRefusedAndLeft(t *testing.T) {
@@ -498,5 +493,85 @@ func deleteKey(t *testing.T, srv *etcdtest.Server, key string) {
 	resp, err := c.Delete(context.Background(), key)
 	if err != nil || resp.Deleted != 1 {
 		t.Fatalf("delete %s: %v (%d deleted)", key, err, resp.Deleted)
+	}
+}
+
+// A dual-stack cluster network: Docker asks for the IPv4 and the IPv6 pool
+// one by one. Both are cluster-wide, the reconcile compares them together
+// (neither family's addresses look unrecorded to the other's pool), and the
+// host leaves with its last pool.
+func TestClusterDualStackPools(t *testing.T) {
+	srv := sharedEtcd(t)
+	ctx := context.Background()
+	a, b := newClusterHost(t, srv, 1, cluster.Config{}), newClusterHost(t, srv, 2, cluster.Config{})
+	v6 := func(h *chost, subnet string) (PoolResponse, error) {
+		return h.d.RequestPool(PoolRequest{AddressSpace: LocalSpace, Pool: subnet, V6: true, Options: map[string]string{OptNetwork: "blue"}})
+	}
+	pa4 := a.mustPool("blue", "10.64.0.0/24")
+	pa6, err := v6(a, "fd00:64::/64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb4 := b.mustPool("blue", "")
+	pb6, err := v6(b, "")
+	if err != nil || pb6.Pool != "fd00:64::/64" || pb6.PoolID != pa6.PoolID || pb4.PoolID != pa4.PoolID {
+		t.Fatalf("host b's pools %+v %+v, %v", pb4, pb6, err)
+	}
+	if _, err := v6(b, "10.65.0.0/24"); err == nil || !strings.Contains(err.Error(), "10.65.0.0/24 is not an IPv6 subnet") {
+		t.Fatalf("IPv4 subnet for an IPv6 pool: %v", err)
+	}
+	gws := map[string]bool{}
+	for _, h := range []*chost{a, b} {
+		gws[h.mustAddr(pa6.PoolID, "", true)] = true
+	}
+	if len(gws) != 1 || !gws["fd00:64::1/64"] {
+		t.Fatalf("IPv6 gateways %v, want fd00:64::1/64 on both hosts", gws)
+	}
+	seen := map[string]bool{}
+	for range 10 {
+		for _, h := range []*chost{a, b} {
+			x := h.mustAddr(pa6.PoolID, "", false)
+			if seen[x] || !strings.HasPrefix(x, "fd00:64::") {
+				t.Fatalf("IPv6 address %s handed out twice or outside the subnet (seen %v)", x, seen)
+			}
+			// Short addresses, as Docker's: hosts spread over the first 64 Ki only.
+			if !netip.MustParsePrefix(x).Addr().Less(netip.MustParseAddr("fd00:64::1:100")) {
+				t.Fatalf("IPv6 address %s: past the first 64 Ki addresses of the /64", x)
+			}
+			seen[x] = true
+		}
+	}
+	a.mustAddr(pa4.PoolID, "", false)
+
+	// Every address of a is recorded in one of its two pools: the reconcile
+	// finds nothing to give back, even with no grace.
+	if drifts := a.d.ClusterDrift(ctx, 0, nil); len(drifts) != 0 {
+		t.Fatalf("drift on a consistent dual-stack host: %+v", drifts)
+	}
+	// etcd lost the network (an old backup): the reconcile defines it again
+	// with both pools and claims the addresses again.
+	deleteKey(t, srv, "/t/"+t.Name()+"/networks/blue")
+	if err := a.d.ReconcileCluster(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := a.cl.Network(ctx, "blue")
+	if err != nil || n.Subnet != netip.MustParsePrefix("10.64.0.0/24") || n.Subnet6 != netip.MustParsePrefix("fd00:64::/64") {
+		t.Fatalf("network after the reconcile: %+v, %v", n, err)
+	}
+
+	// Docker releases the pools one by one: the host leaves with the last.
+	if err := a.d.ReleasePool(pa6.PoolID); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := a.cl.Network(ctx, "blue"); err != nil || n.Members[a.cl.HostID()].Joined.IsZero() {
+		t.Fatalf("host a left with a pool still there: %+v, %v", n, err)
+	}
+	if err := a.d.ReleasePool(pa4.PoolID); err != nil {
+		t.Fatal(err)
+	}
+	// (The record etcd lost named b as a member; the one the reconcile
+	// made names only a, so a's leaving removes the network.)
+	if n, _, err := a.cl.Network(ctx, "blue"); !errors.Is(err, cluster.ErrNoNetwork) {
+		t.Fatalf("network after its last member left: %+v, %v", n, err)
 	}
 }

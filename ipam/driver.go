@@ -174,10 +174,7 @@ func (d *Driver) RequestPool(req PoolRequest) (PoolResponse, error) {
 	if name, ok := req.Options[OptNetwork]; ok {
 		return d.requestClusterPool(req, space, name)
 	}
-	family := "IPv4"
-	if req.V6 {
-		family = "IPv6"
-	}
+	family := familyName(req.V6)
 	var rng netip.Prefix
 	if req.SubPool != "" {
 		if req.Pool == "" {
@@ -369,6 +366,28 @@ func overlapsAny(p netip.Prefix, list []netip.Prefix) bool {
 	return false
 }
 
+// familyName is how messages name an address family.
+func familyName(v6 bool) string {
+	if v6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// clusterPool is a pool of cluster network name on this host, if any; d.mu
+// is held.
+func (d *Driver) clusterPool(name string) *pool {
+	if name == "" {
+		return nil
+	}
+	for _, p := range d.pools {
+		if p.rec.Cluster == name {
+			return p
+		}
+	}
+	return nil
+}
+
 // ReleasePool forgets a pool and its addresses. Unknown ids succeed.
 func (d *Driver) ReleasePool(id string) error {
 	d.mu.Lock()
@@ -388,10 +407,13 @@ func (d *Driver) ReleasePool(id string) error {
 	}
 	d.mu.Lock()
 	delete(d.pools, id)
+	sibling := d.clusterPool(p.rec.Cluster) != nil
 	d.mu.Unlock()
-	if p.rec.Cluster != "" {
-		// This host leaves; the last host to leave releases the network. If etcd
-		// does not answer, the reconcile leaves later (no local pool, a member).
+	if p.rec.Cluster != "" && !sibling {
+		// This host leaves with its last pool of the network (Docker releases
+		// the IPv4 and the IPv6 pool one by one); the last host to leave
+		// releases the network. If etcd does not answer, the reconcile
+		// leaves later (no local pool, a member).
 		ctx, cancel := context.WithTimeout(context.Background(), clusterOp)
 		defer cancel()
 		if err := d.cluster.Leave(ctx, p.rec.Cluster); err != nil {
