@@ -40,11 +40,20 @@ const clusterOp = 30 * time.Second
 // publishes before it records).
 const endpointGrace = time.Minute
 
+// optClusterIPv6 marks, in a cluster network's definition, that its hosts'
+// networks have IPv6: a host without --ipv6 would leave its containers
+// without the addresses the others reach them at.
+const optClusterIPv6 = "ipv6"
+
 // clusterOptions is what every host of a cluster network must agree on,
 // from the derived values (so "1" and "true" agree). Names of links (bridge,
 // parent) and the host binding may differ from host to host.
 func clusterOptions(cfg netConfig, rec state.Network) map[string]string {
 	out := map[string]string{optInternal: strconv.FormatBool(rec.Internal)}
+	if len(rec.IPv6) > 0 {
+		// Only when set: networks defined before IPv6 cluster pools lack it.
+		out[optClusterIPv6] = "true"
+	}
 	if cfg.MTU > 0 {
 		out[optMTU] = strconv.Itoa(cfg.MTU)
 	}
@@ -65,8 +74,12 @@ func clusterOptions(cfg netConfig, rec state.Network) map[string]string {
 // and for vxlan this host's VTEP, the port and the MTU (the underlay's minus
 // VXLAN's overhead, unless given). A vxlan network must be a cluster one.
 func (d *Driver) clusterFields(rec *state.Network) error {
-	if d.cluster != nil && len(rec.IPv4) == 1 {
-		rec.Cluster, _ = d.cluster.NetworkOf(rec.IPv4[0].Pool)
+	if d.cluster != nil {
+		for _, subnets := range [][]state.Subnet{rec.IPv4, rec.IPv6} {
+			if len(subnets) == 1 && rec.Cluster == "" {
+				rec.Cluster, _ = d.cluster.NetworkOf(subnets[0].Pool)
+			}
+		}
 	}
 	if rec.Backend != backendVXLAN {
 		return nil
@@ -120,9 +133,22 @@ func (d *Driver) vxlanPort() int {
 	return DefaultVXLANPort
 }
 
-// publish tells the other hosts where a new endpoint of a vxlan network lives.
+// clusterAddrs are the addresses of ep that other hosts reach it at.
+func clusterAddrs(ep state.Endpoint) []netip.Addr {
+	var out []netip.Addr
+	for _, p := range []netip.Prefix{ep.IPv4, ep.IPv6} {
+		if p.IsValid() {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
+}
+
+// publish tells the other hosts where a new endpoint of a vxlan network
+// lives: one record per address.
 func (d *Driver) publish(n state.Network, ep state.Endpoint) error {
-	if n.Backend != backendVXLAN || !ep.IPv4.IsValid() {
+	addrs := clusterAddrs(ep)
+	if n.Backend != backendVXLAN || len(addrs) == 0 {
 		return nil
 	}
 	if d.cluster == nil {
@@ -130,28 +156,36 @@ func (d *Driver) publish(n state.Network, ep state.Endpoint) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterOp)
 	defer cancel()
-	_, err := d.cluster.Client.Publish(ctx, cluster.Endpoint{Network: n.Cluster, IP: ep.IPv4.Addr(), MAC: ep.MAC,
-		DockerNetwork: n.ID, EndpointID: ep.ID})
-	if errors.Is(err, cluster.ErrInvalid) || errors.Is(err, cluster.ErrTaken) {
-		return fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
+	for _, a := range addrs {
+		_, err := d.cluster.Client.Publish(ctx, cluster.Endpoint{Network: n.Cluster, IP: a, MAC: ep.MAC,
+			DockerNetwork: n.ID, EndpointID: ep.ID})
+		if errors.Is(err, cluster.ErrInvalid) || errors.Is(err, cluster.ErrTaken) {
+			return fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	return nil
 }
 
 // withdrawWait bounds a withdraw: it is best effort, the reconcile finishes
 // what etcd did not hear, and a container removal should not wait long.
 const withdrawWait = 2 * time.Second
 
-// withdraw removes an endpoint's record. etcd not answering does not fail
+// withdraw removes an endpoint's records. etcd not answering does not fail
 // the delete: the reconcile withdraws what has no endpoint here.
 func (d *Driver) withdraw(n state.Network, ep state.Endpoint) {
-	if n.Backend != backendVXLAN || !ep.IPv4.IsValid() || d.cluster == nil {
+	addrs := clusterAddrs(ep)
+	if n.Backend != backendVXLAN || len(addrs) == 0 || d.cluster == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), withdrawWait)
 	defer cancel()
-	if err := d.cluster.Client.Withdraw(ctx, n.Cluster, ep.IPv4.Addr()); err != nil {
-		d.log.Warn("cluster: endpoint record not withdrawn; the reconcile does it", "endpoint", protocol.Short(ep.ID), "err", err)
+	for _, a := range addrs {
+		if err := d.cluster.Client.Withdraw(ctx, n.Cluster, a); err != nil {
+			d.log.Warn("cluster: endpoint record not withdrawn; the reconcile does it", "endpoint", protocol.Short(ep.ID), "address", a, "err", err)
+		}
 	}
 }
 
@@ -277,8 +311,8 @@ func (d *Driver) clusterDrift(ctx context.Context, grace time.Duration, report f
 		}
 		m := map[netip.Addr]local{}
 		for _, ep := range d.endpointsOf(rec.ID) {
-			if ep.IPv4.IsValid() {
-				m[ep.IPv4.Addr()] = local{rec, ep}
+			for _, a := range clusterAddrs(ep) {
+				m[a] = local{rec, ep}
 			}
 		}
 		mine[rec.Cluster] = m

@@ -25,6 +25,7 @@ import (
 	"github.com/mynet/mynet/state"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // These tests run two simulated hosts, each a fresh network namespace with
@@ -151,7 +152,7 @@ func (h *vxHost) close() {
 func (h *vxHost) pool(name, subnet string) {
 	h.t.Helper()
 	p := netip.MustParsePrefix(subnet)
-	if _, _, err := h.cl.Join(context.Background(), cluster.PoolSpec{Name: name, Subnet: p}); err != nil {
+	if _, _, err := h.cl.Join(context.Background(), cluster.PoolSpec{Name: name, V6: p.Addr().Is6(), Subnet: p}); err != nil {
 		h.t.Fatal(err)
 	}
 	h.nets[p] = name
@@ -166,12 +167,17 @@ func (h *vxHost) claim(name, ip string) {
 }
 
 // container makes an endpoint, joins it and moves its link into a new
-// namespace set up as Docker would (eth0, address, default route).
-func (h *vxHost) container(netID, epID, cidr string) netns.NsHandle {
+// namespace set up as Docker would (eth0, addresses, default routes); cidr6,
+// if given, is its IPv6 address.
+func (h *vxHost) container(netID, epID, cidr string, cidr6 ...string) netns.NsHandle {
 	h.t.Helper()
 	h.enter()
+	iface := &api.EndpointInterface{Address: cidr}
+	if len(cidr6) > 0 {
+		iface.AddressIPv6 = cidr6[0]
+	}
 	if _, err := h.d.CreateEndpoint(&api.CreateEndpointRequest{NetworkID: netID, EndpointID: epID,
-		Interface: &api.EndpointInterface{Address: cidr}, Options: map[string]any{}}); err != nil {
+		Interface: iface, Options: map[string]any{}}); err != nil {
 		h.t.Fatalf("%s: CreateEndpoint: %v", h.name, err)
 	}
 	join, err := h.d.Join(&api.JoinRequest{NetworkID: netID, EndpointID: epID})
@@ -204,6 +210,16 @@ func (h *vxHost) container(netID, epID, cidr string) netns.NsHandle {
 	gw := net.ParseIP(join.Gateway)
 	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw}); err != nil {
 		h.t.Fatalf("default route via %s: %v", join.Gateway, err)
+	}
+	if len(cidr6) > 0 {
+		addr6, _ := netlink.ParseAddr(cidr6[0])
+		addr6.Flags = unix.IFA_F_NODAD
+		if err := netlink.AddrAdd(l, addr6); err != nil {
+			h.t.Fatal(err)
+		}
+		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(join.GatewayIPv6)}); err != nil {
+			h.t.Fatalf("default route via %s: %v", join.GatewayIPv6, err)
+		}
 	}
 	return ns
 }
@@ -466,5 +482,81 @@ func TestVXLANRefusals(t *testing.T) {
 			t.Fatalf("vxlan without --cluster: %v", err)
 		}
 		e.assertNoLeftovers()
+	})
+}
+
+// A dual-stack cluster network: each endpoint is published under both its
+// addresses, and the other host's VXLAN device answers neighbour discovery
+// for the IPv6 one from a static entry, as it answers ARP for the IPv4 one.
+func TestVXLANDualStack(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	inLockedThread(t, func() {
+		nsA, nsB := underlay(t)
+		a, b := newVXHost(t, srv, "hosta", nsA, "192.0.2.1"), newVXHost(t, srv, "hostb", nsB, "192.0.2.2")
+		for _, x := range []struct {
+			h  *vxHost
+			id string
+		}{{a, vxNetA}, {b, vxNetB}} {
+			x.h.pool("blue", "10.91.0.0/24")
+			x.h.pool("blue", "fd00:91::/64")
+			x.h.enter()
+			req := netReq(x.id, "10.91.0.0/24", "10.91.0.1/24", map[string]any{optBackend: backendVXLAN})
+			req.Options[optEnableIPv6] = true
+			req.IPv6Data = []*api.IPAMData{{AddressSpace: "LocalDefault", Pool: "fd00:91::/64", Gateway: "fd00:91::1/64"}}
+			if err := x.h.d.CreateNetwork(req); err != nil {
+				t.Fatalf("%s: CreateNetwork: %v", x.h.name, err)
+			}
+		}
+		for _, c := range []struct {
+			h      *vxHost
+			v4, v6 string
+		}{{a, "10.91.0.2", "fd00:91::2"}, {b, "10.91.0.3", "fd00:91::3"}} {
+			c.h.claim("blue", c.v4)
+			c.h.claim("blue", c.v6)
+		}
+		ca := a.container(vxNetA, vxEpA, "10.91.0.2/24", "fd00:91::2/64")
+		b.container(vxNetB, vxEpB, "10.91.0.3/24", "fd00:91::3/64")
+		a.waitRemote("blue", "fd00:91::3", true)
+		b.waitRemote("blue", "fd00:91::2", true)
+
+		a.enter()
+		remotes, _, err := link.Remotes(vxlanName(vxNetA))
+		want := link.Remote{IP: netip.MustParseAddr("fd00:91::3"), MAC: "02:42:0a:5b:00:03", VTEP: netip.MustParseAddr("192.0.2.2")}
+		if err != nil || len(remotes) != 2 || remotes[want.IP] != want {
+			t.Fatalf("host a's entries: %+v, %v; want %+v among 2", remotes, err, want)
+		}
+		if err := vxPing(t, ca, "fd00:91::3", 56); err != nil {
+			t.Fatalf("a -> b over IPv6: %v", err)
+		}
+		if err := vxPing(t, ca, "fd00:91::3", 3000); err != nil { // larger than the MTU
+			t.Fatalf("a -> b over IPv6, 3000 bytes: %v", err)
+		}
+		if err := vxPing(t, ca, "fd00:91::1", 56); err != nil { // the gateway on a's own bridge
+			t.Fatalf("a -> IPv6 gateway: %v", err)
+		}
+		if drifts := a.d.Doctor(drift.View{}, false, nil, 0); len(drifts) != 0 {
+			t.Fatalf("doctor on a consistent dual-stack host: %+v", drifts)
+		}
+
+		// b's endpoint goes: both its records, and a's entries for them.
+		b.enter()
+		if err := b.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: vxNetB, EndpointID: vxEpB}); err != nil {
+			t.Fatal(err)
+		}
+		a.waitRemote("blue", "fd00:91::3", false)
+		a.waitRemote("blue", "10.91.0.3", false)
+		a.enter()
+		if r, dst, _ := link.Remotes(vxlanName(vxNetA)); len(r) != 0 || len(dst) != 0 {
+			t.Fatalf("entries after b's endpoint left: %+v %+v", r, dst)
+		}
+		for _, x := range []struct {
+			h  *vxHost
+			id string
+		}{{a, vxNetA}, {b, vxNetB}} {
+			x.h.enter()
+			if err := x.h.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: x.id}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	})
 }

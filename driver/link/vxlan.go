@@ -130,9 +130,13 @@ func Remotes(name string) (map[netip.Addr]Remote, map[string]netip.Addr, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	neighs, err := netlink.NeighList(l.Attrs().Index, unix.AF_INET)
-	if err != nil {
-		return nil, nil, fmt.Errorf("list neighbours of %s: %w", name, err)
+	var neighs []netlink.Neigh
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		ns, err := netlink.NeighList(l.Attrs().Index, fam)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list neighbours of %s: %w", name, err)
+		}
+		neighs = append(neighs, ns...)
 	}
 	fdb, err := netlink.NeighList(l.Attrs().Index, unix.AF_BRIDGE)
 	if err != nil {
@@ -163,8 +167,8 @@ func Remotes(name string) (map[netip.Addr]Remote, map[string]netip.Addr, error) 
 }
 
 // SetRemote programs one remote endpoint on a VXLAN device: its MAC behind
-// its host's VTEP, and its IP at that MAC for the device's ARP proxy.
-// Replaces what was there for the same IP or MAC.
+// its host's VTEP, and its IP at that MAC for the device's ARP and neighbour
+// discovery proxy. Replaces what was there for the same IP or MAC.
 func SetRemote(name string, r Remote) error {
 	defer timing.Since(timing.Netlink, time.Now())
 	l, err := netlink.LinkByName(name)
@@ -180,7 +184,7 @@ func SetRemote(name string, r Remote) error {
 	if err := netlink.NeighSet(fdb); err != nil {
 		return fmt.Errorf("forwarding entry %s -> %s on %s: %w", mac, r.VTEP, name, err)
 	}
-	neigh := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET, State: unix.NUD_PERMANENT,
+	neigh := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: neighFamily(r.IP), State: unix.NUD_PERMANENT,
 		IP: r.IP.AsSlice(), HardwareAddr: mac}
 	if err := netlink.NeighSet(neigh); err != nil {
 		return fmt.Errorf("neighbour %s -> %s on %s: %w", r.IP, mac, name, err)
@@ -198,7 +202,7 @@ func DelRemote(name string, ip netip.Addr, mac string, vtep netip.Addr) error {
 	}
 	var errs []error
 	if ip.IsValid() {
-		n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_INET, IP: ip.AsSlice()}
+		n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: neighFamily(ip), IP: ip.AsSlice()}
 		if err := netlink.NeighDel(n); err != nil && !gone(err) {
 			errs = append(errs, fmt.Errorf("remove neighbour %s from %s: %w", ip, name, err))
 		}
@@ -210,6 +214,15 @@ func DelRemote(name string, ip netip.Addr, mac string, vtep netip.Addr) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// neighFamily is the neighbour table an address's entry goes in: ARP for
+// IPv4, neighbour discovery for IPv6 (the device's proxy answers both).
+func neighFamily(a netip.Addr) int {
+	if a.Is6() {
+		return unix.AF_INET6
+	}
+	return unix.AF_INET
 }
 
 func gone(err error) bool { return errors.Is(err, unix.ENOENT) || isNotFound(err) }
