@@ -101,7 +101,7 @@ func TestConflictingDefinitionsRefused(t *testing.T) {
 		{[]string{"-o", "backend=vxlan", "--subnet", "10.203.0.0/24"}, "cluster network red already exists with subnet=10.202.0.0/24; this request asks for subnet=10.203.0.0/24"},
 		{[]string{"-o", "backend=bridge"}, "cluster network red already exists with backend=vxlan; this request asks for backend=bridge"},
 		{[]string{"-o", "backend=vxlan", "-o", "com.docker.network.bridge.enable_icc=false"}, "enable_icc=true; this request asks for option com.docker.network.bridge.enable_icc=false"},
-		{[]string{"-o", "backend=vxlan", "--ipv6"}, "IPv6 pools are not supported in cluster networks"},
+		{[]string{"-o", "backend=vxlan", "--ipv6"}, "cluster network red already exists with IPv6 subnet=(none); this request asks for IPv6 subnet=(automatic)"},
 	} {
 		args := append([]string{"network", "create", "-d", "mynet", "--ipam-driver", "mynet", "--ipam-opt", "network=red"}, tc.args...)
 		out, err := h2.docker(t, append(args, "mit-red2")...)
