@@ -89,7 +89,9 @@ func (b bridgeBackend) setup(rec *state.Network, _ []state.Network, creating boo
 	}
 	if created {
 		rec.BridgeCreated = true
-		b.d.mark(rec.Bridge)
+		if err := br.SetAlias(d.owner); err != nil {
+			d.log.Warn("mark link", "link", rec.Bridge, "err", err)
+		}
 	} else if rec.BridgeCreated {
 		// Made by an older mynet, whose bridges took their ports' lowest
 		// MAC: one that changes cuts containers off for up to a minute.

@@ -99,8 +99,10 @@ func SetUpBridge(name string, mtu int, mac net.HardwareAddr) (br Bridge, created
 			return br, false, fmt.Errorf("interface %s exists and is a %s, not a bridge: choose another bridge name", name, l.Type())
 		}
 	case isNotFound(err):
+		// Name, MTU, MAC and "up" all go in the request that creates it, and
+		// the library reads back its index: two round trips after the lookup.
 		attrs := netlink.NewLinkAttrs()
-		attrs.Name = name
+		attrs.Name, attrs.Flags = name, net.FlagUp
 		if mtu > 0 {
 			attrs.MTU = mtu
 		}
@@ -109,12 +111,27 @@ func SetUpBridge(name string, mtu int, mac net.HardwareAddr) (br Bridge, created
 				return br, false, fmt.Errorf("create bridge %s: %w", name, err)
 			}
 		}
-		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, unix.EEXIST) {
+		nb := &netlink.Bridge{LinkAttrs: attrs}
+		err := netlink.LinkAdd(nb)
+		switch {
+		case err == nil && nb.Index != 0:
+			br.Index = nb.Index
+			return br, true, nil
+		case err == nil:
+			created = true
+			if l, err = findBridge(name); err != nil {
+				return br, true, err
+			}
+		case errors.Is(err, unix.EEXIST):
+			// Made by someone else since the lookup: not ours to remove.
+			if l, err = findBridge(name); err != nil {
+				return br, false, err
+			}
+			if l.Type() != "bridge" {
+				return br, false, fmt.Errorf("interface %s exists and is a %s, not a bridge: choose another bridge name", name, l.Type())
+			}
+		default:
 			return br, false, fmt.Errorf("create bridge %s: %w", name, err)
-		}
-		created = true
-		if l, err = findBridge(name); err != nil {
-			return br, true, err
 		}
 	default:
 		return br, false, fmt.Errorf("look up bridge %s: %w", name, err)
@@ -213,6 +230,17 @@ func deleteLink(name string) error {
 	}
 	if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// SetAlias sets the bridge's alias (the mark of the instance that made
+// it): one request, by index.
+func (br Bridge) SetAlias(alias string) error {
+	defer timing.Since(timing.Netlink, time.Now())
+	l := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: br.Name, Index: br.Index}}
+	if err := netlink.LinkSetAlias(l, alias); err != nil {
+		return fmt.Errorf("mark %s: %w", br.Name, err)
 	}
 	return nil
 }
