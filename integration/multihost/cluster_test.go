@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -222,21 +223,30 @@ func TestPublishedPortOnTheContainersHost(t *testing.T) {
 // macvlan on a parent that is already one LAN (every host's eth1 sits on the
 // underlay bridge): cluster IPAM alone keeps addresses apart.
 func TestMacvlanWithClusterIPAM(t *testing.T) {
+	subnet6 := netip.MustParsePrefix("fd00:198::/64")
 	var ips []string
+	var ips6 []netip.Addr
 	for i, h := range L.hosts {
-		args := []string{"-o", "backend=macvlan", "-o", "parent=eth1", "--ipam-driver", "mynet", "--ipam-opt", "network=lan"}
+		args := []string{"-o", "backend=macvlan", "-o", "parent=eth1", "--ipam-driver", "mynet", "--ipam-opt", "network=lan", "--ipv6"}
 		if i == 0 {
-			args = append(args, "--subnet", "10.198.0.0/24")
+			args = append(args, "--subnet", "10.198.0.0/24", "--subnet", subnet6.String())
 		}
 		h.network(t, "mit-lan", args...)
-		ips = append(ips, h.container(t, fmt.Sprintf("mit-lan%d", h.N), "mit-lan"))
+		ctr := fmt.Sprintf("mit-lan%d", h.N)
+		ips = append(ips, h.container(t, ctr, "mit-lan"))
+		ips6 = append(ips6, h.addr6(t, ctr, "mit-lan", subnet6))
 	}
 	if ips[0] == ips[1] || ips[1] == ips[2] || ips[0] == ips[2] {
 		t.Fatalf("macvlan addresses %v are not distinct", ips)
 	}
+	if ips6[0] == ips6[1] || ips6[1] == ips6[2] || ips6[0] == ips6[2] {
+		t.Fatalf("macvlan IPv6 addresses %v are not distinct", ips6)
+	}
 	for i, h := range L.hosts {
-		next := ips[(i+1)%len(ips)]
-		h.expectPing(t, fmt.Sprintf("%s -> %s over the shared LAN", h.Name, next), fmt.Sprintf("mit-lan%d", h.N), next)
+		next, next6 := ips[(i+1)%len(ips)], ips6[(i+1)%len(ips6)]
+		ctr := fmt.Sprintf("mit-lan%d", h.N)
+		h.expectPing(t, fmt.Sprintf("%s -> %s over the shared LAN", h.Name, next), ctr, next)
+		eventually(t, L.syncWait(), fmt.Sprintf("%s -> %s over the shared LAN", h.Name, next6), func() error { return h.ping6(t, ctr, next6, 56) })
 	}
 }
 
