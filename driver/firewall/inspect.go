@@ -27,9 +27,12 @@ func (f *Firewall) OwnedNetworks() ([]OwnedNetwork, error) {
 					// The bridge is the output interface: every network has
 					// "-o BR" rules (isolation), and an input interface may be
 					// a trusted host interface, not a bridge.
-					for i := 0; i+1 < len(r.tokens); i++ {
-						if r.tokens[i] == "-o" && !strings.HasSuffix(r.tokens[i+1], "+") {
-							seen[OwnedNetwork{ID: id, Bridge: r.tokens[i+1], Owner: owner}] = true
+					// iptables-save prints interface names unquoted:
+					// blanks split the words that matter here.
+					words := strings.Fields(r.text)
+					for i := 0; i+1 < len(words); i++ {
+						if words[i] == "-o" && !strings.HasSuffix(words[i+1], "+") {
+							seen[OwnedNetwork{ID: id, Bridge: words[i+1], Owner: owner}] = true
 						}
 					}
 				}

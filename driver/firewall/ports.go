@@ -129,7 +129,7 @@ func checkConflict(st *ruleset, r rule, earlier []state.PortBinding) error {
 		return nil
 	}
 	for _, e := range ch.rules {
-		o, ok := parsePortRule(e.tokens)
+		o, ok := parsePortRule(e.words())
 		if !ok || !overlaps(o) || e.key == r.key() {
 			continue
 		}

@@ -28,7 +28,7 @@ func (f *Firewall) PublishedPorts() (map[string][]state.PortBinding, error) {
 			if !ok {
 				continue
 			}
-			if pb, ok := portBinding(r.tokens); ok {
+			if pb, ok := portBinding(r.words()); ok {
 				out[id12] = append(out[id12], pb)
 			}
 		}

@@ -30,11 +30,18 @@ type chain struct {
 }
 
 type savedRule struct {
-	text    string   // the rule as printed after "-A CHAIN "
-	tokens  []string // text split like a shell would, quotes removed
-	key     string   // order-insensitive identity, see ruleKey
-	comment string   // value of --comment, "" if none
-	target  string   // value of -j, "" if none
+	text    string // the rule as printed after "-A CHAIN "
+	key     string // order-insensitive identity, see ruleKey
+	comment string // value of --comment, "" if none
+	target  string // value of -j, "" if none
+}
+
+// words splits the rule's text like a shell would, quotes removed. They are
+// not kept: with thousands of rules in the cached copy they were its
+// largest part, and few callers need them.
+func (r savedRule) words() []string {
+	toks, _ := splitRule(r.text) // parsed once already
+	return toks
 }
 
 func (rs *ruleset) table(name string) *table {
@@ -115,7 +122,7 @@ func parseSave(out string) (*ruleset, error) {
 }
 
 func newSavedRule(text string, toks []string) savedRule {
-	r := savedRule{text: text, tokens: toks, key: ruleKey(toks)}
+	r := savedRule{text: text, key: ruleKey(toks)}
 	r.comment, _ = optValue(toks, "--comment")
 	r.target, _ = optValue(toks, "-j")
 	return r

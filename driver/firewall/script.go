@@ -105,7 +105,7 @@ func (s *script) insertRule(r rule, pos int) {
 
 // deleteSaved deletes a rule as iptables-save printed it.
 func (s *script) deleteSaved(tbl, chain string, r savedRule) {
-	s.add(tbl, scriptOp{kind: opDelete, chain: chain, text: r.text, toks: r.tokens})
+	s.add(tbl, scriptOp{kind: opDelete, chain: chain, text: r.text, toks: r.words()})
 }
 
 // deleteRule deletes a rule we generate.
