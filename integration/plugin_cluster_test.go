@@ -278,6 +278,52 @@ func TestPluginManagedCluster(t *testing.T) {
 		}
 	})
 
+	// IPv6 in a cluster network: the IPv6 pool is cluster-wide like the
+	// IPv4 one, dual stack on every engine and IPv6 only (--ipv4=false) on
+	// Docker 28.
+	t.Run("IPv6Pools", func(t *testing.T) {
+		type pcCase struct {
+			name string
+			args []string
+			v4   bool
+		}
+		v6 := freeV6Subnet(t)
+		cases := []pcCase{{"mit-pc-ds", []string{"--ipv6", "--subnet", freeV4Subnet(t, 135).String(), "--subnet", v6.String()}, true}}
+		if engineMajor(t) >= 28 {
+			cases = append(cases, pcCase{"mit-pc-v6only", []string{"--ipv4=false", "--ipv6", "--subnet", v6.String()}, false})
+		}
+		for _, c := range cases {
+			cname := c.name + "-net"
+			args := append([]string{"-d", ref, "--ipam-driver", ref, "--ipam-opt", "network=" + cname, "-o", "backend=bridge"}, c.args...)
+			netCreate(t, c.name, args...)
+			ctr := c.name + "-c"
+			runContainer(t, ctr, "--network", c.name)
+			a6, err := netip.ParseAddr(containerNet(t, ctr, c.name).GlobalIPv6Address)
+			if err != nil || !v6.Contains(a6) {
+				t.Fatalf("%s: IPv6 address %s (%v), want one in %s", c.name, a6, err, v6)
+			}
+			cn, _, err := obs.Network(ctx, cname)
+			if err != nil {
+				t.Fatalf("cluster network %s: %v", cname, err)
+			}
+			if cn.Subnet6 != v6 || cn.Subnet.IsValid() != c.v4 || !cn.Gateway6.IsValid() {
+				t.Errorf("%s in etcd: subnet %s, IPv6 subnet %s, IPv6 gateway %s; want IPv6 subnet %s and an IPv4 one: %v", cname, cn.Subnet, cn.Subnet6, cn.Gateway6, v6, c.v4)
+			}
+			addrs, err := obs.Addresses(ctx, cname)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := addrs[a6]; a.Host != hostID || a.Kind != cluster.KindEndpoint || !a.Released.IsZero() {
+				t.Errorf("etcd's record of %s (%s): %+v, want held by %s as an endpoint", a6, ctr, a, hostID)
+			}
+			mustDocker(t, "rm", "-f", ctr)
+			netRemove(t, c.name)
+			if _, _, err := obs.Network(ctx, cname); !errors.Is(err, cluster.ErrNoNetwork) {
+				t.Errorf("cluster network %s after docker network rm: err %v, want ErrNoNetwork", cname, err)
+			}
+		}
+	})
+
 	t.Run("DisableWithdrawsLiveness", func(t *testing.T) {
 		mustDocker(t, "plugin", "disable", ref)
 		h, err := pcHost(obs)
