@@ -511,6 +511,24 @@ func TestStartRemovesOrphans(t *testing.T) {
 	})
 }
 
+// openBench opens the state file at path and a driver on it, as a start
+// does; fail ends the benchmark's goroutine.
+func openBench(path string, log *slog.Logger, fail func(error)) (*state.Store, *Driver) {
+	s, err := state.Open(path, state.Options{})
+	if err != nil {
+		fail(err)
+	}
+	fw, err := firewall.NewWithConfig(nil, firewall.Config{Owner: s.InstanceID()})
+	if err != nil {
+		fail(err)
+	}
+	d, err := New(Config{Store: s, Firewall: fw, Log: log})
+	if err != nil {
+		fail(err)
+	}
+	return s, d
+}
+
 // BenchmarkStartWith200Networks2000Endpoints measures a restart (store open
 // to driver ready) with 200 bridge networks and 2,000 endpoints with real
 // bridges, veths and rules.
@@ -524,21 +542,7 @@ func BenchmarkStartWith200Networks2000Endpoints(b *testing.B) {
 			fail(err)
 		}
 		path := filepath.Join(b.TempDir(), "mynet.db")
-		open := func() (*state.Store, *Driver) {
-			s, err := state.Open(path, state.Options{})
-			if err != nil {
-				fail(err)
-			}
-			fw, err := firewall.NewWithConfig(nil, firewall.Config{Owner: s.InstanceID()})
-			if err != nil {
-				fail(err)
-			}
-			d, err := New(Config{Store: s, Firewall: fw})
-			if err != nil {
-				fail(err)
-			}
-			return s, d
-		}
+		open := func() (*state.Store, *Driver) { return openBench(path, nil, fail) }
 		s, d := open()
 		for i := 0; i < 200; i++ {
 			id := fmt.Sprintf("%012x%052d", i+1, 0)
@@ -578,21 +582,8 @@ func BenchmarkStartAfterReboot1000Networks(b *testing.B) {
 			fail(err)
 		}
 		path := filepath.Join(b.TempDir(), "mynet.db")
-		open := func() (*state.Store, *Driver) {
-			s, err := state.Open(path, state.Options{})
-			if err != nil {
-				fail(err)
-			}
-			fw, err := firewall.NewWithConfig(nil, firewall.Config{Owner: s.InstanceID()})
-			if err != nil {
-				fail(err)
-			}
-			d, err := New(Config{Store: s, Firewall: fw, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				fail(err)
-			}
-			return s, d
-		}
+		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+		open := func() (*state.Store, *Driver) { return openBench(path, quiet, fail) }
 		s, d := open()
 		for i := 0; i < 1000; i++ {
 			id := fmt.Sprintf("%x%011x%052d", i%16, i+1, 0) // every shard

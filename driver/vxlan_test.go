@@ -255,6 +255,24 @@ func (h *vxHost) waitRemote(name, ip string, present bool) {
 	h.d.SyncDataPlane()
 }
 
+// deleteVXNetworks deletes network vxNetA on a and vxNetB on b: no link of
+// ours may be left on either.
+func deleteVXNetworks(t *testing.T, a, b *vxHost) {
+	t.Helper()
+	for _, x := range []struct {
+		h  *vxHost
+		id string
+	}{{a, vxNetA}, {b, vxNetB}} {
+		x.h.enter()
+		if err := x.h.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: x.id}); err != nil {
+			t.Fatal(err)
+		}
+		if names, _ := link.Names(); strings.Contains(strings.Join(names, " "), "mn") {
+			t.Errorf("%s: links left: %v", x.h.name, names)
+		}
+	}
+}
+
 // inLockedThread runs fn on a locked thread that dies with it (the
 // namespaces it entered die with it too).
 func inLockedThread(t *testing.T, fn func()) {
@@ -393,18 +411,7 @@ func TestVXLANTwoHostsShareOneSegment(t *testing.T) {
 			t.Fatalf("entries after b's endpoint left: %+v %+v", r, dst)
 		}
 
-		for _, x := range []struct {
-			h  *vxHost
-			id string
-		}{{a, vxNetA}, {b, vxNetB}} {
-			x.h.enter()
-			if err := x.h.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: x.id}); err != nil {
-				t.Fatal(err)
-			}
-			if names, _ := link.Names(); strings.Contains(strings.Join(names, " "), "mn") {
-				t.Errorf("%s: links left: %v", x.h.name, names)
-			}
-		}
+		deleteVXNetworks(t, a, b)
 		if eps, _ := a.cl.Endpoints(context.Background(), "blue"); len(eps) != 0 {
 			t.Fatalf("endpoint records left: %+v", eps)
 		}
@@ -549,14 +556,6 @@ func TestVXLANDualStack(t *testing.T) {
 		if r, dst, _ := link.Remotes(vxlanName(vxNetA)); len(r) != 0 || len(dst) != 0 {
 			t.Fatalf("entries after b's endpoint left: %+v %+v", r, dst)
 		}
-		for _, x := range []struct {
-			h  *vxHost
-			id string
-		}{{a, vxNetA}, {b, vxNetB}} {
-			x.h.enter()
-			if err := x.h.d.DeleteNetwork(&api.DeleteNetworkRequest{NetworkID: x.id}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		deleteVXNetworks(t, a, b)
 	})
 }
