@@ -88,14 +88,17 @@ func (d *Driver) CreateEndpoint(req *api.CreateEndpointRequest) (resp *api.Creat
 			retErr = errors.Join(retErr, deleteLinks(ep))
 		}
 	}()
-	if err := d.publish(n.rec, ep); err != nil {
-		return nil, fmt.Errorf("endpoint %s: %w", protocol.Short(ep.ID), err)
-	}
+	// Registered first: a dual-stack endpoint is published one address at a
+	// time, and a failure after the first must not leave its record behind
+	// (withdrawing one never published is a no-op).
 	defer func() {
 		if retErr != nil {
 			d.withdraw(n.rec, ep)
 		}
 	}()
+	if err := d.publish(n.rec, ep); err != nil {
+		return nil, fmt.Errorf("endpoint %s: %w", protocol.Short(ep.ID), err)
+	}
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutEndpoint(ep) }); err != nil {
 		return nil, fmt.Errorf("save endpoint %s: %w", protocol.Short(ep.ID), err)
 	}
