@@ -129,6 +129,11 @@ func checkConflict(st *ruleset, r rule, earlier []state.PortBinding) error {
 		return nil
 	}
 	for _, e := range ch.rules {
+		// The cached rules keep no words: split only the few that can
+		// overlap, not every published port at every call.
+		if !strings.Contains(e.text, "--dport "+pp.port) {
+			continue
+		}
 		o, ok := parsePortRule(e.words())
 		if !ok || !overlaps(o) || e.key == r.key() {
 			continue
