@@ -93,48 +93,33 @@ func SetUpBridge(name string, mtu int, mac net.HardwareAddr) (br Bridge, created
 	defer timing.Since(timing.Netlink, time.Now())
 	br.Name = name
 	l, err := netlink.LinkByName(name)
-	switch {
-	case err == nil:
-		if l.Type() != "bridge" {
-			return br, false, fmt.Errorf("interface %s exists and is a %s, not a bridge: choose another bridge name", name, l.Type())
-		}
-	case isNotFound(err):
+	if isNotFound(err) {
 		// Name, MTU, MAC and "up" all go in the request that creates it, and
 		// the library reads back its index: two round trips after the lookup.
 		attrs := netlink.NewLinkAttrs()
-		attrs.Name, attrs.Flags = name, net.FlagUp
-		if mtu > 0 {
-			attrs.MTU = mtu
-		}
+		attrs.Name, attrs.Flags, attrs.MTU = name, net.FlagUp, max(mtu, 0)
 		if attrs.HardwareAddr = mac; mac == nil {
 			if attrs.HardwareAddr, err = randomMAC(); err != nil {
 				return br, false, fmt.Errorf("create bridge %s: %w", name, err)
 			}
 		}
 		nb := &netlink.Bridge{LinkAttrs: attrs}
-		err := netlink.LinkAdd(nb)
-		switch {
+		switch err = netlink.LinkAdd(nb); {
 		case err == nil && nb.Index != 0:
 			br.Index = nb.Index
 			return br, true, nil
 		case err == nil:
 			created = true
-			if l, err = findBridge(name); err != nil {
-				return br, true, err
-			}
-		case errors.Is(err, unix.EEXIST):
-			// Made by someone else since the lookup: not ours to remove.
-			if l, err = findBridge(name); err != nil {
-				return br, false, err
-			}
-			if l.Type() != "bridge" {
-				return br, false, fmt.Errorf("interface %s exists and is a %s, not a bridge: choose another bridge name", name, l.Type())
-			}
-		default:
+		case !errors.Is(err, unix.EEXIST): // EEXIST: made by someone else since the lookup, not ours
 			return br, false, fmt.Errorf("create bridge %s: %w", name, err)
 		}
-	default:
-		return br, false, fmt.Errorf("look up bridge %s: %w", name, err)
+		l, err = netlink.LinkByName(name)
+	}
+	if err != nil {
+		return br, created, fmt.Errorf("look up bridge %s: %w", name, err)
+	}
+	if l.Type() != "bridge" {
+		return br, false, fmt.Errorf("interface %s exists and is a %s, not a bridge: choose another bridge name", name, l.Type())
 	}
 	br.Index = l.Attrs().Index
 	if mtu > 0 && l.Attrs().MTU != mtu {
