@@ -130,13 +130,9 @@ func Remotes(name string) (map[netip.Addr]Remote, map[string]netip.Addr, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	var neighs []netlink.Neigh
-	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		ns, err := netlink.NeighList(l.Attrs().Index, fam)
-		if err != nil {
-			return nil, nil, fmt.Errorf("list neighbours of %s: %w", name, err)
-		}
-		neighs = append(neighs, ns...)
+	neighs, err := netlink.NeighList(l.Attrs().Index, unix.AF_UNSPEC) // ARP and neighbour discovery in one dump
+	if err != nil {
+		return nil, nil, fmt.Errorf("list neighbours of %s: %w", name, err)
 	}
 	fdb, err := netlink.NeighList(l.Attrs().Index, unix.AF_BRIDGE)
 	if err != nil {
@@ -153,7 +149,7 @@ func Remotes(name string) (map[netip.Addr]Remote, map[string]netip.Addr, error) 
 	}
 	out := map[netip.Addr]Remote{}
 	for _, n := range neighs {
-		if n.State&unix.NUD_PERMANENT == 0 {
+		if n.State&unix.NUD_PERMANENT == 0 || (n.Family != unix.AF_INET && n.Family != unix.AF_INET6) {
 			continue
 		}
 		a, ok := netip.AddrFromSlice(n.IP)
