@@ -126,7 +126,7 @@ func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix drif
 			}
 			what := "this host has its pool " + l.rec.ID + " but is not a member in etcd"
 			switch {
-			case err != nil:
+			case n.Name == "": // ErrNoNetwork, and no join has made it again yet
 				what = "this host has its pool " + l.rec.ID + " but etcd has no such network"
 			case !n.SubnetOf(l.rec.V6).IsValid():
 				what = "this host has its pool " + l.rec.ID + " but the network has no " + familyName(l.rec.V6) + " pool in etcd"
@@ -134,12 +134,11 @@ func (d *Driver) ClusterDrift(ctx context.Context, grace time.Duration, fix drif
 			opts := maps.Clone(l.rec.Options)
 			delete(opts, OptNetwork)
 			check(drift.Drift{Kind: drift.ClusterMembership, Object: "cluster network " + name, Detail: what + ": join again"}, func() error {
-				var jerr error
-				n, _, jerr = d.cluster.Join(ctx, cluster.PoolSpec{Name: name, V6: l.rec.V6, Subnet: l.rec.Pool, Range: l.rec.Range, Options: opts})
-				if jerr == nil {
-					err = nil
+				joinedNet, _, err := d.cluster.Join(ctx, cluster.PoolSpec{Name: name, V6: l.rec.V6, Subnet: l.rec.Pool, Range: l.rec.Range, Options: opts})
+				if err == nil {
+					n = joinedNet
 				}
-				return jerr
+				return err
 			})
 			if _, member := n.Members[us]; !member || !n.SubnetOf(l.rec.V6).IsValid() {
 				joined = false
