@@ -62,7 +62,8 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 	var errs []error
 	recs := map[string]state.Network{} // every network still here, set up or not
 	var needRules []state.Network
-	gone := map[string]bool{} // networks whose rules were missing, not just re-asserted
+	var routedAgain []state.Network // bridges made again or back: their subnets' routes are new
+	gone := map[string]bool{}       // networks whose rules were missing, not just re-asserted
 	for _, id := range ids {
 		n, ok := d.lookupNetwork(id)
 		if !ok {
@@ -97,8 +98,12 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 		if gone[id] || len(missing) > 0 || wasWaiting || s.recheck {
 			needRules = append(needRules, rec)
 		}
+		if slices.Contains(missing, rec.Bridge) || wasWaiting {
+			routedAgain = append(routedAgain, rec)
+		}
 	}
 	errs = append(errs, d.addRules(needRules, gone)...)
+	d.forgetEarlierFlows(routedAgain...)
 	for _, ep := range d.endpointsOfNetworks(recs) {
 		n := recs[ep.NetworkID]
 		if err := d.backend(n.Backend).restoreEndpoint(n, ep, s.masters); err != nil {

@@ -6,8 +6,11 @@
 // # Chain layout (same in iptables and ip6tables, but raw: IPv4 only)
 //
 //	table   chain                 jumped from                           content
-//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  -j MYNET-ISO-1, then -i mn-<s>+ and -o mn-<s>+
+//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  connections we accepted: -j MYNET-KNOWN, then
+//	                                                                    -j MYNET-ISO-1, then -i mn-<s>+ and -o mn-<s>+
 //	                                                                    -j MYNET-FORWARD-<s> for s in 0..f
+//	filter  MYNET-KNOWN           MYNET-FORWARD rule 1                  -i/-o docker+, br-+: RETURN; then ACCEPT
+//	filter  MYNET-ACCEPT          every accept of ours                  mark the connection, then ACCEPT
 //	filter  MYNET-FORWARD-<s>     MYNET-FORWARD                         3 rules per network of shard s
 //	filter  MYNET-ISO-1           MYNET-FORWARD rule 1                  Docker bridge to Docker bridge: RETURN; from a Docker
 //	                                                                    bridge: -j MYNET-ISO-2; then -i mn-<s>+ -j MYNET-ISO-1-<s>
@@ -43,7 +46,8 @@
 // bridge networks and the loopback guard: in filter "-o BR ctstate
 // RELATED,ESTABLISHED,DNAT ACCEPT", "-i BR ACCEPT" and "-o BR DROP" (in the
 // other order with ICC off, so that the drop also stops traffic within the
-// bridge), and one rule in each isolation chain; in nat the outbound
+// bridge; each ACCEPT of ours is a jump to MYNET-ACCEPT), and one rule in
+// each isolation chain; in nat the outbound
 // MASQUERADE, the hairpin MASQUERADE and the 127.0.0.0/8 MASQUERADE; in raw
 // the guard. In IPv6 it has 7 (no 127/8 rules). An internal network has 5,
 // all in filter: the isolation pair, "-i BR -o BR ACCEPT" (none with ICC
@@ -74,6 +78,25 @@
 // Limits: a Docker bridge given a custom name (com.docker.network.bridge.name)
 // is not recognised, and a host uplink named br-* or docker* would be cut
 // off (set Config.ForeignBridges).
+//
+// # Known connections
+//
+// Every accept of ours goes through MYNET-ACCEPT, which sets a bit of the
+// connection's mark (AcceptedMark, 0x1000000) before it accepts. The first
+// rule of MYNET-FORWARD sends the packets of a connection with that bit to
+// MYNET-KNOWN, which accepts them at once: after its first packet a
+// connection crosses 2 to 7 rules of ours, whatever the number of networks
+// (Docker's bridge walks every network's rules for every packet). The
+// verdict of a connection cannot change over its life, because a network's
+// options are fixed, the flows of an endpoint are forgotten when it goes,
+// and the driver forgets the marked flows of a network's subnets when it
+// makes (or makes again) the network's bridge, after its rules are in
+// place: a connection the uplink carried before does not go on into the new
+// network unchecked. Docker's bridges come and go without telling us, so
+// MYNET-KNOWN returns every packet from or to one of them to the whole walk,
+// isolation first. (A masqueraded flow whose output interface changes is
+// dropped by the kernel itself.) The user's DOCKER-USER rules run before
+// MYNET-FORWARD, for every packet.
 //
 // # Traffic into a network
 //

@@ -43,6 +43,12 @@ const (
 	chPost     = "MYNET-POSTROUTING" // nat, jumped from POSTROUTING (rule 1): masquerading
 	chLoopback = "MYNET-LOOPBACK"    // raw (IPv4), jumped from PREROUTING (rule 1) for 127.0.0.0/8 not from lo
 	chPorts    = "MYNET-PORTS"       // filter, jumped from the shard of a routed network or one with trusted interfaces: open ports
+	chAccept   = "MYNET-ACCEPT"      // filter, the target of every accept of ours: marks the connection, then accepts
+	chKnown    = "MYNET-KNOWN"       // filter, rule 1 of MYNET-FORWARD for marked connections: accepts them at once
+
+	// acceptedMark is AcceptedMark in iptables-save's words (it prints
+	// --set-mark with a mask equal to the value as --set-xmark).
+	acceptedMark = "0x1000000/0x1000000"
 
 	chainPrefix   = "MYNET-"
 	commentBase   = "mynet"  // comment of rules that belong to no network
@@ -53,6 +59,10 @@ const (
 
 	loopbackNet = "127.0.0.0/8"
 )
+
+// AcceptedMark is the connection mark bit (ctmark) MYNET-ACCEPT sets on
+// every connection our rules accept (see knownRules).
+const AcceptedMark uint32 = 0x1000000
 
 // ourTables are the tables that hold chains or rules of ours.
 var ourTables = []string{tFilter, tNat, tRaw}
@@ -195,7 +205,7 @@ func baseChains(fam family) []chainRef {
 			cs = append(cs, chainRef{c.table, shardChain(c.name, shardDigits[i])})
 		}
 	}
-	return append(cs, chainRef{tNat, chDNAT}, chainRef{tFilter, chPorts})
+	return append(cs, chainRef{tNat, chDNAT}, chainRef{tFilter, chPorts}, chainRef{tFilter, chAccept}, chainRef{tFilter, chKnown})
 }
 
 // shardJumps are the jumps from a sharded chain into its 16 shards, each
@@ -270,8 +280,17 @@ func entryHeads(fam family, entered bool) []head {
 }
 
 func baseHeads(fam family, foreign []string, entered bool) []head {
+	forward := []rule{
+		mk(tFilter, chForward, commentBase, []string{"-m", "connmark", "--mark", acceptedMark}, chKnown),
+		mk(tFilter, chForward, commentBase, nil, chIso1),
+	}
 	hs := append(entryHeads(fam, entered),
-		head{table: tFilter, chain: chForward, rules: append([]rule{mk(tFilter, chForward, commentBase, nil, chIso1)}, shardJumps(tFilter, chForward)...)},
+		head{table: tFilter, chain: chForward, rules: append(forward, shardJumps(tFilter, chForward)...)},
+		head{table: tFilter, chain: chAccept, rules: []rule{
+			mk(tFilter, chAccept, commentBase, nil, "CONNMARK", "--set-xmark", acceptedMark),
+			mk(tFilter, chAccept, commentBase, nil, "ACCEPT"),
+		}},
+		head{table: tFilter, chain: chKnown, rules: knownRules(foreign)},
 		head{table: tNat, chain: chPost, rules: shardJumps(tNat, chPost)})
 	if fam == v4 {
 		hs = append(hs, head{table: tRaw, chain: chLoopback, rules: shardJumps(tRaw, chLoopback)})
@@ -298,6 +317,26 @@ func baseHeads(fam family, foreign []string, entered bool) []head {
 	}
 	drops.rules = append(drops.rules, shardJumps(tFilter, chIso2)...)
 	return append(hs, iso, drops)
+}
+
+// knownRules are MYNET-KNOWN's: a connection our rules accepted (its mark
+// says so) is accepted again at once, without walking isolation and the
+// shards, unless it touches a foreign bridge. That keeps the cost of every
+// packet after a connection's first independent of the number of networks.
+// It is safe because the verdict cannot change over a connection's life: a
+// network's options are fixed, an endpoint's flows are forgotten when it
+// goes, and the driver forgets the flows of a network's subnets when it
+// makes the network, so a flow that a new bridge of ours now routes began
+// under that bridge's rules. Docker's bridges come and go without telling
+// us: packets to or from them always take the whole walk.
+func knownRules(foreign []string) []rule {
+	var rs []rule
+	for _, p := range foreign {
+		rs = append(rs,
+			mk(tFilter, chKnown, commentBase, []string{"-i", p}, "RETURN"),
+			mk(tFilter, chKnown, commentBase, []string{"-o", p}, "RETURN"))
+	}
+	return append(rs, mk(tFilter, chKnown, commentBase, nil, "ACCEPT"))
 }
 
 // netRules is the wanted state of one network in one family: its rules in
@@ -338,7 +377,7 @@ func shardRules(n *Network, fam family, subnets []netip.Prefix, comment string) 
 	// address a packet claims.
 	if n.Internal {
 		if n.ICC {
-			add(tFilter, chForward, []string{"-i", br, "-o", br}, "ACCEPT")
+			add(tFilter, chForward, []string{"-i", br, "-o", br}, chAccept)
 		}
 		add(tFilter, chForward, []string{"-i", br}, "DROP")
 		add(tFilter, chForward, []string{"-o", br}, "DROP")
@@ -348,26 +387,26 @@ func shardRules(n *Network, fam family, subnets []netip.Prefix, comment string) 
 	// ports, from outside, from the host or hairpin from the bridge itself,
 	// even with ICC off), come first; every other new connection into the
 	// bridge is dropped, from the bridge itself too unless ICC allows it.
-	add(tFilter, chForward, []string{"-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, "ACCEPT")
+	add(tFilter, chForward, []string{"-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, chAccept)
 	// What Docker 28's gateway modes and trusted interfaces let in from
 	// outside the bridge, before the drop.
 	mode := n.gatewayMode(fam)
 	fromOutside := []string{"!", "-i", br, "-o", br}
 	switch {
 	case mode == GatewayNATUnprotected:
-		add(tFilter, chForward, fromOutside, "ACCEPT") // every port of every container
+		add(tFilter, chForward, fromOutside, chAccept) // every port of every container
 	case mode == GatewayRouted:
-		add(tFilter, chForward, append(fromOutside, "-p", icmpProto(fam)), "ACCEPT")
+		add(tFilter, chForward, append(fromOutside, "-p", icmpProto(fam)), chAccept)
 		add(tFilter, chForward, fromOutside, chPorts) // published container ports
 	case len(n.TrustedIfs) > 0:
 		add(tFilter, chForward, fromOutside, chPorts)
 	}
 	if n.ICC {
-		add(tFilter, chForward, []string{"-i", br}, "ACCEPT")
+		add(tFilter, chForward, []string{"-i", br}, chAccept)
 		add(tFilter, chForward, []string{"-o", br}, "DROP")
 	} else {
 		add(tFilter, chForward, []string{"-o", br}, "DROP")
-		add(tFilter, chForward, []string{"-i", br}, "ACCEPT")
+		add(tFilter, chForward, []string{"-i", br}, chAccept)
 	}
 	for _, p := range subnets {
 		if n.Masquerade && mode != GatewayRouted {
@@ -411,12 +450,12 @@ func openRules(n *Network, fam family, p state.PortBinding) []rule {
 	port := []string{"-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.ContainerPort))}
 	if n.gatewayMode(fam) == GatewayRouted {
 		m := append([]string{"-d", dst, "-o", n.Bridge}, port...)
-		return []rule{mk(tFilter, chPorts, netComment(id12), m, "ACCEPT")}
+		return []rule{mk(tFilter, chPorts, netComment(id12), m, chAccept)}
 	}
 	var rs []rule
 	for _, ifName := range n.TrustedIfs {
 		m := append([]string{"-d", dst, "-i", ifName, "-o", n.Bridge}, port...)
-		rs = append(rs, mk(tFilter, chPorts, netComment(id12), m, "ACCEPT"))
+		rs = append(rs, mk(tFilter, chPorts, netComment(id12), m, chAccept))
 	}
 	return rs
 }
