@@ -9,7 +9,8 @@
 //	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  connections we accepted: -j MYNET-KNOWN, then
 //	                                                                    -j MYNET-ISO-1, then -i mn-<s>+ and -o mn-<s>+
 //	                                                                    -j MYNET-FORWARD-<s> for s in 0..f
-//	filter  MYNET-KNOWN           MYNET-FORWARD rule 1                  -i/-o docker+, br-+: RETURN; then ACCEPT
+//	filter  MYNET-KNOWN           MYNET-FORWARD rule 1                  -i mn-+ -o mn-+: ACCEPT; -i/-o docker+, br-+:
+//	                                                                    RETURN; then ACCEPT
 //	filter  MYNET-ACCEPT          every accept of ours                  mark the connection, then ACCEPT
 //	filter  MYNET-FORWARD-<s>     MYNET-FORWARD                         3 rules per network of shard s
 //	filter  MYNET-ISO-1           MYNET-FORWARD rule 1                  Docker bridge to Docker bridge: RETURN; from a Docker
@@ -85,8 +86,9 @@
 // connection's mark (AcceptedMark, 0x1000000) before it accepts. The first
 // rule of MYNET-FORWARD sends the packets of a connection with that bit to
 // MYNET-KNOWN, which accepts them at once: after its first packet a
-// connection crosses 2 to 7 rules of ours, whatever the number of networks
-// (Docker's bridge walks every network's rules for every packet). The
+// connection crosses 3 (within a network) to 8 rules of ours, FORWARD's jump
+// included, whatever the number of networks (Docker's bridge walks every
+// network's rules for every packet). The
 // verdict of a connection cannot change over its life, because a network's
 // options are fixed, the flows of an endpoint are forgotten when it goes,
 // and the driver forgets the marked flows of a network's subnets when it

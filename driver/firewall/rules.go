@@ -330,7 +330,10 @@ func baseHeads(fam family, foreign []string, entered bool) []head {
 // under that bridge's rules. Docker's bridges come and go without telling
 // us: packets to or from them always take the whole walk.
 func knownRules(foreign []string) []rule {
-	var rs []rule
+	// Between bridges of ours first: frames within a network (bridged, with
+	// bridge-nf-call-iptables) then cross two rules of ours in all.
+	ours := BridgePrefix + "+"
+	rs := []rule{mk(tFilter, chKnown, commentBase, []string{"-i", ours, "-o", ours}, "ACCEPT")}
 	for _, p := range foreign {
 		rs = append(rs,
 			mk(tFilter, chKnown, commentBase, []string{"-i", p}, "RETURN"),

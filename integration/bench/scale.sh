@@ -14,9 +14,14 @@
 #   - the data plane of one more network, with the other networks absent and
 #     then in place: ping RTT and iperf3 between two "containers" (network
 #     namespaces holding the endpoints' container ends) and from one of them
-#     to an "outside" namespace behind the instance's uplink (NAT).
+#     to an "outside" namespace behind the instance's uplink (NAT), the
+#     median of several rounds; with the load in place also with every rule
+#     of mynet's out of the packets' path (daemon stopped, an ACCEPT first in
+#     FORWARD), rounds alternated, which tells mynet's per-packet cost from
+#     what the host's thousands of links cost by themselves.
 # Knobs: SCALE_NETS (1000), SCALE_EPS (5), SCALE_SAMPLE (50 network lives
-# timed at each end), SCALE_PINGS (1000 per measure), SCALE_IPERF_SECS (3).
+# timed at each end), SCALE_PINGS (1000 per measure), SCALE_IPERF_SECS (3),
+# SCALE_DP_ROUNDS (5 data-plane rounds per column).
 # Run as root from the repository: bash integration/bench/scale.sh
 set -euo pipefail
 export LC_ALL=C # '.' as decimal separator in EPOCHREALTIME, awk and sort
@@ -27,6 +32,7 @@ EPS=${SCALE_EPS:-5}
 SAMPLE=${SCALE_SAMPLE:-50}
 PINGS=${SCALE_PINGS:-1000}
 IPERF_SECS=${SCALE_IPERF_SECS:-3}
+DP_ROUNDS=${SCALE_DP_ROUNDS:-5}
 say() { echo "scale: $*" >&2; }
 die() {
 	say "$*"
@@ -39,6 +45,7 @@ die() {
 [[ $SAMPLE =~ ^[1-9][0-9]*$ && $SAMPLE -le 250 ]] || die "SCALE_SAMPLE=$SAMPLE: give 1 to 250"
 [[ $PINGS =~ ^[1-9][0-9]*$ ]] || die "SCALE_PINGS=$PINGS: give a positive number"
 [[ $IPERF_SECS =~ ^[1-9][0-9]*$ && $IPERF_SECS -le 60 ]] || die "SCALE_IPERF_SECS=$IPERF_SECS: give 1 to 60"
+[[ $DP_ROUNDS =~ ^[1-9][0-9]*$ && $DP_ROUNDS -le 50 ]] || die "SCALE_DP_ROUNDS=$DP_ROUNDS: give 1 to 50"
 [ "$(id -u)" -eq 0 ] || die "run as root: it makes a network namespace"
 for c in curl ip go busybox iperf3 nsenter ss; do command -v "$c" >/dev/null || die "$c is needed"; done
 
@@ -167,18 +174,50 @@ tput() {
 	iperf_mbits "/run/netns/$2" "/run/netns/$1" "$3" 5201 "$IPERF_SECS" || die "iperf3 from $1 to $3: $IPERF_ERR"
 	TPUT=$IPERF_MBITS
 }
-# dataplane TAG: RTT_IN<TAG>, TPUT_IN<TAG>, RTT_OUT<TAG>, TPUT_OUT<TAG> (ms,
-# Mbit/s): within the network, and to the outside.
-dataplane() {
-	rtt "$NS-c1" 10.217.0.3 # neighbours and conntrack warm
+# dp_round FILE: one data-plane round appended to FILE as "RTT_IN TPUT_IN
+# RTT_OUT TPUT_OUT" (ms, Mbit/s): within the network, and to the outside.
+dp_round() {
+	local ri ti ro
 	rtt "$NS-c1" 10.217.0.3
-	printf -v "RTT_IN$1" '%.4f' "$RTT"
+	ri=$RTT
 	tput "$NS-c1" "$NS-c2" 10.217.0.3
-	printf -v "TPUT_IN$1" '%s' "$TPUT"
+	ti=$TPUT
 	rtt "$NS-c1" 198.51.100.2
-	printf -v "RTT_OUT$1" '%.4f' "$RTT"
+	ro=$RTT
 	tput "$NS-c1" "$NS-out" 198.51.100.2
-	printf -v "TPUT_OUT$1" '%s' "$TPUT"
+	echo "$ri $ti $ro $TPUT" >>"$1"
+}
+# dp_median TAG FILE: RTT_IN<TAG>, TPUT_IN<TAG>, RTT_OUT<TAG>, TPUT_OUT<TAG>,
+# the medians of FILE's rounds.
+dp_median() {
+	local i v names=(RTT_IN TPUT_IN RTT_OUT TPUT_OUT)
+	for i in 0 1 2 3; do
+		v=$(awk -v c=$((i + 1)) '{ print $c }' "$2" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+		printf -v "${names[i]}$1" '%.4g' "$v"
+	done
+}
+# dp_in_out TAG: with the daemon stopped, rounds alternated with mynet's
+# rules in the packets' path (medians in RTT_IN_IN<TAG>, ...) and out of it
+# (RTT_IN_OUT<TAG>, ...).
+dp_in_out() {
+	say "data plane ($1), daemon stopped: mynet's rules in the path and out of it, alternated"
+	for ((r = 0; r < DP_ROUNDS; r++)); do
+		dp_round "$WORK/dpin$1"
+		skip_ours on
+		dp_round "$WORK/dpout$1"
+		skip_ours off
+	done
+	dp_median "_IN$1" "$WORK/dpin$1"
+	dp_median "_OUT$1" "$WORK/dpout$1"
+}
+# skip_ours on|off: an ACCEPT first in FORWARD (both families) takes every
+# rule of mynet's out of the forwarded packets' path. Only with the daemon
+# stopped: a running one would put its jump back on top at once.
+skip_ours() {
+	local op=-D
+	[ "$1" = on ] && op=-I
+	ip netns exec "$NS" iptables "$op" FORWARD -m comment --comment scale-skip -j ACCEPT
+	ip netns exec "$NS" ip6tables "$op" FORWARD -m comment --comment scale-skip -j ACCEPT
 }
 
 ip netns add "$NS"
@@ -187,7 +226,13 @@ start
 EMPTY_MEM=$(mem)
 lives "$WORK/lives0"
 probe_setup
-dataplane 0
+rtt "$NS-c1" 10.217.0.3 # neighbours and conntrack warm
+rtt "$NS-c1" 198.51.100.2
+for ((r = 0; r < DP_ROUNDS; r++)); do dp_round "$WORK/dp0"; done
+dp_median 0 "$WORK/dp0"
+stop
+dp_in_out 0
+start
 
 say "feeding $NETS networks x $EPS endpoints"
 t0=$(now_us)
@@ -204,7 +249,10 @@ FEED_S=$(awk -v us=$(($(now_us) - t0)) 'BEGIN { printf "%.1f", us / 1e6 }')
 veths=$(ip -n "$NS" -o link show | grep -c ': mnh' || true)
 [ "$veths" -eq $((NETS * EPS + 2)) ] || die "mynet made $veths host veths, want $((NETS * EPS + 2))"
 
-dataplane N
+rtt "$NS-c1" 10.217.0.3
+rtt "$NS-c1" 198.51.100.2
+for ((r = 0; r < DP_ROUNDS; r++)); do dp_round "$WORK/dpN"; done
+dp_median N "$WORK/dpN"
 lives "$WORK/livesN"
 LOADED_MEM=$(mem)
 NETWORKS_RUNNING=$(timed "$BIN" networks --state "$STATE")
@@ -212,6 +260,7 @@ DOCTOR=$(timed "$BIN" doctor --no-docker --state "$STATE")
 
 stop
 NETWORKS_STOPPED=$(timed "$BIN" networks --state "$STATE")
+dp_in_out N
 start
 RESTART_MS=$START_MS
 RESTART_MEM=$(mem)
@@ -239,8 +288,8 @@ for call in CreateNetwork CreateEndpoint DeleteEndpoint DeleteNetwork; do
 	done
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
-echo "| ping RTT between two endpoints of one network (ms, $PINGS at 2 ms) | $RTT_IN0 | $RTT_INN | $(ratio "$RTT_IN0" "$RTT_INN") |"
-echo "| iperf3 TCP between them (Mbit/s, $IPERF_SECS s) | $TPUT_IN0 | $TPUT_INN | $(ratio "$TPUT_IN0" "$TPUT_INN") |"
+echo "| ping RTT between two endpoints of one network (ms, median of $DP_ROUNDS x $PINGS at 2 ms) | $RTT_IN0 | $RTT_INN | $(ratio "$RTT_IN0" "$RTT_INN") |"
+echo "| iperf3 TCP between them (Mbit/s, median of $DP_ROUNDS x $IPERF_SECS s) | $TPUT_IN0 | $TPUT_INN | $(ratio "$TPUT_IN0" "$TPUT_INN") |"
 echo "| ping RTT from an endpoint to the outside, NAT (ms) | $RTT_OUT0 | $RTT_OUTN | $(ratio "$RTT_OUT0" "$RTT_OUTN") |"
 echo "| iperf3 TCP to the outside, NAT (Mbit/s) | $TPUT_OUT0 | $TPUT_OUTN | $(ratio "$TPUT_OUT0" "$TPUT_OUTN") |"
 echo "| VmRSS / VmHWM (MiB) | $EMPTY_MEM | $LOADED_MEM | |"
@@ -250,3 +299,17 @@ echo "| VmRSS / VmHWM after the restart; after the rebuild (MiB) | | $RESTART_ME
 echo "| mynet networks, daemon running | | $NETWORKS_RUNNING | |"
 echo "| mynet networks, daemon stopped (reads the state file) | | $NETWORKS_STOPPED | |"
 echo "| mynet doctor --no-docker | | $DOCTOR | |"
+echo
+echo "mynet's own cost per packet: the same data plane with the daemon stopped, rounds alternated with mynet's rules in the packets' path and out of it (an ACCEPT first in FORWARD); medians of $DP_ROUNDS rounds."
+echo
+echo "| measure | empty store: in / out of the path | ratio | $NETS networks: in / out of the path | ratio |"
+echo "|---|---:|---:|---:|---:|"
+row() { # label name: the four cells of variables <name>_IN0 <name>_OUT0 <name>_INN <name>_OUTN
+	local i0 o0 iN oN
+	i0=${2}_IN0 o0=${2}_OUT0 iN=${2}_INN oN=${2}_OUTN
+	echo "| $1 | ${!i0} / ${!o0} | $(ratio "${!o0}" "${!i0}") | ${!iN} / ${!oN} | $(ratio "${!oN}" "${!iN}") |"
+}
+row "ping RTT between two endpoints of one network (ms)" RTT_IN
+row "iperf3 TCP between them (Mbit/s)" TPUT_IN
+row "ping RTT from an endpoint to the outside, NAT (ms)" RTT_OUT
+row "iperf3 TCP to the outside, NAT (Mbit/s)" TPUT_OUT
