@@ -2,11 +2,15 @@ package driver
 
 import (
 	"net"
+	"net/netip"
 	"testing"
+	"time"
 
+	api "github.com/docker/go-plugins-helpers/network"
 	"github.com/mynet/mynet/driver/firewall"
 	"github.com/mynet/mynet/driver/link"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,15 +48,33 @@ func flowPorts(t *testing.T) map[uint16]bool {
 // bridge again, forgets the marked flows of its subnet, and only those.
 func TestNewNetworkForgetsEarlierAcceptedFlows(t *testing.T) {
 	inNetns(t, func(e *env) {
+		// Flows go in the background, here slowly; a network's first Join
+		// waits for them.
+		flush := e.d.flows.flush
+		e.d.flows.flush = func(ns netns.NsHandle, subnets []netip.Prefix, mark uint32) error {
+			time.Sleep(300 * time.Millisecond)
+			return flush(ns, subnets, mark)
+		}
 		e.createNetwork(netA, "10.65.0.0/24", "10.65.0.1/24", nil)
+		e.d.flows.wait(netA) // as its first Join would
 		mark := firewall.AcceptedMark
 		udpFlow(t, "10.65.0.2", 4000, "10.66.0.5", mark) // into the subnet to come
 		udpFlow(t, "10.66.0.6", 4001, "192.0.2.9", mark) // from it
 		udpFlow(t, "10.65.0.2", 4002, "10.66.0.7", 0)    // someone else's
 		udpFlow(t, "10.65.0.2", 4003, "192.0.2.9", mark) // elsewhere
 		e.createNetwork(netB, "10.66.0.0/24", "10.66.0.1/24", nil)
+		e.createEndpoint(netB, ep1, "10.66.0.2/24")
+		if _, err := e.d.Join(&api.JoinRequest{NetworkID: netB, EndpointID: ep1}); err != nil {
+			t.Fatal(err)
+		}
 		if got, want := flowPorts(t), map[uint16]bool{4002: true, 4003: true}; !equalSets(got, want) {
-			t.Errorf("after creating the network: flows from ports %v, want %v", got, want)
+			t.Errorf("once the network's first Join answered: flows from ports %v, want %v", got, want)
+		}
+		if err := e.d.Leave(&api.LeaveRequest{NetworkID: netB, EndpointID: ep1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.d.DeleteEndpoint(&api.DeleteEndpointRequest{NetworkID: netB, EndpointID: ep1}); err != nil {
+			t.Fatal(err)
 		}
 
 		// The bridge goes (by hand) and comes back at the next start.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/mynet/mynet/timing"
@@ -424,7 +425,25 @@ func FlushConntrack(ip netip.Addr) error {
 // mark in their connection mark and come from or go to an address of one of
 // subnets (original direction source, or reply source). Flows without the
 // mark are someone else's: they stay.
+//
+// The kernel answers a dump by walking every bucket of its conntrack hash,
+// however few flows there are: about 12 ms with 262,144 buckets.
 func FlushMarkedConntrack(subnets []netip.Prefix, mark uint32) error {
+	return flushMarked(&netlink.Handle{}, subnets, mark)
+}
+
+// FlushMarkedConntrackIn is FlushMarkedConntrack in network namespace ns,
+// from any thread.
+func FlushMarkedConntrackIn(ns netns.NsHandle, subnets []netip.Prefix, mark uint32) error {
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return fmt.Errorf("netlink handle: %w", err)
+	}
+	defer h.Close()
+	return flushMarked(h, subnets, mark)
+}
+
+func flushMarked(h *netlink.Handle, subnets []netip.Prefix, mark uint32) error {
 	defer timing.Since(timing.Netlink, time.Now())
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		f := markedFlows{mark: mark}
@@ -436,7 +455,7 @@ func FlushMarkedConntrack(subnets []netip.Prefix, mark uint32) error {
 		if len(f.subnets) == 0 {
 			continue
 		}
-		if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(fam), f); err != nil {
+		if _, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(fam), f); err != nil {
 			return fmt.Errorf("flush marked conntrack entries of %v: %w", f.subnets, err)
 		}
 	}

@@ -193,7 +193,7 @@ dp_median() {
 	local i v names=(RTT_IN TPUT_IN RTT_OUT TPUT_OUT)
 	for i in 0 1 2 3; do
 		v=$(awk -v c=$((i + 1)) '{ print $c }' "$2" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
-		printf -v "${names[i]}$1" '%.4g' "$v"
+		if awk -v v="$v" 'BEGIN { exit !(v >= 100) }'; then printf -v "${names[i]}$1" '%.0f' "$v"; else printf -v "${names[i]}$1" '%.4f' "$v"; fi
 	done
 }
 # dp_in_out TAG: with the daemon stopped, rounds alternated with mynet's
