@@ -46,8 +46,6 @@ type Driver struct {
 	// of reach, when asyncTeardown is on (see SetAsyncTeardown).
 	reaper        *link.Reaper
 	asyncTeardown atomic.Bool
-	// flows forgets a new network's earlier flows in the background.
-	flows *flowForgetter
 
 	createMu  sync.Mutex // one CreateNetwork at a time
 	mu        sync.Mutex // guards the maps; never held across kernel calls
@@ -91,12 +89,8 @@ func New(cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	d.reaper = reaper
-	if d.flows, err = newFlowForgetter(d.log); err != nil {
-		reaper.Close()
-		return nil, err
-	}
 	if err := d.restore(); err != nil {
-		d.Close()
+		reaper.Close()
 		return nil, err
 	}
 	// The restore's link dump and parsed iptables-save are garbage now (tens
@@ -115,12 +109,8 @@ func New(cfg Config) (*Driver, error) {
 // needs a name back waits for its old link to go.
 func (d *Driver) SetAsyncTeardown(on bool) { d.asyncTeardown.Store(on) }
 
-// Close waits for the links being deleted and the flows being forgotten in
-// the background.
-func (d *Driver) Close() {
-	d.reaper.Close()
-	d.flows.close()
-}
+// Close waits for the links being deleted in the background.
+func (d *Driver) Close() { d.reaper.Close() }
 
 // netLock serialises work on one network; other networks go on in parallel.
 func (d *Driver) netLock(id string) func() {

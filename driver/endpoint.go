@@ -185,7 +185,6 @@ func endpointMAC(req *api.CreateEndpointRequest, v4 netip.Prefix) (net.HardwareA
 // Join hands Docker the container end and the gateways. A gateway (or
 // DisableGatewayService) is always given, so Docker never adds docker_gwbridge.
 func (d *Driver) Join(req *api.JoinRequest) (*api.JoinResponse, error) {
-	d.flows.wait(req.NetworkID) // nothing may reach the container before
 	unlock := d.netLock(req.NetworkID)
 	defer unlock()
 	n, ok := d.lookupNetwork(req.NetworkID)

@@ -6,11 +6,10 @@
 // # Chain layout (same in iptables and ip6tables, but raw: IPv4 only)
 //
 //	table   chain                 jumped from                           content
-//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  connections we accepted: -j MYNET-KNOWN, then
-//	                                                                    -j MYNET-ISO-1, then -i mn-<s>+ and -o mn-<s>+
-//	                                                                    -j MYNET-FORWARD-<s> for s in 0..f
-//	filter  MYNET-KNOWN           MYNET-FORWARD rule 1                  -i mn-+ -o mn-+: ACCEPT; -i/-o docker+, br-+:
-//	                                                                    RETURN; then ACCEPT
+//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  -j MYNET-KNOWN, -j MYNET-ISO-1, then -i mn-<s>+
+//	                                                                    and -o mn-<s>+ -j MYNET-FORWARD-<s> for s in 0..f
+//	filter  MYNET-KNOWN           MYNET-FORWARD rule 1                  not marked this generation: RETURN; -i mn-+ -o mn-+:
+//	                                                                    ACCEPT; -i/-o docker+, br-+: RETURN; then ACCEPT
 //	filter  MYNET-ACCEPT          every accept of ours                  mark the connection, then ACCEPT
 //	filter  MYNET-FORWARD-<s>     MYNET-FORWARD                         3 rules per network of shard s
 //	filter  MYNET-ISO-1           MYNET-FORWARD rule 1                  Docker bridge to Docker bridge: RETURN; from a Docker
@@ -82,23 +81,22 @@
 //
 // # Known connections
 //
-// Every accept of ours goes through MYNET-ACCEPT, which sets a bit of the
-// connection's mark (AcceptedMark, 0x1000000) before it accepts. The first
-// rule of MYNET-FORWARD sends the packets of a connection with that bit to
-// MYNET-KNOWN, which accepts them at once: after its first packet a
-// connection crosses 3 (within a network) to 8 rules of ours, FORWARD's jump
-// included, whatever the number of networks (Docker's bridge walks every
-// network's rules for every packet). The
-// verdict of a connection cannot change over its life, because a network's
-// options are fixed, the flows of an endpoint are forgotten when it goes,
-// and the driver forgets the marked flows of a network's subnets when it
-// makes (or makes again) the network's bridge, after its rules are in
-// place: a connection the uplink carried before does not go on into the new
-// network unchecked. Docker's bridges come and go without telling us, so
-// MYNET-KNOWN returns every packet from or to one of them to the whole walk,
-// isolation first. (A masqueraded flow whose output interface changes is
-// dropped by the kernel itself.) The user's DOCKER-USER rules run before
-// MYNET-FORWARD, for every packet.
+// Every accept of ours goes through MYNET-ACCEPT, which writes the current
+// generation (1 to 255) into the top byte of the connection's mark before it
+// accepts. MYNET-FORWARD's first rule jumps to MYNET-KNOWN, which accepts at
+// once the packets of a connection marked with the current generation: after
+// its first packet a connection crosses 4 (within a network) to 10 rules of
+// ours, FORWARD's jump included, whatever the number of networks (Docker's
+// bridge walks every network's rules for every packet). A verdict holds
+// while no route changes: a network's options are fixed and an endpoint's
+// flows are forgotten when it goes. Adding a network (or its bridge coming
+// back) starts a new generation in the same restore, so every connection
+// takes the whole walk again at its next packet, and one that went out
+// through the uplink does not go on unchecked into the network that now
+// has that address. Docker's bridges come and go without telling us, so
+// MYNET-KNOWN sends every packet from or to one of them through the whole
+// walk, isolation first. Details in known.go. The user's DOCKER-USER rules
+// run before MYNET-FORWARD, for every packet.
 //
 // # Traffic into a network
 //

@@ -44,11 +44,7 @@ const (
 	chLoopback = "MYNET-LOOPBACK"    // raw (IPv4), jumped from PREROUTING (rule 1) for 127.0.0.0/8 not from lo
 	chPorts    = "MYNET-PORTS"       // filter, jumped from the shard of a routed network or one with trusted interfaces: open ports
 	chAccept   = "MYNET-ACCEPT"      // filter, the target of every accept of ours: marks the connection, then accepts
-	chKnown    = "MYNET-KNOWN"       // filter, rule 1 of MYNET-FORWARD for marked connections: accepts them at once
-
-	// acceptedMark is AcceptedMark in iptables-save's words (it prints
-	// --set-mark with a mask equal to the value as --set-xmark).
-	acceptedMark = "0x1000000/0x1000000"
+	chKnown    = "MYNET-KNOWN"       // filter, rule 1 of MYNET-FORWARD: accepts the connections marked this generation
 
 	chainPrefix   = "MYNET-"
 	commentBase   = "mynet"  // comment of rules that belong to no network
@@ -59,10 +55,6 @@ const (
 
 	loopbackNet = "127.0.0.0/8"
 )
-
-// AcceptedMark is the connection mark bit (ctmark) MYNET-ACCEPT sets on
-// every connection our rules accept (see knownRules).
-const AcceptedMark uint32 = 0x1000000
 
 // ourTables are the tables that hold chains or rules of ours.
 var ourTables = []string{tFilter, tNat, tRaw}
@@ -279,18 +271,15 @@ func entryHeads(fam family, entered bool) []head {
 	return hs
 }
 
-func baseHeads(fam family, foreign []string, entered bool) []head {
+func baseHeads(fam family, foreign []string, entered bool, gen uint32) []head {
 	forward := []rule{
-		mk(tFilter, chForward, commentBase, []string{"-m", "connmark", "--mark", acceptedMark}, chKnown),
+		mk(tFilter, chForward, commentBase, nil, chKnown),
 		mk(tFilter, chForward, commentBase, nil, chIso1),
 	}
 	hs := append(entryHeads(fam, entered),
 		head{table: tFilter, chain: chForward, rules: append(forward, shardJumps(tFilter, chForward)...)},
-		head{table: tFilter, chain: chAccept, rules: []rule{
-			mk(tFilter, chAccept, commentBase, nil, "CONNMARK", "--set-xmark", acceptedMark),
-			mk(tFilter, chAccept, commentBase, nil, "ACCEPT"),
-		}},
-		head{table: tFilter, chain: chKnown, rules: knownRules(foreign)},
+		head{table: tFilter, chain: chAccept, rules: acceptRules(gen)},
+		head{table: tFilter, chain: chKnown, rules: knownRules(foreign, gen)},
 		head{table: tNat, chain: chPost, rules: shardJumps(tNat, chPost)})
 	if fam == v4 {
 		hs = append(hs, head{table: tRaw, chain: chLoopback, rules: shardJumps(tRaw, chLoopback)})
@@ -317,29 +306,6 @@ func baseHeads(fam family, foreign []string, entered bool) []head {
 	}
 	drops.rules = append(drops.rules, shardJumps(tFilter, chIso2)...)
 	return append(hs, iso, drops)
-}
-
-// knownRules are MYNET-KNOWN's: a connection our rules accepted (its mark
-// says so) is accepted again at once, without walking isolation and the
-// shards, unless it touches a foreign bridge. That keeps the cost of every
-// packet after a connection's first independent of the number of networks.
-// It is safe because the verdict cannot change over a connection's life: a
-// network's options are fixed, an endpoint's flows are forgotten when it
-// goes, and the driver forgets the flows of a network's subnets when it
-// makes the network, so a flow that a new bridge of ours now routes began
-// under that bridge's rules. Docker's bridges come and go without telling
-// us: packets to or from them always take the whole walk.
-func knownRules(foreign []string) []rule {
-	// Between bridges of ours first: frames within a network (bridged, with
-	// bridge-nf-call-iptables) then cross two rules of ours in all.
-	ours := BridgePrefix + "+"
-	rs := []rule{mk(tFilter, chKnown, commentBase, []string{"-i", ours, "-o", ours}, "ACCEPT")}
-	for _, p := range foreign {
-		rs = append(rs,
-			mk(tFilter, chKnown, commentBase, []string{"-i", p}, "RETURN"),
-			mk(tFilter, chKnown, commentBase, []string{"-o", p}, "RETURN"))
-	}
-	return append(rs, mk(tFilter, chKnown, commentBase, nil, "ACCEPT"))
 }
 
 // netRules is the wanted state of one network in one family: its rules in
