@@ -2,8 +2,11 @@ package driver
 
 import (
 	"fmt"
+	"net/netip"
+	"strings"
 
 	"github.com/mynet/mynet/driver/firewall"
+	"github.com/mynet/mynet/driver/link"
 	"github.com/mynet/mynet/protocol"
 	"github.com/mynet/mynet/state"
 )
@@ -66,4 +69,28 @@ func fwNetwork(rec state.Network) firewall.Network {
 		}
 	}
 	return n
+}
+
+// forgetEarlierFlows forgets the flows our rules accepted before the bridges
+// of recs routed their subnets (a new network, or a bridge made again),
+// for the bridges whose name the firewall does not know for ours (given
+// with com.docker.network.bridge.name): a connection mynet accepted skips
+// the rules after its first packet unless it goes between two bridges it
+// knows by name (see firewall's known.go), so one that went out through the
+// uplink before must not go on into such a network unchecked. Call it once
+// the network's rules are in place. A failure (no conntrack netlink in this
+// kernel) is only logged: without conntrack no connection carries the mark.
+func (d *Driver) forgetEarlierFlows(recs ...state.Network) {
+	var subnets []netip.Prefix
+	for _, rec := range recs {
+		if d.backend(rec.Backend).hasRules() && !strings.HasPrefix(rec.Bridge, firewall.BridgePrefix) {
+			subnets = append(subnets, fwNetwork(rec).Subnets...)
+		}
+	}
+	if len(subnets) == 0 {
+		return
+	}
+	if err := link.FlushMarkedConntrack(subnets, firewall.AcceptedMark); err != nil {
+		d.log.Warn("forget earlier flows of the networks' subnets", "networks", len(recs), "err", err)
+	}
 }

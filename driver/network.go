@@ -79,6 +79,7 @@ func (d *Driver) CreateNetwork(req *api.CreateNetworkRequest) (retErr error) {
 	if err := errors.Join(b.addRules([]state.Network{rec})...); err != nil {
 		return err
 	}
+	d.forgetEarlierFlows(rec)
 	if err := d.store.Update(func(tx *state.Tx) error { return tx.PutNetwork(rec) }); err != nil {
 		return fmt.Errorf("save network %s: %w", protocol.Short(rec.ID), err)
 	}

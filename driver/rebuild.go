@@ -103,13 +103,7 @@ func (d *Driver) rebuild(ids []string, s survey) error {
 		}
 	}
 	errs = append(errs, d.addRules(needRules, gone)...)
-	if d.hasRules(routedAgain) {
-		// New routes: connections our rules accepted before are checked
-		// again (AddNetworks notices only when it adds rules).
-		if err := d.fw.RecheckKnown(); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	d.forgetEarlierFlows(routedAgain...)
 	for _, ep := range d.endpointsOfNetworks(recs) {
 		n := recs[ep.NetworkID]
 		if err := d.backend(n.Backend).restoreEndpoint(n, ep, s.masters); err != nil {
@@ -169,16 +163,6 @@ func (d *Driver) waitingNetworks() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Collect(maps.Keys(d.waiting))
-}
-
-// hasRules reports whether any of recs has firewall rules.
-func (d *Driver) hasRules(recs []state.Network) bool {
-	for _, rec := range recs {
-		if d.backend(rec.Backend).hasRules() {
-			return true
-		}
-	}
-	return false
 }
 
 // addRules programs the rules of recs, one batch per backend, and counts

@@ -18,7 +18,7 @@ func (f *Firewall) EnsureBase() error {
 		if b.fam == v6 && !hasOurChains(st) {
 			return
 		}
-		f.baseOps(b, st, s, hasNetworks(st, ""), false)
+		f.baseOps(b, st, s, hasNetworks(st, ""))
 	})
 }
 
@@ -50,29 +50,14 @@ func hasOurChains(st *ruleset) bool {
 }
 
 // baseOps adds to s what the base layout of one family lacks in st, with
-// the jumps from the built-in chains if entered, else without them; with
-// newGen, it starts a new generation of known connections (see known.go).
-func (f *Firewall) baseOps(b *backend, st *ruleset, s *script, entered, newGen bool) {
+// the jumps from the built-in chains if entered, else without them.
+func (f *Firewall) baseOps(b *backend, st *ruleset, s *script, entered bool) {
 	for _, c := range baseChains(b.fam) {
 		if st.chain(c.table, c.name) == nil {
 			s.newChain(c.table, c.name)
 		}
 	}
-	gen := currentGen(st)
-	forget := func(g uint32) {
-		if err := forgetGen(b.fam, g); err != nil {
-			f.log.Warn("known connections: flows of a generation about to be used stay", "err", err)
-		}
-	}
-	switch {
-	case gen == 0:
-		gen = 1
-		forget(0) // our chains are new: no mark is of this layout
-	case newGen:
-		gen = nextGen(gen)
-		forget(gen)
-	}
-	for _, h := range baseHeads(b.fam, f.foreign, entered, gen) {
+	for _, h := range baseHeads(b.fam, f.foreign, entered, f.bridgedThroughIptables(b.fam)) {
 		if st.stale && !strings.HasPrefix(h.chain, chainPrefix) {
 			continue // others changed the built-in chains: EnsureBase's job
 		}

@@ -6,13 +6,13 @@
 // # Chain layout (same in iptables and ip6tables, but raw: IPv4 only)
 //
 //	table   chain                 jumped from                           content
-//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  -j MYNET-KNOWN, -j MYNET-ISO-1, then -i mn-<s>+
+//	filter  MYNET-FORWARD         FORWARD rule 1 (2 after DOCKER-USER)  marked: -j MYNET-KNOWN; -j MYNET-ISO-1, then -i mn-<s>+
 //	                                                                    and -o mn-<s>+ -j MYNET-FORWARD-<s> for s in 0..f
-//	filter  MYNET-KNOWN           MYNET-FORWARD rule 1                  not marked this generation: RETURN; -i mn-+ -o mn-+:
-//	                                                                    ACCEPT; -i/-o docker+, br-+: RETURN; then ACCEPT
+//	filter  MYNET-KNOWN           MYNET-FORWARD rule 1                  bridged frames: ACCEPT; -i mn-+ -o mn-+ and -i/-o
+//	                                                                    docker+, br-+: RETURN; then ACCEPT
 //	filter  MYNET-ACCEPT          every accept of ours                  mark the connection, then ACCEPT
 //	filter  MYNET-FORWARD-<s>     MYNET-FORWARD                         3 rules per network of shard s
-//	filter  MYNET-ISO-1           MYNET-FORWARD rule 1                  Docker bridge to Docker bridge: RETURN; from a Docker
+//	filter  MYNET-ISO-1           MYNET-FORWARD rule 2                  Docker bridge to Docker bridge: RETURN; from a Docker
 //	                                                                    bridge: -j MYNET-ISO-2; then -i mn-<s>+ -j MYNET-ISO-1-<s>
 //	filter  MYNET-ISO-1-<s>       MYNET-ISO-1                           per network: -i BR ! -o BR -j MYNET-ISO-2
 //	filter  MYNET-ISO-2           MYNET-ISO-1, MYNET-ISO-1-<s>          -o docker+ / br-+ -j DROP, then -o mn-<s>+ -j MYNET-ISO-2-<s>
@@ -81,22 +81,19 @@
 //
 // # Known connections
 //
-// Every accept of ours goes through MYNET-ACCEPT, which writes the current
-// generation (1 to 255) into the top byte of the connection's mark before it
-// accepts. MYNET-FORWARD's first rule jumps to MYNET-KNOWN, which accepts at
-// once the packets of a connection marked with the current generation: after
-// its first packet a connection crosses 4 (within a network) to 10 rules of
-// ours, FORWARD's jump included, whatever the number of networks (Docker's
-// bridge walks every network's rules for every packet). A verdict holds
-// while no route changes: a network's options are fixed and an endpoint's
-// flows are forgotten when it goes. Adding a network (or its bridge coming
-// back) starts a new generation in the same restore, so every connection
-// takes the whole walk again at its next packet, and one that went out
-// through the uplink does not go on unchecked into the network that now
-// has that address. Docker's bridges come and go without telling us, so
-// MYNET-KNOWN sends every packet from or to one of them through the whole
-// walk, isolation first. Details in known.go. The user's DOCKER-USER rules
-// run before MYNET-FORWARD, for every packet.
+// Every accept of ours goes through MYNET-ACCEPT, which sets a bit of the
+// connection's mark (AcceptedMark, 0x1000000) before it accepts. The first
+// rule of MYNET-FORWARD sends the packets of a marked connection to
+// MYNET-KNOWN, which accepts at once the frames bridged within one bridge
+// and the packets that do not go between two bridges (ours, mn-+, or
+// Docker's): after its first packet a connection crosses 3 (within a
+// network) to 9 rules of ours, FORWARD's jump included, whatever the number
+// of networks (Docker's bridge walks every network's rules for every
+// packet). Packets between two bridges, where isolation matters, take the
+// whole walk, so a connection our rules accepted when its address was
+// behind the uplink does not go on unchecked into a network made later
+// with that address. Details in known.go. The user's DOCKER-USER rules run
+// before MYNET-FORWARD, for every packet.
 //
 // # Traffic into a network
 //

@@ -2,7 +2,6 @@ package firewall
 
 import (
 	"fmt"
-	"net"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // packets returns the packet counter of the one rule of chain whose text
@@ -83,139 +81,34 @@ func TestKnownConnectionsSkipTheWalk(t *testing.T) {
 	if got := l.packets(chKnown, "=-m comment --comment mynet -j ACCEPT"); got != 2*pings-1 {
 		t.Errorf("MYNET-KNOWN accepted %d packets to and from the outside, want %d (every packet but the first)", got, 2*pings-1)
 	}
-	// Within the network (frames bridged through FORWARD): the first rule
-	// of MYNET-KNOWN takes them.
+	// Within the network (frames bridged through FORWARD): the rule for
+	// bridged frames takes them.
 	if err := pingFrom(k.a1.ns, k.a2.ip4.String(), pings); err != nil {
 		t.Fatal(err)
 	}
-	if got := l.packets(chKnown, "-i mn-+ -o mn-+"); got != 2*pings-1 {
-		t.Errorf("MYNET-KNOWN's first rule accepted %d packets within the network, want %d", got, 2*pings-1)
+	if got := l.packets(chKnown, "--physdev-is-bridged"); got != 2*pings-1 {
+		t.Errorf("MYNET-KNOWN's rule for bridged frames accepted %d packets within the network, want %d", got, 2*pings-1)
 	}
-	// The mark is on the connections of ours, with the generation in place.
-	var st *ruleset
-	l.do(func() (err error) { st, err = l.fw.state(l.fw.v4); return })
-	gen := currentGen(st)
+	// The mark is on the connection, and only on ours: the host's own ping
+	// to the outside is not forwarded and carries none.
 	var marked int
 	l.do(func() error {
 		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
 		for _, f := range flows {
-			if f.Mark&genMask != 0 {
+			if f.Mark&AcceptedMark != 0 {
 				marked++
-				if f.Forward.SrcIP.String() != k.a1.ip4.String() || f.Mark&genMask != gen<<genShift {
-					t.Errorf("a connection from %s carries mark %#x (generation %d in place)", f.Forward.SrcIP, f.Mark, gen)
+				if f.Forward.SrcIP.String() != k.a1.ip4.String() {
+					t.Errorf("a connection from %s carries the mark", f.Forward.SrcIP)
 				}
 			}
 		}
 		return err
 	})
-	if marked != 2 || gen == 0 {
-		t.Errorf("%d marked connections in generation %d, want 2 in a generation > 0", marked, gen)
+	if marked != 2 {
+		t.Errorf("%d marked connections, want 2", marked)
 	}
-}
-
-// markedFlow reports whether the UDP flow from src:sport carries a mark of
-// ours.
-func (l *lab) markedFlow(src string, sport uint16) bool {
-	var marked bool
-	l.do(func() error {
-		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
-		for _, f := range flows {
-			marked = marked || (f.Forward.SrcIP.String() == src && f.Forward.SrcPort == sport && f.Mark&genMask != 0)
-		}
-		return err
-	})
-	return marked
-}
-
-// TestKnownConnectionIntoNewNetworkIsChecked takes the attacker's side: a
-// container of a network without masquerading keeps sending on a flow our
-// rules accepted while the address it goes to was outside, after a mynet
-// network with that address came. Adding the network started a new
-// generation, so the flow takes the whole walk again, and isolation drops
-// it.
-func TestKnownConnectionIntoNewNetworkIsChecked(t *testing.T) {
-	l := newLab(t)
-	netA := l.addNetwork(Network{ID: "a00000000000ffff", Bridge: "mn-a00000000000", ICC: true, Masquerade: false}, "198.18.1.1/24", "")
-	a1 := l.addContainer("a1", "mn-a00000000000", "198.18.1.2/24", "198.18.1.1", "", "")
-	l.do(l.fw.EnsureBase)
-	l.do(func() error { return l.fw.AddNetwork(netA) })
-	l.policy("ACCEPT") // whatever is refused, our rules refuse
-
-	l.ip(l.prefix+"-o", "addr", "add", "198.18.9.2/32", "dev", "eth0")
-	l.ip(l.hostN, "route", "add", "198.18.9.0/24", "via", "192.0.2.2")
-	outside := l.listenUDP(l.out, "198.18.9.2:53")
-	if err := sendUDPFrom(a1.ns, "198.18.1.2:4000", "198.18.9.2:53", "before"); err != nil {
-		t.Fatal(err)
-	}
-	if !outside.saw("before") || !l.markedFlow("198.18.1.2", 4000) {
-		t.Fatal("the container's datagram to the outside did not arrive as a marked flow: the test would prove nothing")
-	}
-	// Now a mynet network has that subnet, and a container on it.
-	l.ip(l.hostN, "route", "del", "198.18.9.0/24", "via", "192.0.2.2")
-	netB := l.addNetwork(Network{ID: "b00000000000ffff", Bridge: "mn-b00000000000", ICC: true, Masquerade: true}, "198.18.9.1/24", "")
-	b1 := l.addContainer("b1", "mn-b00000000000", "198.18.9.2/24", "198.18.9.1", "", "")
-	inB := l.listenUDP(b1.ns, ":53")
-	l.do(func() error { return l.fw.AddNetwork(netB) })
-	if err := sendUDPFrom(a1.ns, "198.18.1.2:4000", "198.18.9.2:53", "after"); err != nil {
-		t.Fatal(err)
-	}
-	if inB.saw("after") {
-		t.Error("a flow accepted before the network came went on into it: isolation was skipped")
-	}
-
-	if got := l.packets(shardChain(chIso2, 'b'), "-o mn-b00000000000", "-j DROP"); got == 0 {
-		t.Error("the new network's isolation dropped nothing: the packet did not reach it")
-	}
-}
-
-// TestKnownGenerations: a generation is used again only after the flows
-// still marked with it are forgotten, and RecheckKnown starts a new one.
-func TestKnownGenerations(t *testing.T) {
-	if nextGen(maxGen) != 1 || nextGen(0) != 1 || nextGen(7) != 8 {
-		t.Fatalf("nextGen: %d %d %d", nextGen(maxGen), nextGen(0), nextGen(7))
-	}
-	for _, g := range []uint32{1, 2, maxGen} {
-		st, err := parseSave(fmt.Sprintf("*filter\n:%s - [0:0]\n-A %s -m comment --comment mynet -j CONNMARK --set-xmark %s\nCOMMIT\n", chAccept, chAccept, genMark(g)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := currentGen(st); got != g {
-			t.Errorf("currentGen of %s = %d", genMark(g), got)
-		}
-	}
-	k := newKindsLab(t)
-	l := k.lab
-	l.do(func() error { return l.fw.AddNetwork(k.netA) })
-	var before, after uint32
-	l.do(func() error { st, err := l.fw.exact(l.fw.v4); before = currentGen(st); return err })
-	l.do(l.fw.RecheckKnown)
-	l.do(func() error { st, err := l.fw.exact(l.fw.v4); after = currentGen(st); return err })
-	if before == 0 || after != nextGen(before) {
-		t.Errorf("RecheckKnown went from generation %d to %d", before, after)
-	}
-	// A flow marked with the generation about to be used is forgotten;
-	// one of the generation in place stays.
-	flow := func(sport uint16, gen uint32) *netlink.ConntrackFlow {
-		src, dst := net.ParseIP("198.18.1.2").To4(), net.ParseIP("192.0.2.2").To4()
-		return &netlink.ConntrackFlow{FamilyType: unix.AF_INET, Mark: gen << genShift, TimeOut: 120,
-			Forward: netlink.IPTuple{SrcIP: src, DstIP: dst, Protocol: unix.IPPROTO_UDP, SrcPort: sport, DstPort: 53},
-			Reverse: netlink.IPTuple{SrcIP: dst, DstIP: src, Protocol: unix.IPPROTO_UDP, SrcPort: 53, DstPort: sport}}
-	}
-	l.do(func() error {
-		if err := netlink.ConntrackCreate(netlink.ConntrackTable, netlink.FAMILY_V4, flow(4000, nextGen(after))); err != nil {
-			return err
-		}
-		return netlink.ConntrackCreate(netlink.ConntrackTable, netlink.FAMILY_V4, flow(4001, after))
-	})
-	if !l.markedFlow("198.18.1.2", 4000) {
-		t.Fatal("the flow made for the test is not there")
-	}
-	l.do(l.fw.RecheckKnown)
-	if l.markedFlow("198.18.1.2", 4000) {
-		t.Errorf("a flow marked with generation %d was not forgotten before that generation came", nextGen(after))
-	}
-	if !l.markedFlow("198.18.1.2", 4001) {
-		t.Errorf("a flow marked with generation %d was forgotten", after)
+	if fmt.Sprintf("%#x/%#x", AcceptedMark, AcceptedMark) != acceptedMark {
+		t.Errorf("acceptedMark %q does not spell AcceptedMark %#x", acceptedMark, AcceptedMark)
 	}
 }
 
@@ -250,7 +143,15 @@ func TestKnownConnectionIntoForeignBridgeIsChecked(t *testing.T) {
 	l.addBridge("br-0123456789ab", "198.18.9.1/24", "")
 	d1 := l.addContainer("d1", "br-0123456789ab", "198.18.9.2/24", "198.18.9.1", "", "")
 	inDocker := l.listenUDP(d1.ns, ":53")
-	if !l.markedFlow("198.18.1.2", 4000) {
+	var marked bool
+	l.do(func() error {
+		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
+		for _, f := range flows {
+			marked = marked || (f.Forward.SrcIP.String() == "198.18.1.2" && f.Forward.SrcPort == 4000 && f.Mark&AcceptedMark != 0)
+		}
+		return err
+	})
+	if !marked {
 		t.Fatal("the flow our rules accepted carries no mark: the test would prove nothing")
 	}
 	if err := sendUDPFrom(a1.ns, "198.18.1.2:4000", "198.18.9.2:53", "after"); err != nil {
@@ -261,5 +162,60 @@ func TestKnownConnectionIntoForeignBridgeIsChecked(t *testing.T) {
 	}
 	if got := l.packets(chIso2, "-o br-+", "-j DROP"); got == 0 {
 		t.Error("MYNET-ISO-2 dropped nothing: the packet did not reach isolation")
+	}
+}
+
+// markedFlow reports whether the UDP flow from src:sport carries a mark of
+// ours.
+func (l *lab) markedFlow(src string, sport uint16) bool {
+	var marked bool
+	l.do(func() error {
+		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
+		for _, f := range flows {
+			marked = marked || (f.Forward.SrcIP.String() == src && f.Forward.SrcPort == sport && f.Mark&AcceptedMark != 0)
+		}
+		return err
+	})
+	return marked
+}
+
+// TestKnownConnectionIntoNewNetworkIsChecked takes the attacker's side: a
+// container of a network without masquerading keeps sending on a flow our
+// rules accepted while the address it goes to was outside, after a mynet
+// network with that address came. The flow now goes from one bridge of ours
+// to another, which MYNET-KNOWN sends through the whole walk, and isolation
+// drops it.
+func TestKnownConnectionIntoNewNetworkIsChecked(t *testing.T) {
+	l := newLab(t)
+	netA := l.addNetwork(Network{ID: "a00000000000ffff", Bridge: "mn-a00000000000", ICC: true, Masquerade: false}, "198.18.1.1/24", "")
+	a1 := l.addContainer("a1", "mn-a00000000000", "198.18.1.2/24", "198.18.1.1", "", "")
+	l.do(l.fw.EnsureBase)
+	l.do(func() error { return l.fw.AddNetwork(netA) })
+	l.policy("ACCEPT") // whatever is refused, our rules refuse
+
+	l.ip(l.prefix+"-o", "addr", "add", "198.18.9.2/32", "dev", "eth0")
+	l.ip(l.hostN, "route", "add", "198.18.9.0/24", "via", "192.0.2.2")
+	outside := l.listenUDP(l.out, "198.18.9.2:53")
+	if err := sendUDPFrom(a1.ns, "198.18.1.2:4000", "198.18.9.2:53", "before"); err != nil {
+		t.Fatal(err)
+	}
+	if !outside.saw("before") || !l.markedFlow("198.18.1.2", 4000) {
+		t.Fatal("the container's datagram to the outside did not arrive as a marked flow: the test would prove nothing")
+	}
+	// Now a mynet network has that subnet, and a container on it.
+	l.ip(l.hostN, "route", "del", "198.18.9.0/24", "via", "192.0.2.2")
+	netB := l.addNetwork(Network{ID: "b00000000000ffff", Bridge: "mn-b00000000000", ICC: true, Masquerade: true}, "198.18.9.1/24", "")
+	b1 := l.addContainer("b1", "mn-b00000000000", "198.18.9.2/24", "198.18.9.1", "", "")
+	inB := l.listenUDP(b1.ns, ":53")
+	l.do(func() error { return l.fw.AddNetwork(netB) })
+	if err := sendUDPFrom(a1.ns, "198.18.1.2:4000", "198.18.9.2:53", "after"); err != nil {
+		t.Fatal(err)
+	}
+	if inB.saw("after") {
+		t.Error("a flow accepted before the network came went on into it: isolation was skipped")
+	}
+
+	if got := l.packets(shardChain(chIso2, 'b'), "-o mn-b00000000000", "-j DROP"); got == 0 {
+		t.Error("the new network's isolation dropped nothing: the packet did not reach it")
 	}
 }

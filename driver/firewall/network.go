@@ -103,15 +103,11 @@ func (f *Firewall) AddNetworks(ns []Network) (changed []string, err error) {
 		}
 		planned := make([]bool, len(ns))
 		err = f.changeWithBase(b, func(st *ruleset, s *script) error {
+			f.baseOps(b, st, s, true)
 			idx := indexNetworks(st)
-			added := false
 			for _, i := range mine {
 				planned[i] = len(f.planNetwork(idx.rulesOf, s, &ns[i], fam, byFams[i][fam]).added) > 0
-				added = added || planned[i]
 			}
-			base := newScript()
-			f.baseOps(b, st, base, true, added) // new rules may mean new routes
-			s.prepend(base)
 			return nil
 		})
 		if err != nil {
@@ -132,11 +128,9 @@ func (f *Firewall) AddNetworks(ns []Network) (changed []string, err error) {
 func (f *Firewall) applyNetwork(b *backend, n *Network, fam family, subnets []netip.Prefix) (*change, error) {
 	var ch *change
 	err := f.changeWithBase(b, func(st *ruleset, s *script) error {
+		f.baseOps(b, st, s, true)
 		ch = f.planNetwork(func(c chainRef, id12 string) []savedRule { return rulesOf(st, c, id12) }, s, n, fam, subnets)
 		ch.b = b
-		base := newScript()
-		f.baseOps(b, st, base, true, len(ch.added) > 0) // new rules may mean new routes
-		s.prepend(base)
 		return nil
 	})
 	return ch, err

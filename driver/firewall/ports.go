@@ -63,7 +63,7 @@ func (f *Firewall) AddPorts(n Network, ports []state.PortBinding) (retErr error)
 			if !programmed(st, id12) {
 				return fmt.Errorf("%w: network %s (%s): call AddNetwork first", ErrNetworkNotProgrammed, id12, fam)
 			}
-			f.baseOps(b, st, s, true, false)
+			f.baseOps(b, st, s, true)
 			ch.added, hasSCTP = nil, false
 			routed := n.gatewayMode(fam) == GatewayRouted
 			for i, p := range pms {

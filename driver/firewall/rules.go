@@ -44,7 +44,7 @@ const (
 	chLoopback = "MYNET-LOOPBACK"    // raw (IPv4), jumped from PREROUTING (rule 1) for 127.0.0.0/8 not from lo
 	chPorts    = "MYNET-PORTS"       // filter, jumped from the shard of a routed network or one with trusted interfaces: open ports
 	chAccept   = "MYNET-ACCEPT"      // filter, the target of every accept of ours: marks the connection, then accepts
-	chKnown    = "MYNET-KNOWN"       // filter, rule 1 of MYNET-FORWARD: accepts the connections marked this generation
+	chKnown    = "MYNET-KNOWN"       // filter, rule 1 of MYNET-FORWARD for marked connections: accepts them at once
 
 	chainPrefix   = "MYNET-"
 	commentBase   = "mynet"  // comment of rules that belong to no network
@@ -271,15 +271,18 @@ func entryHeads(fam family, entered bool) []head {
 	return hs
 }
 
-func baseHeads(fam family, foreign []string, entered bool, gen uint32) []head {
+func baseHeads(fam family, foreign []string, entered, bridged bool) []head {
 	forward := []rule{
-		mk(tFilter, chForward, commentBase, nil, chKnown),
+		mk(tFilter, chForward, commentBase, []string{"-m", "connmark", "--mark", acceptedMark}, chKnown),
 		mk(tFilter, chForward, commentBase, nil, chIso1),
 	}
 	hs := append(entryHeads(fam, entered),
 		head{table: tFilter, chain: chForward, rules: append(forward, shardJumps(tFilter, chForward)...)},
-		head{table: tFilter, chain: chAccept, rules: acceptRules(gen)},
-		head{table: tFilter, chain: chKnown, rules: knownRules(foreign, gen)},
+		head{table: tFilter, chain: chAccept, rules: []rule{
+			mk(tFilter, chAccept, commentBase, nil, "CONNMARK", "--set-xmark", acceptedMark),
+			mk(tFilter, chAccept, commentBase, nil, "ACCEPT"),
+		}},
+		head{table: tFilter, chain: chKnown, rules: knownRules(foreign, bridged)},
 		head{table: tNat, chain: chPost, rules: shardJumps(tNat, chPost)})
 	if fam == v4 {
 		hs = append(hs, head{table: tRaw, chain: chLoopback, rules: shardJumps(tRaw, chLoopback)})

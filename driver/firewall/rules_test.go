@@ -61,7 +61,7 @@ COMMIT
 	if r := fw.rules[0]; r.comment != "mynet" || r.target != "MYNET-FORWARD" || r.text != "-m comment --comment mynet -j MYNET-FORWARD" {
 		t.Fatalf("rule: %+v", r)
 	}
-	j := baseHeads(v4, nil, true, 1)[0].rules[0]
+	j := baseHeads(v4, nil, true, false)[0].rules[0]
 	if fw.rules[0].key != j.key() {
 		t.Fatalf("generated jump %q does not match saved %q", j.text(), fw.rules[0].text)
 	}

@@ -40,16 +40,6 @@ func (s *script) add(tbl string, op scriptOp) {
 	s.ops[tbl] = append(s.ops[tbl], op)
 }
 
-// prepend puts the operations of first before s's own, table by table.
-func (s *script) prepend(first *script) {
-	for _, t := range first.order {
-		if _, ok := s.ops[t]; !ok {
-			s.order = append(s.order, t)
-		}
-		s.ops[t] = append(first.ops[t], s.ops[t]...)
-	}
-}
-
 func (s *script) empty() bool { return s.tables() == 0 }
 
 // tables is the number of table sections with operations: iptables-nft-restore

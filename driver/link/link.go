@@ -420,6 +420,54 @@ func FlushConntrack(ip netip.Addr) error {
 	return nil
 }
 
+// FlushMarkedConntrack forgets the tracked flows that carry every bit of
+// mark in their connection mark and come from or go to an address of one of
+// subnets (original direction source, or reply source). Flows without the
+// mark are someone else's: they stay.
+func FlushMarkedConntrack(subnets []netip.Prefix, mark uint32) error {
+	defer timing.Since(timing.Netlink, time.Now())
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		f := markedFlows{mark: mark}
+		for _, p := range subnets {
+			if p.Addr().Is6() == (fam == unix.AF_INET6) {
+				f.subnets = append(f.subnets, p)
+			}
+		}
+		if len(f.subnets) == 0 {
+			continue
+		}
+		if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(fam), f); err != nil {
+			return fmt.Errorf("flush marked conntrack entries of %v: %w", f.subnets, err)
+		}
+	}
+	return nil
+}
+
+// markedFlows matches flows with all bits of mark from or to subnets.
+type markedFlows struct {
+	subnets []netip.Prefix
+	mark    uint32
+}
+
+func (f markedFlows) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	if flow.Mark&f.mark != f.mark {
+		return false
+	}
+	for _, ip := range []net.IP{flow.Forward.SrcIP, flow.Reverse.SrcIP} {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			continue
+		}
+		a = a.Unmap()
+		for _, p := range f.subnets {
+			if p.Contains(a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // SetAlias marks a link (ifalias), e.g. with the mynet instance that owns it.
 func SetAlias(name, alias string) error {
 	defer timing.Since(timing.Netlink, time.Now())
