@@ -37,7 +37,7 @@ const (
 
 	// Shared chains, created by EnsureBase (and by any call that needs them).
 	chForward  = "MYNET-FORWARD"     // filter, jumped from FORWARD (first, or right after DOCKER-USER)
-	chIso1     = "MYNET-ISO-1"       // filter, rule 1 of MYNET-FORWARD: "leaves bridge X for another interface"
+	chIso1     = "MYNET-ISO-1"       // filter, rule 2 of MYNET-FORWARD: "leaves bridge X for another interface"
 	chIso2     = "MYNET-ISO-2"       // filter, from MYNET-ISO-1: "... and that interface is another bridge": DROP
 	chDNAT     = "MYNET-DNAT"        // nat, jumped from PREROUTING and OUTPUT (rule 1): published ports
 	chPost     = "MYNET-POSTROUTING" // nat, jumped from POSTROUTING (rule 1): masquerading
