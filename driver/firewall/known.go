@@ -11,10 +11,10 @@ import "fmt"
 //
 // A verdict holds over a connection's life (a network's options are fixed,
 // an endpoint's flows are forgotten when it goes) unless a new route sends
-// its packets elsewhere: a flow that went out through the uplink to an
-// address a network made later now holds. Isolation is about packets
-// between two bridges, and those are exactly what MYNET-KNOWN sends back to
-// the whole walk: routed between two bridges of ours (mn-+), or from or to
+// its packets elsewhere: a flow that went out through the uplink goes into
+// a bridge once a network made later has its address. Isolation is about
+// packets between two bridges, and those are exactly what MYNET-KNOWN sends
+// back to the whole walk: routed between two bridges of ours (mn-+), or from or to
 // a foreign (Docker) bridge. Frames bridged within one bridge never cross
 // bridges, so they are accepted at once (the physdev match; only once
 // br_netfilter is loaded, since before that no bridged frame reaches
