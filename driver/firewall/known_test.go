@@ -119,41 +119,12 @@ func TestKnownConnectionsSkipTheWalk(t *testing.T) {
 // takes the whole walk, and isolation drops it (Docker's bridges come and go
 // without telling us, so no flow of theirs can be forgotten in time).
 func TestKnownConnectionIntoForeignBridgeIsChecked(t *testing.T) {
-	l := newLab(t)
-	// Without masquerading: the kernel itself drops a masqueraded flow's
-	// packet when its output interface changes (and forgets the flow).
-	netA := l.addNetwork(Network{ID: "a00000000000ffff", Bridge: "mn-a00000000000", ICC: true, Masquerade: false}, "198.18.1.1/24", "")
-	a1 := l.addContainer("a1", "mn-a00000000000", "198.18.1.2/24", "198.18.1.1", "", "")
-	l.do(l.fw.EnsureBase)
-	l.do(func() error { return l.fw.AddNetwork(netA) })
-	l.policy("ACCEPT") // whatever is refused, our rules refuse
-
-	// Before: 198.18.9.2 is a host behind the uplink.
-	l.ip(l.prefix+"-o", "addr", "add", "198.18.9.2/32", "dev", "eth0")
-	l.ip(l.hostN, "route", "add", "198.18.9.0/24", "via", "192.0.2.2")
-	outside := l.listenUDP(l.out, "198.18.9.2:53")
-	if err := sendUDPFrom(a1.ns, "198.18.1.2:4000", "198.18.9.2:53", "before"); err != nil {
-		t.Fatal(err)
-	}
-	if !outside.saw("before") {
-		t.Fatal("the container's datagram to the outside did not arrive")
-	}
+	l, a1 := newStaleFlowLab(t)
 	// Now Docker's bridge network has that subnet, and a container on it.
 	l.ip(l.hostN, "route", "del", "198.18.9.0/24", "via", "192.0.2.2")
 	l.addBridge("br-0123456789ab", "198.18.9.1/24", "")
 	d1 := l.addContainer("d1", "br-0123456789ab", "198.18.9.2/24", "198.18.9.1", "", "")
 	inDocker := l.listenUDP(d1.ns, ":53")
-	var marked bool
-	l.do(func() error {
-		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
-		for _, f := range flows {
-			marked = marked || (f.Forward.SrcIP.String() == "198.18.1.2" && f.Forward.SrcPort == 4000 && f.Mark&AcceptedMark != 0)
-		}
-		return err
-	})
-	if !marked {
-		t.Fatal("the flow our rules accepted carries no mark: the test would prove nothing")
-	}
 	if err := sendUDPFrom(a1.ns, "198.18.1.2:4000", "198.18.9.2:53", "after"); err != nil {
 		t.Fatal(err)
 	}
@@ -186,22 +157,7 @@ func (l *lab) markedFlow(src string, sport uint16) bool {
 // to another, which MYNET-KNOWN sends through the whole walk, and isolation
 // drops it.
 func TestKnownConnectionIntoNewNetworkIsChecked(t *testing.T) {
-	l := newLab(t)
-	netA := l.addNetwork(Network{ID: "a00000000000ffff", Bridge: "mn-a00000000000", ICC: true, Masquerade: false}, "198.18.1.1/24", "")
-	a1 := l.addContainer("a1", "mn-a00000000000", "198.18.1.2/24", "198.18.1.1", "", "")
-	l.do(l.fw.EnsureBase)
-	l.do(func() error { return l.fw.AddNetwork(netA) })
-	l.policy("ACCEPT") // whatever is refused, our rules refuse
-
-	l.ip(l.prefix+"-o", "addr", "add", "198.18.9.2/32", "dev", "eth0")
-	l.ip(l.hostN, "route", "add", "198.18.9.0/24", "via", "192.0.2.2")
-	outside := l.listenUDP(l.out, "198.18.9.2:53")
-	if err := sendUDPFrom(a1.ns, "198.18.1.2:4000", "198.18.9.2:53", "before"); err != nil {
-		t.Fatal(err)
-	}
-	if !outside.saw("before") || !l.markedFlow("198.18.1.2", 4000) {
-		t.Fatal("the container's datagram to the outside did not arrive as a marked flow: the test would prove nothing")
-	}
+	l, a1 := newStaleFlowLab(t)
 	// Now a mynet network has that subnet, and a container on it.
 	l.ip(l.hostN, "route", "del", "198.18.9.0/24", "via", "192.0.2.2")
 	netB := l.addNetwork(Network{ID: "b00000000000ffff", Bridge: "mn-b00000000000", ICC: true, Masquerade: true}, "198.18.9.1/24", "")
@@ -218,4 +174,30 @@ func TestKnownConnectionIntoNewNetworkIsChecked(t *testing.T) {
 	if got := l.packets(shardChain(chIso2, 'b'), "-o mn-b00000000000", "-j DROP"); got == 0 {
 		t.Error("the new network's isolation dropped nothing: the packet did not reach it")
 	}
+}
+
+// newStaleFlowLab is the start of an attack on known connections: network A
+// (mn-a..., 198.18.1.0/24, without masquerading: the kernel itself drops a
+// masqueraded flow's packet when its output interface changes) with
+// container a1, the FORWARD policy at ACCEPT (whatever is refused, our
+// rules refuse), and a1's datagram from port 4000 to 198.18.9.2:53, a host
+// behind the uplink, accepted and marked.
+func newStaleFlowLab(t *testing.T) (*lab, *ctr) {
+	t.Helper()
+	l := newLab(t)
+	netA := l.addNetwork(Network{ID: "a00000000000ffff", Bridge: "mn-a00000000000", ICC: true, Masquerade: false}, "198.18.1.1/24", "")
+	a1 := l.addContainer("a1", "mn-a00000000000", "198.18.1.2/24", "198.18.1.1", "", "")
+	l.do(l.fw.EnsureBase)
+	l.do(func() error { return l.fw.AddNetwork(netA) })
+	l.policy("ACCEPT")
+	l.ip(l.prefix+"-o", "addr", "add", "198.18.9.2/32", "dev", "eth0")
+	l.ip(l.hostN, "route", "add", "198.18.9.0/24", "via", "192.0.2.2")
+	outside := l.listenUDP(l.out, "198.18.9.2:53")
+	if err := sendUDPFrom(a1.ns, "198.18.1.2:4000", "198.18.9.2:53", "before"); err != nil {
+		t.Fatal(err)
+	}
+	if !outside.saw("before") || !l.markedFlow("198.18.1.2", 4000) {
+		t.Fatal("the container's datagram to the outside did not arrive as a marked flow: the test would prove nothing")
+	}
+	return l, a1
 }
