@@ -54,13 +54,14 @@
 #   BENCH_PINGS=100        pings per configuration at 0.01 s, split over BENCH_PING_ROUNDS runs
 #   BENCH_PING_ROUNDS=10   interleaved ping runs per configuration
 #   BENCH_NET_RUNS=10      network create+rm per configuration and fill level
-#   BENCH_FILL=200         networks of each driver in place for the second create+rm
+#   BENCH_FILL=200         networks of each driver in place for the second create+rm (at most 1,000)
 #   BENCH_PORT_RUNS=3      containers with 100 published ports per driver
 #   BENCH_LOAD_NETS=200    networks in the memory / start-up store
 #   BENCH_LOAD_EPS=10      endpoints per network there
 #   BENCH_SCALE_N=30       iterations of each Go scale benchmark
 #   BENCH_SUBNET_BASE=10.196   first two octets of the /24s used (the fill
-#                          networks take the next two: 10.197.*, 10.198.*)
+#                          networks take the next /16s: 10.197.*, 10.198.* for
+#                          200 of each, up to 8 of them for 1,000)
 #   BENCH_PORT_BASE=30000  first host port published (300 ports from there)
 #   BENCH_BIN=path         use this mynet binary instead of building one
 #   BENCH_LOG=path         keep a copy of the plugin's debug log there
@@ -105,10 +106,22 @@ PORT_BASE   BENCH_PORT_BASE     30000 30000
 KNOBS
 BASE=${BENCH_SUBNET_BASE:-10.196}
 [[ $BASE =~ ^([0-9]{1,3})\.([0-9]{1,3})$ ]] || die "BENCH_SUBNET_BASE=$BASE: give two octets such as 10.196"
-[ "${BASH_REMATCH[2]}" -le 253 ] || die "BENCH_SUBNET_BASE=$BASE: the second octet must be at most 253 (the fill networks use the next two)"
-FILL_B=${BASH_REMATCH[1]}.$((BASH_REMATCH[2] + 1)) # /24s of the bridge fill networks
-FILL_M=${BASH_REMATCH[1]}.$((BASH_REMATCH[2] + 2)) # and of the mynet ones
-[ "$FILL" -le 250 ] || die "BENCH_FILL=$FILL: at most 250 (one /24 each under $FILL_B and $FILL_M)"
+[ "$FILL" -ge 1 ] && [ "$FILL" -le 1000 ] || die "BENCH_FILL=$FILL: give 1 to 1000"
+# The fill networks' /24s: 250 under each /16 after the base, the bridge
+# ones first, then the mynet ones (4 /16s each at 1,000).
+FILL_16S=$(((FILL + 249) / 250))
+[ $((BASH_REMATCH[2] + 2 * FILL_16S)) -le 255 ] ||
+	die "BENCH_SUBNET_BASE=$BASE: the second octet must leave room for $((2 * FILL_16S)) more /16s (the fill networks)"
+FILL_O1=${BASH_REMATCH[1]} FILL_O2=${BASH_REMATCH[2]}
+# fill_args KIND(b|m): "SUBNET NAME" per fill network, for xargs -n 2.
+fill_args() {
+	local i o2
+	for ((i = 0; i < FILL; i++)); do
+		o2=$((FILL_O2 + 1 + i / 250))
+		[ "$1" = m ] && o2=$((o2 + FILL_16S))
+		echo "$FILL_O1.$o2.$((i % 250)).0/24 ${PFX}f$1-$i"
+	done
+}
 [ "$LOAD_NETS" -le 250 ] || die "BENCH_LOAD_NETS=$LOAD_NETS: at most 250"
 [ "$LOAD_EPS" -le 250 ] || die "BENCH_LOAD_EPS=$LOAD_EPS: at most 250 (one /24 per network)"
 [ "$PORT_BASE" -le 65235 ] || die "BENCH_PORT_BASE=$PORT_BASE: at most 65235 (300 ports from there)"
@@ -411,9 +424,9 @@ fill_dp_measure 0
 say "filling: $FILL bridge and $FILL mynet networks"
 phase fill
 T0=$SECONDS
-seq 0 $((FILL - 1)) | xargs -P 4 -I{} "$DOCKER" network create -d bridge --subnet "$FILL_B.{}.0/24" "${PFX}fb-{}" >/dev/null ||
+fill_args b | xargs -P 4 -n 2 "$DOCKER" network create -d bridge --subnet >/dev/null ||
 	die "creating the bridge fill networks failed"
-seq 0 $((FILL - 1)) | xargs -P 4 -I{} "$DOCKER" network create -d "$PLUGIN" --subnet "$FILL_M.{}.0/24" "${PFX}fm-{}" >/dev/null ||
+fill_args m | xargs -P 4 -n 2 "$DOCKER" network create -d "$PLUGIN" --subnet >/dev/null ||
 	die "creating the mynet fill networks failed"
 say "  took $((SECONDS - T0)) s"
 say "network create + rm with $FILL of each in place"
